@@ -1,0 +1,47 @@
+/**
+ * A cut point: where the frozen backbone stops and the codes come out.
+ * Like timm's feature extraction, one naming works for every backbone: any node name
+ * (or alias), optionally globally pooled.
+ */
+import { planGraph, type GraphPlan, type Shape } from './graph-plan.ts';
+import { resolveLayer, type LayerGraph } from './layer-graph.ts';
+
+export type CutPool = 'avg' | 'max';
+
+export interface Cut {
+  /** Node name or alias as the user wrote it, e.g. `block5_pool`, `relu6`, `fire9/concat`. */
+  readonly layer: string;
+  readonly pool?: CutPool;
+}
+
+/** `block4_pool` or `block4_pool:avg`; a separate --pool applies to cuts without their own. */
+export function parseCuts(spec: string, pool?: CutPool): Cut[] {
+  return spec
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((s) => {
+      const [layer, own] = s.split(':');
+      const p = (own ?? pool) as string | undefined;
+      if (p !== undefined && p !== 'avg' && p !== 'max') throw new Error(`bad pooling '${p}' in '${s}': use avg or max`);
+      return p ? { layer, pool: p } : { layer };
+    });
+}
+
+export function cutLabel(cut: Cut): string {
+  return cut.pool ? `${cut.layer}:${cut.pool}` : cut.layer;
+}
+
+/** The shape of one code: the cut node's shape, or [C] once globally pooled. */
+export function codeShape(plan: GraphPlan, cut: Cut): Shape {
+  const node = resolveLayer(plan.graph, cut.layer);
+  const shape = plan.shapes.get(node.name);
+  if (!shape) throw new Error(`cut '${cut.layer}' is not part of this plan`);
+  if (!cut.pool) return shape;
+  if (shape.length !== 3) throw new Error(`cannot --pool ${cut.pool} at '${cut.layer}': it is already a vector of ${shape[0]}`);
+  return [shape[2]];
+}
+
+export function planCuts(graph: LayerGraph, inputSize: readonly [number, number], cuts: readonly Cut[]): GraphPlan {
+  return planGraph(graph, inputSize, cuts.map((c) => c.layer));
+}

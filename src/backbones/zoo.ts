@@ -1,0 +1,206 @@
+/**
+ * The backbone zoo: turns a name (`vgg16`, `squeezenet1_1`, `googlenet`, `tiny-vgg-random`)
+ * or a TF.js model.json path into a ready Backbone, finding its weights where users keep them.
+ *
+ * Weights are looked for in `--weights PATH`, then in the weights folder
+ * (`$BOTTLENECK_WEIGHTS`, default ~/.cache/bottleneck/weights). VGG16's Keras files are
+ * downloaded there, with an md5 check, when they are missing.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, statSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { hashFile } from '../util/file-hash.ts';
+import type { Backbone, Preprocessing } from './backbone.ts';
+import { graphFromCaffeArch, preprocessingFromCaffeArch, type CaffeArch } from './caffe-arch.ts';
+import type { Cut } from './cut.ts';
+import { downloadFile, progressBarReporter } from './download.ts';
+import { planGraph } from './graph-plan.ts';
+import { graphFromKerasTopology } from './keras-topology.ts';
+import { resolveLayer, type LayerGraph } from './layer-graph.ts';
+import { bindWeights, WeightsError, type WeightSource } from './weights.ts';
+import { readKerasH5 } from './weights/keras-h5.ts';
+import { readSafetensors } from './weights/safetensors.ts';
+import { readTfjsModel } from './weights/tfjs-folder.ts';
+import { tinyRandomBackbone, TINY_RANDOM_ID } from './zoo/tiny-random.ts';
+import { VGG16_PREPROCESSING, vgg16Graph } from './zoo/vgg16.ts';
+
+export interface LoadBackboneOptions {
+  /** A weights file or folder given by the user; looked at before the weights folder. */
+  readonly weights?: string;
+  /** Defaults to $BOTTLENECK_WEIGHTS or ~/.cache/bottleneck/weights. */
+  readonly weightsDir?: string;
+  /** The cuts that will be used; VGG16 needs its 553 MB top only past block5_pool. */
+  readonly cuts?: readonly Cut[];
+  /** Allow downloading missing Keras weights (default true). */
+  readonly download?: boolean;
+  /** Where Keras' weight files are served; defaults to Keras' own location. */
+  readonly downloadBaseUrl?: string;
+}
+
+export const ZOO_NAMES = ['vgg16', 'squeezenet1_1', 'googlenet', TINY_RANDOM_ID] as const;
+export type ZooName = (typeof ZOO_NAMES)[number];
+
+export const KERAS_VGG16_FILES = {
+  notop: { file: 'vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5', md5: '6d6bbae143d832006294945121d1f1fc' },
+  full: { file: 'vgg16_weights_tf_dim_ordering_tf_kernels.h5', md5: '64373286793e3c8b2b4e3219cbf3544b' },
+} as const;
+export const KERAS_WEIGHTS_URL = 'https://storage.googleapis.com/tensorflow/keras-applications/vgg16';
+
+/** Caffe-origin backbones shipped as `<file>.safetensors` + `<file>.arch.json`. */
+const CAFFE_BACKBONES = {
+  squeezenet1_1: { file: 'squeezenet1_1', defaultCut: { layer: 'fire9/concat', pool: 'avg' }, namedCuts: ['fire9/concat', 'pool5', 'pool3'], classifier: 'prob' },
+  googlenet: { file: 'googlenet-bvlc', defaultCut: { layer: 'pool5/7x7_s1' }, namedCuts: ['pool5/7x7_s1', 'inception_4e/output', 'inception_5b/output'], classifier: 'prob' },
+} as const satisfies Record<string, { file: string; defaultCut: Cut; namedCuts: readonly string[]; classifier: string }>;
+
+export function defaultWeightsDir(): string {
+  return process.env.BOTTLENECK_WEIGHTS || path.join(os.homedir(), '.cache', 'bottleneck', 'weights');
+}
+
+export async function loadBackbone(name: string, opts: LoadBackboneOptions = {}): Promise<Backbone> {
+  if (name === TINY_RANDOM_ID) return tinyRandomBackbone();
+  if (name === 'vgg16') return loadVgg16(opts);
+  if (name in CAFFE_BACKBONES) return loadCaffeBackbone(name as keyof typeof CAFFE_BACKBONES, opts);
+  if (name.endsWith('.json') || (existsSync(name) && statSync(name).isDirectory())) return loadTfjsBackbone(name);
+  throw new WeightsError(`unknown backbone '${name}': use one of ${ZOO_NAMES.join(', ')}, or a path to a TF.js model.json`);
+}
+
+async function loadVgg16(opts: LoadBackboneOptions): Promise<Backbone> {
+  const graph = vgg16Graph();
+  const needsTop = (opts.cuts ?? [{ layer: 'block5_pool' }]).some((cut) => {
+    const plan = planGraph(graph, VGG16_PREPROCESSING.size, [cut.layer]);
+    return plan.steps.some((s) => s.node.op === 'dense');
+  });
+  const file = await findVgg16Weights(needsTop, opts);
+  const source = await readWeightFile(file);
+  // A notop file binds every conv layer; the dense ones are only needed past block5_pool.
+  const graphForBinding: LayerGraph = needsTop ? graph : { ...graph, nodes: graph.nodes.filter((n) => n.op !== 'dense') };
+  return {
+    id: 'vgg16',
+    graph,
+    weights: bindWeights(graphForBinding, source),
+    preprocessing: VGG16_PREPROCESSING,
+    defaultCut: { layer: 'block5_pool' },
+    namedCuts: ['block5_pool', 'relu6', 'fc2', 'block4_pool', 'block3_pool'],
+    classifier: 'predictions',
+    weightsId: await fingerprint(source.files),
+    weightsFrom: source.files.join(', '),
+  };
+}
+
+async function findVgg16Weights(needsTop: boolean, opts: LoadBackboneOptions): Promise<string> {
+  const wanted = needsTop ? [KERAS_VGG16_FILES.full] : [KERAS_VGG16_FILES.notop, KERAS_VGG16_FILES.full];
+  if (opts.weights) {
+    if (!existsSync(opts.weights)) throw new WeightsError(`--weights ${opts.weights}: no such file or folder`);
+    if (!statSync(opts.weights).isDirectory()) return opts.weights;
+    const inside = findIn(opts.weights, [...wanted.map((w) => w.file), 'vgg16/model.json', 'vgg16.safetensors']);
+    if (inside) return inside;
+  }
+  const dir = opts.weightsDir ?? defaultWeightsDir();
+  const found = findIn(dir, [...wanted.map((w) => w.file), 'vgg16/model.json', 'vgg16.safetensors']);
+  if (found) return found;
+  const target = wanted[0];
+  const dest = path.join(dir, target.file);
+  if (opts.download === false) {
+    throw new WeightsError(
+      `vgg16 weights not found: put ${target.file} (md5 ${target.md5}) in ${dir}, set BOTTLENECK_WEIGHTS, or pass --weights PATH`,
+    );
+  }
+  const base = opts.downloadBaseUrl ?? process.env.BOTTLENECK_WEIGHTS_URL ?? KERAS_WEIGHTS_URL;
+  await downloadFile({
+    url: `${base.replace(/\/$/, '')}/${target.file}`,
+    dest,
+    md5: target.md5,
+    onProgress: progressBarReporter(target.file),
+  });
+  return dest;
+}
+
+function findIn(dir: string, names: readonly string[]): string | undefined {
+  return names.map((n) => path.join(dir, n)).find((p) => existsSync(p));
+}
+
+async function loadCaffeBackbone(name: keyof typeof CAFFE_BACKBONES, opts: LoadBackboneOptions): Promise<Backbone> {
+  const spec = CAFFE_BACKBONES[name];
+  const dirs = [opts.weights, opts.weightsDir ?? defaultWeightsDir()].filter((d): d is string => !!d);
+  let weightsFile: string | undefined;
+  for (const d of dirs) {
+    if (d.endsWith('.safetensors') && existsSync(d)) weightsFile = d;
+    else weightsFile = findIn(d, [`${spec.file}.safetensors`]);
+    if (weightsFile) break;
+  }
+  if (!weightsFile) {
+    throw new WeightsError(
+      `${name} weights not found: put ${spec.file}.safetensors and ${spec.file}.arch.json in ${dirs.join(' or ')}, set BOTTLENECK_WEIGHTS, or pass --weights PATH`,
+    );
+  }
+  const archFile = weightsFile.replace(/\.safetensors$/, '.arch.json');
+  if (!existsSync(archFile)) throw new WeightsError(`${weightsFile}: its layer description ${archFile} is missing`);
+  const arch = JSON.parse(await readFile(archFile, 'utf8')) as CaffeArch;
+  const graph = { ...graphFromCaffeArch(arch), name };
+  const { source } = await readSafetensors(weightsFile);
+  return {
+    id: name,
+    graph,
+    weights: bindWeights(graph, source),
+    preprocessing: preprocessingFromCaffeArch(arch),
+    defaultCut: spec.defaultCut,
+    namedCuts: spec.namedCuts,
+    classifier: spec.classifier,
+    weightsId: await fingerprint([weightsFile, archFile]),
+    weightsFrom: weightsFile,
+  };
+}
+
+/**
+ * Any Keras-converted TF.js layers model. Its preprocessing cannot be known from the model;
+ * a `preprocessing.json` beside model.json gives it, else inputs are scaled to [0, 1] RGB.
+ */
+async function loadTfjsBackbone(location: string): Promise<Backbone> {
+  const modelJson = location.endsWith('.json') ? location : path.join(location, 'model.json');
+  const { topology, source } = await readTfjsModel(modelJson);
+  const { graph, inputSize } = graphFromKerasTopology(topology, path.basename(path.dirname(path.resolve(modelJson))));
+  const prepFile = path.join(path.dirname(modelJson), 'preprocessing.json');
+  const preprocessing: Preprocessing = existsSync(prepFile)
+    ? { size: inputSize, ...(JSON.parse(await readFile(prepFile, 'utf8')) as Omit<Preprocessing, 'size'>) }
+    : { size: inputSize, channels: 'rgb', mean: [0, 0, 0], std: [255, 255, 255] };
+  const last = graph.nodes[graph.nodes.length - 1];
+  const beforeLast = graph.nodes[graph.nodes.length - 2] ?? last;
+  return {
+    id: path.resolve(modelJson),
+    graph,
+    weights: bindWeights(graph, source),
+    preprocessing,
+    defaultCut: { layer: beforeLast.name },
+    namedCuts: graph.nodes.slice(1).map((n) => n.name),
+    classifier: last.name,
+    weightsId: await fingerprint([modelJson, ...source.files]),
+    weightsFrom: modelJson,
+  };
+}
+
+/** Reads any supported weights file: Keras h5, safetensors, or a TF.js model folder. */
+export async function readWeightFile(file: string): Promise<WeightSource> {
+  if (/\.(h5|hdf5|keras)$/i.test(file)) return readKerasH5(file);
+  if (file.endsWith('.safetensors')) {
+    const { source } = await readSafetensors(file);
+    // safetensors written from Keras keep Keras names and layouts.
+    const keras = [...source.tensors.keys()].some((k) => k.endsWith('/kernel'));
+    return keras ? { ...source, convention: 'keras' } : source;
+  }
+  if (file.endsWith('.json') || statSync(file).isDirectory()) {
+    return (await readTfjsModel(file.endsWith('.json') ? file : path.join(file, 'model.json'))).source;
+  }
+  throw new WeightsError(`${file}: unknown weights format (expected .h5, .safetensors or a TF.js model.json)`);
+}
+
+async function fingerprint(files: readonly string[]): Promise<string> {
+  const hashes = await Promise.all(files.map((f) => hashFile(f)));
+  return hashes.length === 1 ? hashes[0] : createHash('sha256').update(hashes.join()).digest('hex');
+}
+
+/** True when the layer exists in the backbone (for early, friendly CLI errors). */
+export function checkCut(backbone: Backbone, cut: Cut): void {
+  resolveLayer(backbone.graph, cut.layer);
+}

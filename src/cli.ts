@@ -1,0 +1,122 @@
+/**
+ * The `bottleneck` command line. Each command parses its flags and hands over to a stage;
+ * errors a user can fix are printed as one line with exit code 2, never a stack trace.
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import yargs, { type Argv } from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { cutLabel } from './backbones/cut.ts';
+import { KERAS_VGG16_FILES, KERAS_WEIGHTS_URL, defaultWeightsDir, loadBackbone, ZOO_NAMES } from './backbones/zoo.ts';
+import { downloadFile, progressBarReporter } from './backbones/download.ts';
+import { createEngine } from './engines/select-engine.ts';
+import type { DeviceChoice, EngineChoice } from './engines/engine.ts';
+import { loadImageNetClasses, predictImageNet } from './predict/imagenet.ts';
+import { isUserError, UsageError } from './util/errors.ts';
+
+const DEFAULT_CACHE = path.resolve('cache');
+
+function engineOptions<T>(y: Argv<T>) {
+  return y
+    .option('backbone', { type: 'string', default: 'vgg16', describe: `${ZOO_NAMES.join(' | ')} | path/to/model.json` })
+    .option('weights', { type: 'string', describe: 'weights file or folder (Keras .h5, .safetensors, TF.js folder)' })
+    .option('engine', { choices: ['auto', 'onnx', 'tfjs'] as const, default: 'auto' as const })
+    .option('device', { choices: ['auto', 'cpu', 'gpu'] as const, default: 'auto' as const })
+    .option('cache', { type: 'string', default: DEFAULT_CACHE, describe: 'cache folder (codes and generated models)' });
+}
+
+async function main(): Promise<void> {
+  await yargs(hideBin(process.argv))
+    .scriptName('bottleneck')
+    .usage('$0 <command> [options]\n\nTransfer learning with cached CNN features.')
+    .command(
+      'backbones',
+      'list the built-in backbones, their cut points, and where their weights are',
+      (y) => y,
+      async () => {
+        const dir = defaultWeightsDir();
+        console.log(`weights folder: ${dir}${existsSync(dir) ? '' : ' (does not exist yet)'}\n`);
+        for (const name of ZOO_NAMES) {
+          try {
+            const b = await loadBackbone(name, { download: false });
+            console.log(`${name.padEnd(16)} input ${b.preprocessing.size.join('×')}  default cut ${cutLabel(b.defaultCut)}`);
+            console.log(`${''.padEnd(16)} cuts: ${b.namedCuts.join(', ')}`);
+            console.log(`${''.padEnd(16)} weights: ${b.weightsFrom}`);
+          } catch (err) {
+            console.log(`${name.padEnd(16)} ${err instanceof Error ? err.message : String(err)}`);
+          }
+        }
+      },
+    )
+    .command(
+      'weights download',
+      "download VGG16's Keras weights (md5-checked, resumable) into the weights folder",
+      (y) =>
+        y
+          .option('top', { type: 'boolean', default: false, describe: 'the full 553 MB file with fc1, fc2, predictions' })
+          .option('dir', { type: 'string', describe: 'weights folder (default $BOTTLENECK_WEIGHTS or ~/.cache/bottleneck/weights)' }),
+      async (argv) => {
+        const spec = argv.top ? KERAS_VGG16_FILES.full : KERAS_VGG16_FILES.notop;
+        const dest = path.join(argv.dir ?? defaultWeightsDir(), spec.file);
+        const base = process.env.BOTTLENECK_WEIGHTS_URL ?? KERAS_WEIGHTS_URL;
+        await downloadFile({ url: `${base}/${spec.file}`, dest, md5: spec.md5, onProgress: progressBarReporter(spec.file) });
+        console.log(`${dest} (md5 ${spec.md5} checked)`);
+      },
+    )
+    .command(
+      'predict <images..>',
+      "classify images with the backbone's own ImageNet classifier (--imagenet)",
+      (y) =>
+        engineOptions(y)
+          .positional('images', { type: 'string', array: true, demandOption: true })
+          .option('imagenet', { type: 'boolean', default: false, describe: "use the backbone's 1000-class output" })
+          .option('top-k', { type: 'number', default: 5 })
+          .option('batch', { type: 'number', default: 8 })
+          .option('json', { type: 'boolean', default: false }),
+      async (argv) => {
+        if (!argv.imagenet) throw new UsageError('predict needs --imagenet for now (a trained head comes with train-head)');
+        const backbone = await loadBackbone(argv.backbone, { weights: argv.weights, cuts: [{ layer: 'predictions' }] });
+        if (!backbone.classifier) throw new UsageError(`${backbone.id} has no classifier output`);
+        const engine = await createEngine({
+          engine: argv.engine as EngineChoice,
+          backbone,
+          cuts: [{ layer: backbone.classifier }],
+          device: argv.device as DeviceChoice,
+          cacheDir: argv.cache,
+        });
+        try {
+          for (const note of engine.notes) console.error(`note: ${note}`);
+          const classes = await loadImageNetClasses(path.dirname(backbone.weightsFrom.split(', ')[0]));
+          const results = await predictImageNet(backbone, engine, argv.images, { topK: argv['top-k'], batch: argv.batch, classes });
+          if (argv.json) {
+            for (const r of results) console.log(JSON.stringify(r));
+          } else {
+            console.error(`${backbone.id} on ${engine.name}/${engine.provider}`);
+            for (const r of results) {
+              console.log(r.file);
+              for (const s of r.top) console.log(`  ${(s.probability * 100).toFixed(1).padStart(5)}%  ${s.label}`);
+            }
+          }
+        } finally {
+          await engine.dispose();
+        }
+      },
+    )
+    .demandCommand(1, 'name a command; see --help')
+    .strict()
+    .help()
+    .fail((msg, err) => {
+      throw err ?? new UsageError(msg);
+    })
+    .parseAsync();
+}
+
+main().catch((err: unknown) => {
+  if (isUserError(err)) {
+    console.error(`bottleneck: ${err.message}`);
+    process.exit(2);
+  }
+  console.error(err);
+  process.exit(1);
+});
+

@@ -1,0 +1,46 @@
+/** The one interface both engines implement: a batch of preprocessed images in, Float32 codes out. */
+import type { Backbone } from '../backbones/backbone.ts';
+import type { Cut } from '../backbones/cut.ts';
+import type { Shape } from '../backbones/graph-plan.ts';
+import type { Pair } from '../backbones/layer-graph.ts';
+
+export type EngineName = 'onnx' | 'tfjs';
+export type EngineChoice = EngineName | 'auto';
+export type DeviceChoice = 'auto' | 'cpu' | 'gpu';
+
+export interface EngineOptions {
+  readonly backbone: Backbone;
+  readonly cuts: readonly Cut[];
+  /** Defaults to the backbone's own input size. */
+  readonly inputSize?: Pair;
+  readonly device: DeviceChoice;
+  /** Where engines may keep generated artefacts (the ONNX engine keeps its .onnx model). */
+  readonly cacheDir: string;
+  /** Threads for CPU execution; defaults to the number of cores. */
+  readonly threads?: number;
+}
+
+export interface CodeSpec {
+  readonly cut: Cut;
+  /** [H, W, C] (codes flattened in H, W, C order, as Keras' Flatten) or [D]. */
+  readonly shape: Shape;
+  /** Floats per image. */
+  readonly size: number;
+}
+
+export interface FeatureEngine {
+  readonly name: EngineName;
+  /** What actually runs: 'cpu', 'cuda', 'webgpu', 'tensorflow-gpu', 'tensorflow', 'wasm'. */
+  readonly provider: string;
+  readonly inputSize: Pair;
+  /** One entry per requested cut, in request order. */
+  readonly outputs: readonly CodeSpec[];
+  /** Notes worth telling the user once, e.g. why the GPU was not used. */
+  readonly notes: readonly string[];
+  /**
+   * `images` holds `count` images as NHWC float32, preprocessed (see preprocessInto).
+   * Returns one Float32Array of count × spec.size per cut.
+   */
+  run(images: Float32Array, count: number): Promise<Float32Array[]>;
+  dispose(): Promise<void>;
+}

@@ -1,0 +1,123 @@
+/**
+ * The ONNX engine: writes the backbone (up to the cuts) as an ONNX model, keeps it in the
+ * cache, and runs it with onnxruntime-node on CUDA, WebGPU or the CPU.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import ort from 'onnxruntime-node';
+import { codeShape, planCuts } from '../backbones/cut.ts';
+import { checkWeights } from '../backbones/weights.ts';
+import { writeFileAtomic } from '../util/atomic-file.ts';
+import type { DeviceChoice, EngineOptions, FeatureEngine } from './engine.ts';
+import { buildOnnxModel, ONNX_INPUT, onnxOutputName } from './onnx-model.ts';
+
+/** Bumped whenever buildOnnxModel changes what it writes, so stale cached models are not reused. */
+const MODEL_FORMAT = 1;
+
+export type OnnxProvider = 'cuda' | 'webgpu' | 'cpu';
+
+/**
+ * Providers to try, best first. Only providers that can plausibly start are tried, because a
+ * failing one prints native warnings: CUDA needs the provider library that
+ * `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node` fetches; WebGPU needs a GPU
+ * device node and a Vulkan driver.
+ */
+export function providerCandidates(device: DeviceChoice): OnnxProvider[] {
+  if (device === 'cpu') return ['cpu'];
+  const gpus: OnnxProvider[] = [];
+  if (existsSync(path.join(ortBinaryDir(), 'libonnxruntime_providers_cuda.so'))) gpus.push('cuda');
+  const hasGpuDevice = ['/dev/dri', '/dev/nvidiactl'].some((p) => existsSync(p));
+  if (hasGpuDevice && ort.listSupportedBackends().some((b) => b.name === 'webgpu')) gpus.push('webgpu');
+  return device === 'gpu' ? gpus : [...gpus, 'cpu'];
+}
+
+function ortBinaryDir(): string {
+  const entry = createRequire(import.meta.url).resolve('onnxruntime-node');
+  return path.join(path.dirname(entry), '..', 'bin', 'napi-v6', process.platform, process.arch);
+}
+
+export async function createOnnxEngine(opts: EngineOptions): Promise<FeatureEngine> {
+  const { backbone, cuts } = opts;
+  const inputSize = opts.inputSize ?? backbone.preprocessing.size;
+  const plan = planCuts(backbone.graph, inputSize, cuts);
+  const modelPath = await cachedModel(opts, inputSize);
+
+  const notes: string[] = [];
+  const candidates = providerCandidates(opts.device);
+  if (candidates.length === 0) {
+    throw new Error(
+      'no GPU provider for onnxruntime-node: CUDA needs `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node` and CUDA 12; WebGPU needs a Vulkan driver',
+    );
+  }
+  const threads = opts.threads ?? os.availableParallelism();
+  let session: ort.InferenceSession | undefined;
+  let provider: OnnxProvider = 'cpu';
+  for (const candidate of candidates) {
+    try {
+      session = await ort.InferenceSession.create(modelPath, {
+        executionProviders: [candidate],
+        graphOptimizationLevel: 'all',
+        intraOpNumThreads: threads,
+        interOpNumThreads: 1,
+        executionMode: 'sequential',
+      });
+      provider = candidate;
+      break;
+    } catch (err) {
+      const reason = (err instanceof Error ? err.message : String(err)).split('\n')[0];
+      notes.push(`onnxruntime ${candidate} provider unavailable (${reason})`);
+    }
+  }
+  if (!session) throw new Error(`onnxruntime could not start any provider: ${notes.join('; ')}`);
+
+  const outputs = cuts.map((cut) => {
+    const shape = codeShape(plan, cut);
+    return { cut, shape, size: shape.reduce((a, b) => a * b, 1) };
+  });
+  const [h, w] = inputSize;
+  const c = plan.inputChannels;
+  const live = session;
+
+  return {
+    name: 'onnx',
+    provider,
+    inputSize,
+    outputs,
+    notes,
+    async run(images, count) {
+      if (images.length < count * h * w * c) {
+        throw new Error(`onnx engine: expected ${count}×${h}×${w}×${c} floats, got ${images.length}`);
+      }
+      const input = new ort.Tensor('float32', images.subarray(0, count * h * w * c), [count, h, w, c]);
+      const result = await live.run({ [ONNX_INPUT]: input });
+      return outputs.map((_, i) => {
+        const t = result[onnxOutputName(i)];
+        const data = t.data as Float32Array;
+        t.dispose?.();
+        return data;
+      });
+    },
+    async dispose() {
+      await live.release();
+    },
+  };
+
+  async function cachedModel(o: EngineOptions, size: readonly [number, number]): Promise<string> {
+    const key = createHash('sha256')
+      .update(JSON.stringify({ format: MODEL_FORMAT, graph: o.backbone.graph, cuts: o.cuts, size, weights: o.backbone.weightsId }))
+      .digest('hex')
+      .slice(0, 24);
+    const dir = path.join(o.cacheDir, 'onnx');
+    const file = path.join(dir, `${o.backbone.graph.name.replace(/[^\w.-]+/g, '_')}-${key}.onnx`);
+    if (!existsSync(file)) {
+      checkWeights(plan, o.backbone.weights);
+      await mkdir(dir, { recursive: true });
+      await writeFileAtomic(file, buildOnnxModel({ plan, cuts: o.cuts, weights: o.backbone.weights }));
+    }
+    return file;
+  }
+}

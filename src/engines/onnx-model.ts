@@ -1,0 +1,209 @@
+/**
+ * Writes an ONNX model for a planned LayerGraph: NHWC float32 images in, one flattened code
+ * tensor per cut out. The graph computes in NCHW (what ONNX Runtime's CPU kernels are fast
+ * at) and transposes back, so the codes come out in the same H, W, C order as Keras.
+ */
+import onnxProto from 'onnx-proto';
+import type { onnx as proto } from 'onnx-proto';
+import { codeShape, type Cut } from '../backbones/cut.ts';
+import type { GraphPlan, PlannedNode, PoolPads } from '../backbones/graph-plan.ts';
+import { biasName, weightName, type Activation, type Pads } from '../backbones/layer-graph.ts';
+import type { WeightMap, WeightTensor } from '../backbones/weights.ts';
+
+// onnx-proto is CommonJS; its namespace is only reachable through the default export.
+const { onnx } = onnxProto;
+
+const OPSET = 17;
+export const ONNX_INPUT = 'images';
+export const onnxOutputName = (i: number): string => `code${i}`;
+
+type Attr = proto.IAttributeProto;
+const ints = (name: string, v: readonly number[]): Attr => ({ name, type: onnx.AttributeProto.AttributeType.INTS, ints: [...v] });
+const int = (name: string, i: number): Attr => ({ name, type: onnx.AttributeProto.AttributeType.INT, i });
+const float = (name: string, f: number): Attr => ({ name, type: onnx.AttributeProto.AttributeType.FLOAT, f });
+
+/** Accumulates nodes and initializers; value names are unique by construction. */
+class GraphBuilder {
+  readonly nodes: proto.INodeProto[] = [];
+  readonly initializers: proto.ITensorProto[] = [];
+  private counter = 0;
+
+  fresh(base: string): string {
+    return `${base}__${this.counter++}`;
+  }
+
+  add(opType: string, inputs: string[], output: string, attribute: Attr[] = []): string {
+    this.nodes.push({ opType, input: inputs, output: [output], name: output, attribute });
+    return output;
+  }
+
+  floats(name: string, t: WeightTensor): string {
+    const raw = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    this.initializers.push({ name, dims: [...t.shape], dataType: onnx.TensorProto.DataType.FLOAT, rawData: raw });
+    return name;
+  }
+
+  int64s(name: string, values: readonly number[]): string {
+    const data = new BigInt64Array(values.map((v) => BigInt(v)));
+    const raw = new Uint8Array(data.buffer);
+    this.initializers.push({ name, dims: [values.length], dataType: onnx.TensorProto.DataType.INT64, rawData: raw });
+    return name;
+  }
+}
+
+export interface OnnxModelSpec {
+  readonly plan: GraphPlan;
+  readonly cuts: readonly Cut[];
+  readonly weights: WeightMap;
+}
+
+export function buildOnnxModel({ plan, cuts, weights }: OnnxModelSpec): Uint8Array {
+  const g = new GraphBuilder();
+  // Which ONNX value holds each plan node's output, and whether it is still a 4-D NCHW map.
+  const values = new Map<string, { name: string; spatial: boolean }>();
+
+  for (const step of plan.steps) {
+    const node = step.node;
+    const input = values.get(node.inputs[0]);
+    const x = input?.name ?? '';
+    switch (node.op) {
+      case 'input':
+        values.set(node.name, { name: g.add('Transpose', [ONNX_INPUT], g.fresh(node.name), [ints('perm', [0, 3, 1, 2])]), spatial: true });
+        break;
+      case 'conv2d': {
+        const pads = (step as Extract<PlannedNode, { node: { op: 'conv2d' } }>).pads;
+        const conv = g.add(
+          'Conv',
+          [x, g.floats(weightName(node), weights.get(weightName(node))!), g.floats(biasName(node), weights.get(biasName(node))!)],
+          node.activation === 'linear' ? node.name : g.fresh(node.name),
+          [ints('kernel_shape', node.kernel), ints('strides', node.stride), ints('dilations', node.dilation), ints('pads', pads)],
+        );
+        values.set(node.name, { name: activate(g, conv, node.activation, node.name), spatial: true });
+        break;
+      }
+      case 'maxpool':
+      case 'avgpool': {
+        const pads = (step as Extract<PlannedNode, { node: { op: 'maxpool' | 'avgpool' } }>).pads;
+        values.set(node.name, { name: pool(g, x, node.name, node.op, node.kernel, node.stride, pads), spatial: true });
+        break;
+      }
+      case 'relu':
+        values.set(node.name, { name: g.add('Relu', [x], node.name), spatial: input!.spatial });
+        break;
+      case 'lrn':
+        values.set(node.name, {
+          // ONNX's LRN divides alpha by size exactly as Caffe does.
+          name: g.add('LRN', [x], node.name, [int('size', node.size), float('alpha', node.alpha), float('beta', node.beta), float('bias', node.k)]),
+          spatial: true,
+        });
+        break;
+      case 'concat':
+        values.set(node.name, { name: g.add('Concat', node.inputs.map((i) => values.get(i)!.name), node.name, [int('axis', 1)]), spatial: true });
+        break;
+      case 'flatten': {
+        const ordered = node.order === 'hwc' && input!.spatial ? g.add('Transpose', [x], g.fresh(node.name), [ints('perm', [0, 2, 3, 1])]) : x;
+        values.set(node.name, { name: g.add('Flatten', [ordered], node.name, [int('axis', 1)]), spatial: false });
+        break;
+      }
+      case 'dense': {
+        const gemm = g.add(
+          'Gemm',
+          [x, g.floats(weightName(node), weights.get(weightName(node))!), g.floats(biasName(node), weights.get(biasName(node))!)],
+          node.activation === 'linear' ? node.name : g.fresh(node.name),
+          [int('transB', 1)],
+        );
+        values.set(node.name, { name: activate(g, gemm, node.activation, node.name), spatial: false });
+        break;
+      }
+      case 'globalpool':
+        values.set(node.name, { name: globalPool(g, x, node.mode, node.name), spatial: false });
+        break;
+      case 'dropout':
+        values.set(node.name, input!);
+        break;
+      case 'softmax':
+        values.set(node.name, { name: g.add('Softmax', [x], node.name, [int('axis', 1)]), spatial: input!.spatial });
+        break;
+      case 'zeropad':
+        values.set(node.name, { name: padZeros(g, x, node.pad, node.name), spatial: true });
+        break;
+    }
+  }
+
+  const outputs = cuts.map((cut, i) => {
+    const source = values.get(plan.outputs[i])!;
+    const out = onnxOutputName(i);
+    if (cut.pool) {
+      if (!source.spatial) throw new Error(`cannot pool the vector '${cut.layer}'`);
+      g.add('Identity', [globalPool(g, source.name, cut.pool, g.fresh(out))], out);
+    } else if (source.spatial) {
+      const nhwc = g.add('Transpose', [source.name], g.fresh(out), [ints('perm', [0, 2, 3, 1])]);
+      g.add('Flatten', [nhwc], out, [int('axis', 1)]);
+    } else {
+      g.add('Identity', [source.name], out);
+    }
+    const size = codeShape(plan, cut).reduce((a, b) => a * b, 1);
+    return valueInfo(out, ['batch', size]);
+  });
+
+  const [h, w] = plan.inputSize;
+  const model: proto.IModelProto = {
+    irVersion: 8,
+    opsetImport: [{ domain: '', version: OPSET }],
+    producerName: 'bottleneck',
+    graph: {
+      name: plan.graph.name,
+      node: g.nodes,
+      initializer: g.initializers,
+      input: [valueInfo(ONNX_INPUT, ['batch', h, w, plan.inputChannels])],
+      output: outputs,
+    },
+  };
+  return onnx.ModelProto.encode(model).finish();
+}
+
+function valueInfo(name: string, dims: (number | string)[]): proto.IValueInfoProto {
+  return {
+    name,
+    type: {
+      tensorType: {
+        elemType: onnx.TensorProto.DataType.FLOAT,
+        shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
+      },
+    },
+  };
+}
+
+function activate(g: GraphBuilder, x: string, activation: Activation, name: string): string {
+  if (activation === 'linear') return x;
+  return g.add(activation === 'relu' ? 'Relu' : 'Softmax', [x], name, activation === 'softmax' ? [int('axis', 1)] : []);
+}
+
+function globalPool(g: GraphBuilder, x: string, mode: 'avg' | 'max', name: string): string {
+  const pooled = g.add(mode === 'avg' ? 'GlobalAveragePool' : 'GlobalMaxPool', [x], g.fresh(name));
+  return g.add('Flatten', [pooled], name, [int('axis', 1)]);
+}
+
+function padZeros(g: GraphBuilder, x: string, [t, l, b, r]: Pads, name: string): string {
+  return g.add('Pad', [x, g.int64s(g.fresh(`${name}_pads`), [0, 0, t, l, 0, 0, b, r])], name);
+}
+
+function pool(
+  g: GraphBuilder,
+  x: string,
+  name: string,
+  op: 'maxpool' | 'avgpool',
+  kernel: readonly [number, number],
+  stride: readonly [number, number],
+  { counted, uncounted }: PoolPads,
+): string {
+  const attrs = [ints('kernel_shape', kernel), ints('strides', stride)];
+  if (op === 'maxpool') {
+    // MaxPool ignores padding, so counted and uncounted pads are the same thing to it.
+    return g.add('MaxPool', [x], name, [...attrs, ints('pads', counted.map((p, i) => p + uncounted[i]))]);
+  }
+  // Caffe counts its zero padding in the divisor but not the ceil-mode overhang: pad the
+  // counted part with real zeros, and let AveragePool exclude the rest.
+  const padded = counted.some((p) => p > 0) ? padZeros(g, x, counted, g.fresh(name)) : x;
+  return g.add('AveragePool', [padded], name, [...attrs, ints('pads', uncounted), int('count_include_pad', 0)]);
+}
