@@ -30,6 +30,8 @@ interface Candidate {
   readonly provider: TfProvider;
   /** How notes name it: "… — using <label>". */
   readonly label: string;
+  /** The optional package it needs, whose absence is expected rather than a fault. */
+  readonly optionalPackage?: string;
   /** Makes it the global backend, or throws why it cannot. */
   activate(importer: ModuleImporter): Promise<Tf>;
 }
@@ -41,6 +43,7 @@ function nativeCandidate(provider: 'tensorflow-gpu' | 'tensorflow', pkg: string)
   return {
     provider,
     label: pkg.replace('@tensorflow/', ''),
+    optionalPackage: pkg,
     async activate(importer) {
       // Importing registers the 'tensorflow' backend, loading libtensorflow (and CUDA).
       const tf = asTf(await importer(pkg), pkg);
@@ -64,7 +67,7 @@ const WASM: Candidate = {
     // directory so a bundler or test runner that moves the JS cannot break it. (Calling it
     // again after a successful init is harmless; it only throws after a failed one.)
     setWasmPaths(wasmDirectory());
-    if (!(await tf.setBackend('wasm'))) throw new Error('it did not initialise (see the warning above)');
+    if (!(await tf.setBackend('wasm'))) throw new Error('it did not initialise');
     return tf;
   },
 };
@@ -140,12 +143,11 @@ function couldDiffer(wanted: DeviceChoice, first: DeviceChoice, got: TfProvider)
 }
 
 function classify(candidate: Candidate, error: unknown): Failure {
-  const label = candidate.label;
-  const code = typeof error === 'object' && error !== null && 'code' in error ? error.code : undefined;
+  const { label, optionalPackage: pkg } = candidate;
+  const code = property(error, 'code');
   const message = error instanceof Error ? error.message : String(error);
   // A missing dependency *of* the package also reports ERR_MODULE_NOT_FOUND; only the
   // package's own name in the message means the package itself is absent.
-  const pkg = label.startsWith('tfjs-') ? `@tensorflow/${label}` : undefined;
   if ((code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && pkg && message.includes(`'${pkg}'`)) {
     return { label, missing: true, reason: 'is not installed' };
   }
@@ -168,13 +170,13 @@ function shortReason(message: string): string {
 }
 
 function describeFailures(failures: readonly Failure[], using: string): string[] {
+  // Broken installs first: they are what the user most likely wants to fix.
+  const notes = failures.filter((f) => !f.missing).map((f) => `${f.label} ${f.reason} — using ${using}`);
   const missing = failures.filter((f) => f.missing).map((f) => f.label);
-  const notes: string[] = [];
   if (missing.length) {
     const names = missing.length === 1 ? missing[0] : `${missing.slice(0, -1).join(', ')} and ${missing.at(-1)}`;
     notes.push(`${names} ${missing.length === 1 ? 'is' : 'are'} not installed — using ${using}`);
   }
-  for (const f of failures) if (!f.missing) notes.push(`${f.label} ${f.reason} — using ${using}`);
   return notes;
 }
 

@@ -1,0 +1,133 @@
+/**
+ * bench/engines: images/s of the bare forward pass (no decoding, no cache) for each engine and
+ * backbone, at 224×224, batch 8 to 32.
+ *
+ *   npm run bench:engines                     # everything
+ *   npm run bench:engines -- --engines onnx --batches 8 --seconds 5
+ *
+ * VGG16 runs at full size on seeded random weights (its cost does not depend on the values);
+ * squeezenet1_1 and googlenet use their real weights from ../shared/models when present.
+ */
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import type { Backbone } from '../src/backbones/backbone.ts';
+import type { Cut } from '../src/backbones/cut.ts';
+import { loadBackbone } from '../src/backbones/zoo.ts';
+import { seededWeights } from '../src/backbones/zoo/random-weights.ts';
+import { VGG16_PREPROCESSING, vgg16Graph } from '../src/backbones/zoo/vgg16.ts';
+import type { EngineName, FeatureEngine } from '../src/engines/engine.ts';
+import { createOnnxEngine } from '../src/engines/onnx-engine.ts';
+import { createTfjsEngine } from '../src/engines/tfjs-engine.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    backbones: { type: 'string', default: 'vgg16,squeezenet1_1,googlenet' },
+    engines: { type: 'string', default: 'onnx,tfjs' },
+    batches: { type: 'string', default: '8,16,32' },
+    /** tfjs on wasm runs VGG16 at under 1 img/s, so by default it gets batch 8 only. */
+    'tfjs-batches': { type: 'string', default: '8' },
+    seconds: { type: 'string', default: '8' },
+  },
+});
+
+const SIZE = [224, 224] as const;
+const SHARED_MODELS = path.resolve(import.meta.dirname, '..', '..', 'shared', 'models');
+
+async function benchBackbone(name: string): Promise<{ backbone: Backbone; cut: Cut } | undefined> {
+  if (name === 'vgg16') {
+    const graph = vgg16Graph();
+    const backbone: Backbone = {
+      id: 'vgg16',
+      graph,
+      weights: seededWeights(graph, SIZE, 1, ['block5_pool']),
+      preprocessing: VGG16_PREPROCESSING,
+      defaultCut: { layer: 'block5_pool' },
+      namedCuts: [],
+      weightsId: 'bench-random-seed-1',
+      weightsFrom: 'seeded random',
+    };
+    return { backbone, cut: { layer: 'block5_pool' } };
+  }
+  try {
+    const backbone = await loadBackbone(name, { weightsDir: SHARED_MODELS, download: false });
+    return { backbone, cut: backbone.defaultCut };
+  } catch (err) {
+    console.error(`skip ${name}: ${(err as Error).message}`);
+    return undefined;
+  }
+}
+
+async function timeEngine(engine: FeatureEngine, batch: number, seconds: number): Promise<{ imgPerSec: number; msPerBatch: number; runs: number }> {
+  const [h, w] = engine.inputSize;
+  const input = new Float32Array(batch * h * w * 3);
+  for (let i = 0; i < input.length; i++) input[i] = ((i * 2654435761) % 255) - 120;
+  await engine.run(input, batch); // warm-up: kernel selection, allocation
+  let runs = 0;
+  const start = performance.now();
+  while (runs < 2 || performance.now() - start < seconds * 1000) {
+    await engine.run(input, batch);
+    runs++;
+  }
+  const ms = performance.now() - start;
+  return { imgPerSec: (runs * batch * 1000) / ms, msPerBatch: ms / runs, runs };
+}
+
+interface Row {
+  backbone: string;
+  cut: string;
+  engine: string;
+  batch: number;
+  imgPerSec: number;
+  msPerBatch: number;
+  runs: number;
+}
+
+async function main(): Promise<void> {
+  const rows: Row[] = [];
+  const seconds = Number(args.seconds);
+  console.log(`machine: ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.availableParallelism()} cores, node ${process.version}`);
+  for (const name of args.backbones!.split(',')) {
+    const spec = await benchBackbone(name);
+    if (!spec) continue;
+    for (const engineName of args.engines!.split(',') as EngineName[]) {
+      const create = engineName === 'onnx' ? createOnnxEngine : createTfjsEngine;
+      const engine = await create({
+        backbone: spec.backbone,
+        cuts: [spec.cut],
+        inputSize: SIZE,
+        device: 'auto',
+        cacheDir: path.resolve('cache'),
+      });
+      const batches = (engineName === 'tfjs' ? args['tfjs-batches']! : args.batches!).split(',').map(Number);
+      for (const batch of batches) {
+        const r = await timeEngine(engine, batch, seconds);
+        const row = { backbone: name, cut: spec.cut.layer + (spec.cut.pool ? `:${spec.cut.pool}` : ''), engine: `${engine.name}/${engine.provider}`, batch, ...r };
+        rows.push(row);
+        console.error(`${row.backbone} ${row.engine} batch ${batch}: ${r.imgPerSec.toFixed(2)} img/s`);
+      }
+      await engine.dispose();
+    }
+  }
+  printTable(rows);
+}
+
+function printTable(rows: Row[]): void {
+  const onnxVgg = rows.filter((r) => r.backbone === 'vgg16' && r.engine.startsWith('onnx'));
+  const header = ['backbone', 'cut', 'engine', 'batch', 'img/s', 'ms/batch', 'runs', 'vs onnx'];
+  const lines = rows.map((r) => {
+    const ref = rows.find((o) => o.backbone === r.backbone && o.batch === r.batch && o.engine.startsWith('onnx'));
+    return [r.backbone, r.cut, r.engine, String(r.batch), r.imgPerSec.toFixed(2), r.msPerBatch.toFixed(0), String(r.runs), ref ? `${(r.imgPerSec / ref.imgPerSec).toFixed(3)}×` : '-'];
+  });
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
+  const fmt = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;
+  console.log(fmt(header));
+  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
+  for (const l of lines) console.log(fmt(l));
+  if (onnxVgg.length) {
+    const best = Math.max(...onnxVgg.map((r) => r.imgPerSec));
+    console.log(`\nvgg16 conv base on onnx: best ${best.toFixed(2)} img/s (target ≥ 5): ${best >= 5 ? 'met' : 'NOT met'}`);
+  }
+}
+
+await main();

@@ -1,0 +1,14 @@
+/**
+ * Relative error between two code arrays: the largest absolute difference, over the largest
+ * magnitude of the reference. Element-wise relative error is meaningless next to ReLU zeros.
+ */
+export function relativeError(actual: Float32Array, expected: Float32Array): number {
+  if (actual.length !== expected.length) throw new Error(`length ${actual.length} vs ${expected.length}`);
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < expected.length; i++) {
+    diff = Math.max(diff, Math.abs(actual[i] - expected[i]));
+    scale = Math.max(scale, Math.abs(expected[i]));
+  }
+  return scale === 0 ? diff : diff / scale;
+}
