@@ -9,9 +9,7 @@ import { hideBin } from 'yargs/helpers';
 import { cutLabel } from './backbones/cut.ts';
 import { KERAS_VGG16_FILES, KERAS_WEIGHTS_URL, defaultWeightsDir, loadBackbone, ZOO_NAMES } from './backbones/zoo.ts';
 import { downloadFile, progressBarReporter } from './backbones/download.ts';
-import { createEngine } from './engines/select-engine.ts';
 import type { DeviceChoice, EngineChoice } from './engines/engine.ts';
-import { loadImageNetClasses, predictImageNet } from './predict/imagenet.ts';
 import { isUserError, UsageError } from './util/errors.ts';
 
 const DEFAULT_CACHE = path.resolve('cache');
@@ -75,6 +73,9 @@ async function main(): Promise<void> {
           .option('json', { type: 'boolean', default: false }),
       async (argv) => {
         if (!argv.imagenet) throw new UsageError('predict needs --imagenet for now (a trained head comes with train-head)');
+        // Engines load onnxruntime and TF.js; importing them only here keeps --help instant.
+        const { createEngine } = await import('./engines/select-engine.ts');
+        const { loadImageNetClasses, predictImageNet } = await import('./predict/imagenet.ts');
         const backbone = await loadBackbone(argv.backbone, { weights: argv.weights, cuts: [{ layer: 'predictions' }] });
         if (!backbone.classifier) throw new UsageError(`${backbone.id} has no classifier output`);
         const engine = await createEngine({
@@ -86,7 +87,7 @@ async function main(): Promise<void> {
         });
         try {
           for (const note of engine.notes) console.error(`note: ${note}`);
-          const classes = await loadImageNetClasses(path.dirname(backbone.weightsFrom.split(', ')[0]));
+          const classes = await loadImageNetClasses(path.dirname(backbone.weightsFrom));
           const results = await predictImageNet(backbone, engine, argv.images, { topK: argv['top-k'], batch: argv.batch, classes });
           if (argv.json) {
             for (const r of results) console.log(JSON.stringify(r));

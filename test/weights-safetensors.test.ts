@@ -127,12 +127,32 @@ describe('readSafetensors errors name the file and the reason', () => {
   const good = { w: { dtype: 'F32', shape: [4], data_offsets: [0, 16] } };
   const cases: [string, Buffer, RegExp][] = [
     ['shorter than its header length', Buffer.from([1, 2, 3]), /truncated safetensors file: 3 bytes/],
-    ['cut inside the header', rawSafetensors(good, new Uint8Array(16)).subarray(0, 20), /truncated safetensors file: the header needs/],
-    ['cut inside the data', rawSafetensors(good, new Uint8Array(10)), /tensor 'w' has data_offsets \[0, 16\] past the end of the data \(10 bytes\): the file is truncated/],
-    ['a header that is not JSON', Buffer.concat([Buffer.from([5, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('{"a":')]), /bad safetensors header: not JSON/],
+    [
+      'cut inside the header',
+      rawSafetensors(good, new Uint8Array(16)).subarray(0, 20),
+      /truncated safetensors file: the header needs/,
+    ],
+    [
+      'cut inside the data',
+      rawSafetensors(good, new Uint8Array(10)),
+      /tensor 'w' has data_offsets \[0, 16\] past the end of the data \(10 bytes\): the file is truncated/,
+    ],
+    [
+      'a header that is not JSON',
+      Buffer.concat([Buffer.from([5, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('{"a":')]),
+      /bad safetensors header: not JSON/,
+    ],
     ['a header length no safetensors file has', Buffer.from('PK\x03\x04 this is a zip file'), /not a safetensors file/],
-    ['offsets that do not fit the shape', rawSafetensors({ w: { ...good.w, data_offsets: [0, 12] } }, new Uint8Array(16)), /\(12 bytes\), but F32 \[4\] needs 16 bytes/],
-    ['an unsupported dtype', rawSafetensors({ n: { dtype: 'I64', shape: [], data_offsets: [0, 8] } }, new Uint8Array(8)), /tensor 'n' has dtype "I64"; supported: F32, F16, BF16, F64/],
+    [
+      'offsets that do not fit the shape',
+      rawSafetensors({ w: { ...good.w, data_offsets: [0, 12] } }, new Uint8Array(16)),
+      /\(12 bytes\), but F32 \[4\] needs 16 bytes/,
+    ],
+    [
+      'an unsupported dtype',
+      rawSafetensors({ n: { dtype: 'I64', shape: [], data_offsets: [0, 8] } }, new Uint8Array(8)),
+      /tensor 'n' has dtype "I64"; supported: F32, F16, BF16, F64/,
+    ],
     ['a bad shape', rawSafetensors({ w: { ...good.w, shape: [-4] } }, new Uint8Array(16)), /tensor 'w' has shape \[-4\]/],
   ];
   for (const [what, bytes, reason] of cases) {

@@ -20,7 +20,7 @@ afterAll(async () => {
 });
 
 /** A model folder with the given manifest and shard contents. */
-async function writeModel(name: string, weightsManifest: unknown, shards: Record<string, Uint8Array>): Promise<string> {
+async function writeModel(name: string, weightsManifest: unknown, shards: Record<string, Uint8Array> = {}): Promise<string> {
   const dir = path.join(tmp, name);
   await mkdir(dir, { recursive: true });
   const modelJson = path.join(dir, 'model.json');
@@ -154,7 +154,8 @@ describe('readTfjsModel on synthetic folders', () => {
     const groupA = Buffer.concat([bytesOf(f32), u8]);
     const groupB = Buffer.concat([bytesOf(u16), bytesOf(f16), bytesOf(Float32Array.from([7, 8]))]);
     // Group A is split mid-tensor, as the converter does at its shard size.
-    const modelJson = await writeModel('quantized', manifest, { 'a1.bin': groupA.subarray(0, 6), 'a2.bin': groupA.subarray(6), 'b.bin': groupB });
+    const shards = { 'a1.bin': groupA.subarray(0, 6), 'a2.bin': groupA.subarray(6), 'b.bin': groupB };
+    const modelJson = await writeModel('quantized', manifest, shards);
     const { source } = await readTfjsModel(modelJson);
     expect([...source.tensors.get('vgg16/block1_conv1/kernel')!.data]).toEqual([...f32]);
     expect(source.tensors.get('block1_conv1/kernel')).toBe(source.tensors.get('vgg16/block1_conv1/kernel'));
@@ -173,29 +174,34 @@ describe('readTfjsModel on synthetic folders', () => {
     return (error as Error).message;
   }
 
-  const twoShards = [{ paths: ['s1.bin', 's2.bin', 's3.bin'], weights: [{ name: 'w/kernel', shape: [10], dtype: 'float32' }] }];
+  const threeShards = [{ paths: ['s1.bin', 's2.bin', 's3.bin'], weights: [{ name: 'w/kernel', shape: [10], dtype: 'float32' }] }];
+  /** Zero-filled s1.bin, s2.bin, … of the given sizes. */
+  const shardsOf = (...sizes: number[]) =>
+    Object.fromEntries(sizes.map((size, i) => [`s${i + 1}.bin`, new Uint8Array(size)]));
 
   it('names a short shard', async () => {
-    const modelJson = await writeModel('short', twoShards, { 's1.bin': new Uint8Array(16), 's2.bin': new Uint8Array(12), 's3.bin': new Uint8Array(8) });
-    expect(await errorOf(modelJson)).toMatch(/need 40 bytes but the 3 shard\(s\) hold 36: shard s2.bin looks short \(12 bytes; the others hold up to 16\)/);
+    const modelJson = await writeModel('short', threeShards, shardsOf(16, 12, 8));
+    expect(await errorOf(modelJson)).toMatch(
+      /need 40 bytes but the 3 shard\(s\) hold 36: shard s2.bin looks short \(12 bytes; the others hold up to 16\)/,
+    );
   });
 
   it('names a truncated last shard', async () => {
-    const modelJson = await writeModel('short-last', twoShards, { 's1.bin': new Uint8Array(16), 's2.bin': new Uint8Array(16), 's3.bin': new Uint8Array(8) });
+    const modelJson = await writeModel('short-last', threeShards, shardsOf(16, 16, 8));
     await truncate(path.join(path.dirname(modelJson), 's3.bin'), 4);
     expect(await errorOf(modelJson)).toMatch(/shard s3.bin looks short \(4 bytes/);
   });
 
   it('rejects shards holding more than the manifest describes', async () => {
-    const modelJson = await writeModel('long', twoShards, { 's1.bin': new Uint8Array(16), 's2.bin': new Uint8Array(16), 's3.bin': new Uint8Array(16) });
+    const modelJson = await writeModel('long', threeShards, shardsOf(16, 16, 16));
     expect(await errorOf(modelJson)).toMatch(/the shards hold more than the manifest describes/);
   });
 
   it('rejects unsupported dtypes and quantizations', async () => {
-    const intWeight = await writeModel('int', [{ paths: [], weights: [{ name: 'steps', shape: [], dtype: 'int32' }] }], {});
+    const intWeight = await writeModel('int', [{ paths: [], weights: [{ name: 'steps', shape: [], dtype: 'int32' }] }]);
     expect(await errorOf(intWeight)).toMatch(/weight 'steps' has dtype "int32"; only float32 weights are supported/);
     const q = { dtype: 'int4', scale: 1, min: 0 };
-    const odd = await writeModel('int4', [{ paths: [], weights: [{ name: 'w', shape: [], dtype: 'float32', quantization: q }] }], {});
+    const odd = await writeModel('int4', [{ paths: [], weights: [{ name: 'w', shape: [], dtype: 'float32', quantization: q }] }]);
     expect(await errorOf(odd)).toMatch(/weight 'w' has quantization .*"int4".*; supported: float16, and uint8\/uint16/);
   });
 
@@ -208,7 +214,7 @@ describe('readTfjsModel on synthetic folders', () => {
     const other = path.join(dir, 'package.json');
     await writeFile(other, '{"name": "x"}');
     expect(await errorOf(other)).toMatch(/not a TF.js model.json \(needs 'modelTopology' and 'weightsManifest'\)/);
-    const escaping = await writeModel('escape', [{ paths: ['../secret.bin'], weights: [] }], {});
+    const escaping = await writeModel('escape', [{ paths: ['../secret.bin'], weights: [] }]);
     expect(await errorOf(escaping)).toMatch(/bad weightsManifest: group 0 has shard path "..\/secret.bin"/);
     expect(await errorOf(path.join(dir, 'missing.json'))).toMatch(/cannot read TF.js model.json: no such file/);
   });

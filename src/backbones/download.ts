@@ -138,7 +138,9 @@ async function finish(part: string, dest: string): Promise<void> {
 function unreachable(opts: DownloadOptions, reason: string, partBytes = 0): DownloadError {
   const file = path.basename(opts.dest);
   const kept =
-    partBytes > 0 ? ` The ${partBytes} bytes received are kept in ${opts.dest}.part; running again resumes from there.` : '';
+    partBytes > 0
+      ? ` The ${partBytes} bytes received are kept in ${opts.dest}.part; running again resumes from there.`
+      : '';
   return new DownloadError(
     `could not download ${file} from ${opts.url} (${reason}).${kept} Download it on a machine with network access ` +
       `and put it at ${opts.dest} (md5 ${opts.md5}), or pass --weights PATH.`,

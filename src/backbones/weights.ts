@@ -35,7 +35,7 @@ export class WeightsError extends Error {
 /** Converts a source to the canonical layout, for every weighted node of the graph. */
 export function bindWeights(graph: LayerGraph, source: WeightSource): WeightMap {
   const out = new Map<string, WeightTensor>();
-  const from = source.files.join(', ') || 'weights';
+  const from = source.files[0] ?? 'weights';
   for (const node of graph.nodes) {
     if (!hasWeights(node)) continue;
     const kernelKey = source.convention === 'keras' ? `${node.name}/kernel` : `${node.name}.weight`;

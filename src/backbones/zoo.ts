@@ -20,7 +20,6 @@ import { planGraph } from './graph-plan.ts';
 import { graphFromKerasTopology } from './keras-topology.ts';
 import { resolveLayer, type LayerGraph } from './layer-graph.ts';
 import { bindWeights, WeightsError, type WeightSource } from './weights.ts';
-import { readKerasH5 } from './weights/keras-h5.ts';
 import { readSafetensors } from './weights/safetensors.ts';
 import { readTfjsModel } from './weights/tfjs-folder.ts';
 import { tinyRandomBackbone, TINY_RANDOM_ID } from './zoo/tiny-random.ts';
@@ -85,7 +84,7 @@ async function loadVgg16(opts: LoadBackboneOptions): Promise<Backbone> {
     namedCuts: ['block5_pool', 'relu6', 'fc2', 'block4_pool', 'block3_pool'],
     classifier: 'predictions',
     weightsId: await fingerprint(source.files),
-    weightsFrom: source.files.join(', '),
+    weightsFrom: source.files[0],
   };
 }
 
@@ -182,7 +181,11 @@ async function loadTfjsBackbone(location: string): Promise<Backbone> {
 
 /** Reads any supported weights file: Keras h5, safetensors, or a TF.js model folder. */
 export async function readWeightFile(file: string): Promise<WeightSource> {
-  if (/\.(h5|hdf5|keras)$/i.test(file)) return readKerasH5(file);
+  if (/\.(h5|hdf5|keras)$/i.test(file)) {
+    // h5wasm takes two seconds to instantiate; only h5 users pay for it.
+    const { readKerasH5 } = await import('./weights/keras-h5.ts');
+    return readKerasH5(file);
+  }
   if (file.endsWith('.safetensors')) {
     const { source } = await readSafetensors(file);
     // safetensors written from Keras keep Keras names and layouts.

@@ -37,7 +37,7 @@ export async function readKerasH5(path: string): Promise<WeightSource> {
     throw new WeightsError(`${path}: cannot open HDF5 file: ${hdf5Reason(error)}`);
   }
   try {
-    const tensors = readWeights(module, weightsRoot(file, path), path);
+    const tensors = readWeights(module, findLayers(file, path), path);
     return { convention: 'keras', tensors, files: [path] };
   } catch (error) {
     if (error instanceof WeightsError) throw error;
@@ -47,15 +47,17 @@ export async function readKerasH5(path: string): Promise<WeightSource> {
   }
 }
 
-/** The group holding `layer_names`: the root for weight files, `model_weights` for full saves. */
-function weightsRoot(file: H5File, path: string): Group {
-  if (readStringListAttr(file, 'layer_names', path)) return file;
-  const modelWeights = file.get('model_weights');
-  if (isGroup(modelWeights) && readStringListAttr(modelWeights, 'layer_names', path)) return modelWeights;
+/** The group holding `layer_names` (the root for weight files, `model_weights` for full saves), and the names. */
+function findLayers(file: H5File, path: string): { root: Group; layers: string[] } {
+  for (const root of [file, file.get('model_weights')]) {
+    const layers = isGroup(root) ? readStringListAttr(root, 'layer_names', path) : undefined;
+    if (isGroup(root) && layers) return { root, layers };
+  }
   if (isGroup(file.get('layers')) && isGroup(file.get('vars'))) {
     throw new WeightsError(
-      `${path}: this is a Keras 3 '.weights.h5' file, which is not supported; ` +
-        `save it with Keras 2 (tf.keras) model.save_weights('x.h5') or convert it to a TF.js folder`,
+      `${path}: this is a Keras 3 '.weights.h5' file, which is not supported; save the model with ` +
+        `model.save('model.h5') (Keras' legacy HDF5 format, which Keras 3 still writes) ` +
+        'or convert it to a TF.js folder',
     );
   }
   throw new WeightsError(
@@ -63,16 +65,22 @@ function weightsRoot(file: H5File, path: string): Group {
   );
 }
 
-function readWeights(module: H5Module, root: Group, path: string): Map<string, WeightTensor> {
+function readWeights(
+  module: H5Module,
+  { root, layers }: { root: Group; layers: string[] },
+  path: string,
+): Map<string, WeightTensor> {
   const tensors = new Map<string, WeightTensor>();
-  for (const layer of readStringListAttr(root, 'layer_names', path) ?? []) {
+  for (const layer of layers) {
     const group = root.get(layer);
     if (!isGroup(group)) throw new WeightsError(`${path}: layer '${layer}' is in layer_names but has no group`);
     const weightNames = readStringListAttr(group, 'weight_names', path) ?? [];
     for (const { stored, name } of tensorNames(layer, weightNames)) {
       const dataset = group.get(stored);
       if (!isDataset(dataset)) {
-        throw new WeightsError(`${path}: layer '${layer}' lists weight '${stored}', which is not a dataset in its group`);
+        throw new WeightsError(
+          `${path}: layer '${layer}' lists weight '${stored}', which is not a dataset in its group`,
+        );
       }
       if (tensors.has(name)) throw new WeightsError(`${path}: two weights map to the tensor name '${name}'`);
       tensors.set(name, readFloatDataset(module, dataset, path));
@@ -139,7 +147,9 @@ function readFloatDataset(module: H5Module, dataset: Dataset, path: string): Wei
   const { type, size, shape } = dataset.metadata;
   const decode = DECODE_BY_SIZE[size];
   if (type !== H5T_FLOAT || !decode) {
-    throw new WeightsError(`${path}: weight '${dataset.path}' is not a float16/32/64 dataset (dtype ${String(dataset.dtype)})`);
+    throw new WeightsError(
+      `${path}: weight '${dataset.path}' is not a float16/32/64 dataset (dtype ${String(dataset.dtype)})`,
+    );
   }
   if (!shape) throw new WeightsError(`${path}: weight '${dataset.path}' has no data`);
   const data = new Float32Array(elementCount(shape));

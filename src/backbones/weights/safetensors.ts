@@ -59,7 +59,9 @@ export async function readSafetensors(path: string): Promise<SafetensorsFile> {
       throw fail(`not a safetensors file: its first 8 bytes give a header length of ${headerBytes} bytes`);
     }
     if (8 + headerBytes > fileSize) {
-      throw fail(`truncated safetensors file: the header needs ${headerBytes} bytes after byte 8, the file has ${fileSize} bytes`);
+      throw fail(
+        `truncated safetensors file: the header needs ${headerBytes} bytes after byte 8, the file has ${fileSize} bytes`,
+      );
     }
     const header = parseHeader((await read(8, headerBytes)).toString('utf8'), fail);
     const dataStart = 8 + headerBytes;

@@ -50,7 +50,9 @@ export async function readTfjsModel(modelJsonPath: string): Promise<TfjsModel> {
     const shards = new ShardReader(files);
     try {
       for (const weight of group.weights) {
-        if (stored.has(weight.name)) throw new WeightsError(`${modelJsonPath}: weight '${weight.name}' is listed twice`);
+        if (stored.has(weight.name)) {
+          throw new WeightsError(`${modelJsonPath}: weight '${weight.name}' is listed twice`);
+        }
         stored.set(weight.name, { shape: weight.shape, data: await readWeight(shards, weight) });
       }
     } catch (error) {
@@ -114,7 +116,10 @@ function parseManifest(manifest: unknown, file: string): ManifestGroup[] {
   });
 }
 
-function parseQuantization(weight: Record<string, unknown>, fail: (what: string) => WeightsError): Quantization | undefined {
+function parseQuantization(
+  weight: Record<string, unknown>,
+  fail: (what: string) => WeightsError,
+): Quantization | undefined {
   const q = weight.quantization;
   if (q === undefined) return undefined;
   if (!isRecord(q)) throw fail(`weight '${String(weight.name)}' has quantization ${JSON.stringify(q)}`);
@@ -139,7 +144,8 @@ async function shardSizes(files: readonly string[], modelJson: string, group: nu
         return (await stat(file)).size;
       } catch (error) {
         throw new WeightsError(
-          `${modelJson}: weight shard ${path.basename(file)} (group ${group + 1}) cannot be read: ${describeFsError(error)} (${file})`,
+          `${modelJson}: weight shard ${path.basename(file)} (group ${group + 1}) cannot be read: ` +
+            `${describeFsError(error)} (${file})`,
         );
       }
     }),
@@ -151,7 +157,12 @@ async function shardSizes(files: readonly string[], modelJson: string, group: nu
  * cuts shards of one size with a shorter last one, so the first shard that is shorter than the
  * largest, else the last, is the one to blame when the total falls short.
  */
-function checkGroupSize(group: ManifestGroup, files: readonly string[], sizes: readonly number[], modelJson: string): void {
+function checkGroupSize(
+  group: ManifestGroup,
+  files: readonly string[],
+  sizes: readonly number[],
+  modelJson: string,
+): void {
   const needed = group.weights.reduce((n, w) => n + weightBytes(w), 0);
   const total = sizes.reduce((n, s) => n + s, 0);
   if (total === needed) return;
