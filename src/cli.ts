@@ -62,6 +62,48 @@ async function main(): Promise<void> {
       },
     )
     .command(
+      'extract <data>',
+      'push every image once through the frozen backbone and cache the codes (Arrow files under --cache)',
+      (y) =>
+        engineOptions(y)
+          .positional('data', { type: 'string', demandOption: true, describe: 'folder of class subfolders, or a .csv/.jsonl manifest (path,label[,split])' })
+          .option('layer', { type: 'string', describe: "cut point: any layer name (default: the backbone's bottleneck)" })
+          .option('pool', { choices: ['avg', 'max'] as const, describe: 'global pooling of the cut' })
+          .option('size', { type: 'string', describe: "network input size, e.g. 224 or 150x150 (default: the backbone's)" })
+          .option('resize', { choices: ['squash', 'crop', 'pad'] as const, default: 'squash' as const, describe: 'squash (as Keras), centre crop, or letterbox' })
+          .option('interpolation', { choices: ['nearest', 'linear', 'cubic', 'lanczos3'] as const, default: 'linear' as const })
+          .option('background', { type: 'string', default: '255,255,255', describe: 'R,G,B that alpha is flattened on (and pad fills with)' })
+          .option('batch', { type: 'number', default: 8 })
+          .option('concurrency', { type: 'number', default: 4, describe: 'images decoded at once' })
+          .option('float16', { type: 'boolean', default: false, describe: 'store codes as float16 (half the disk)' })
+          .option('strict', { type: 'boolean', default: false, describe: 'exit 1 if any image could not be used' })
+          .option('wait', { type: 'number', default: 0, describe: 'seconds to wait for another extract holding the cache lock' })
+          .option('json', { type: 'boolean', default: false, describe: 'JSON progress lines and summary on stdout' }),
+      async (argv) => {
+        const { runExtractCommand } = await import('./extract/extract-command.ts');
+        process.exitCode = await runExtractCommand({
+          data: argv.data,
+          backbone: argv.backbone,
+          weights: argv.weights,
+          engine: argv.engine as EngineChoice,
+          device: argv.device as DeviceChoice,
+          cacheRoot: argv.cache,
+          layer: argv.layer,
+          pool: argv.pool,
+          size: argv.size,
+          resize: argv.resize,
+          interpolation: argv.interpolation,
+          background: argv.background,
+          batch: argv.batch,
+          concurrency: argv.concurrency,
+          float16: argv.float16,
+          strict: argv.strict,
+          wait: argv.wait,
+          json: argv.json,
+        });
+      },
+    )
+    .command(
       'predict <images..>',
       "classify images with the backbone's own ImageNet classifier (--imagenet)",
       (y) =>

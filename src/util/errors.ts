@@ -10,7 +10,7 @@ export class UsageError extends Error {
  * Errors whose message alone tells the user what to fix (bad flags, missing weights, an
  * unknown layer, a failed download). Anything else is a bug and keeps its stack trace.
  */
-const USER_ERRORS = new Set(['UsageError', 'WeightsError', 'UnknownLayerError', 'DownloadError']);
+const USER_ERRORS = new Set(['UsageError', 'WeightsError', 'UnknownLayerError', 'DownloadError', 'CacheLockedError', 'CorruptShardError', 'DecodeError']);
 
 export function isUserError(err: unknown): err is Error {
   return err instanceof Error && USER_ERRORS.has(err.name);

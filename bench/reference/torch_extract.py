@@ -1,0 +1,113 @@
+"""PyTorch reference for bench/extract: VGG16 conv base over a folder of images.
+
+  /usr/bin/python3 bench/reference/torch_extract.py DIR [--batch 8] [--threads 2] [--workers 1]
+                                                     [--limit N] [--forward-runs 3] [--json]
+
+Decodes with PIL in a DataLoader (squash-resize to 224x224 bilinear, RGB->BGR, minus the Keras/Caffe
+VGG mean), runs torchvision's vgg16(weights=None).features (random weights: the cost does not depend
+on the values), and reports end-to-end img/s (decode + forward over the whole set) and the bare
+forward img/s (timed separately on one fixed random batch), plus peak RSS.
+"""
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+
+import numpy as np
+import torch
+import torchvision
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from common import blas_in_use, peak_rss_mb
+
+SIZE = 224
+MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
+EXTENSIONS = ('.jpg', '.jpeg', '.png')
+
+
+class ImageFolderFlat(Dataset):
+    def __init__(self, files: list[str]):
+        self.files = files
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        with Image.open(self.files[i]) as im:
+            rgb = im.convert('RGB').resize((SIZE, SIZE), Image.BILINEAR)
+        bgr = np.asarray(rgb, dtype=np.float32)[:, :, ::-1] - MEAN_BGR
+        return torch.from_numpy(np.ascontiguousarray(bgr.transpose(2, 0, 1)))
+
+
+def list_images(root: str) -> list[str]:
+    found = []
+    for dirpath, _, names in os.walk(root):
+        found += [os.path.join(dirpath, n) for n in names if n.lower().endswith(EXTENSIONS)]
+    return sorted(found)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('dir')
+    ap.add_argument('--batch', type=int, default=8)
+    ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--workers', type=int, default=1)
+    ap.add_argument('--limit', type=int, default=0, help='use only the first N images (sorted paths)')
+    ap.add_argument('--forward-runs', type=int, default=3, help='timed runs of the bare forward pass')
+    ap.add_argument('--json', action='store_true')
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    files = list_images(args.dir)[: args.limit or None]
+    if not files:
+        sys.exit(f'no .jpg/.jpeg/.png under {args.dir}')
+    model = torchvision.models.vgg16(weights=None).features.eval()
+
+    with torch.inference_mode():
+        # Bare forward pass: one warm-up, then --forward-runs timed runs on a fixed random batch.
+        x = torch.randn(args.batch, 3, SIZE, SIZE) * 60
+        model(x)
+        t0 = time.perf_counter()
+        for _ in range(args.forward_runs):
+            model(x)
+        forward_ips = args.forward_runs * args.batch / (time.perf_counter() - t0)
+
+        # End to end: decode (in --workers processes) + forward over the whole set.
+        loader = DataLoader(ImageFolderFlat(files), batch_size=args.batch, num_workers=args.workers, shuffle=False)
+        n, out_shape = 0, None
+        t0 = time.perf_counter()
+        for batch in loader:
+            out_shape = tuple(model(batch).shape[1:])
+            n += batch.shape[0]
+        seconds = time.perf_counter() - t0
+
+    result = {
+        'images': n,
+        'seconds': round(seconds, 2),
+        'img_per_s': round(n / seconds, 3),
+        'forward_img_per_s': round(forward_ips, 3),
+        'peak_rss_mb': round(peak_rss_mb(), 1),
+        'workers_peak_rss_mb': round(peak_rss_mb(resource.RUSAGE_CHILDREN), 1),
+        'threads': args.threads,
+        'batch': args.batch,
+        'workers': args.workers,
+        'code_shape': out_shape,
+        'torch_version': torch.__version__,
+        'blas': blas_in_use(),
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{n} images in {seconds:.1f} s: {result['img_per_s']} img/s end to end, "
+              f"{result['forward_img_per_s']} img/s bare forward (batch {args.batch}, {args.threads} threads, "
+              f"{args.workers} workers); peak RSS {result['peak_rss_mb']} MB "
+              f"(workers {result['workers_peak_rss_mb']} MB); codes {out_shape}; torch {torch.__version__}; "
+              f"BLAS {result['blas']}")
+
+
+if __name__ == '__main__':
+    main()

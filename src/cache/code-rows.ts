@@ -1,0 +1,52 @@
+/** Rows of codes as they move between the extractor, the shard writer and the reader. */
+import { createHash } from 'node:crypto';
+
+export type Split = 'train' | 'validation' | 'test';
+
+export interface CodeRows {
+  readonly sha256: readonly string[];
+  readonly path: readonly string[];
+  readonly label: readonly string[];
+  readonly split: readonly (Split | null)[];
+  /** rows × dim floats, row-major. */
+  readonly codes: Float32Array;
+}
+
+export function rowCount(rows: CodeRows): number {
+  return rows.sha256.length;
+}
+
+/** Identity of a row: the same content listed under the same path, label and split. */
+export function rowIdentity(sha256: string, path: string, label: string, split: Split | null): string {
+  return `${sha256}\u0000${path}\u0000${label}\u0000${split ?? ''}`;
+}
+
+export function concatRows(parts: readonly CodeRows[], dim: number): CodeRows {
+  const total = parts.reduce((n, p) => n + rowCount(p), 0);
+  const codes = new Float32Array(total * dim);
+  let offset = 0;
+  for (const p of parts) {
+    codes.set(p.codes.subarray(0, rowCount(p) * dim), offset);
+    offset += rowCount(p) * dim;
+  }
+  return {
+    sha256: parts.flatMap((p) => p.sha256),
+    path: parts.flatMap((p) => p.path),
+    label: parts.flatMap((p) => p.label),
+    split: parts.flatMap((p) => p.split),
+    codes,
+  };
+}
+
+/**
+ * A checksum over every value of the rows (codes as stored), written into each shard's
+ * metadata. Arrow's own framing catches truncation, not a flipped byte inside a float.
+ */
+export function rowsChecksum(rows: CodeRows, storedCodes: Uint8Array): string {
+  const hash = createHash('sha256');
+  for (let i = 0; i < rows.sha256.length; i++) {
+    hash.update(`${rows.sha256[i]}\u0000${rows.path[i]}\u0000${rows.label[i]}\u0000${rows.split[i] ?? ''}\u0001`);
+  }
+  hash.update(storedCodes);
+  return hash.digest('hex');
+}

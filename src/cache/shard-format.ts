@@ -1,0 +1,161 @@
+/**
+ * The Arrow layout of a cache shard: one row per image (sha256, path, label, split, code),
+ * with the code spec and run facts in the schema metadata. Shards are Arrow IPC *files*,
+ * each complete and self-describing, so DuckDB, pyarrow or arrow-js read any one alone.
+ */
+import {
+  Field,
+  FixedSizeList,
+  Float16,
+  Float32,
+  makeData,
+  RecordBatch,
+  Schema,
+  Struct,
+  Table,
+  tableFromIPC,
+  tableToIPC,
+  Utf8,
+  util,
+  vectorFromArray,
+  type Vector,
+} from 'apache-arrow';
+import { canonicalJson, type CodeSpec } from './code-spec.ts';
+import { rowsChecksum, type CodeRows, type Split } from './code-rows.ts';
+
+export interface ShardFacts {
+  readonly key: string;
+  readonly spec: CodeSpec;
+  /** e.g. "onnx/cpu". */
+  readonly engine: string;
+  readonly toolVersion: string;
+}
+
+export const META = {
+  key: 'bottleneck.key',
+  spec: 'bottleneck.spec',
+  engine: 'bottleneck.engine',
+  version: 'bottleneck.version',
+  checksum: 'bottleneck.rows_sha256',
+} as const;
+
+export class CorruptShardError extends Error {
+  constructor(
+    readonly shard: string,
+    reason: string,
+  ) {
+    super(`cache shard ${shard} is corrupt: ${reason}. Run \`bottleneck cache verify\` to list damaged shards`);
+    this.name = 'CorruptShardError';
+  }
+}
+
+function codeDim(spec: CodeSpec): number {
+  return spec.shape.reduce((a, b) => a * b, 1);
+}
+
+export function encodeShard(rows: CodeRows, facts: ShardFacts): Uint8Array {
+  const dim = codeDim(facts.spec);
+  const n = rows.sha256.length;
+  const half = facts.spec.dtype === 'float16';
+  const element = half ? new Float16() : new Float32();
+  const stored = half ? toFloat16(rows.codes.subarray(0, n * dim)) : rows.codes.subarray(0, n * dim);
+  const storedBytes = new Uint8Array(stored.buffer, stored.byteOffset, stored.byteLength);
+  const codeType = new FixedSizeList(dim, new Field('item', element, false));
+  const fields = [
+    new Field('sha256', new Utf8(), false),
+    new Field('path', new Utf8(), false),
+    new Field('label', new Utf8(), false),
+    new Field('split', new Utf8(), true),
+    new Field('code', codeType, false),
+  ];
+  const metadata = new Map<string, string>([
+    [META.key, facts.key],
+    [META.spec, canonicalJson(facts.spec)],
+    [META.engine, facts.engine],
+    [META.version, facts.toolVersion],
+    [META.checksum, rowsChecksum(rows, storedBytes)],
+  ]);
+  const schema = new Schema(fields, metadata);
+  const text = (values: readonly (string | null)[]) => vectorFromArray(values as (string | null)[], new Utf8()).data[0];
+  const children = [
+    text(rows.sha256),
+    text(rows.path),
+    text(rows.label),
+    text(rows.split),
+    makeData({ type: codeType, length: n, nullCount: 0, child: makeData({ type: element, length: n * dim, data: stored }) }),
+  ];
+  const batch = new RecordBatch(schema, makeData({ type: new Struct(fields), length: n, nullCount: 0, children }));
+  return tableToIPC(new Table(schema, [batch]), 'file');
+}
+
+export interface DecodedShard {
+  readonly rows: CodeRows;
+  readonly key: string;
+  readonly spec: CodeSpec;
+  readonly engine: string;
+}
+
+/** Parses and verifies a shard; any damage becomes a CorruptShardError naming the file. */
+export function decodeShard(bytes: Uint8Array, shard: string): DecodedShard {
+  let table: Table;
+  try {
+    table = tableFromIPC(bytes);
+  } catch (err) {
+    throw new CorruptShardError(shard, `not a readable Arrow file (${(err as Error).message})`);
+  }
+  const meta = table.schema.metadata;
+  const specJson = meta.get(META.spec);
+  const checksum = meta.get(META.checksum);
+  if (!specJson || !checksum) throw new CorruptShardError(shard, 'its bottleneck metadata is missing');
+  let spec: CodeSpec;
+  try {
+    spec = JSON.parse(specJson) as CodeSpec;
+  } catch {
+    throw new CorruptShardError(shard, 'its code spec is not valid JSON');
+  }
+  const dim = codeDim(spec);
+  const strings = (name: string) => {
+    const col = table.getChild(name);
+    if (!col) throw new CorruptShardError(shard, `column '${name}' is missing`);
+    return col.toArray() as (string | null)[];
+  };
+  const codeCol = table.getChild('code');
+  if (!codeCol) throw new CorruptShardError(shard, "column 'code' is missing");
+  const { stored, codes } = readCodes(codeCol, table.numRows * dim, shard);
+  const rows: CodeRows = {
+    sha256: strings('sha256') as string[],
+    path: strings('path') as string[],
+    label: strings('label') as string[],
+    split: strings('split') as (Split | null)[],
+    codes,
+  };
+  if (rowsChecksum(rows, stored) !== checksum) throw new CorruptShardError(shard, 'its checksum does not match its contents');
+  return { rows, key: meta.get(META.key) ?? '', spec, engine: meta.get(META.engine) ?? '' };
+}
+
+function readCodes(col: Vector, count: number, shard: string): { stored: Uint8Array; codes: Float32Array } {
+  const parts = col.data.map((d) => d.children[0].values as Float32Array | Uint16Array);
+  const half = parts[0] instanceof Uint16Array;
+  const total = parts.reduce((n, p) => n + p.length, 0);
+  if (total !== count) throw new CorruptShardError(shard, `expected ${count} code values, found ${total}`);
+  const stored = half ? new Uint16Array(total) : new Float32Array(total);
+  let offset = 0;
+  for (const p of parts) {
+    stored.set(p as never, offset);
+    offset += p.length;
+  }
+  const codes = half ? fromFloat16(stored as Uint16Array) : (stored as Float32Array);
+  return { stored: new Uint8Array(stored.buffer, stored.byteOffset, stored.byteLength), codes };
+}
+
+function toFloat16(values: Float32Array): Uint16Array {
+  const out = new Uint16Array(values.length);
+  for (let i = 0; i < values.length; i++) out[i] = util.float64ToUint16(values[i]);
+  return out;
+}
+
+function fromFloat16(values: Uint16Array): Float32Array {
+  const out = new Float32Array(values.length);
+  for (let i = 0; i < values.length; i++) out[i] = util.uint16ToFloat64(values[i]);
+  return out;
+}

@@ -1,0 +1,117 @@
+/** `bottleneck extract`: flags in, a summary out. The work itself is runExtract's. */
+import path from 'node:path';
+import type { CutPool } from '../backbones/cut.ts';
+import type { Pair } from '../backbones/layer-graph.ts';
+import { resolveLayer } from '../backbones/layer-graph.ts';
+import { loadBackbone } from '../backbones/zoo.ts';
+import type { DeviceChoice, EngineChoice } from '../engines/engine.ts';
+import { UsageError } from '../util/errors.ts';
+import { loadDataset } from './dataset.ts';
+import type { Interpolation, ResizeMode } from './decode-image.ts';
+import { progressSink } from './progress-reporter.ts';
+import { runExtract } from './run-extract.ts';
+
+export interface ExtractCommand {
+  readonly data: string;
+  readonly backbone: string;
+  readonly weights?: string;
+  readonly engine: EngineChoice;
+  readonly device: DeviceChoice;
+  readonly cacheRoot: string;
+  readonly layer?: string;
+  readonly pool?: CutPool;
+  readonly size?: string;
+  readonly resize: ResizeMode;
+  readonly interpolation: Interpolation;
+  readonly background: string;
+  readonly batch: number;
+  readonly concurrency: number;
+  readonly float16: boolean;
+  readonly strict: boolean;
+  readonly wait: number;
+  readonly json: boolean;
+}
+
+/** Returns the exit code: 0, or 1 under --strict when images failed. */
+export async function runExtractCommand(cmd: ExtractCommand): Promise<number> {
+  const dataset = await loadDataset(cmd.data);
+  const size = cmd.size ? parseSize(cmd.size) : undefined;
+  const requested = cmd.layer ? { layer: cmd.layer, ...(cmd.pool ? { pool: cmd.pool } : {}) } : undefined;
+  const backbone = await loadBackbone(cmd.backbone, { weights: cmd.weights, cuts: requested ? [requested] : undefined });
+  const cut = requested ?? (cmd.pool ? { ...backbone.defaultCut, pool: cmd.pool } : backbone.defaultCut);
+  resolveLayer(backbone.graph, cut.layer);
+
+  const log = (line: string) => (cmd.json ? undefined : console.error(line));
+  log(`${dataset.items.length} images, ${dataset.classes.length} classes (${dataset.classes.slice(0, 8).join(', ')}${dataset.classes.length > 8 ? ', …' : ''})`);
+  for (const u of dataset.unlisted) log(`warning: ${u.path}: ${u.reason}`);
+
+  const sink = progressSink(cmd.json ? 'json' : 'bar');
+  const abort = new AbortController();
+  const onSignal = () => {
+    if (abort.signal.aborted) process.exit(130);
+    log('\ninterrupted: saving what is done (Ctrl-C again to quit at once)');
+    abort.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    const summary = await runExtract({
+      items: dataset.items,
+      backbone,
+      cut,
+      size,
+      resize: cmd.resize,
+      interpolation: cmd.interpolation,
+      background: parseBackground(cmd.background),
+      dtype: cmd.float16 ? 'float16' : 'float32',
+      batch: cmd.batch,
+      concurrency: cmd.concurrency,
+      engine: cmd.engine,
+      device: cmd.device,
+      cacheRoot: path.resolve(cmd.cacheRoot),
+      waitForLockSeconds: cmd.wait,
+      signal: abort.signal,
+      onProgress: (p) => sink.update(p),
+      onEngine: (engine) => {
+        log(`engine: ${engine.name}/${engine.provider}`);
+        for (const note of engine.notes) log(`note: ${note}`);
+      },
+    });
+    sink.stop();
+    const { failures, ...facts } = summary;
+    if (cmd.json) {
+      console.log(JSON.stringify({ event: 'summary', ...facts, imgPerSec: Number(facts.imgPerSec.toFixed(3)), seconds: Number(facts.seconds.toFixed(3)) }));
+    } else {
+      console.log(
+        `${summary.images} images: ${summary.new} new, ${summary.reused} reused, ${summary.failed} failed in ${summary.seconds.toFixed(1)} s` +
+          (summary.new ? ` (${summary.imgPerSec.toFixed(2)} img/s on ${summary.engine})` : ''),
+      );
+      console.log(`cache key ${summary.key}\n  ${summary.path}`);
+    }
+    if (failures.length > 0) {
+      log(`warning: ${failures.length} image(s) skipped, listed with reasons in ${path.join(summary.path, 'errors.arrow')}:`);
+      for (const f of failures.slice(0, 10)) log(`  ${f.path}: ${f.message}`);
+      if (failures.length > 10) log(`  … and ${failures.length - 10} more`);
+    }
+    if (summary.interrupted) return 130;
+    return cmd.strict && failures.length > 0 ? 1 : 0;
+  } finally {
+    sink.stop();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+function parseSize(s: string): Pair {
+  const m = s.match(/^(\d+)(?:[x×,](\d+))?$/);
+  if (!m) throw new UsageError(`--size ${s}: use N or HxW, e.g. 224 or 150x150`);
+  return [Number(m[1]), Number(m[2] ?? m[1])];
+}
+
+function parseBackground(s: string): [number, number, number] {
+  const parts = s.split(',').map(Number);
+  if (parts.length !== 3 || parts.some((v) => !Number.isInteger(v) || v < 0 || v > 255)) {
+    throw new UsageError(`--background ${s}: use R,G,B with values 0-255`);
+  }
+  return [parts[0], parts[1], parts[2]];
+}

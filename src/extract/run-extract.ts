@@ -1,0 +1,257 @@
+/**
+ * The extract stage: every image of a dataset once through the frozen backbone, codes into
+ * the cache. Data flows one way: dataset → read + hash → decode (p-queue, sharp on libuv's
+ * threads) → batch → engine → shard writer. While batch k runs in the engine, batch k+1 is
+ * being decoded. Only images whose content the cache lacks reach the engine.
+ */
+import { createHash } from 'node:crypto';
+import type { Backbone } from '../backbones/backbone.ts';
+import { codeShape, planCuts, type Cut } from '../backbones/cut.ts';
+import type { Pair } from '../backbones/layer-graph.ts';
+import { resolveLayer } from '../backbones/layer-graph.ts';
+import { preprocessInto } from '../backbones/preprocess.ts';
+import { acquireCacheLock } from '../cache/cache-lock.ts';
+import type { CodeDtype, CodeSpec } from '../cache/code-spec.ts';
+import { rowIdentity, type CodeRows } from '../cache/code-rows.ts';
+import { writeErrorsTable, type FailedImage } from '../cache/errors-table.ts';
+import { FeatureCache } from '../cache/feature-cache.ts';
+import type { DeviceChoice, EngineChoice, FeatureEngine } from '../engines/engine.ts';
+import { createEngine } from '../engines/select-engine.ts';
+import { TOOL_VERSION } from '../util/version.ts';
+import type { DatasetItem } from './dataset.ts';
+import { DecodeError, decodeImage, readImageFile, type Interpolation, type ResizeMode } from './decode-image.ts';
+import { orderedPool } from './ordered-pool.ts';
+
+export interface ExtractOptions {
+  readonly items: readonly DatasetItem[];
+  readonly backbone: Backbone;
+  readonly cut: Cut;
+  /** Network input size; defaults to the backbone's own. */
+  readonly size?: Pair;
+  readonly resize: ResizeMode;
+  readonly interpolation: Interpolation;
+  readonly background: readonly [number, number, number];
+  readonly dtype: CodeDtype;
+  readonly batch: number;
+  readonly concurrency: number;
+  readonly engine: EngineChoice;
+  readonly device: DeviceChoice;
+  readonly cacheRoot: string;
+  readonly waitForLockSeconds?: number;
+  readonly maxShardBytes?: number;
+  /** Buffered rows are flushed to a shard at least this often, bounding what a crash can lose. */
+  readonly flushSeconds?: number;
+  readonly onProgress?: (progress: ExtractProgress) => void;
+  /** Stops cleanly (buffered rows are flushed, the lock released) when aborted. */
+  readonly signal?: AbortSignal;
+  /** Called once the engine is running, e.g. to print which one `auto` chose. */
+  readonly onEngine?: (engine: FeatureEngine) => void;
+}
+
+export interface ExtractProgress {
+  readonly done: number;
+  readonly total: number;
+  readonly computed: number;
+  readonly reused: number;
+  readonly failed: number;
+  readonly seconds: number;
+}
+
+export interface ExtractSummary {
+  readonly images: number;
+  /** Forward passes run: new content. */
+  readonly new: number;
+  /** Rows already cached, or whose content was already cached or computed in this run. */
+  readonly reused: number;
+  readonly failed: number;
+  readonly seconds: number;
+  readonly imgPerSec: number;
+  readonly key: string;
+  readonly path: string;
+  readonly engine: string | null;
+  readonly failures: readonly FailedImage[];
+  readonly interrupted: boolean;
+}
+
+type Prepared =
+  | { readonly kind: 'cached'; readonly item: DatasetItem }
+  | { readonly kind: 'copy'; readonly item: DatasetItem; readonly sha256: string }
+  | { readonly kind: 'decoded'; readonly item: DatasetItem; readonly sha256: string; readonly pixels: Uint8Array }
+  | { readonly kind: 'failed'; readonly failure: FailedImage };
+
+/** The spec (hence the cache key) that extracting with these options produces. */
+export function codeSpecFor(opts: Pick<ExtractOptions, 'backbone' | 'cut' | 'size' | 'resize' | 'interpolation' | 'background' | 'dtype'>): CodeSpec {
+  const { backbone, cut } = opts;
+  const size = opts.size ?? backbone.preprocessing.size;
+  const plan = planCuts(backbone.graph, size, [cut]);
+  const p = backbone.preprocessing;
+  return {
+    backbone: backbone.id,
+    weights: backbone.weightsId,
+    layer: resolveLayer(backbone.graph, cut.layer).name,
+    pool: cut.pool ?? null,
+    shape: [...codeShape(plan, cut)],
+    dtype: opts.dtype,
+    preprocessing: {
+      size: [size[0], size[1]],
+      resize: opts.resize,
+      interpolation: opts.interpolation,
+      background: opts.background,
+      channels: p.channels,
+      mean: p.mean,
+      std: p.std,
+    },
+    augment: null,
+  };
+}
+
+export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> {
+  const started = performance.now();
+  const spec = codeSpecFor(opts);
+  const cache = await FeatureCache.forSpec(opts.cacheRoot, spec);
+  const lock = await acquireCacheLock(cache.dir, { waitSeconds: opts.waitForLockSeconds });
+  let engine: FeatureEngine | undefined;
+  try {
+    const index = await cache.index();
+    const size = spec.preprocessing.size;
+    const [h, w] = size;
+    const prep = { ...opts.backbone.preprocessing, size };
+    const decodeOpts = {
+      size,
+      resize: opts.resize,
+      interpolation: opts.interpolation,
+      background: { r: opts.background[0], g: opts.background[1], b: opts.background[2] },
+    };
+
+    const prepare = async (item: DatasetItem): Promise<Prepared> => {
+      try {
+        const bytes = await readImageFile(item.file);
+        const sha256 = createHash('sha256').update(bytes).digest('hex');
+        if (index.rows.has(rowIdentity(sha256, item.path, item.label, item.split))) return { kind: 'cached', item };
+        if (index.contents.has(sha256)) return { kind: 'copy', item, sha256 };
+        return { kind: 'decoded', item, sha256, pixels: await decodeImage(bytes, decodeOpts) };
+      } catch (err) {
+        const reason = err instanceof DecodeError ? err.reason : 'error';
+        const message = err instanceof Error ? err.message : String(err);
+        return { kind: 'failed', failure: { path: item.path, label: item.label, split: item.split, reason, message } };
+      }
+    };
+
+    const writer = await cache.writer({
+      writerId: 'w',
+      engine: 'pending',
+      toolVersion: TOOL_VERSION,
+      maxShardBytes: opts.maxShardBytes,
+    });
+    const failures: FailedImage[] = [];
+    const copies: { item: DatasetItem; sha256: string }[] = [];
+    const computedThisRun = new Map<string, true>();
+    let reused = 0;
+    let computed = 0;
+    let done = 0;
+    let lastFlush = performance.now();
+    const report = () =>
+      opts.onProgress?.({ done, total: opts.items.length, computed, reused: reused + copies.length, failed: failures.length, seconds: (performance.now() - started) / 1000 });
+
+    // Two input buffers: one is being filled while the engine reads the other.
+    const buffers = [new Float32Array(opts.batch * h * w * 3), new Float32Array(opts.batch * h * w * 3)];
+    let current = 0;
+    let batch: { item: DatasetItem; sha256: string }[] = [];
+    let running: Promise<void> = Promise.resolve();
+
+    const forward = async (items: { item: DatasetItem; sha256: string }[], input: Float32Array): Promise<void> => {
+      if (!engine) {
+        engine = await createEngine({ engine: opts.engine, backbone: opts.backbone, cuts: [opts.cut], inputSize: size, device: opts.device, cacheDir: opts.cacheRoot });
+        writer.engine = `${engine.name}/${engine.provider}`;
+        opts.onEngine?.(engine);
+      }
+      const [codes] = await engine.run(input, items.length);
+      await writer.append(rowsOf(items, codes));
+      computed += items.length;
+      if (performance.now() - lastFlush > (opts.flushSeconds ?? 30) * 1000) {
+        await writer.flush();
+        lastFlush = performance.now();
+      }
+    };
+
+    const launch = async () => {
+      await running;
+      const items = batch;
+      const input = buffers[current];
+      current = 1 - current;
+      batch = [];
+      running = forward(items, input);
+    };
+
+    for await (const prepared of orderedPool(opts.items, prepare, { concurrency: opts.concurrency, window: opts.concurrency + opts.batch })) {
+      if (opts.signal?.aborted) break;
+      done++;
+      switch (prepared.kind) {
+        case 'failed':
+          failures.push(prepared.failure);
+          break;
+        case 'cached':
+          reused++;
+          break;
+        case 'copy':
+          copies.push(prepared);
+          break;
+        case 'decoded':
+          if (computedThisRun.has(prepared.sha256)) {
+            copies.push(prepared);
+            break;
+          }
+          computedThisRun.set(prepared.sha256, true);
+          preprocessInto(prepared.pixels, prep, buffers[current], batch.length * h * w * 3);
+          batch.push(prepared);
+          if (batch.length === opts.batch) await launch();
+          break;
+      }
+      report();
+    }
+    if (batch.length > 0) await launch();
+    await running;
+    await writer.flush();
+
+    // Same content under another path or label: its code is copied, never recomputed.
+    if (copies.length > 0 && !opts.signal?.aborted) {
+      const sources = new Map<string, string>();
+      for (const { sha256 } of copies) sources.set(sha256, index.contents.get(sha256) ?? writer.located.get(sha256)!);
+      const codes = await cache.codesFor(sources);
+      const dim = cache.dim;
+      const all = new Float32Array(copies.length * dim);
+      copies.forEach((c, i) => all.set(codes.get(c.sha256)!, i * dim));
+      await writer.append(rowsOf(copies, all));
+      await writer.flush();
+    }
+    if (!opts.signal?.aborted) await writeErrorsTable(cache.dir, failures);
+
+    const seconds = (performance.now() - started) / 1000;
+    return {
+      images: opts.items.length,
+      new: computed,
+      reused: reused + copies.length,
+      failed: failures.length,
+      seconds,
+      imgPerSec: computed / seconds,
+      key: cache.key,
+      path: cache.dir,
+      engine: engine ? `${(engine as FeatureEngine).name}/${(engine as FeatureEngine).provider}` : null,
+      failures,
+      interrupted: opts.signal?.aborted ?? false,
+    };
+  } finally {
+    await engine?.dispose();
+    await lock.release();
+  }
+}
+
+function rowsOf(items: readonly { item: DatasetItem; sha256: string }[], codes: Float32Array): CodeRows {
+  return {
+    sha256: items.map((i) => i.sha256),
+    path: items.map((i) => i.item.path),
+    label: items.map((i) => i.item.label),
+    split: items.map((i) => i.item.split),
+    codes,
+  };
+}
