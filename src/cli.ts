@@ -78,6 +78,7 @@ async function main(): Promise<void> {
           .option('float16', { type: 'boolean', default: false, describe: 'store codes as float16 (half the disk)' })
           .option('strict', { type: 'boolean', default: false, describe: 'exit 1 if any image could not be used' })
           .option('wait', { type: 'number', default: 0, describe: 'seconds to wait for another extract holding the cache lock' })
+          .option('flush-seconds', { type: 'number', default: 30, describe: 'write computed codes to disk at least this often (what a crash can lose)' })
           .option('json', { type: 'boolean', default: false, describe: 'JSON progress lines and summary on stdout' }),
       async (argv) => {
         const { runExtractCommand } = await import('./extract/extract-command.ts');
@@ -99,6 +100,7 @@ async function main(): Promise<void> {
           float16: argv.float16,
           strict: argv.strict,
           wait: argv.wait,
+          flushSeconds: argv['flush-seconds'],
           json: argv.json,
         });
       },

@@ -36,7 +36,7 @@ export const CODE_SPEC_VERSION = 1;
 /** `<backbone>-<layer>[-<pool>]-<16 hex>`: readable in `ls cache/`, unique by the hash. */
 export function cacheKey(spec: CodeSpec): string {
   const hash = createHash('sha256').update(canonicalJson({ v: CODE_SPEC_VERSION, ...spec })).digest('hex').slice(0, 16);
-  const slug = (s: string) => s.replace(/[^A-Za-z0-9_.]+/g, '_').replace(/^_+|_+$/g, '');
+  const slug = (s: string) => s.replace(/[^A-Za-z0-9_.-]+/g, '_').replace(/^_+|_+$/g, '');
   const backbone = slug(spec.backbone.split(/[\\/]/).filter(Boolean).slice(-2).join('_')).slice(0, 40);
   return [backbone, slug(spec.layer), spec.pool, hash].filter(Boolean).join('-');
 }

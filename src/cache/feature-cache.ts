@@ -4,7 +4,7 @@
  * writes through it and every later stage reads through it.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomic } from '../util/atomic-file.ts';
 import { cacheKey, canonicalJson, type CodeSpec } from './code-spec.ts';
@@ -61,6 +61,16 @@ export class FeatureCache {
   async shardFiles(): Promise<string[]> {
     if (!existsSync(this.dir)) return [];
     return (await readdir(this.dir)).filter((f) => SHARD_PATTERN.test(f)).sort().map((f) => path.join(this.dir, f));
+  }
+
+  /**
+   * Deletes temporary files left by a writer that was killed mid-write. Only call it holding
+   * the cache lock, when no other writer can have a temporary file open.
+   */
+  async removeOrphans(): Promise<string[]> {
+    const orphans = (await readdir(this.dir)).filter((f) => f.endsWith('.tmp'));
+    await Promise.all(orphans.map((f) => rm(path.join(this.dir, f), { force: true })));
+    return orphans;
   }
 
   /** Rows shard by shard: memory is bounded by one shard, whatever the cache's size. */

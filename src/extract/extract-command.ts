@@ -29,6 +29,7 @@ export interface ExtractCommand {
   readonly float16: boolean;
   readonly strict: boolean;
   readonly wait: number;
+  readonly flushSeconds: number;
   readonly json: boolean;
 }
 
@@ -70,6 +71,7 @@ export async function runExtractCommand(cmd: ExtractCommand): Promise<number> {
       device: cmd.device,
       cacheRoot: path.resolve(cmd.cacheRoot),
       waitForLockSeconds: cmd.wait,
+      flushSeconds: cmd.flushSeconds,
       signal: abort.signal,
       onProgress: (p) => sink.update(p),
       onEngine: (engine) => {

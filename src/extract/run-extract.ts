@@ -112,6 +112,7 @@ export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> 
   const lock = await acquireCacheLock(cache.dir, { waitSeconds: opts.waitForLockSeconds });
   let engine: FeatureEngine | undefined;
   try {
+    await cache.removeOrphans();
     const index = await cache.index();
     const size = spec.preprocessing.size;
     const [h, w] = size;
@@ -125,11 +126,12 @@ export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> 
 
     const prepare = async (item: DatasetItem): Promise<Prepared> => {
       try {
+        // Read once: the same bytes are hashed and decoded.
         const bytes = await readImageFile(item.file);
         const sha256 = createHash('sha256').update(bytes).digest('hex');
         if (index.rows.has(rowIdentity(sha256, item.path, item.label, item.split))) return { kind: 'cached', item };
         if (index.contents.has(sha256)) return { kind: 'copy', item, sha256 };
-        return { kind: 'decoded', item, sha256, pixels: await decodeImage(bytes, decodeOpts) };
+        return { kind: 'decoded', item, sha256, pixels: await decodeImage(bytes, { ...decodeOpts, source: item.path }) };
       } catch (err) {
         const reason = err instanceof DecodeError ? err.reason : 'error';
         const message = err instanceof Error ? err.message : String(err);
