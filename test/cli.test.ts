@@ -48,3 +48,36 @@ describe('bottleneck CLI', () => {
     expect(result.top[0].label).toBe('lesser panda');
   });
 });
+
+describe('bottleneck extract CLI', () => {
+  it('gives a one-line error and exit code 2 for a missing folder and an unknown layer', async () => {
+    const missing = await cli(['extract', '/nonexistent/data', '--backbone', 'tiny-vgg-random']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr.trim()).toBe('bottleneck: /nonexistent/data: no such folder or manifest');
+    const { mkdtemp } = await import('node:fs/promises');
+    const { makeDataset } = await import('./helpers/make-dataset.ts');
+    const data = await mkdtemp(path.join((await import('node:os')).tmpdir(), 'bottleneck-cli-'));
+    await makeDataset(data, { classes: ['a', 'b'], perClass: 1 });
+    const layer = await cli(['extract', data, '--backbone', 'tiny-vgg-random', '--layer', 'block7_pool', '--cache', path.join(data, 'cache')]);
+    expect(layer.code).toBe(2);
+    expect(layer.stderr.trim()).toMatch(/^bottleneck: unknown layer 'block7_pool' in tiny-vgg-random; layers are: .*block2_pool/);
+    expect(layer.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
+  it('warns and exits 0 on a bad image, and exits 1 with --strict', async () => {
+    const { mkdtemp, writeFile } = await import('node:fs/promises');
+    const { makeDataset } = await import('./helpers/make-dataset.ts');
+    const data = await mkdtemp(path.join((await import('node:os')).tmpdir(), 'bottleneck-cli-'));
+    await makeDataset(data, { classes: ['a', 'b'], perClass: 2 });
+    await writeFile(path.join(data, 'a', 'broken.jpg'), 'not a jpeg');
+    const args = ['extract', data, '--backbone', 'tiny-vgg-random', '--cache', path.join(data, 'cache'), '--json'];
+    const lenient = await cli(args);
+    expect(lenient.code).toBe(0);
+    const summary = JSON.parse(lenient.stdout.trim().split('\n').pop()!) as Record<string, unknown>;
+    expect(summary).toMatchObject({ event: 'summary', images: 5, new: 4, failed: 1 });
+    expect(summary.key).toMatch(/^tiny-vgg-random-block2_pool-[0-9a-f]{16}$/);
+    const strict = await cli([...args, '--strict']);
+    expect(strict.code).toBe(1);
+    expect(strict.stderr).toMatch(/broken\.jpg/);
+  });
+});

@@ -42,7 +42,8 @@ export async function runExtractCommand(cmd: ExtractCommand): Promise<number> {
   const cut = requested ?? (cmd.pool ? { ...backbone.defaultCut, pool: cmd.pool } : backbone.defaultCut);
   resolveLayer(backbone.graph, cut.layer);
 
-  const log = (line: string) => (cmd.json ? undefined : console.error(line));
+  // Human-readable lines go to stderr in both modes; with --json, stdout stays machine-readable.
+  const log = (line: string) => console.error(line);
   log(`${dataset.items.length} images, ${dataset.classes.length} classes (${dataset.classes.slice(0, 8).join(', ')}${dataset.classes.length > 8 ? ', …' : ''})`);
   for (const u of dataset.unlisted) log(`warning: ${u.path}: ${u.reason}`);
 
@@ -82,7 +83,15 @@ export async function runExtractCommand(cmd: ExtractCommand): Promise<number> {
     sink.stop();
     const { failures, ...facts } = summary;
     if (cmd.json) {
-      console.log(JSON.stringify({ event: 'summary', ...facts, imgPerSec: Number(facts.imgPerSec.toFixed(3)), seconds: Number(facts.seconds.toFixed(3)) }));
+      console.log(
+        JSON.stringify({
+          event: 'summary',
+          ...facts,
+          imgPerSec: Number(facts.imgPerSec.toFixed(3)),
+          seconds: Number(facts.seconds.toFixed(3)),
+          errors: path.join(summary.path, 'errors.arrow'),
+        }),
+      );
     } else {
       console.log(
         `${summary.images} images: ${summary.new} new, ${summary.reused} reused, ${summary.failed} failed in ${summary.seconds.toFixed(1)} s` +

@@ -110,17 +110,45 @@ function rawImage(width: number, height: number, channels: 1 | 2 | 3 | 4, pixel:
 const quadrant = (values: readonly [readonly number[], readonly number[], readonly number[], readonly number[]], width: number, height: number): Pixel => (x, y) =>
   values[(y < height / 2 ? 0 : 2) + (x < width / 2 ? 0 : 1)];
 
-/** Red, green / blue, yellow, 64×48 unless said otherwise. */
-function quadrants(width = 64, height = 48) {
-  return sharp(rawImage(width, height, 3, quadrant([RED, GREEN, BLUE, YELLOW], width, height)), { raw: { width, height, channels: 3 } });
+type Quad = readonly [Rgb, Rgb, Rgb, Rgb];
+const STANDARD: Quad = [RED, GREEN, BLUE, YELLOW];
+/** Inside the CMYK gamut, so an sRGB → CMYK → sRGB round trip stays near. */
+const MUTED: Quad = [
+  [180, 70, 60],
+  [80, 150, 80],
+  [60, 80, 150],
+  [200, 180, 80],
+];
+
+interface QuadrantOptions {
+  readonly colours?: Quad;
+  readonly width?: number;
+  readonly height?: number;
+  /** ± this much fixed-seed noise per channel, so lossy codecs write realistic amounts of data. */
+  readonly noise?: number;
 }
 
-const QUADRANT_SAMPLES: readonly ColourSample[] = [
-  { at: TL, rgb: RED },
-  { at: TR, rgb: GREEN },
-  { at: BL, rgb: BLUE },
-  { at: BR, rgb: YELLOW },
+function quadrants({ colours = STANDARD, width = 64, height = 48, noise = 0 }: QuadrantOptions = {}) {
+  const base = quadrant(colours, width, height);
+  const random = seededRandom(1);
+  const pixel: Pixel = noise === 0 ? base : (x, y) => base(x, y).map((v) => Math.max(0, Math.min(255, Math.round(v + (random() * 2 - 1) * noise))));
+  return sharp(rawImage(width, height, 3, pixel), { raw: { width, height, channels: 3 } });
+}
+
+const quadrantSamples = ([tl, tr, bl, br]: Quad): readonly ColourSample[] => [
+  { at: TL, rgb: tl },
+  { at: TR, rgb: tr },
+  { at: BL, rgb: bl },
+  { at: BR, rgb: br },
 ];
+
+const QUADRANT_SAMPLES = quadrantSamples(STANDARD);
+
+/** Numbers in [0, 1), the same sequence for the same seed on every machine. */
+function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => (state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 32;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Hand-built files
@@ -181,8 +209,7 @@ function flipScanBits(jpeg: Buffer, count: number, seed: number): Buffer {
   const out = Buffer.from(jpeg);
   const start = scanDataStart(jpeg);
   const end = jpeg.length - 2; // keep the EOI marker
-  let state = seed;
-  const next = () => (state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 32;
+  const next = seededRandom(seed);
   for (let i = 0; i < count; i++) {
     const at = start + Math.floor(next() * (end - start));
     out[at] ^= 1 << Math.floor(next() * 8);
@@ -276,15 +303,16 @@ const RECIPES: Readonly<Record<ImageKind, Recipe>> = {
   cmyk: {
     ext: 'jpg',
     description: 'CMYK JPEG without an ICC profile, quadrants',
-    make: () => quadrants().toColourspace('cmyk').jpeg({ quality: 90 }).toBuffer(),
-    // sRGB → CMYK → sRGB through sharp's built-in profiles loses saturation.
-    expect: decodes('jpeg', 64, 48, 40),
+    make: () => quadrants({ colours: MUTED }).toColourspace('cmyk').jpeg({ quality: 90 }).toBuffer(),
+    // sRGB → CMYK → sRGB through sharp's built-in profiles darkens by up to ~25 even in gamut;
+    // read as RGB plus alpha instead, the same bytes would be off by over 100.
+    expect: decodes('jpeg', 64, 48, 30, quadrantSamples(MUTED)),
   },
   png16: {
     ext: 'png',
     description: '16-bit RGB PNG, quadrants in the high bytes and 0x5a in every low byte',
     make: () => {
-      const eight = rawImage(64, 48, 3, quadrant([RED, GREEN, BLUE, YELLOW], 64, 48));
+      const eight = rawImage(64, 48, 3, quadrant(STANDARD, 64, 48));
       // sharp takes the raw depth from the typed array: Uint16Array means 'ushort'.
       const sixteen = Uint16Array.from(eight, (v) => v * 256 + PNG16_LOW_BYTE);
       return sharp(sixteen, { raw: { width: 64, height: 48, channels: 3 } }).toColourspace('rgb16').png().toBuffer();
@@ -360,9 +388,9 @@ const RECIPES: Readonly<Record<ImageKind, Recipe>> = {
   },
   'truncated-jpeg': {
     ext: 'jpg',
-    description: 'the first 60% of a 256×192 JPEG',
+    description: 'the first 60% of a noisy 256×192 JPEG (cut inside the scan data)',
     make: async () => {
-      const whole = await quadrants(256, 192).jpeg({ quality: 90 }).toBuffer();
+      const whole = await quadrants({ width: 256, height: 192, noise: 20 }).jpeg({ quality: 90 }).toBuffer();
       return whole.subarray(0, Math.floor(whole.length * 0.6));
     },
     expect: { outcome: 'rejects', reason: 'corrupt' },
@@ -381,8 +409,8 @@ const RECIPES: Readonly<Record<ImageKind, Recipe>> = {
   },
   'bitflip-jpeg': {
     ext: 'jpg',
-    description: '256×192 JPEG with 16 bits flipped in its entropy-coded data',
-    make: async () => flipScanBits(await quadrants(256, 192).jpeg({ quality: 90 }).toBuffer(), 16, 7),
+    description: 'noisy 256×192 JPEG with 16 bits flipped in its entropy-coded data',
+    make: async () => flipScanBits(await quadrants({ width: 256, height: 192, noise: 20 }).jpeg({ quality: 90 }).toBuffer(), 16, 7),
     expect: { outcome: 'decodes-or-rejects', reason: 'corrupt', width: 256, height: 192 },
   },
 };
