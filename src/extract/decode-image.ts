@@ -130,7 +130,7 @@ export async function readImageFile(file: string, opts: { readonly maxBytes?: nu
   let handle: FileHandle;
   try {
     // O_NONBLOCK is absent on Windows, where FIFOs do not live in folders anyway.
-    handle = await open(file, fsConstants.O_RDONLY | (fsConstants.O_NONBLOCK ?? 0));
+    handle = await open(file, fsConstants.O_RDONLY);
   } catch (err) {
     throw fsError(file, err);
   }
