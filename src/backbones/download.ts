@@ -7,7 +7,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import cliProgress from 'cli-progress';
-import { fsyncPath } from './weights/files.ts';
+import { fsyncPath } from '../util/atomic-file.ts';
 
 export interface DownloadOptions {
   readonly url: string;

@@ -9,6 +9,7 @@ import readline from 'node:readline';
 import { parse as parseCsv } from 'csv-parse/sync';
 import type { Split } from '../cache/code-rows.ts';
 import { UsageError } from '../util/errors.ts';
+import { IMAGE_EXTENSIONS } from './decode-image.ts';
 
 export type { Split };
 
@@ -28,8 +29,6 @@ export interface Dataset {
   /** Entries that looked like images but could not even be listed (broken links, loops). */
   readonly unlisted: readonly { readonly path: string; readonly reason: string }[];
 }
-
-export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set(['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif']);
 
 const SPLIT_NAMES: Readonly<Record<string, Split>> = { train: 'train', validation: 'validation', val: 'validation', test: 'test' };
 

@@ -1,26 +1,36 @@
 import { randomBytes } from 'node:crypto';
-import { open, rename, rm } from 'node:fs/promises';
+import { mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 
 /**
- * Writes a file so that readers see either nothing or all of it: a uniquely named temporary
- * file in the same directory, fsynced, then renamed over the target.
+ * Writes a file so that readers see either the old content or all of the new: `fill` writes a
+ * temporary file in the same folder (so the rename stays on one file system and is atomic),
+ * which is fsynced and renamed over `dest`. A crash or an error never leaves a partial file
+ * under the real name; temporary names end in `.tmp`, so a later run can sweep them up.
  */
-export async function writeFileAtomic(file: string, data: Uint8Array | string): Promise<void> {
-  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  const handle = await open(tmp, 'w');
+export async function writeAtomically(dest: string, fill: (tmpPath: string) => Promise<void>): Promise<void> {
+  await mkdir(path.dirname(dest), { recursive: true });
+  const tmp = `${dest}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } catch (err) {
-    await handle.close();
+    await fill(tmp);
+    await fsyncPath(tmp);
+    await rename(tmp, dest);
+  } catch (error) {
     await rm(tmp, { force: true });
-    throw err;
+    throw error;
   }
-  await handle.close();
+}
+
+export async function writeFileAtomic(dest: string, data: Uint8Array | string): Promise<void> {
+  await writeAtomically(dest, (tmp) => writeFile(tmp, data));
+}
+
+/** Flushes a closed file to disk; writers such as h5wasm do not expose their descriptor. */
+export async function fsyncPath(file: string): Promise<void> {
+  const handle = await open(file, 'r+');
   try {
-    await rename(tmp, file);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
 }

@@ -1,36 +1,5 @@
 /** File helpers shared by the weight readers and writers. */
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, rename, rm, type FileHandle } from 'node:fs/promises';
-import path from 'node:path';
-
-/**
- * Writes a file so that `dest` either keeps its old content or holds the complete new one:
- * `fill` writes a temporary file next to it, which is fsynced and renamed over `dest`.
- * A crash or an error never leaves a half-written weights file under the real name.
- */
-export async function writeAtomically(dest: string, fill: (tmpPath: string) => Promise<void>): Promise<void> {
-  await mkdir(path.dirname(dest), { recursive: true });
-  // Same directory, so the rename stays on one filesystem and is atomic.
-  const tmp = `${dest}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  try {
-    await fill(tmp);
-    await fsyncPath(tmp);
-    await rename(tmp, dest);
-  } catch (error) {
-    await rm(tmp, { force: true });
-    throw error;
-  }
-}
-
-/** Flushes a closed file to disk; writers such as h5wasm do not expose their descriptor. */
-export async function fsyncPath(file: string): Promise<void> {
-  const handle = await open(file, 'r+');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
+import type { FileHandle } from 'node:fs/promises';
 
 /**
  * Fills `target` from `position` on, looping over short reads; returns how many bytes it got,

@@ -8,7 +8,7 @@
 import path from 'node:path';
 import { WeightsError, type WeightTensor } from '../weights.ts';
 import { elementCount } from './dtypes.ts';
-import { writeAtomically } from './files.ts';
+import { writeAtomically } from '../../util/atomic-file.ts';
 import { h5wasm, hdf5Reason, loadH5wasm, type Group } from './hdf5.ts';
 
 export interface KerasH5Layer {

@@ -6,7 +6,8 @@
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { WeightsError, type WeightSource, type WeightTensor } from '../weights.ts';
-import { describeFsError, readFully, writeAtomically } from './files.ts';
+import { writeAtomically } from '../../util/atomic-file.ts';
+import { describeFsError, readFully } from './files.ts';
 import { decodeBFloat16, decodeFloat16, decodeFloat32, decodeFloat64, elementCount, isShape } from './dtypes.ts';
 
 export interface SafetensorsFile {
