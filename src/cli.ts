@@ -106,6 +106,55 @@ async function main(): Promise<void> {
       },
     )
     .command(
+      'train-head <codes>',
+      'train a small classifier on cached codes, in seconds',
+      (y) =>
+        y
+          .positional('codes', { type: 'string', demandOption: true, describe: 'cache key folder (cache/<key>) or key, as extract printed it' })
+          .option('cache', { type: 'string', default: DEFAULT_CACHE, describe: 'cache folder' })
+          .option('out', { type: 'string', describe: 'head folder to write (default heads/<key>-<time>)' })
+          .option('hidden', { type: 'string', default: '256', describe: 'hidden layer sizes, e.g. 256 or 512,128; 0 for a plain softmax' })
+          .option('dropout', { type: 'number', default: 0.5 })
+          .option('optimizer', { choices: ['adam', 'rmsprop', 'sgd'] as const, default: 'adam' as const })
+          .option('lr', { type: 'number', describe: 'learning rate (default 1e-3; 1e-2 for sgd)' })
+          .option('momentum', { type: 'number', default: 0.9, describe: 'sgd momentum' })
+          .option('batch', { type: 'number', default: 32 })
+          .option('epochs', { type: 'number', default: 50 })
+          .option('l2', { type: 'number', default: 0, describe: 'L2 penalty on kernels, as Keras l2(…)' })
+          .option('class-weights', { type: 'string', default: 'none', describe: 'none | balanced | CLASS=W,…' })
+          .option('seed', { type: 'number', default: 0 })
+          .option('patience', { type: 'number', describe: 'stop after N epochs without a better validation loss (keeps the best)' })
+          .option('val', { type: 'number', default: 0.2, describe: 'validation fraction when rows have no split folders' })
+          .option('test', { type: 'number', default: 0, describe: 'test fraction held out when rows have no split folders' })
+          .option('trainer', { choices: ['auto', 'onnx', 'tfjs'] as const, default: 'auto' as const })
+          .option('json', { type: 'boolean', default: false, describe: 'JSON lines per epoch and a summary on stdout' }),
+      async (argv) => {
+        const { runTrainHead } = await import('./train-head/train-command.ts');
+        const hidden = argv.hidden === '0' ? [] : argv.hidden.split(',').map(Number);
+        if (hidden.some((h) => !Number.isInteger(h) || h <= 0)) throw new UsageError(`--hidden ${argv.hidden}: use sizes like 256 or 512,128, or 0`);
+        await runTrainHead({
+          codes: argv.codes,
+          cacheRoot: argv.cache,
+          out: argv.out,
+          hidden,
+          dropout: argv.dropout,
+          optimizer: argv.optimizer,
+          lr: argv.lr,
+          momentum: argv.momentum,
+          batch: argv.batch,
+          epochs: argv.epochs,
+          l2: argv.l2,
+          classWeights: argv['class-weights'],
+          seed: argv.seed,
+          patience: argv.patience ?? null,
+          val: argv.val,
+          test: argv.test,
+          trainer: argv.trainer,
+          json: argv.json,
+        });
+      },
+    )
+    .command(
       'predict <images..>',
       "classify images with the backbone's own ImageNet classifier (--imagenet)",
       (y) =>

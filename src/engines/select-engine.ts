@@ -4,7 +4,7 @@
  * against 0.8 for TF.js wasm), and on GPUs when its CUDA or WebGPU provider starts; TF.js wins
  * only when tfjs-node-gpu loads and onnxruntime found no GPU provider.
  */
-import { createRequire } from 'node:module';
+import { isInstalled } from '../util/installed.ts';
 import type { EngineChoice, EngineOptions, FeatureEngine } from './engine.ts';
 import { createOnnxEngine } from './onnx-engine.ts';
 import { tfBackend } from './tfjs-backend.ts';
@@ -25,15 +25,6 @@ export async function createEngine(opts: EngineOptions & { readonly engine: Engi
     return withNote(onnx, `auto: no GPU backend could start (${backend.notes.join('; ')})`);
   }
   return createOnnxEngine(opts);
-}
-
-function isInstalled(pkg: string): boolean {
-  try {
-    createRequire(import.meta.url).resolve(pkg);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function withNote(engine: FeatureEngine, note: string): FeatureEngine {

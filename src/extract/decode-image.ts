@@ -21,6 +21,9 @@ import { open, type FileHandle } from 'node:fs/promises';
 import sharp, { type FitEnum, type KernelEnum, type Sharp, type SharpOptions } from 'sharp';
 import type { Pair } from '../backbones/layer-graph.ts';
 
+// Every file is decoded once, so libvips' operation cache only holds memory that is never reused.
+sharp.cache(false);
+
 /** squash: stretch to size (Keras' load_img); crop: shorter side to size, centre crop; pad: letterbox. */
 export type ResizeMode = 'squash' | 'crop' | 'pad';
 

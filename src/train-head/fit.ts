@@ -1,0 +1,151 @@
+/**
+ * The training loop: seeded batch order and dropout masks, per-epoch metrics, and early
+ * stopping on validation loss that keeps the best epoch's weights. It drives any HeadTrainer.
+ */
+import { mulberry32 } from '../backbones/zoo/random-weights.ts';
+import type { HeadArchitecture, HeadParams, HeadTrainer, TrainBatch } from './trainer.ts';
+
+export interface LabelledCodes {
+  /** n × dim, row-major. */
+  readonly x: Float32Array;
+  readonly y: Int32Array;
+  readonly n: number;
+}
+
+export interface EpochStats {
+  readonly epoch: number;
+  /** Mean training batch loss (with dropout, class weights and L2), as Keras reports it. */
+  readonly loss: number;
+  /** Accuracy on the training rows, dropout off, after the epoch. */
+  readonly acc: number;
+  /** Mean cross-entropy on validation rows; null without validation rows. */
+  readonly valLoss: number | null;
+  readonly valAcc: number | null;
+  readonly seconds: number;
+}
+
+export interface FitOptions {
+  readonly trainer: HeadTrainer;
+  readonly architecture: HeadArchitecture;
+  readonly train: LabelledCodes;
+  readonly validation?: LabelledCodes;
+  readonly epochs: number;
+  readonly batch: number;
+  readonly seed: number;
+  /** Per-class loss weight; null for equal weights. */
+  readonly classWeights: Float32Array | null;
+  /** Stop after this many epochs without a better validation loss; null never stops early. */
+  readonly patience: number | null;
+  readonly onEpoch?: (stats: EpochStats) => void;
+}
+
+export interface FitResult {
+  readonly history: readonly EpochStats[];
+  /** 1-based epoch whose weights were kept (the best validation loss, or the last). */
+  readonly bestEpoch: number;
+  readonly params: HeadParams;
+  readonly stoppedEarly: boolean;
+}
+
+export async function fit(opts: FitOptions): Promise<FitResult> {
+  const { trainer, architecture: arch, train } = opts;
+  const dim = arch.inputDim;
+  const random = mulberry32(opts.seed ^ 0x5eed);
+  const order = Int32Array.from({ length: train.n }, (_, i) => i);
+  const x = new Float32Array(opts.batch * dim);
+  const y = new Int32Array(opts.batch);
+  const weight = new Float32Array(opts.batch);
+  const masks = arch.hidden.map((h) => new Float32Array(opts.batch * h));
+  const keep = 1 - arch.dropout;
+
+  const history: EpochStats[] = [];
+  let best: { loss: number; epoch: number; params: HeadParams } | undefined;
+  let sinceBest = 0;
+  let stoppedEarly = false;
+
+  for (let epoch = 1; epoch <= opts.epochs; epoch++) {
+    const started = performance.now();
+    shuffle(order, random);
+    let lossSum = 0;
+    for (let start = 0; start < train.n; start += opts.batch) {
+      const n = Math.min(opts.batch, train.n - start);
+      for (let i = 0; i < n; i++) {
+        const row = order[start + i];
+        x.set(train.x.subarray(row * dim, (row + 1) * dim), i * dim);
+        y[i] = train.y[row];
+        weight[i] = opts.classWeights ? opts.classWeights[y[i]] : 1;
+      }
+      for (const mask of masks) {
+        const size = (mask.length / opts.batch) * n;
+        for (let j = 0; j < size; j++) mask[j] = arch.dropout > 0 ? (random() < keep ? 1 / keep : 0) : 1;
+      }
+      const batch: TrainBatch = {
+        x: x.subarray(0, n * dim),
+        y: y.subarray(0, n),
+        weight: weight.subarray(0, n),
+        masks: masks.map((m) => m.subarray(0, (m.length / opts.batch) * n)),
+        n,
+      };
+      lossSum += (await trainer.step(batch)) * n;
+    }
+    const acc = (await evaluateCodes(trainer, train, arch.classes, opts.batch * 8)).acc;
+    const val = opts.validation && opts.validation.n > 0 ? await evaluateCodes(trainer, opts.validation, arch.classes, opts.batch * 8) : null;
+    const stats: EpochStats = {
+      epoch,
+      loss: lossSum / train.n,
+      acc,
+      valLoss: val?.loss ?? null,
+      valAcc: val?.acc ?? null,
+      seconds: (performance.now() - started) / 1000,
+    };
+    history.push(stats);
+    opts.onEpoch?.(stats);
+
+    if (val) {
+      if (!best || val.loss < best.loss) {
+        best = { loss: val.loss, epoch, params: await trainer.getParams() };
+        sinceBest = 0;
+      } else if (opts.patience !== null && ++sinceBest >= opts.patience) {
+        stoppedEarly = epoch < opts.epochs;
+        break;
+      }
+    }
+  }
+  if (best && best.epoch !== history.length) await trainer.setParams(best.params);
+  return { history, bestEpoch: best?.epoch ?? history.length, params: best?.params ?? (await trainer.getParams()), stoppedEarly };
+}
+
+/** Mean cross-entropy and accuracy of the current weights, dropout off. */
+export async function evaluateCodes(
+  trainer: HeadTrainer,
+  data: LabelledCodes,
+  classes: number,
+  chunk: number,
+): Promise<{ loss: number; acc: number; probabilities: Float32Array }> {
+  const dim = data.x.length / Math.max(data.n, 1);
+  const probabilities = new Float32Array(data.n * classes);
+  for (let start = 0; start < data.n; start += chunk) {
+    const n = Math.min(chunk, data.n - start);
+    probabilities.set(await trainer.predict(data.x.subarray(start * dim, (start + n) * dim), n), start * classes);
+  }
+  let loss = 0;
+  let right = 0;
+  for (let i = 0; i < data.n; i++) {
+    const row = probabilities.subarray(i * classes, (i + 1) * classes);
+    loss -= Math.log(Math.max(row[data.y[i]], 1e-12));
+    let top = 0;
+    for (let c = 1; c < classes; c++) if (row[c] > row[top]) top = c;
+    if (top === data.y[i]) right++;
+  }
+  return { loss: loss / Math.max(data.n, 1), acc: right / Math.max(data.n, 1), probabilities };
+}
+
+/** Fisher–Yates with the seeded generator, so a seed fixes the batch order. */
+function shuffle(a: Int32Array, random: () => number): void {
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    const t = a[i];
+    a[i] = a[j];
+    a[j] = t;
+  }
+}

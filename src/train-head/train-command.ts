@@ -1,0 +1,234 @@
+/**
+ * `bottleneck train-head`: cached codes in, a head folder out. Reads one cache key, splits
+ * it, trains with the chosen trainer and saves the head with its history and curves.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import type { Split } from '../cache/code-rows.ts';
+import { FeatureCache } from '../cache/feature-cache.ts';
+import { tfBackend } from '../engines/tfjs-backend.ts';
+import { UsageError } from '../util/errors.ts';
+import { isInstalled } from '../util/installed.ts';
+import { fit, type EpochStats, type LabelledCodes } from './fit.ts';
+import { HEAD_FORMAT, saveHead, type HeadConfig } from './head-folder.ts';
+import { initHeadParams } from './head-init.ts';
+import { createOnnxTrainer } from './onnx-trainer.ts';
+import { planSplits, type SplitPlan } from './splits.ts';
+import { createTfjsTrainer } from './tfjs-trainer.ts';
+import type { HeadArchitecture, HeadTrainer, OptimizerConfig, TrainerOptions } from './trainer.ts';
+
+export interface TrainHeadCommand {
+  /** A cache key folder (cache/<key>), or a key name under cacheRoot. */
+  readonly codes: string;
+  readonly cacheRoot: string;
+  readonly out?: string;
+  readonly hidden: readonly number[];
+  readonly dropout: number;
+  readonly optimizer: 'adam' | 'rmsprop' | 'sgd';
+  readonly lr?: number;
+  readonly momentum: number;
+  readonly batch: number;
+  readonly epochs: number;
+  readonly l2: number;
+  readonly classWeights: string;
+  readonly seed: number;
+  readonly patience: number | null;
+  readonly val: number;
+  readonly test: number;
+  readonly trainer: 'auto' | 'onnx' | 'tfjs';
+  readonly json: boolean;
+}
+
+/** All rows of a cache key as one table, whatever split they were stored under. */
+export interface CodeTable {
+  readonly codes: Float32Array;
+  readonly dim: number;
+  readonly labels: readonly string[];
+  readonly sha256: readonly string[];
+  readonly paths: readonly string[];
+  readonly splits: readonly (Split | null)[];
+}
+
+export async function readCodeTable(cache: FeatureCache): Promise<CodeTable> {
+  const all = await cache.readAll();
+  const parts = [...all.splits.entries()];
+  const n = parts.reduce((s, [, p]) => s + p.labels.length, 0);
+  const codes = new Float32Array(n * all.dim);
+  let offset = 0;
+  for (const [, p] of parts) {
+    codes.set(p.codes, offset);
+    offset += p.codes.length;
+  }
+  return {
+    codes,
+    dim: all.dim,
+    labels: parts.flatMap(([, p]) => p.labels),
+    sha256: parts.flatMap(([, p]) => p.sha256),
+    paths: parts.flatMap(([, p]) => p.paths),
+    splits: parts.flatMap(([split, p]) => p.labels.map(() => (split === 'none' ? null : split))),
+  };
+}
+
+export function gather(table: CodeTable, rows: readonly number[], classes: readonly string[]): LabelledCodes {
+  const x = new Float32Array(rows.length * table.dim);
+  const y = new Int32Array(rows.length);
+  const index = new Map(classes.map((c, i) => [c, i]));
+  rows.forEach((r, i) => {
+    x.set(table.codes.subarray(r * table.dim, (r + 1) * table.dim), i * table.dim);
+    y[i] = index.get(table.labels[r]) ?? -1;
+  });
+  return { x, y, n: rows.length };
+}
+
+export async function openCodes(codes: string, cacheRoot: string): Promise<FeatureCache> {
+  const dir = existsSync(path.join(codes, 'spec.json')) ? codes : path.join(cacheRoot, codes);
+  if (!existsSync(path.join(dir, 'spec.json'))) {
+    throw new UsageError(`${codes}: not a cache key folder (run \`bottleneck extract\` first; it prints the key and its folder)`);
+  }
+  return FeatureCache.open(path.dirname(path.resolve(dir)), path.basename(dir));
+}
+
+function optimizerConfig(cmd: TrainHeadCommand): OptimizerConfig {
+  switch (cmd.optimizer) {
+    case 'adam':
+      return { kind: 'adam', lr: cmd.lr ?? 1e-3, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 };
+    case 'rmsprop':
+      return { kind: 'rmsprop', lr: cmd.lr ?? 1e-3, rho: 0.9, epsilon: 1e-7 };
+    case 'sgd':
+      return { kind: 'sgd', lr: cmd.lr ?? 1e-2, momentum: cmd.momentum };
+  }
+}
+
+/** `balanced` (n / (classes · n_c), as scikit-learn and Keras users compute it), `none`, or `cat=1,dog=3`. */
+export function classWeightsFor(spec: string, classes: readonly string[], train: LabelledCodes): Float32Array | null {
+  if (spec === 'none') return null;
+  if (spec === 'balanced') {
+    const counts = new Float32Array(classes.length);
+    for (const y of train.y) counts[y]++;
+    return counts.map((c) => (c > 0 ? train.n / (classes.length * c) : 0));
+  }
+  const weights = new Float32Array(classes.length).fill(1);
+  for (const part of spec.split(',')) {
+    const [name, value] = part.split('=');
+    const i = classes.indexOf(name);
+    if (i < 0 || !Number.isFinite(Number(value))) throw new UsageError(`--class-weights ${spec}: use balanced, none, or CLASS=WEIGHT,… with classes ${classes.join(', ')}`);
+    weights[i] = Number(value);
+  }
+  return weights;
+}
+
+export async function createTrainer(choice: 'auto' | 'onnx' | 'tfjs', opts: TrainerOptions): Promise<HeadTrainer> {
+  if (choice === 'onnx') return createOnnxTrainer(opts);
+  if (choice === 'tfjs') return createTfjsTrainer(opts);
+  // TF.js is only faster where its native GPU backend runs; everywhere else the ONNX trainer wins.
+  if (!isInstalled('@tensorflow/tfjs-node-gpu')) return createOnnxTrainer(opts);
+  const backend = await tfBackend('auto');
+  return backend.provider === 'tensorflow-gpu' ? createTfjsTrainer(opts) : createOnnxTrainer(opts);
+}
+
+export async function runTrainHead(cmd: TrainHeadCommand): Promise<{ dir: string; config: HeadConfig; history: readonly EpochStats[] }> {
+  const cache = await openCodes(cmd.codes, cmd.cacheRoot);
+  const table = await readCodeTable(cache);
+  const plan = planSplits(
+    table.labels.map((label, i) => ({ label, sha256: table.sha256[i], split: table.splits[i] })),
+    { val: cmd.val, test: cmd.test },
+  );
+  const classes = [...new Set(plan.train.map((i) => table.labels[i]))].sort();
+  if (classes.length < 2) throw new UsageError(`${cache.dir}: the training rows hold ${classes.length} class(es); a classifier needs at least two`);
+  const train = gather(table, plan.train, classes);
+  // Validation rows of a class the head never trained on cannot be scored; they are left out.
+  const validation = gather(table, plan.validation.filter((i) => classes.includes(table.labels[i])), classes);
+
+  const architecture: HeadArchitecture = { inputDim: table.dim, hidden: cmd.hidden, dropout: cmd.dropout, classes: classes.length };
+  const optimizer = optimizerConfig(cmd);
+  const trainer = await createTrainer(cmd.trainer, {
+    architecture,
+    training: { optimizer, l2: cmd.l2 },
+    initial: initHeadParams(architecture, cmd.seed),
+    maxBatch: cmd.batch * 8,
+  });
+  const classWeights = classWeightsFor(cmd.classWeights, classes, train);
+  const out = path.resolve(cmd.out ?? path.join('heads', `${cache.key}-${new Date().toISOString().replace(/[:.]/g, '-')}`));
+  const log = (line: string) => console.error(line);
+  if (!cmd.json) {
+    log(`codes ${cache.key}: ${train.n} train, ${validation.n} validation, ${plan.test.length} test rows (${describeSplits(plan)}), ${classes.length} classes`);
+    log(`trainer: ${trainer.name} (${trainer.provider}); head ${[table.dim, ...cmd.hidden, classes.length].join(' → ')}, dropout ${cmd.dropout}, ${optimizer.kind} lr ${optimizer.lr}`);
+  }
+  const live = !cmd.json && process.stderr.isTTY;
+  try {
+    const result = await fit({
+      trainer,
+      architecture,
+      train,
+      validation,
+      epochs: cmd.epochs,
+      batch: cmd.batch,
+      seed: cmd.seed,
+      classWeights,
+      patience: cmd.patience,
+      onEpoch: (s) => {
+        if (cmd.json) {
+          console.log(JSON.stringify({ event: 'epoch', ...s }));
+          return;
+        }
+        const line = formatEpoch(s, cmd.epochs);
+        if (live) process.stderr.write(`\r${line}\u001b[K`);
+        else log(line);
+      },
+    });
+    if (live) process.stderr.write('\n');
+    const last = result.history[result.bestEpoch - 1];
+    const config: HeadConfig = {
+      format: HEAD_FORMAT,
+      architecture,
+      classes,
+      cacheKey: cache.key,
+      codeSpec: cache.spec,
+      training: {
+        trainer: `${trainer.name} (${trainer.provider})`,
+        optimizer,
+        l2: cmd.l2,
+        epochs: cmd.epochs,
+        batch: cmd.batch,
+        seed: cmd.seed,
+        patience: cmd.patience,
+        classWeights: classWeights ? [...classWeights] : null,
+        splits: { source: plan.source, train: train.n, validation: validation.n, test: plan.test.length },
+      },
+      bestEpoch: result.bestEpoch,
+      metrics: { valLoss: last.valLoss, valAcc: last.valAcc, trainAcc: last.acc },
+    };
+    await mkdir(out, { recursive: true });
+    await saveHead(out, config, result.params, result.history);
+    const seconds = result.history.reduce((s, h) => s + h.seconds, 0);
+    if (cmd.json) {
+      console.log(JSON.stringify({ event: 'summary', head: out, bestEpoch: result.bestEpoch, ...config.metrics, seconds, trainer: config.training.trainer }));
+    } else {
+      console.log(
+        `best epoch ${result.bestEpoch}${result.stoppedEarly ? ' (stopped early)' : ''}: ` +
+          `val acc ${pct(last.valAcc)}, val loss ${last.valLoss?.toFixed(4) ?? '-'}, train acc ${pct(last.acc)} — ${seconds.toFixed(1)} s`,
+      );
+      console.log(`head saved to ${out}`);
+    }
+    return { dir: out, config, history: result.history };
+  } finally {
+    await trainer.dispose();
+  }
+}
+
+function describeSplits(plan: SplitPlan): string {
+  return plan.source === 'folders' ? 'from the split folders' : 'split by content hash';
+}
+
+function pct(v: number | null): string {
+  return v === null ? '-' : `${(v * 100).toFixed(2)}%`;
+}
+
+function formatEpoch(s: EpochStats, epochs: number): string {
+  return (
+    `epoch ${String(s.epoch).padStart(String(epochs).length)}/${epochs}  loss ${s.loss.toFixed(4)}  acc ${pct(s.acc)}` +
+    (s.valLoss !== null ? `  val_loss ${s.valLoss.toFixed(4)}  val_acc ${pct(s.valAcc)}` : '') +
+    `  ${s.seconds.toFixed(2)} s`
+  );
+}
