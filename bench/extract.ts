@@ -15,9 +15,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs, promisify } from 'node:util';
-import { hasWeights } from '../src/backbones/layer-graph.ts';
-import { transpose } from '../src/backbones/weights.ts';
-import { writeKerasH5, type KerasH5Layer } from '../src/backbones/weights/keras-h5-writer.ts';
+import { toKerasLayers, writeKerasH5 } from '../src/backbones/weights/keras-h5-writer.ts';
 import { KERAS_VGG16_FILES } from '../src/backbones/zoo.ts';
 import { seededWeights } from '../src/backbones/zoo/random-weights.ts';
 import { vgg16Graph } from '../src/backbones/zoo/vgg16.ts';
@@ -52,18 +50,8 @@ async function timed(cmd: string, argv: string[], env: NodeJS.ProcessEnv = {}): 
 
 async function writeRandomVgg16(dir: string): Promise<string> {
   const graph = vgg16Graph();
-  const weights = seededWeights(graph, [224, 224], 1, ['block5_pool']);
-  const layers: KerasH5Layer[] = [];
-  for (const node of graph.nodes.slice(1)) {
-    if (node.op === 'flatten') break;
-    if (!hasWeights(node)) {
-      layers.push({ name: node.name });
-      continue;
-    }
-    layers.push({ name: node.name, kernel: transpose(weights.get(`${node.name}.weight`)!, [2, 3, 1, 0]), bias: weights.get(`${node.name}.bias`)! });
-  }
   const file = path.join(dir, KERAS_VGG16_FILES.notop.file);
-  await writeKerasH5(file, layers);
+  await writeKerasH5(file, toKerasLayers(graph, seededWeights(graph, [224, 224], 1, ['block5_pool']), 'block5_pool'));
   return file;
 }
 

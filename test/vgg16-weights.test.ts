@@ -7,9 +7,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Backbone } from '../src/backbones/backbone.ts';
-import { hasWeights } from '../src/backbones/layer-graph.ts';
-import { transpose, type WeightTensor } from '../src/backbones/weights.ts';
-import { writeKerasH5, type KerasH5Layer } from '../src/backbones/weights/keras-h5-writer.ts';
+import type { WeightTensor } from '../src/backbones/weights.ts';
+import { toKerasLayers, writeKerasH5, type KerasH5Layer } from '../src/backbones/weights/keras-h5-writer.ts';
 import { KERAS_VGG16_FILES, loadBackbone } from '../src/backbones/zoo.ts';
 import { seededWeights } from '../src/backbones/zoo/random-weights.ts';
 import { vgg16Graph } from '../src/backbones/zoo/vgg16.ts';
@@ -21,32 +20,16 @@ const tmp = mkdtempSync(path.join(os.tmpdir(), 'bottleneck-vgg16-'));
 const fullDir = path.join(tmp, 'full');
 const notopDir = path.join(tmp, 'notop');
 
-/** Keras-layout layers (HWIO / [in, out]) for the whole graph, from canonical random weights. */
-function kerasLayers(weights: Map<string, WeightTensor>, upTo?: string): KerasH5Layer[] {
-  const layers: KerasH5Layer[] = [];
-  for (const node of vgg16Graph().nodes.slice(1)) {
-    if (upTo && layers.some((l) => l.name === upTo)) break;
-    if (!hasWeights(node)) {
-      layers.push({ name: node.name });
-      continue;
-    }
-    const w = weights.get(`${node.name}.weight`)!;
-    const kernel = node.op === 'conv2d' ? transpose(w, [2, 3, 1, 0]) : transpose(w, [1, 0]);
-    layers.push({ name: node.name, kernel, bias: weights.get(`${node.name}.bias`)! });
-  }
-  return layers;
-}
-
 describe('vgg16 from Keras h5 files', () => {
   let canonical: Map<string, WeightTensor>;
   let fullLayers: KerasH5Layer[];
 
   beforeAll(async () => {
     canonical = seededWeights(vgg16Graph(), [224, 224], 16);
-    fullLayers = kerasLayers(canonical);
+    fullLayers = toKerasLayers(vgg16Graph(), canonical);
     await import('node:fs/promises').then((fs) => Promise.all([fs.mkdir(fullDir), fs.mkdir(notopDir)]));
     await writeKerasH5(path.join(fullDir, KERAS_VGG16_FILES.full.file), fullLayers);
-    await writeKerasH5(path.join(notopDir, KERAS_VGG16_FILES.notop.file), kerasLayers(canonical, 'block5_pool'));
+    await writeKerasH5(path.join(notopDir, KERAS_VGG16_FILES.notop.file), toKerasLayers(vgg16Graph(), canonical, 'block5_pool'));
   }, 300_000);
   afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 

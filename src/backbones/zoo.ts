@@ -36,15 +36,22 @@ export interface LoadBackboneOptions {
   readonly download?: boolean;
   /** Where Keras' weight files are served; defaults to Keras' own location. */
   readonly downloadBaseUrl?: string;
+  /** The VGG16 files to look for and their md5; for mirrors serving other builds, and tests. */
+  readonly vgg16Files?: typeof KERAS_VGG16_FILES;
 }
 
 export const ZOO_NAMES = ['vgg16', 'squeezenet1_1', 'googlenet', TINY_RANDOM_ID] as const;
 export type ZooName = (typeof ZOO_NAMES)[number];
 
-export const KERAS_VGG16_FILES = {
+export interface KerasWeightFile {
+  readonly file: string;
+  readonly md5: string;
+}
+
+export const KERAS_VGG16_FILES: { readonly notop: KerasWeightFile; readonly full: KerasWeightFile } = {
   notop: { file: 'vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5', md5: '6d6bbae143d832006294945121d1f1fc' },
   full: { file: 'vgg16_weights_tf_dim_ordering_tf_kernels.h5', md5: '64373286793e3c8b2b4e3219cbf3544b' },
-} as const;
+};
 export const KERAS_WEIGHTS_URL = 'https://storage.googleapis.com/tensorflow/keras-applications/vgg16';
 
 /** Caffe-origin backbones shipped as `<file>.safetensors` + `<file>.arch.json`. */
@@ -89,7 +96,8 @@ async function loadVgg16(opts: LoadBackboneOptions): Promise<Backbone> {
 }
 
 async function findVgg16Weights(needsTop: boolean, opts: LoadBackboneOptions): Promise<string> {
-  const wanted = needsTop ? [KERAS_VGG16_FILES.full] : [KERAS_VGG16_FILES.notop, KERAS_VGG16_FILES.full];
+  const files = opts.vgg16Files ?? KERAS_VGG16_FILES;
+  const wanted = needsTop ? [files.full] : [files.notop, files.full];
   if (opts.weights) {
     if (!existsSync(opts.weights)) throw new WeightsError(`--weights ${opts.weights}: no such file or folder`);
     if (!statSync(opts.weights).isDirectory()) return opts.weights;

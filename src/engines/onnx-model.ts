@@ -9,6 +9,7 @@ import { codeShape, type Cut } from '../backbones/cut.ts';
 import type { GraphPlan, PlannedNode, PoolPads } from '../backbones/graph-plan.ts';
 import { biasName, weightName, type Activation, type Pads } from '../backbones/layer-graph.ts';
 import type { WeightMap, WeightTensor } from '../backbones/weights.ts';
+import { winogradConv, winogradEligible, type WinogradConvOptions } from './onnx-winograd.ts';
 
 // onnx-proto is CommonJS; its namespace is only reachable through the default export.
 const { onnx } = onnxProto;
@@ -23,7 +24,7 @@ const int = (name: string, i: number): Attr => ({ name, type: onnx.AttributeProt
 const float = (name: string, f: number): Attr => ({ name, type: onnx.AttributeProto.AttributeType.FLOAT, f });
 
 /** Accumulates nodes and initializers; value names are unique by construction. */
-class GraphBuilder {
+export class GraphBuilder {
   readonly nodes: proto.INodeProto[] = [];
   readonly initializers: proto.ITensorProto[] = [];
   private counter = 0;
@@ -32,8 +33,8 @@ class GraphBuilder {
     return `${base}__${this.counter++}`;
   }
 
-  add(opType: string, inputs: string[], output: string, attribute: Attr[] = []): string {
-    this.nodes.push({ opType, input: inputs, output: [output], name: output, attribute });
+  add(opType: string, inputs: string[], output: string, attribute: Attr[] = [], domain = ''): string {
+    this.nodes.push({ opType, input: inputs, output: [output], name: output, attribute, ...(domain ? { domain } : {}) });
     return output;
   }
 
@@ -55,16 +56,47 @@ export interface OnnxModelSpec {
   readonly plan: GraphPlan;
   readonly cuts: readonly Cut[];
   readonly weights: WeightMap;
+  /** 'winograd' computes eligible convs (3×3, stride 1, not dilated) with Winograd (onnx-winograd.ts). */
+  readonly convAlgorithm?: ConvAlgorithm;
+  /** Experiments only: Winograd tile, layout, and the fewest input channels worth it. */
+  readonly winograd?: Partial<WinogradConvOptions> & { readonly minChannels?: number };
 }
 
-export function buildOnnxModel({ plan, cuts, weights }: OnnxModelSpec): Uint8Array {
+export type ConvAlgorithm = 'direct' | 'winograd';
+
+interface Value {
+  readonly name: string;
+  /** A 4-D feature map rather than a vector. */
+  readonly spatial: boolean;
+  /** Channel-major [C, N, H, W] rather than NCHW. */
+  readonly cnhw?: boolean;
+}
+
+export function buildOnnxModel({ plan, cuts, weights, convAlgorithm = 'direct', winograd = {} }: OnnxModelSpec): Uint8Array {
   const g = new GraphBuilder();
-  // Which ONNX value holds each plan node's output, and whether it is still a 4-D NCHW map.
-  const values = new Map<string, { name: string; spatial: boolean }>();
+  // Which ONNX value holds each plan node's output, and whether it is still a 4-D map: NCHW, or
+  // channel-major CNHW as Winograd convs leave it, which the next one reads without a transpose.
+  const values = new Map<string, Value>();
+  /** The value of a node in NCHW, transposing a CNHW map (once). */
+  const nchw = (node: string): Value => {
+    const v = values.get(node)!;
+    if (!v.cnhw) return v;
+    const t = { name: g.add('Transpose', [v.name], g.fresh(`${node}_nchw`), [ints('perm', [1, 0, 2, 3])]), spatial: true };
+    values.set(node, t);
+    return t;
+  };
 
   for (const step of plan.steps) {
     const node = step.node;
-    const input = values.get(node.inputs[0]);
+    const winogradStep =
+      node.op === 'conv2d' &&
+      convAlgorithm === 'winograd' &&
+      winogradEligible(node.kernel, node.stride, node.dilation) &&
+      step.inShape[2]! >= (winograd.minChannels ?? 1);
+    // Element-wise ops, pooling and padding treat C and N alike, so they take either layout.
+    const anyLayout = winogradStep || ['relu', 'maxpool', 'avgpool', 'zeropad', 'dropout'].includes(node.op);
+    const input = node.op === 'input' ? undefined : anyLayout ? values.get(node.inputs[0]) : nchw(node.inputs[0]);
+    const cnhw = input?.cnhw;
     const x = input?.name ?? '';
     switch (node.op) {
       case 'input':
@@ -72,9 +104,17 @@ export function buildOnnxModel({ plan, cuts, weights }: OnnxModelSpec): Uint8Arr
         break;
       case 'conv2d': {
         const pads = (step as Extract<PlannedNode, { node: { op: 'conv2d' } }>).pads;
+        const weight = weights.get(weightName(node))!;
+        const bias = weights.get(biasName(node))!;
+        if (winogradStep) {
+          const spec = { x, layout: cnhw ? 'cnhw' : 'nchw', name: node.name, inShape: step.inShape, outShape: step.outShape, pads, weight, bias } as const;
+          const conv = winogradConv(g, spec, { tile: 4, ...winograd });
+          values.set(node.name, { name: activate(g, conv, node.activation, node.name), spatial: true, cnhw: winograd.layout === '3d' });
+          break;
+        }
         const conv = g.add(
           'Conv',
-          [x, g.floats(weightName(node), weights.get(weightName(node))!), g.floats(biasName(node), weights.get(biasName(node))!)],
+          [x, g.floats(weightName(node), weight), g.floats(biasName(node), bias)],
           node.activation === 'linear' ? node.name : g.fresh(node.name),
           [ints('kernel_shape', node.kernel), ints('strides', node.stride), ints('dilations', node.dilation), ints('pads', pads)],
         );
@@ -84,11 +124,11 @@ export function buildOnnxModel({ plan, cuts, weights }: OnnxModelSpec): Uint8Arr
       case 'maxpool':
       case 'avgpool': {
         const pads = (step as Extract<PlannedNode, { node: { op: 'maxpool' | 'avgpool' } }>).pads;
-        values.set(node.name, { name: pool(g, x, node.name, node.op, node.kernel, node.stride, pads), spatial: true });
+        values.set(node.name, { name: pool(g, x, node.name, node.op, node.kernel, node.stride, pads), spatial: true, cnhw });
         break;
       }
       case 'relu':
-        values.set(node.name, { name: g.add('Relu', [x], node.name), spatial: input!.spatial });
+        values.set(node.name, { name: g.add('Relu', [x], node.name), spatial: input!.spatial, cnhw });
         break;
       case 'lrn':
         values.set(node.name, {
@@ -98,7 +138,7 @@ export function buildOnnxModel({ plan, cuts, weights }: OnnxModelSpec): Uint8Arr
         });
         break;
       case 'concat':
-        values.set(node.name, { name: g.add('Concat', node.inputs.map((i) => values.get(i)!.name), node.name, [int('axis', 1)]), spatial: true });
+        values.set(node.name, { name: g.add('Concat', node.inputs.map((i) => nchw(i).name), node.name, [int('axis', 1)]), spatial: true });
         break;
       case 'flatten': {
         const ordered = node.order === 'hwc' && input!.spatial ? g.add('Transpose', [x], g.fresh(node.name), [ints('perm', [0, 2, 3, 1])]) : x;
@@ -125,13 +165,13 @@ export function buildOnnxModel({ plan, cuts, weights }: OnnxModelSpec): Uint8Arr
         values.set(node.name, { name: g.add('Softmax', [x], node.name, [int('axis', 1)]), spatial: input!.spatial });
         break;
       case 'zeropad':
-        values.set(node.name, { name: padZeros(g, x, node.pad, node.name), spatial: true });
+        values.set(node.name, { name: padZeros(g, x, node.pad, node.name), spatial: true, cnhw });
         break;
     }
   }
 
   const outputs = cuts.map((cut, i) => {
-    const source = values.get(plan.outputs[i])!;
+    const source = nchw(plan.outputs[i]);
     const out = onnxOutputName(i);
     if (cut.pool) {
       if (!source.spatial) throw new Error(`cannot pool the vector '${cut.layer}'`);
@@ -149,7 +189,10 @@ export function buildOnnxModel({ plan, cuts, weights }: OnnxModelSpec): Uint8Arr
   const [h, w] = plan.inputSize;
   const model: proto.IModelProto = {
     irVersion: 8,
-    opsetImport: [{ domain: '', version: OPSET }],
+    opsetImport: [
+      { domain: '', version: OPSET },
+      { domain: 'com.microsoft', version: 1 },
+    ],
     producerName: 'bottleneck',
     graph: {
       name: plan.graph.name,

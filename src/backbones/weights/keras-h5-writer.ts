@@ -6,7 +6,8 @@
  * dense [in, out]), float32.
  */
 import path from 'node:path';
-import { WeightsError, type WeightTensor } from '../weights.ts';
+import { biasName, hasWeights, weightName, type LayerGraph } from '../layer-graph.ts';
+import { transpose, WeightsError, type WeightMap, type WeightTensor } from '../weights.ts';
 import { elementCount } from './dtypes.ts';
 import { writeAtomically } from '../../util/atomic-file.ts';
 import { h5wasm, hdf5Reason, loadH5wasm, type Group } from './hdf5.ts';
@@ -96,4 +97,25 @@ function writeFloat32(group: Group, name: string, t: WeightTensor): void {
     const end = Math.min(rows, row + blockRows);
     dataset.write_slice([[row, end], ...rest.map((): [] => [])], t.data.subarray(row * rowElements, end * rowElements));
   }
+}
+
+/**
+ * A graph's canonical weights (OIHW / [out, in]) as Keras h5 layers (HWIO / [in, out]), every
+ * layer up to and including `upTo` (default: all), weightless ones as empty groups. This is how
+ * the project writes weights users can load in Keras, and how tests make Keras-layout files.
+ */
+export function toKerasLayers(graph: LayerGraph, weights: WeightMap, upTo?: string): KerasH5Layer[] {
+  const layers: KerasH5Layer[] = [];
+  for (const node of graph.nodes.slice(1)) {
+    if (!hasWeights(node)) {
+      layers.push({ name: node.name });
+    } else {
+      const w = weights.get(weightName(node));
+      const b = weights.get(biasName(node));
+      if (!w || !b) throw new WeightsError(`no weights for layer '${node.name}'`);
+      layers.push({ name: node.name, kernel: node.op === 'conv2d' ? transpose(w, [2, 3, 1, 0]) : transpose(w, [1, 0]), bias: b });
+    }
+    if (node.name === upTo) break;
+  }
+  return layers;
 }

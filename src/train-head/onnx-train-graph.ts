@@ -1,0 +1,453 @@
+/**
+ * Generates the two ONNX models the onnx head trainer runs on onnxruntime:
+ *
+ * - a training step: forward pass, loss, a hand-written backward pass and the optimizer update,
+ *   taking parameters and optimizer state as inputs and returning their next values, so the
+ *   runner owns all state and onnxruntime needs no training build;
+ * - a predict graph: codes → softmax probabilities, dropout off.
+ *
+ * Layout. Dense kernels are stored [in, out] (Keras' layout, the transpose of HeadParams'
+ * canonical [out, in]): the kernel gradient is then aᵀ·dz with aᵀ split into row chunks, and
+ * each chunk of the gradient is one small GEMM against the whole (tiny) dz. Large kernels are
+ * stored as [chunks, chunkRows, out] and updated by a Scan over the chunks, so the gradient and
+ * the optimizer's intermediates for one chunk stay in cache: onnxruntime runs every elementwise
+ * op as its own pass, and over a whole 25088×256 kernel the dozen passes of an Adam update cost
+ * far more than the GEMMs. Padding rows (when chunks × chunkRows > in) are zero, get zero
+ * gradient and so stay zero under every optimizer here.
+ */
+import onnxProto from 'onnx-proto';
+import type { onnx as proto } from 'onnx-proto';
+import type { HeadArchitecture, OptimizerConfig, TrainingConfig } from './trainer.ts';
+
+// onnx-proto is CommonJS; its namespace is only reachable through the default export.
+const { onnx } = onnxProto;
+
+const OPSET = 17;
+const FLOAT = onnx.TensorProto.DataType.FLOAT;
+const INT64 = onnx.TensorProto.DataType.INT64;
+const AttrType = onnx.AttributeProto.AttributeType;
+
+/** Kernels with more elements than this are updated chunk by chunk (≈ 256 KiB of floats per tensor). */
+export const DEFAULT_CHUNK_ELEMENTS = 65536;
+
+// ---------------------------------------------------------------------------------------------
+// Names of the models' inputs and outputs.
+
+export const X = 'x';
+/** One-hot labels, n × classes. */
+export const Y = 'y';
+/** Per-row loss weights, n. */
+export const ROW_WEIGHT = 'w';
+export const LOSS = 'loss';
+export const PROBS = 'probs';
+export const maskName = (hiddenLayer: number): string => `mask${hiddenLayer}`;
+export type ParamKind = 'kernel' | 'bias';
+export const paramName = (layer: number, kind: ParamKind): string => `${kind}${layer}`;
+export const stateName = (state: string, layer: number, kind: ParamKind): string => `${state}.${paramName(layer, kind)}`;
+/** The step graph's output holding the next value of the input `name`. */
+export const nextName = (name: string): string => `${name}.next`;
+
+// ---------------------------------------------------------------------------------------------
+// Kernel layout.
+
+export interface DenseLayout {
+  readonly inputs: number;
+  readonly outputs: number;
+  /** 1 when the kernel is updated in one piece. */
+  readonly chunks: number;
+  readonly chunkRows: number;
+  /** Stored kernel rows: chunks × chunkRows ≥ inputs; rows past `inputs` are zero padding. */
+  readonly rows: number;
+  /** Dims of the stored kernel: [inputs, outputs], or [chunks, chunkRows, outputs] when chunked. */
+  readonly kernelDims: readonly number[];
+}
+
+export function planLayout(arch: HeadArchitecture, chunkElements = DEFAULT_CHUNK_ELEMENTS): DenseLayout[] {
+  const widths = [arch.inputDim, ...arch.hidden, arch.classes];
+  return widths.slice(1).map((outputs, i) => {
+    const inputs = widths[i];
+    const chunks = Math.min(inputs, Math.max(1, Math.round((inputs * outputs) / chunkElements)));
+    if (chunks === 1) return { inputs, outputs, chunks, chunkRows: inputs, rows: inputs, kernelDims: [inputs, outputs] };
+    const chunkRows = Math.ceil(inputs / chunks);
+    return { inputs, outputs, chunks, chunkRows, rows: chunks * chunkRows, kernelDims: [chunks, chunkRows, outputs] };
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Optimizers. Each matches the TF.js optimizer (tfjs-core 4.x, dist/optimizers/*) the tfjs
+// trainer uses, up to float32 rounding: the algebra is rearranged to save elementwise passes.
+// G is the gradient as the graph produces it, G = gradScale · g, where scaling the (tiny) dz
+// makes the scale free; scalar inputs are computed per step by `scalarSchedule`.
+
+interface OptimizerPlan {
+  /** State tensors kept per parameter, in input order. */
+  readonly states: readonly string[];
+  /** Scalar float inputs, fed fresh each step. */
+  readonly scalars: readonly string[];
+  readonly gradScale: number;
+  /** Emits the update of one parameter; returns the next param and states, in `states` order. */
+  emit(g: GraphBuilder, u: UpdateValues): { param: string; states: string[] };
+}
+
+interface UpdateValues {
+  readonly grad: string;
+  readonly param: string;
+  readonly states: readonly string[];
+  /** Names to give the results (graph or Scan-body outputs). */
+  readonly out: { readonly param: string; readonly states: readonly string[] };
+}
+
+function optimizerPlan(opt: OptimizerConfig): OptimizerPlan {
+  switch (opt.kind) {
+    case 'adam':
+      // tfjs AdamOptimizer, with accβ1 = β1^t and accβ2 = β2^t tracked as float32 products:
+      //   m ← β1·m + (1−β1)·g
+      //   v ← β2·v + (1−β2)·g²
+      //   W ← W − lr · (m/(1−accβ1)) / (sqrt(v/(1−accβ2)) + ε)       (ε outside the sqrt)
+      // computed as G = (1−β1)·g, m ← β1·m + G, v ← β2·v + κ·G² with κ = (1−β2)/(1−β1)², and
+      //   W ← W − lr_t · m / (sqrt(v) + ε_t),  lr_t = lr·sqrt(1−accβ2)/(1−accβ1), ε_t = ε·sqrt(1−accβ2).
+      return {
+        states: ['m', 'v'],
+        scalars: ['lr_t', 'eps_t'],
+        gradScale: 1 - opt.beta1,
+        emit(g, { grad, param, states: [m, v], out }) {
+          const m1 = g.op('Add', [g.op('Mul', [m, g.scalar(opt.beta1)]), grad], out.states[0]);
+          const g2 = g.op('Mul', [g.op('Mul', [grad, grad]), g.scalar((1 - opt.beta2) / (1 - opt.beta1) ** 2)]);
+          const v1 = g.op('Add', [g.op('Mul', [v, g.scalar(opt.beta2)]), g2], out.states[1]);
+          const denom = g.op('Add', [g.op('Sqrt', [v1]), 'eps_t']);
+          const step = g.op('Mul', [g.op('Div', [m1, denom]), 'lr_t']);
+          return { param: g.op('Sub', [param, step], out.param), states: [m1, v1] };
+        },
+      };
+    case 'rmsprop':
+      // tfjs RMSPropOptimizer with momentum 0 and centered false:
+      //   ms  ← ρ·ms + (1−ρ)·g²
+      //   mom ← 0·mom + lr·g / sqrt(ms + ε)                          (ε inside the sqrt)
+      //   W   ← W − mom
+      // mom is just this step's update, so it is not kept. Computed as G = sqrt(1−ρ)·g,
+      // ms ← ρ·ms + G², W ← W − lr_t·G/sqrt(ms + ε) with lr_t = lr/sqrt(1−ρ).
+      return {
+        states: ['ms'],
+        scalars: ['lr_t'],
+        gradScale: Math.sqrt(1 - opt.rho),
+        emit(g, { grad, param, states: [ms], out }) {
+          const ms1 = g.op('Add', [g.op('Mul', [ms, g.scalar(opt.rho)]), g.op('Mul', [grad, grad])], out.states[0]);
+          const denom = g.op('Sqrt', [g.op('Add', [ms1, g.scalar(opt.epsilon)])]);
+          const step = g.op('Mul', [g.op('Div', [grad, denom]), 'lr_t']);
+          return { param: g.op('Sub', [param, step], out.param), states: [ms1] };
+        },
+      };
+    case 'sgd':
+      if (opt.momentum === 0) {
+        // tfjs SGDOptimizer (and MomentumOptimizer with μ = 0, which is the same): W ← W − lr·g.
+        return {
+          states: [],
+          scalars: ['lr'],
+          gradScale: 1,
+          emit(g, { grad, param, out }) {
+            return { param: g.op('Sub', [param, g.op('Mul', [grad, 'lr'])], out.param), states: [] };
+          },
+        };
+      }
+      // tfjs MomentumOptimizer (useNesterov false): accum ← μ·accum + g;  W ← W − lr·accum.
+      return {
+        states: ['accum'],
+        scalars: ['lr'],
+        gradScale: 1,
+        emit(g, { grad, param, states: [accum], out }) {
+          const accum1 = g.op('Add', [g.op('Mul', [accum, g.scalar(opt.momentum)]), grad], out.states[0]);
+          return { param: g.op('Sub', [param, g.op('Mul', [accum1, 'lr'])], out.param), states: [accum1] };
+        },
+      };
+  }
+}
+
+export const optimizerStates = (opt: OptimizerConfig): readonly string[] => optimizerPlan(opt).states;
+
+export interface ScalarSchedule {
+  readonly names: readonly string[];
+  /** The scalar inputs for the next step, in `names` order; advances the step count. */
+  next(): number[];
+}
+
+/** Per-step scalar inputs; Adam's β powers are float32 products, exactly as tfjs accumulates them. */
+export function scalarSchedule(opt: OptimizerConfig): ScalarSchedule {
+  const names = optimizerPlan(opt).scalars;
+  switch (opt.kind) {
+    case 'adam': {
+      const f = Math.fround;
+      let accBeta1 = f(opt.beta1);
+      let accBeta2 = f(opt.beta2);
+      return {
+        names,
+        next() {
+          const c1 = f(1 - accBeta1);
+          const c2 = f(1 - accBeta2);
+          accBeta1 = f(accBeta1 * f(opt.beta1));
+          accBeta2 = f(accBeta2 * f(opt.beta2));
+          return [(opt.lr * Math.sqrt(c2)) / c1, opt.epsilon * Math.sqrt(c2)];
+        },
+      };
+    }
+    case 'rmsprop':
+      return { names, next: () => [opt.lr / Math.sqrt(1 - opt.rho)] };
+    case 'sgd':
+      return { names, next: () => [opt.lr] };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Models.
+
+export interface TrainGraphSpec {
+  readonly architecture: HeadArchitecture;
+  readonly training: TrainingConfig;
+  readonly layout: readonly DenseLayout[];
+}
+
+/**
+ * Inputs: x [n, D], y one-hot [n, C], w [n], mask_i [n, h_i] (pre-scaled), every kernel, bias and
+ * optimizer state tensor, and the optimizer's scalars. Outputs: the mean loss before the step
+ * (Σ w·CE / n + l2·Σ W²) and the next value of every parameter and state tensor.
+ */
+export function buildTrainStepModel({ architecture: arch, training, layout }: TrainGraphSpec): Uint8Array {
+  const g = new GraphBuilder();
+  const plan = optimizerPlan(training.optimizer);
+  const { l2 } = training;
+  const last = layout.length - 1;
+
+  // Forward. With gate = mask where z > 0, else 0: a = relu(z)·mask = z·gate, and dz = da·gate.
+  const padded: string[] = [];
+  const gates: string[] = [];
+  let a = X;
+  for (let l = 0; l <= last; l++) {
+    padded.push(padRows(g, a, layout[l]));
+    const z = dense(g, padded[l], l, layout[l]);
+    if (l === last) {
+      a = z;
+    } else {
+      const gate = g.op('Where', [g.op('Greater', [z, g.scalar(0)]), maskName(l), g.scalar(0)]);
+      gates.push(gate);
+      a = g.op('Mul', [z, gate]);
+    }
+  }
+
+  // Loss Σ w·CE / n and dlogits = (softmax − onehot)·w/n.
+  const logProbs = g.op('LogSoftmax', [a], undefined, [intAttr('axis', 1)]);
+  const rows = g.op('Cast', [g.op('Shape', [X], undefined, [intAttr('start', 0), intAttr('end', 1)])], undefined, [intAttr('to', FLOAT)]);
+  const wOverN = g.op('Unsqueeze', [g.op('Div', [ROW_WEIGHT, rows]), g.int64s([1])]);
+  const target = g.op('Mul', [Y, wOverN]);
+  const dataLoss = g.op('Neg', [g.op('ReduceSum', [g.op('Mul', [target, logProbs])], undefined, [intAttr('keepdims', 0)])]);
+  let dz = g.op('Sub', [g.op('Mul', [g.op('Exp', [logProbs]), wOverN]), target]);
+
+  // Backward and update, last layer first; every use of a kernel reads its value before the step.
+  const squares: string[] = [];
+  for (let l = last; l >= 0; l--) {
+    const dzPrev = l > 0 ? g.op('Mul', [inputGrad(g, dz, l, layout[l]), gates[l - 1]]) : '';
+    const dzScaled = plan.gradScale === 1 ? dz : g.op('Mul', [dz, g.scalar(plan.gradScale)]);
+    const sumSquares = updateKernel(g, plan, l2, padded[l], dzScaled, l, layout[l]);
+    if (sumSquares) squares.push(sumSquares);
+    const biasGrad = g.op('ReduceSum', [dzScaled, g.int64s([0])], undefined, [intAttr('keepdims', 0)]);
+    plan.emit(g, updateValues(biasGrad, paramName(l, 'bias'), plan.states.map((s) => stateName(s, l, 'bias'))));
+    dz = dzPrev;
+  }
+  const l2Loss = squares.length > 0 ? g.op('Mul', [g.op('Sum', squares), g.scalar(l2)]) : '';
+  if (l2Loss) g.op('Add', [dataLoss, l2Loss], LOSS);
+  else g.op('Identity', [dataLoss], LOSS);
+
+  const params = layout.flatMap((lay, l) => [
+    tensorInfo(paramName(l, 'kernel'), lay.kernelDims),
+    tensorInfo(paramName(l, 'bias'), [lay.outputs]),
+  ]);
+  const states = layout.flatMap((lay, l) =>
+    plan.states.flatMap((s) => [tensorInfo(stateName(s, l, 'kernel'), lay.kernelDims), tensorInfo(stateName(s, l, 'bias'), [lay.outputs])]),
+  );
+  const inputs = [
+    tensorInfo(X, ['n', arch.inputDim]),
+    tensorInfo(Y, ['n', arch.classes]),
+    tensorInfo(ROW_WEIGHT, ['n']),
+    ...arch.hidden.map((h, i) => tensorInfo(maskName(i), ['n', h])),
+    ...params,
+    ...states,
+    ...plan.scalars.map((s) => tensorInfo(s, [])),
+  ];
+  const outputs = [
+    tensorInfo(LOSS, []),
+    ...[...params, ...states].map((t) => ({ ...t, name: nextName(t.name!) })),
+  ];
+  return encodeModel(g, 'head_train_step', inputs, outputs);
+}
+
+/** Inputs: x [n, D] and every kernel and bias. Output: softmax probabilities [n, C]. */
+export function buildPredictModel({ architecture: arch, layout }: Omit<TrainGraphSpec, 'training'>): Uint8Array {
+  const g = new GraphBuilder();
+  let a = X;
+  layout.forEach((lay, l) => {
+    const z = dense(g, padRows(g, a, lay), l, lay);
+    a = l === layout.length - 1 ? z : g.op('Relu', [z]);
+  });
+  g.op('Softmax', [a], PROBS, [intAttr('axis', 1)]);
+  const inputs = [
+    tensorInfo(X, ['n', arch.inputDim]),
+    ...layout.flatMap((lay, l) => [tensorInfo(paramName(l, 'kernel'), lay.kernelDims), tensorInfo(paramName(l, 'bias'), [lay.outputs])]),
+  ];
+  return encodeModel(g, 'head_predict', inputs, [tensorInfo(PROBS, ['n', arch.classes])]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pieces of the graphs.
+
+/** Zero-pads activations [n, inputs] to [n, rows] to match a padded kernel. */
+function padRows(g: GraphBuilder, a: string, lay: DenseLayout): string {
+  if (lay.rows === lay.inputs) return a;
+  return g.op('Pad', [a, g.int64s([0, 0, 0, lay.rows - lay.inputs])]);
+}
+
+function kernel2d(g: GraphBuilder, l: number, lay: DenseLayout): string {
+  const kernel = paramName(l, 'kernel');
+  // Reshape aliases its input in onnxruntime: no copy.
+  return lay.chunks === 1 ? kernel : g.op('Reshape', [kernel, g.int64s([lay.rows, lay.outputs])]);
+}
+
+function dense(g: GraphBuilder, aPadded: string, l: number, lay: DenseLayout): string {
+  return g.op('Gemm', [aPadded, kernel2d(g, l, lay), paramName(l, 'bias')]);
+}
+
+/** da = dz·Wᵀ, the gradient with respect to the layer's (unpadded) input. */
+function inputGrad(g: GraphBuilder, dz: string, l: number, lay: DenseLayout): string {
+  const da = g.op('Gemm', [dz, kernel2d(g, l, lay)], undefined, [intAttr('transB', 1)]);
+  if (lay.rows === lay.inputs) return da;
+  return g.op('Slice', [da, g.int64s([0]), g.int64s([lay.inputs]), g.int64s([1])]);
+}
+
+function updateValues(grad: string, param: string, states: readonly string[]): UpdateValues {
+  return { grad, param, states, out: { param: nextName(param), states: states.map(nextName) } };
+}
+
+/**
+ * G = aᵀ·dzScaled + 2·l2·gradScale·W, then the optimizer update, chunk by chunk when the kernel
+ * is chunked. Returns the name of Σ W² (before the step) when l2 > 0.
+ */
+function updateKernel(g: GraphBuilder, plan: OptimizerPlan, l2: number, aPadded: string, dzScaled: string, l: number, lay: DenseLayout): string {
+  const kernel = paramName(l, 'kernel');
+  const states = plan.states.map((s) => stateName(s, l, 'kernel'));
+  const l2Beta = 2 * l2 * plan.gradScale;
+
+  // The gradient of one chunk (or the whole kernel): one GEMM, with the L2 term folded in as C.
+  const emitChunk = (b: GraphBuilder, actT: string, transA: boolean, w: string, st: readonly string[], out: UpdateValues['out']): string => {
+    const attrs = [intAttr('transA', transA ? 1 : 0), floatAttr('beta', l2Beta)];
+    const grad = b.op('Gemm', l2 > 0 ? [actT, dzScaled, w] : [actT, dzScaled], undefined, attrs);
+    plan.emit(b, { grad, param: w, states: st, out });
+    return l2 > 0 ? b.op('ReduceSumSquare', [w], undefined, [intAttr('keepdims', 0)]) : '';
+  };
+
+  if (lay.chunks === 1) {
+    return emitChunk(g, aPadded, true, kernel, states, updateValues('', kernel, states).out);
+  }
+
+  // Scan over chunks of aᵀ [chunks, chunkRows, n], the kernel and its states, all sliced on axis 0.
+  const actT = g.op('Reshape', [g.op('Transpose', [aPadded], undefined, [intsAttr('perm', [1, 0])]), g.int64s([lay.chunks, lay.chunkRows, -1])]);
+  const body = g.subgraph();
+  const chunkDims = [lay.chunkRows, lay.outputs];
+  const bodyIn = { act: body.fresh('act_chunk'), kernel: body.fresh('kernel_chunk'), states: states.map((s) => body.fresh(`${s}_chunk`)) };
+  const bodyOut = { param: body.fresh('kernel_next_chunk'), states: states.map((s) => body.fresh(`${s}_next_chunk`)) };
+  const square = emitChunk(body, bodyIn.act, false, bodyIn.kernel, bodyIn.states, bodyOut);
+  const bodyGraph: proto.IGraphProto = {
+    name: g.fresh('update_chunk'),
+    node: body.nodes,
+    input: [tensorInfo(bodyIn.act, [lay.chunkRows, 'n']), tensorInfo(bodyIn.kernel, chunkDims), ...bodyIn.states.map((s) => tensorInfo(s, chunkDims))],
+    output: [
+      tensorInfo(bodyOut.param, chunkDims),
+      ...bodyOut.states.map((s) => tensorInfo(s, chunkDims)),
+      ...(square ? [tensorInfo(square, [])] : []),
+    ],
+  };
+  const squares = square ? g.fresh('kernel_squares') : '';
+  g.node('Scan', [actT, kernel, ...states], [nextName(kernel), ...states.map(nextName), ...(squares ? [squares] : [])], [
+    intAttr('num_scan_inputs', 2 + states.length),
+    { name: 'body', type: AttrType.GRAPH, g: bodyGraph },
+  ]);
+  return squares ? g.op('ReduceSum', [squares], undefined, [intAttr('keepdims', 0)]) : '';
+}
+
+// ---------------------------------------------------------------------------------------------
+// A small ONNX graph builder: unique names across a graph and its Scan bodies, shared initializers.
+
+type Attr = proto.IAttributeProto;
+const intAttr = (name: string, i: number): Attr => ({ name, type: AttrType.INT, i });
+const floatAttr = (name: string, f: number): Attr => ({ name, type: AttrType.FLOAT, f });
+const intsAttr = (name: string, ints: readonly number[]): Attr => ({ name, type: AttrType.INTS, ints: [...ints] });
+
+class GraphBuilder {
+  readonly nodes: proto.INodeProto[] = [];
+  private readonly shared: { counter: number; initializers: proto.ITensorProto[]; constants: Map<string, string> };
+
+  constructor(shared?: GraphBuilder['shared']) {
+    this.shared = shared ?? { counter: 0, initializers: [], constants: new Map() };
+  }
+
+  get initializers(): readonly proto.ITensorProto[] {
+    return this.shared.initializers;
+  }
+
+  /** A builder for a subgraph: its nodes are separate, names and constants are shared. */
+  subgraph(): GraphBuilder {
+    return new GraphBuilder(this.shared);
+  }
+
+  fresh(base: string): string {
+    return `${base}__${this.shared.counter++}`;
+  }
+
+  node(opType: string, inputs: readonly string[], outputs: readonly string[], attribute: Attr[] = []): void {
+    this.nodes.push({ opType, input: [...inputs], output: [...outputs], name: outputs[0], attribute });
+  }
+
+  /** Adds a single-output node; its output is `output`, or a fresh name. */
+  op(opType: string, inputs: readonly string[], output?: string, attribute: Attr[] = []): string {
+    const name = output ?? this.fresh(opType.toLowerCase());
+    this.node(opType, inputs, [name], attribute);
+    return name;
+  }
+
+  /** A float32 scalar initializer (one per distinct value). */
+  scalar(value: number): string {
+    return this.constant(`f${value}`, () => ({ dims: [], dataType: FLOAT, floatData: [value] }));
+  }
+
+  int64s(values: readonly number[]): string {
+    return this.constant(`i${values.join(',')}`, () => ({ dims: [values.length], dataType: INT64, int64Data: [...values] }));
+  }
+
+  private constant(key: string, make: () => proto.ITensorProto): string {
+    let name = this.shared.constants.get(key);
+    if (!name) {
+      name = this.fresh('const');
+      this.shared.initializers.push({ ...make(), name });
+      this.shared.constants.set(key, name);
+    }
+    return name;
+  }
+}
+
+function tensorInfo(name: string, dims: readonly (number | string)[]): proto.IValueInfoProto {
+  return {
+    name,
+    type: {
+      tensorType: {
+        elemType: FLOAT,
+        shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
+      },
+    },
+  };
+}
+
+function encodeModel(g: GraphBuilder, name: string, input: proto.IValueInfoProto[], output: proto.IValueInfoProto[]): Uint8Array {
+  const model: proto.IModelProto = {
+    irVersion: 8,
+    opsetImport: [{ domain: '', version: OPSET }],
+    producerName: 'bottleneck',
+    graph: { name, node: g.nodes, initializer: [...g.initializers], input, output },
+  };
+  return onnx.ModelProto.encode(model).finish();
+}

@@ -1,0 +1,178 @@
+/**
+ * The onnx head trainer: runs the generated training-step graph (onnx-train-graph.ts) on
+ * onnxruntime-node's CPU provider.
+ *
+ * Parameters and optimizer state live in two preallocated sets of Float32Arrays. Each step feeds
+ * one set and has onnxruntime write the next values straight into the other (preallocated
+ * fetches), then the two swap: nothing is allocated or copied per step beyond the batch itself,
+ * which is wrapped, not copied.
+ */
+import os from 'node:os';
+import ort from 'onnxruntime-node';
+import {
+  buildPredictModel,
+  buildTrainStepModel,
+  DEFAULT_CHUNK_ELEMENTS,
+  type DenseLayout,
+  LOSS,
+  maskName,
+  nextName,
+  optimizerStates,
+  paramName,
+  planLayout,
+  PROBS,
+  ROW_WEIGHT,
+  scalarSchedule,
+  stateName,
+  X,
+  Y,
+} from './onnx-train-graph.ts';
+import type { DenseParams, HeadParams, HeadTrainer, TrainBatch, TrainerOptions } from './trainer.ts';
+
+export interface OnnxTrainerTuning {
+  /** Kernels larger than this are updated in chunks of about this many elements. */
+  readonly chunkElements?: number;
+  readonly threads?: number;
+}
+
+/** One set of parameter and state buffers, each wrapped once in the tensor fed or fetched. */
+type TensorSet = Map<string, ort.Tensor>;
+
+export async function createOnnxTrainer(opts: TrainerOptions, tuning: OnnxTrainerTuning = {}): Promise<HeadTrainer> {
+  const { architecture: arch, training, maxBatch } = opts;
+  const layout = planLayout(arch, tuning.chunkElements ?? DEFAULT_CHUNK_ELEMENTS);
+  const sessionOptions: ort.InferenceSession.SessionOptions = {
+    executionProviders: ['cpu'],
+    graphOptimizationLevel: 'all',
+    intraOpNumThreads: tuning.threads ?? os.availableParallelism(),
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+  };
+  const stepSession = await ort.InferenceSession.create(buildTrainStepModel({ architecture: arch, training, layout }), sessionOptions);
+  const predictSession = await ort.InferenceSession.create(buildPredictModel({ architecture: arch, layout }), sessionOptions);
+
+  const stateNames = optimizerStates(training.optimizer);
+  const tensorShapes = new Map<string, readonly number[]>();
+  layout.forEach((lay, l) => {
+    tensorShapes.set(paramName(l, 'kernel'), lay.kernelDims);
+    tensorShapes.set(paramName(l, 'bias'), [lay.outputs]);
+    for (const s of stateNames) {
+      tensorShapes.set(stateName(s, l, 'kernel'), lay.kernelDims);
+      tensorShapes.set(stateName(s, l, 'bias'), [lay.outputs]);
+    }
+  });
+  const makeSet = (): TensorSet =>
+    new Map([...tensorShapes].map(([name, dims]) => [name, new ort.Tensor('float32', new Float32Array(size(dims)), dims)]));
+  // Optimizer state starts at zero, as in tfjs; only the parameters are initialised.
+  const sets: [TensorSet, TensorSet] = [makeSet(), makeSet()];
+  let current = 0;
+  writeParams(sets[0], layout, opts.initial);
+
+  // Each set's fetches name the other set's buffers; the loss is small and left to onnxruntime.
+  const fetches = sets.map((_, i) => {
+    const into = sets[1 - i];
+    return Object.fromEntries([[LOSS, null], ...[...into].map(([name, t]) => [nextName(name), t])]);
+  }) as ort.InferenceSession.NullableOnnxValueMapType[];
+
+  const schedule = scalarSchedule(training.optimizer);
+  const scalars = schedule.names.map((name) => ({ name, tensor: new ort.Tensor('float32', new Float32Array(1), []) }));
+  const oneHot = new Float32Array(maxBatch * arch.classes);
+
+  return {
+    name: 'onnx',
+    provider: 'onnxruntime cpu',
+
+    async step(batch: TrainBatch): Promise<number> {
+      const { n } = batch;
+      if (n < 1 || n > maxBatch) throw new Error(`onnx trainer: batch of ${n} rows, expected 1..${maxBatch}`);
+      const c = arch.classes;
+      oneHot.fill(0, 0, n * c);
+      for (let i = 0; i < n; i++) oneHot[i * c + batch.y[i]] = 1;
+      // Batch arrays may be longer than n rows (views of the caller's preallocated buffers): wrap the first n.
+      const feeds: Record<string, ort.Tensor> = {
+        [X]: rows(batch.x, n, arch.inputDim),
+        [Y]: rows(oneHot, n, c),
+        [ROW_WEIGHT]: new ort.Tensor('float32', batch.weight.subarray(0, n), [n]),
+      };
+      arch.hidden.forEach((h, i) => (feeds[maskName(i)] = rows(batch.masks[i], n, h)));
+      for (const [name, t] of sets[current]) feeds[name] = t;
+      const values = schedule.next();
+      scalars.forEach(({ name, tensor }, i) => {
+        (tensor.data as Float32Array)[0] = values[i];
+        feeds[name] = tensor;
+      });
+      const result = await stepSession.run(feeds, fetches[current]);
+      current = 1 - current;
+      return (result[LOSS].data as Float32Array)[0];
+    },
+
+    async predict(x: Float32Array, n: number): Promise<Float32Array> {
+      const feeds: Record<string, ort.Tensor> = { [X]: rows(x, n, arch.inputDim) };
+      layout.forEach((_, l) => {
+        for (const kind of ['kernel', 'bias'] as const) feeds[paramName(l, kind)] = sets[current].get(paramName(l, kind))!;
+      });
+      const result = await predictSession.run(feeds, [PROBS]);
+      return result[PROBS].data as Float32Array;
+    },
+
+    async getParams(): Promise<HeadParams> {
+      return readParams(sets[current], layout);
+    },
+
+    /** Replaces the parameters only: the optimizer state (moments, step count) is kept. */
+    async setParams(params: HeadParams): Promise<void> {
+      writeParams(sets[current], layout, params);
+    },
+
+    async dispose(): Promise<void> {
+      await stepSession.release();
+      await predictSession.release();
+    },
+  };
+}
+
+const size = (dims: readonly number[]): number => dims.reduce((a, b) => a * b, 1);
+
+function rows(data: Float32Array, n: number, width: number): ort.Tensor {
+  if (data.length < n * width) throw new Error(`onnx trainer: expected ${n}×${width} floats, got ${data.length}`);
+  return new ort.Tensor('float32', data.subarray(0, n * width), [n, width]);
+}
+
+function tensorData(set: TensorSet, name: string): Float32Array {
+  return set.get(name)!.data as Float32Array;
+}
+
+/** Canonical [out, in] kernels → stored [rows ≥ in, out]; padding rows stay zero. */
+function writeParams(set: TensorSet, layout: readonly DenseLayout[], params: HeadParams): void {
+  if (params.length !== layout.length) throw new Error(`onnx trainer: expected ${layout.length} layers, got ${params.length}`);
+  layout.forEach((lay, l) => {
+    const { weight, bias } = params[l];
+    if (weight.length !== lay.inputs * lay.outputs || bias.length !== lay.outputs) {
+      throw new Error(`onnx trainer: layer ${l} expects a ${lay.outputs}×${lay.inputs} kernel and ${lay.outputs} biases`);
+    }
+    transpose(weight, lay.outputs, lay.inputs, tensorData(set, paramName(l, 'kernel')));
+    tensorData(set, paramName(l, 'bias')).set(bias);
+  });
+}
+
+function readParams(set: TensorSet, layout: readonly DenseLayout[]): DenseParams[] {
+  return layout.map((lay, l) => {
+    const weight = new Float32Array(lay.inputs * lay.outputs);
+    transpose(tensorData(set, paramName(l, 'kernel')), lay.inputs, lay.outputs, weight);
+    return { weight, bias: tensorData(set, paramName(l, 'bias')).slice() };
+  });
+}
+
+/** dst[c, r] = src[r, c] for a rows × cols src, in cache-sized tiles (kernels can be 25088×256). */
+function transpose(src: Float32Array, rowCount: number, cols: number, dst: Float32Array): void {
+  const TILE = 32;
+  for (let r0 = 0; r0 < rowCount; r0 += TILE) {
+    const r1 = Math.min(r0 + TILE, rowCount);
+    for (let c0 = 0; c0 < cols; c0 += TILE) {
+      const c1 = Math.min(c0 + TILE, cols);
+      for (let r = r0; r < r1; r++) {
+        for (let c = c0; c < c1; c++) dst[c * rowCount + r] = src[r * cols + c];
+      }
+    }
+  }
+}
