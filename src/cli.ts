@@ -79,6 +79,7 @@ async function main(): Promise<void> {
           .option('strict', { type: 'boolean', default: false, describe: 'exit 1 if any image could not be used' })
           .option('wait', { type: 'number', default: 0, describe: 'seconds to wait for another extract holding the cache lock' })
           .option('flush-seconds', { type: 'number', default: 30, describe: 'write computed codes to disk at least this often (what a crash can lose)' })
+          .option('name', { type: 'string', describe: "the dataset's name in the cache (default: the folder's or manifest's name)" })
           .option('json', { type: 'boolean', default: false, describe: 'JSON progress lines and summary on stdout' }),
       async (argv) => {
         const { runExtractCommand } = await import('./extract/extract-command.ts');
@@ -102,6 +103,7 @@ async function main(): Promise<void> {
           wait: argv.wait,
           flushSeconds: argv['flush-seconds'],
           json: argv.json,
+          name: argv.name,
         });
       },
     )
@@ -127,6 +129,7 @@ async function main(): Promise<void> {
           .option('val', { type: 'number', default: 0.2, describe: 'validation fraction when rows have no split folders' })
           .option('test', { type: 'number', default: 0, describe: 'test fraction held out when rows have no split folders' })
           .option('trainer', { choices: ['auto', 'onnx', 'tfjs'] as const, default: 'auto' as const })
+          .option('dataset', { type: 'string', describe: 'which dataset of the cache key, when it holds several' })
           .option('json', { type: 'boolean', default: false, describe: 'JSON lines per epoch and a summary on stdout' }),
       async (argv) => {
         const { runTrainHead } = await import('./train-head/train-command.ts');
@@ -150,6 +153,7 @@ async function main(): Promise<void> {
           val: argv.val,
           test: argv.test,
           trainer: argv.trainer,
+          dataset: argv.dataset,
           json: argv.json,
         });
       },

@@ -23,6 +23,7 @@ describe.skipIf(!ready)(`extract on real images${NEEDS_SHARED_DATASETS}${NEEDS_S
     const items = dataset.items.filter((_, i) => i % 100 === 0); // 2 per class
     const summary = await runExtract({
       items,
+      dataset: 'cifar10-mini',
       backbone,
       cut: backbone.defaultCut,
       resize: 'squash',
@@ -57,6 +58,7 @@ describe.skipIf(!ready)(`extract on real images${NEEDS_SHARED_DATASETS}${NEEDS_S
     );
     const summary = await runExtract({
       items: (await loadDataset(manifest)).items,
+      dataset: 'flowers',
       backbone,
       cut: backbone.defaultCut,
       resize: 'squash',

@@ -26,6 +26,7 @@ async function extract(data: string, cacheRoot: string, extra: Partial<ExtractOp
   const dataset = await loadDataset(data);
   return runExtract({
     items: dataset.items,
+    dataset: dataset.name,
     backbone,
     cut: { layer: 'block2_pool', pool: 'avg' },
     resize: 'squash',
@@ -144,6 +145,18 @@ describe('extract', () => {
     // A lock left by a process that no longer exists.
     await writeFile(path.join(first.path, '.lock'), JSON.stringify({ pid: 2 ** 22 + 12345, host: os.hostname(), since: 'then' }));
     expect(await extract(data, cacheRoot)).toMatchObject({ reused: 4 });
+  });
+
+  it('keeps two datasets that share a key apart', async () => {
+    const cacheRoot = path.join(tmp, 'cache-two');
+    await makeDataset(path.join(tmp, 'first'), { classes: ['a', 'b'], perClass: 2, seed: 500 });
+    await makeDataset(path.join(tmp, 'second'), { classes: ['x', 'y', 'z'], perClass: 2, seed: 600 });
+    const one = await extract(path.join(tmp, 'first'), cacheRoot);
+    const two = await extract(path.join(tmp, 'second'), cacheRoot);
+    expect(two.key).toBe(one.key);
+    const cache = await FeatureCache.open(cacheRoot, one.key);
+    expect((await cache.readAll()).datasets).toEqual(['first', 'second']);
+    expect((await cache.readAll({ dataset: 'second' })).splits.get('none')!.labels).toEqual(['x', 'x', 'y', 'y', 'z', 'z']);
   });
 
   it('rejects a missing folder, an empty one and a single class', async () => {

@@ -5,6 +5,8 @@ export type Split = 'train' | 'validation' | 'test';
 
 export interface CodeRows {
   readonly sha256: readonly string[];
+  /** Which dataset listed the image (the data folder's or manifest's name): one key can serve several. */
+  readonly dataset: readonly string[];
   readonly path: readonly string[];
   readonly label: readonly string[];
   readonly split: readonly (Split | null)[];
@@ -16,9 +18,9 @@ export function rowCount(rows: CodeRows): number {
   return rows.sha256.length;
 }
 
-/** Identity of a row: the same content listed under the same path, label and split. */
-export function rowIdentity(sha256: string, path: string, label: string, split: Split | null): string {
-  return `${sha256}\u0000${path}\u0000${label}\u0000${split ?? ''}`;
+/** Identity of a row: the same content listed by the same dataset under the same path, label and split. */
+export function rowIdentity(sha256: string, dataset: string, path: string, label: string, split: Split | null): string {
+  return `${sha256}\u0000${dataset}\u0000${path}\u0000${label}\u0000${split ?? ''}`;
 }
 
 export function concatRows(parts: readonly CodeRows[], dim: number): CodeRows {
@@ -31,6 +33,7 @@ export function concatRows(parts: readonly CodeRows[], dim: number): CodeRows {
   }
   return {
     sha256: parts.flatMap((p) => p.sha256),
+    dataset: parts.flatMap((p) => p.dataset),
     path: parts.flatMap((p) => p.path),
     label: parts.flatMap((p) => p.label),
     split: parts.flatMap((p) => p.split),
@@ -45,7 +48,7 @@ export function concatRows(parts: readonly CodeRows[], dim: number): CodeRows {
 export function rowsChecksum(rows: CodeRows, storedCodes: Uint8Array): string {
   const hash = createHash('sha256');
   for (let i = 0; i < rows.sha256.length; i++) {
-    hash.update(`${rows.sha256[i]}\u0000${rows.path[i]}\u0000${rows.label[i]}\u0000${rows.split[i] ?? ''}\u0001`);
+    hash.update(`${rows.sha256[i]}\u0000${rows.dataset[i]}\u0000${rows.path[i]}\u0000${rows.label[i]}\u0000${rows.split[i] ?? ''}\u0001`);
   }
   hash.update(storedCodes);
   return hash.digest('hex');

@@ -31,7 +31,8 @@ export interface CodeSpec {
   readonly augment: null;
 }
 
-export const CODE_SPEC_VERSION = 1;
+// Bumped when the shard layout changes (2: the dataset column), so old shards are never misread.
+export const CODE_SPEC_VERSION = 2;
 
 /** `<backbone>-<layer>[-<pool>]-<16 hex>`: readable in `ls cache/`, unique by the hash. */
 export function cacheKey(spec: CodeSpec): string {

@@ -21,6 +21,8 @@ export interface SplitCodes {
 }
 
 export interface CachedCodes {
+  /** Every dataset name in the key, whether or not it was selected. */
+  readonly datasets: readonly string[];
   readonly dim: number;
   readonly shape: readonly number[];
   /** Rows by split; rows without a split are under 'none'. */
@@ -81,18 +83,29 @@ export class FeatureCache {
     }
   }
 
-  /** Every row, as one Float32Array per split plus labels and paths, for data that fits in memory. */
-  async readAll(): Promise<CachedCodes> {
+  /**
+   * Every row (of one dataset, if named), as one Float32Array per split plus labels and paths,
+   * for data that fits in memory.
+   */
+  async readAll(opts: { dataset?: string } = {}): Promise<CachedCodes> {
     const bySplit = new Map<Split | 'none', CodeRows[]>();
+    const datasets = new Set<string>();
     for await (const { rows } of this.shards()) {
       const n = rowCount(rows);
+      for (const d of rows.dataset) datasets.add(d);
+      const wanted = (k: number) => opts.dataset === undefined || rows.dataset[k] === opts.dataset;
       for (let i = 0; i < n; ) {
+        if (!wanted(i)) {
+          i++;
+          continue;
+        }
         // Runs of one split are copied in one go.
         const split = rows.split[i] ?? 'none';
         let j = i + 1;
-        while (j < n && (rows.split[j] ?? 'none') === split) j++;
+        while (j < n && wanted(j) && (rows.split[j] ?? 'none') === split) j++;
         const part: CodeRows = {
           sha256: rows.sha256.slice(i, j),
+          dataset: rows.dataset.slice(i, j),
           path: rows.path.slice(i, j),
           label: rows.label.slice(i, j),
           split: rows.split.slice(i, j),
@@ -107,7 +120,7 @@ export class FeatureCache {
       const all = concatRows(parts, this.dim);
       splits.set(split, { codes: all.codes, labels: all.label, paths: all.path, sha256: all.sha256 });
     }
-    return { dim: this.dim, shape: this.spec.shape, splits };
+    return { datasets: [...datasets].sort(), dim: this.dim, shape: this.spec.shape, splits };
   }
 
   /** Which rows exist, and where each content hash's code can be found. */
@@ -117,7 +130,7 @@ export class FeatureCache {
     for (const file of await this.shardFiles()) {
       const { rows: r } = decodeShard(await readFile(file), file);
       for (let i = 0; i < rowCount(r); i++) {
-        rows.add(rowIdentity(r.sha256[i], r.path[i], r.label[i], r.split[i]));
+        rows.add(rowIdentity(r.sha256[i], r.dataset[i], r.path[i], r.label[i], r.split[i]));
         if (!contents.has(r.sha256[i])) contents.set(r.sha256[i], file);
       }
     }

@@ -1,5 +1,5 @@
 /**
- * The Arrow layout of a cache shard: one row per image (sha256, path, label, split, code),
+ * The Arrow layout of a cache shard: one row per image (sha256, dataset, path, label, split, code),
  * with the code spec and run facts in the schema metadata. Shards are Arrow IPC *files*,
  * each complete and self-describing, so DuckDB, pyarrow or arrow-js read any one alone.
  */
@@ -63,6 +63,7 @@ export function encodeShard(rows: CodeRows, facts: ShardFacts): Uint8Array {
   const codeType = new FixedSizeList(dim, new Field('item', element, false));
   const fields = [
     new Field('sha256', new Utf8(), false),
+    new Field('dataset', new Utf8(), false),
     new Field('path', new Utf8(), false),
     new Field('label', new Utf8(), false),
     new Field('split', new Utf8(), true),
@@ -79,6 +80,7 @@ export function encodeShard(rows: CodeRows, facts: ShardFacts): Uint8Array {
   const text = (values: readonly (string | null)[]) => vectorFromArray(values as (string | null)[], new Utf8()).data[0];
   const children = [
     text(rows.sha256),
+    text(rows.dataset),
     text(rows.path),
     text(rows.label),
     text(rows.split),
@@ -124,6 +126,7 @@ export function decodeShard(bytes: Uint8Array, shard: string): DecodedShard {
   const { stored, codes } = readCodes(codeCol, table.numRows * dim, shard);
   const rows: CodeRows = {
     sha256: strings('sha256') as string[],
+    dataset: strings('dataset') as string[],
     path: strings('path') as string[],
     label: strings('label') as string[],
     split: strings('split') as (Split | null)[],

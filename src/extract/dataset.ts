@@ -23,6 +23,8 @@ export interface DatasetItem {
 }
 
 export interface Dataset {
+  /** The folder's or manifest's name, recorded on every cached row. */
+  readonly name: string;
   readonly root: string;
   readonly items: readonly DatasetItem[];
   readonly classes: readonly string[];
@@ -75,7 +77,7 @@ export async function scanFolder(root: string): Promise<Dataset> {
     }
   }
   items.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  return { root: path.resolve(root), items, classes: [...new Set(items.map((i) => i.label))].sort(), unlisted };
+  return { name: path.basename(path.resolve(root)), root: path.resolve(root), items, classes: [...new Set(items.map((i) => i.label))].sort(), unlisted };
 }
 
 /** Image files under a class folder, recursively; symlinks are followed once, loops reported. */
@@ -143,7 +145,8 @@ export async function readManifest(file: string): Promise<Dataset> {
       split: parseSplit(row.split === undefined ? undefined : String(row.split), where),
     };
   });
-  return { root, items, classes: [...new Set(items.map((i) => i.label))].sort(), unlisted: [] };
+  const name = path.basename(file).replace(/\.(csv|jsonl?)$/i, '');
+  return { name, root, items, classes: [...new Set(items.map((i) => i.label))].sort(), unlisted: [] };
 }
 
 function toPosix(p: string): string {

@@ -31,6 +31,8 @@ export interface ExtractCommand {
   readonly wait: number;
   readonly flushSeconds: number;
   readonly json: boolean;
+  /** The dataset's name in the cache (default: the folder's or manifest's name). */
+  readonly name?: string;
 }
 
 /** Returns the exit code: 0, or 1 under --strict when images failed. */
@@ -59,6 +61,7 @@ export async function runExtractCommand(cmd: ExtractCommand): Promise<number> {
   try {
     const summary = await runExtract({
       items: dataset.items,
+      dataset: cmd.name ?? dataset.name,
       backbone,
       cut,
       size,

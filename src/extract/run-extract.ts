@@ -24,6 +24,8 @@ import { orderedPool } from './ordered-pool.ts';
 
 export interface ExtractOptions {
   readonly items: readonly DatasetItem[];
+  /** Recorded on every row, so one cache key can hold several datasets apart. */
+  readonly dataset: string;
   readonly backbone: Backbone;
   readonly cut: Cut;
   /** Network input size; defaults to the backbone's own. */
@@ -129,7 +131,7 @@ export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> 
         // Read once: the same bytes are hashed and decoded.
         const bytes = await readImageFile(item.file);
         const sha256 = createHash('sha256').update(bytes).digest('hex');
-        if (index.rows.has(rowIdentity(sha256, item.path, item.label, item.split))) return { kind: 'cached', item };
+        if (index.rows.has(rowIdentity(sha256, opts.dataset, item.path, item.label, item.split))) return { kind: 'cached', item };
         if (index.contents.has(sha256)) return { kind: 'copy', item, sha256 };
         return { kind: 'decoded', item, sha256, pixels: await decodeImage(bytes, { ...decodeOpts, source: item.path }) };
       } catch (err) {
@@ -168,7 +170,7 @@ export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> 
         opts.onEngine?.(engine);
       }
       const [codes] = await engine.run(input, items.length);
-      await writer.append(rowsOf(items, codes));
+      await writer.append(rowsOf(opts.dataset, items, codes));
       computed += items.length;
       if (performance.now() - lastFlush > (opts.flushSeconds ?? 30) * 1000) {
         await writer.flush();
@@ -223,7 +225,7 @@ export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> 
       const dim = cache.dim;
       const all = new Float32Array(copies.length * dim);
       copies.forEach((c, i) => all.set(codes.get(c.sha256)!, i * dim));
-      await writer.append(rowsOf(copies, all));
+      await writer.append(rowsOf(opts.dataset, copies, all));
       await writer.flush();
     }
     if (!opts.signal?.aborted) await writeErrorsTable(cache.dir, failures);
@@ -248,9 +250,10 @@ export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> 
   }
 }
 
-function rowsOf(items: readonly { item: DatasetItem; sha256: string }[], codes: Float32Array): CodeRows {
+function rowsOf(dataset: string, items: readonly { item: DatasetItem; sha256: string }[], codes: Float32Array): CodeRows {
   return {
     sha256: items.map((i) => i.sha256),
+    dataset: items.map(() => dataset),
     path: items.map((i) => i.item.path),
     label: items.map((i) => i.item.label),
     split: items.map((i) => i.item.split),

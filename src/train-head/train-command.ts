@@ -37,6 +37,8 @@ export interface TrainHeadCommand {
   readonly val: number;
   readonly test: number;
   readonly trainer: 'auto' | 'onnx' | 'tfjs';
+  /** Required when the key holds rows of several datasets. */
+  readonly dataset?: string;
   readonly json: boolean;
 }
 
@@ -50,8 +52,14 @@ export interface CodeTable {
   readonly splits: readonly (Split | null)[];
 }
 
-export async function readCodeTable(cache: FeatureCache): Promise<CodeTable> {
-  const all = await cache.readAll();
+export async function readCodeTable(cache: FeatureCache, dataset?: string): Promise<CodeTable> {
+  const all = await cache.readAll({ dataset });
+  if (dataset === undefined && all.datasets.length > 1) {
+    throw new UsageError(`${cache.dir} holds ${all.datasets.length} datasets (${all.datasets.join(', ')}): choose one with --dataset`);
+  }
+  if (dataset !== undefined && !all.datasets.includes(dataset)) {
+    throw new UsageError(`${cache.dir} has no dataset '${dataset}' (it has ${all.datasets.join(', ') || 'no rows'})`);
+  }
   const parts = [...all.splits.entries()];
   const n = parts.reduce((s, [, p]) => s + p.labels.length, 0);
   const codes = new Float32Array(n * all.dim);
@@ -129,7 +137,7 @@ export async function createTrainer(choice: 'auto' | 'onnx' | 'tfjs', opts: Trai
 
 export async function runTrainHead(cmd: TrainHeadCommand): Promise<{ dir: string; config: HeadConfig; history: readonly EpochStats[] }> {
   const cache = await openCodes(cmd.codes, cmd.cacheRoot);
-  const table = await readCodeTable(cache);
+  const table = await readCodeTable(cache, cmd.dataset);
   const plan = planSplits(
     table.labels.map((label, i) => ({ label, sha256: table.sha256[i], split: table.splits[i] })),
     { val: cmd.val, test: cmd.test },
