@@ -5,7 +5,8 @@
  *
  *   node --import tsx bench/winograd.ts                          # direct, F(2,3), F(4,3)
  *   node --import tsx bench/winograd.ts --rounds 4 --batch 8 --threads 2
- *   node --import tsx bench/winograd.ts --variants '{"f4-min64":{"tile":4,"minChannels":64}}'
+ *   node --import tsx bench/winograd.ts --variants '{"f4-all":{"tile":4,"everywhere":true}}'
+ *   node --import tsx bench/winograd.ts --layer 256,56,256 --threads 1  # one conv, 256 → 256 channels, 56²
  *   node --import tsx bench/winograd.ts --profile                # per-op-type times per variant
  *
  * Prints img/s per variant (median over rounds) and the relative error (max |Δ| / max |ref|)
@@ -39,8 +40,8 @@ const { values: args } = parseArgs({
 type Variant = Pick<OnnxModelSpec, 'convAlgorithm' | 'winograd'>;
 const DEFAULT_VARIANTS: Record<string, Variant> = {
   direct: { convAlgorithm: 'direct' },
-  'winograd-f2': { convAlgorithm: 'winograd', winograd: { tile: 2 } },
   'winograd-f4': { convAlgorithm: 'winograd', winograd: { tile: 4 } },
+  'winograd-f2': { convAlgorithm: 'winograd', winograd: { tile: 2 } },
 };
 const variants: Record<string, Variant> = args.variants
   ? Object.fromEntries(

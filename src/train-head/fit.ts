@@ -34,14 +34,17 @@ export interface FitOptions {
   readonly seed: number;
   /** Per-class loss weight; null for equal weights. */
   readonly classWeights: Float32Array | null;
-  /** Stop after this many epochs without a better validation loss; null never stops early. */
+  /**
+   * Stop after this many epochs without a better validation loss, and keep the best epoch's
+   * weights. null trains every epoch and keeps the last weights, as Keras does by default.
+   */
   readonly patience: number | null;
   readonly onEpoch?: (stats: EpochStats) => void;
 }
 
 export interface FitResult {
   readonly history: readonly EpochStats[];
-  /** 1-based epoch whose weights were kept (the best validation loss, or the last). */
+  /** 1-based epoch whose weights were kept (with patience, the best validation loss; else the last). */
   readonly bestEpoch: number;
   readonly params: HeadParams;
   readonly stoppedEarly: boolean;
@@ -101,7 +104,7 @@ export async function fit(opts: FitOptions): Promise<FitResult> {
     history.push(stats);
     opts.onEpoch?.(stats);
 
-    if (val) {
+    if (val && opts.patience !== null) {
       if (!best || val.loss < best.loss) {
         best = { loss: val.loss, epoch, params: await trainer.getParams() };
         sinceBest = 0;
@@ -111,8 +114,11 @@ export async function fit(opts: FitOptions): Promise<FitResult> {
       }
     }
   }
-  if (best && best.epoch !== history.length) await trainer.setParams(best.params);
-  return { history, bestEpoch: best?.epoch ?? history.length, params: best?.params ?? (await trainer.getParams()), stoppedEarly };
+  if (opts.patience !== null && best) {
+    if (best.epoch !== history.length) await trainer.setParams(best.params);
+    return { history, bestEpoch: best.epoch, params: best.params, stoppedEarly };
+  }
+  return { history, bestEpoch: history.length, params: await trainer.getParams(), stoppedEarly };
 }
 
 /** Mean cross-entropy and accuracy of the current weights, dropout off. */

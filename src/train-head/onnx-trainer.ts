@@ -33,6 +33,8 @@ export interface OnnxTrainerTuning {
   /** Kernels larger than this are updated in chunks of about this many elements. */
   readonly chunkElements?: number;
   readonly threads?: number;
+  readonly spinning?: boolean;
+  readonly adopt?: boolean;
 }
 
 /** One set of parameter and state buffers, each wrapped once in the tensor fed or fetched. */
@@ -47,6 +49,7 @@ export async function createOnnxTrainer(opts: TrainerOptions, tuning: OnnxTraine
     intraOpNumThreads: tuning.threads ?? os.availableParallelism(),
     interOpNumThreads: 1,
     executionMode: 'sequential',
+    ...(tuning.spinning === false ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
   };
   const stepSession = await ort.InferenceSession.create(buildTrainStepModel({ architecture: arch, training, layout }), sessionOptions);
   const predictSession = await ort.InferenceSession.create(buildPredictModel({ architecture: arch, layout }), sessionOptions);
@@ -101,6 +104,11 @@ export async function createOnnxTrainer(opts: TrainerOptions, tuning: OnnxTraine
         (tensor.data as Float32Array)[0] = values[i];
         feeds[name] = tensor;
       });
+      if (tuning.adopt) {
+        const result = await stepSession.run(feeds);
+        for (const [name, t] of sets[current]) sets[current].set(name, result[nextName(name)] as ort.Tensor);
+        return (result[LOSS].data as Float32Array)[0];
+      }
       const result = await stepSession.run(feeds, fetches[current]);
       current = 1 - current;
       return (result[LOSS].data as Float32Array)[0];

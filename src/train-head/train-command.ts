@@ -214,7 +214,7 @@ export async function runTrainHead(cmd: TrainHeadCommand): Promise<{ dir: string
       console.log(JSON.stringify({ event: 'summary', head: out, bestEpoch: result.bestEpoch, ...config.metrics, seconds, trainer: config.training.trainer }));
     } else {
       console.log(
-        `best epoch ${result.bestEpoch}${result.stoppedEarly ? ' (stopped early)' : ''}: ` +
+        `${cmd.patience === null ? 'final' : 'best'} epoch ${result.bestEpoch}${result.stoppedEarly ? ' (stopped early)' : ''}: ` +
           `val acc ${pct(last.valAcc)}, val loss ${last.valLoss?.toFixed(4) ?? '-'}, train acc ${pct(last.acc)} — ${seconds.toFixed(1)} s`,
       );
       console.log(`head saved to ${out}`);
