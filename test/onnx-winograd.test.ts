@@ -103,7 +103,7 @@ function convGraph(cin: number, [ca, cb]: [number, number], pad: Padding, padB: 
       { name: 'a_relu', op: 'relu', inputs: ['a'] },
       conv('b', 'a_relu', cb, padB),
       { name: 'pool', op: 'maxpool', inputs: ['b'], kernel: [2, 2], stride: [2, 2], pad: 'valid', ceil: false },
-      conv('side', 'a_relu', 5, 'same'),
+      conv('side', 'a_relu', 5, padB),
       { name: 'cat', op: 'concat', inputs: ['side', 'b'] },
     ],
   };

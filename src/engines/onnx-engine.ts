@@ -17,7 +17,7 @@ import { buildOnnxModel, ONNX_INPUT, onnxOutputName, type ConvAlgorithm } from '
 import type { WinogradOptions } from './onnx-winograd.ts';
 
 /** Bumped whenever buildOnnxModel changes what it writes, so stale cached models are not reused. */
-const MODEL_FORMAT = 2;
+const MODEL_FORMAT = 1;
 
 export interface OnnxEngineOptions extends EngineOptions {
   /**
@@ -69,9 +69,9 @@ export async function createOnnxEngine(opts: OnnxEngineOptions): Promise<Feature
   let session: ort.InferenceSession | undefined;
   let provider: OnnxProvider = 'cpu';
   for (const candidate of candidates) {
+    const modelPath = await cachedModel(opts, inputSize, candidate === 'cpu' ? (opts.convAlgorithm ?? DEFAULT_CPU_CONV_ALGORITHM) : 'direct');
     try {
-      const conv = candidate === 'cpu' ? (opts.convAlgorithm ?? DEFAULT_CPU_CONV_ALGORITHM) : 'direct';
-      session = await ort.InferenceSession.create(await cachedModel(opts, inputSize, conv), {
+      session = await ort.InferenceSession.create(modelPath, {
         executionProviders: [candidate],
         graphOptimizationLevel: 'all',
         intraOpNumThreads: threads,

@@ -16,8 +16,8 @@ export interface EpochStats {
   readonly epoch: number;
   /** Mean training batch loss (with dropout, class weights and L2), as Keras reports it. */
   readonly loss: number;
-  /** Accuracy on the training rows, dropout off, after the epoch. */
-  readonly acc: number;
+  /** Accuracy on the training rows, dropout off, after the epoch; null when not evaluated. */
+  readonly acc: number | null;
   /** Mean cross-entropy on validation rows; null without validation rows. */
   readonly valLoss: number | null;
   readonly valAcc: number | null;
@@ -40,6 +40,8 @@ export interface FitOptions {
    */
   readonly patience: number | null;
   readonly onEpoch?: (stats: EpochStats) => void;
+  /** Score train and validation rows after each epoch (default true; benchmarks time training alone). */
+  readonly evaluate?: boolean;
 }
 
 export interface FitResult {
@@ -91,8 +93,9 @@ export async function fit(opts: FitOptions): Promise<FitResult> {
       };
       lossSum += (await trainer.step(batch)) * n;
     }
-    const acc = (await evaluateCodes(trainer, train, arch.classes, opts.batch * 8)).acc;
-    const val = opts.validation && opts.validation.n > 0 ? await evaluateCodes(trainer, opts.validation, arch.classes, opts.batch * 8) : null;
+    const scoring = opts.evaluate ?? true;
+    const acc = scoring ? (await evaluateCodes(trainer, train, arch.classes, opts.batch * 8)).acc : null;
+    const val = scoring && opts.validation && opts.validation.n > 0 ? await evaluateCodes(trainer, opts.validation, arch.classes, opts.batch * 8) : null;
     const stats: EpochStats = {
       epoch,
       loss: lossSum / train.n,

@@ -35,7 +35,7 @@ export interface HeadConfig {
     readonly splits: { readonly source: 'folders' | 'hash'; readonly train: number; readonly validation: number; readonly test: number };
   };
   readonly bestEpoch: number;
-  readonly metrics: { readonly valLoss: number | null; readonly valAcc: number | null; readonly trainAcc: number };
+  readonly metrics: { readonly valLoss: number | null; readonly valAcc: number | null; readonly trainAcc: number | null };
 }
 
 export interface Head {
