@@ -61,9 +61,9 @@ for (const backbone of args.backbones!.split(',')) {
     const extractSeconds = (performance.now() - started) / 1000;
     const key = (await import('node:fs')).readdirSync(args.cache!).find((k) => k.startsWith(backbone))!;
     await openCodes(key, args.cache!);
-    for (const [head, hidden] of [
-      ['logistic regression (--hidden 0)', []],
-      ['Dense(256)+Dropout(0.5)', [256]],
+    for (const [head, hidden, standardize] of [
+      ['logistic regression on standardised codes (--hidden 0 --standardize)', [], true],
+      ['Dense(256)+Dropout(0.5)', [256], false],
     ] as const) {
       const cmd: TrainHeadCommand = {
         codes: key,
@@ -82,6 +82,7 @@ for (const backbone of args.backbones!.split(',')) {
         val: 0.2,
         test: 0,
         trainer: 'auto',
+        standardize,
         dataset,
         json: false,
       };

@@ -130,6 +130,7 @@ async function main(): Promise<void> {
           .option('test', { type: 'number', default: 0, describe: 'test fraction held out when rows have no split folders' })
           .option('trainer', { choices: ['auto', 'onnx', 'tfjs'] as const, default: 'auto' as const })
           .option('dataset', { type: 'string', describe: 'which dataset of the cache key, when it holds several' })
+          .option('standardize', { type: 'boolean', default: false, describe: 'train on per-feature standardised codes (helps --hidden 0); folded into the saved weights' })
           .option('json', { type: 'boolean', default: false, describe: 'JSON lines per epoch and a summary on stdout' }),
       async (argv) => {
         const { runTrainHead } = await import('./train-head/train-command.ts');
@@ -154,6 +155,7 @@ async function main(): Promise<void> {
           test: argv.test,
           trainer: argv.trainer,
           dataset: argv.dataset,
+          standardize: argv.standardize,
           json: argv.json,
         });
       },

@@ -16,6 +16,7 @@ import { loadDataset } from '../src/extract/dataset.ts';
 import { runExtract } from '../src/extract/run-extract.ts';
 import { tinyRandomBackbone } from '../src/backbones/zoo/tiny-random.ts';
 import { makeDataset } from './helpers/make-dataset.ts';
+import { fitStandardizer, foldStandardizer, standardize } from '../src/train-head/standardize.ts';
 import type { CodeSpec } from '../src/cache/code-spec.ts';
 
 let tmp: string;
@@ -105,6 +106,22 @@ describe('head trainers', () => {
   });
 });
 
+describe('standardised codes', () => {
+  it('folds the scaling into the first layer: the saved head gives the same outputs on raw codes', async () => {
+    const data = blobs(90, arch.inputDim, arch.classes, 8);
+    for (let i = 0; i < data.x.length; i++) data.x[i] = data.x[i] * 30 + 100; // raw codes: large, offset
+    const s = fitStandardizer(data.x, data.n, arch.inputDim);
+    const z = standardize(s, data.x, data.n);
+    const trainer = await createOnnxTrainer(options(arch, 4));
+    await train(trainer, arch, { ...data, x: z }, 2, 4);
+    const onStandardized = await trainer.predict(z, data.n);
+    const raw = await createOnnxTrainer({ ...options(arch, 0), initial: foldStandardizer(s, await trainer.getParams()) });
+    expect(relativeError(await raw.predict(data.x, data.n), onStandardized)).toBeLessThan(1e-4);
+    await trainer.dispose();
+    await raw.dispose();
+  });
+});
+
 describe('head folders', () => {
   it('saves and reloads a head that predicts the same, and refuses codes of another key', async () => {
     const data = blobs(120, arch.inputDim, arch.classes, 3);
@@ -125,6 +142,7 @@ describe('head folders', () => {
           trainer: 'onnx',
           optimizer: { kind: 'adam', lr: 1e-3, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 },
           l2: 1e-4,
+          standardized: false,
           epochs: 2,
           batch: 16,
           seed: 2,
@@ -187,6 +205,7 @@ describe('head folders', () => {
       val: 0.25,
       test: 0,
       trainer: 'auto',
+      standardize: true,
       json: true,
     });
     expect(result.history).toHaveLength(3);

@@ -27,6 +27,8 @@ export interface HeadConfig {
     readonly trainer: string;
     readonly optimizer: OptimizerConfig;
     readonly l2: number;
+    /** Trained on standardised codes; the saved weights already include the scaling. */
+    readonly standardized: boolean;
     readonly epochs: number;
     readonly batch: number;
     readonly seed: number;

@@ -162,7 +162,24 @@ function optimizerPlan(opt: OptimizerConfig): OptimizerPlan {
   }
 }
 
-export const optimizerStates = (opt: OptimizerConfig): readonly string[] => optimizerPlan(opt).states;
+/**
+ * Every parameter and optimizer-state tensor the step graph takes and returns, with its stored
+ * dims, in input order: per layer the kernel and bias, then per state its kernel and bias copy.
+ */
+export function storedTensors(layout: readonly DenseLayout[], opt: OptimizerConfig): ReadonlyMap<string, readonly number[]> {
+  const states = optimizerPlan(opt).states;
+  const params = layout.flatMap((lay, l): [string, readonly number[]][] => [
+    [paramName(l, 'kernel'), lay.kernelDims],
+    [paramName(l, 'bias'), [lay.outputs]],
+  ]);
+  const stateTensors = layout.flatMap((lay, l) =>
+    states.flatMap((s): [string, readonly number[]][] => [
+      [stateName(s, l, 'kernel'), lay.kernelDims],
+      [stateName(s, l, 'bias'), [lay.outputs]],
+    ]),
+  );
+  return new Map([...params, ...stateTensors]);
+}
 
 export interface ScalarSchedule {
   readonly names: readonly string[];
@@ -240,41 +257,33 @@ export function buildTrainStepModel({ architecture: arch, training, layout }: Tr
   const dataLoss = g.op('Neg', [g.op('ReduceSum', [g.op('Mul', [target, logProbs])], undefined, [intAttr('keepdims', 0)])]);
   let dz = g.op('Sub', [g.op('Mul', [g.op('Exp', [logProbs]), wOverN]), target]);
 
-  // Backward and update, last layer first; every use of a kernel reads its value before the step.
+  // Backward and update, last layer first. Every op reads the kernels' input values, i.e. the
+  // weights before the step, whatever order onnxruntime runs them in.
   const squares: string[] = [];
   for (let l = last; l >= 0; l--) {
-    const dzPrev = l > 0 ? g.op('Mul', [inputGrad(g, dz, l, layout[l]), gates[l - 1]]) : '';
     const dzScaled = plan.gradScale === 1 ? dz : g.op('Mul', [dz, g.scalar(plan.gradScale)]);
     const sumSquares = updateKernel(g, plan, l2, padded[l], dzScaled, l, layout[l]);
     if (sumSquares) squares.push(sumSquares);
+    const bias = paramName(l, 'bias');
+    const biasStates = plan.states.map((s) => stateName(s, l, 'bias'));
     const biasGrad = g.op('ReduceSum', [dzScaled, g.int64s([0])], undefined, [intAttr('keepdims', 0)]);
-    plan.emit(g, updateValues(biasGrad, paramName(l, 'bias'), plan.states.map((s) => stateName(s, l, 'bias'))));
-    dz = dzPrev;
+    plan.emit(g, { grad: biasGrad, param: bias, states: biasStates, out: nextNames(bias, biasStates) });
+    // No gradient with respect to x.
+    if (l > 0) dz = g.op('Mul', [inputGrad(g, dz, l, layout[l]), gates[l - 1]]);
   }
-  const l2Loss = squares.length > 0 ? g.op('Mul', [g.op('Sum', squares), g.scalar(l2)]) : '';
-  if (l2Loss) g.op('Add', [dataLoss, l2Loss], LOSS);
+  if (squares.length > 0) g.op('Add', [dataLoss, g.op('Mul', [g.op('Sum', squares), g.scalar(l2)])], LOSS);
   else g.op('Identity', [dataLoss], LOSS);
 
-  const params = layout.flatMap((lay, l) => [
-    tensorInfo(paramName(l, 'kernel'), lay.kernelDims),
-    tensorInfo(paramName(l, 'bias'), [lay.outputs]),
-  ]);
-  const states = layout.flatMap((lay, l) =>
-    plan.states.flatMap((s) => [tensorInfo(stateName(s, l, 'kernel'), lay.kernelDims), tensorInfo(stateName(s, l, 'bias'), [lay.outputs])]),
-  );
+  const stored = [...storedTensors(layout, training.optimizer)];
   const inputs = [
     tensorInfo(X, ['n', arch.inputDim]),
     tensorInfo(Y, ['n', arch.classes]),
     tensorInfo(ROW_WEIGHT, ['n']),
     ...arch.hidden.map((h, i) => tensorInfo(maskName(i), ['n', h])),
-    ...params,
-    ...states,
+    ...stored.map(([name, dims]) => tensorInfo(name, dims)),
     ...plan.scalars.map((s) => tensorInfo(s, [])),
   ];
-  const outputs = [
-    tensorInfo(LOSS, []),
-    ...[...params, ...states].map((t) => ({ ...t, name: nextName(t.name!) })),
-  ];
+  const outputs = [tensorInfo(LOSS, []), ...stored.map(([name, dims]) => tensorInfo(nextName(name), dims))];
   return encodeModel(g, 'head_train_step', inputs, outputs);
 }
 
@@ -320,30 +329,37 @@ function inputGrad(g: GraphBuilder, dz: string, l: number, lay: DenseLayout): st
   return g.op('Slice', [da, g.int64s([0]), g.int64s([lay.inputs]), g.int64s([1])]);
 }
 
-function updateValues(grad: string, param: string, states: readonly string[]): UpdateValues {
-  return { grad, param, states, out: { param: nextName(param), states: states.map(nextName) } };
+function nextNames(param: string, states: readonly string[]): UpdateValues['out'] {
+  return { param: nextName(param), states: states.map(nextName) };
 }
 
 /**
  * G = aᵀ·dzScaled + 2·l2·gradScale·W, then the optimizer update, chunk by chunk when the kernel
  * is chunked. Returns the name of Σ W² (before the step) when l2 > 0.
  */
-function updateKernel(g: GraphBuilder, plan: OptimizerPlan, l2: number, aPadded: string, dzScaled: string, l: number, lay: DenseLayout): string {
+function updateKernel(
+  g: GraphBuilder,
+  plan: OptimizerPlan,
+  l2: number,
+  aPadded: string,
+  dzScaled: string,
+  l: number,
+  lay: DenseLayout,
+): string | undefined {
   const kernel = paramName(l, 'kernel');
   const states = plan.states.map((s) => stateName(s, l, 'kernel'));
-  const l2Beta = 2 * l2 * plan.gradScale;
 
-  // The gradient of one chunk (or the whole kernel): one GEMM, with the L2 term folded in as C.
-  const emitChunk = (b: GraphBuilder, actT: string, transA: boolean, w: string, st: readonly string[], out: UpdateValues['out']): string => {
-    const attrs = [intAttr('transA', transA ? 1 : 0), floatAttr('beta', l2Beta)];
-    const grad = b.op('Gemm', l2 > 0 ? [actT, dzScaled, w] : [actT, dzScaled], undefined, attrs);
+  // One chunk (or the whole kernel): the gradient is one GEMM, with the L2 term folded in as C.
+  const emitChunk = (b: GraphBuilder, act: string, transA: boolean, w: string, st: readonly string[], out: UpdateValues['out']) => {
+    const grad =
+      l2 > 0
+        ? b.op('Gemm', [act, dzScaled, w], undefined, [intAttr('transA', transA ? 1 : 0), floatAttr('beta', 2 * l2 * plan.gradScale)])
+        : b.op('Gemm', [act, dzScaled], undefined, [intAttr('transA', transA ? 1 : 0)]);
     plan.emit(b, { grad, param: w, states: st, out });
-    return l2 > 0 ? b.op('ReduceSumSquare', [w], undefined, [intAttr('keepdims', 0)]) : '';
+    return l2 > 0 ? b.op('ReduceSumSquare', [w], undefined, [intAttr('keepdims', 0)]) : undefined;
   };
 
-  if (lay.chunks === 1) {
-    return emitChunk(g, aPadded, true, kernel, states, updateValues('', kernel, states).out);
-  }
+  if (lay.chunks === 1) return emitChunk(g, aPadded, true, kernel, states, nextNames(kernel, states));
 
   // Scan over chunks of aᵀ [chunks, chunkRows, n], the kernel and its states, all sliced on axis 0.
   const actT = g.op('Reshape', [g.op('Transpose', [aPadded], undefined, [intsAttr('perm', [1, 0])]), g.int64s([lay.chunks, lay.chunkRows, -1])]);
@@ -362,12 +378,12 @@ function updateKernel(g: GraphBuilder, plan: OptimizerPlan, l2: number, aPadded:
       ...(square ? [tensorInfo(square, [])] : []),
     ],
   };
-  const squares = square ? g.fresh('kernel_squares') : '';
+  const squares = square ? g.fresh('kernel_squares') : undefined;
   g.node('Scan', [actT, kernel, ...states], [nextName(kernel), ...states.map(nextName), ...(squares ? [squares] : [])], [
     intAttr('num_scan_inputs', 2 + states.length),
     { name: 'body', type: AttrType.GRAPH, g: bodyGraph },
   ]);
-  return squares ? g.op('ReduceSum', [squares], undefined, [intAttr('keepdims', 0)]) : '';
+  return squares && g.op('ReduceSum', [squares], undefined, [intAttr('keepdims', 0)]);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,8 +4,15 @@
  *
  * Parameters and optimizer state live in two preallocated sets of Float32Arrays. Each step feeds
  * one set and has onnxruntime write the next values straight into the other (preallocated
- * fetches), then the two swap: nothing is allocated or copied per step beyond the batch itself,
- * which is wrapped, not copied.
+ * fetches), then the two swap. Inputs, the batch included, are wrapped without copying.
+ *
+ * Outputs are not free, though: onnxruntime-node 1.30 writes a preallocated fetch in place but
+ * still memcpy's every output into a fresh ArrayBuffer for the result it returns
+ * (OrtValueToNapiValue, "TODO: optimize memory"), which this trainer drops. That costs about
+ * 0.4 ms per MB of parameters and state per step (page faults on the new buffers, the copy,
+ * garbage collection): for Adam on a 25088×256 kernel, 77 MB and roughly a third of the step.
+ * Letting onnxruntime allocate the outputs and adopting the returned arrays measured the same,
+ * so the ping-pong buffers stay: they keep the state in stable memory.
  */
 import os from 'node:os';
 import ort from 'onnxruntime-node';
@@ -17,13 +24,12 @@ import {
   LOSS,
   maskName,
   nextName,
-  optimizerStates,
   paramName,
   planLayout,
   PROBS,
   ROW_WEIGHT,
   scalarSchedule,
-  stateName,
+  storedTensors,
   X,
   Y,
 } from './onnx-train-graph.ts';
@@ -32,9 +38,8 @@ import type { DenseParams, HeadParams, HeadTrainer, TrainBatch, TrainerOptions }
 export interface OnnxTrainerTuning {
   /** Kernels larger than this are updated in chunks of about this many elements. */
   readonly chunkElements?: number;
+  /** onnxruntime intra-op threads; default os.availableParallelism(). */
   readonly threads?: number;
-  readonly spinning?: boolean;
-  readonly adopt?: boolean;
 }
 
 /** One set of parameter and state buffers, each wrapped once in the tensor fed or fetched. */
@@ -49,33 +54,22 @@ export async function createOnnxTrainer(opts: TrainerOptions, tuning: OnnxTraine
     intraOpNumThreads: tuning.threads ?? os.availableParallelism(),
     interOpNumThreads: 1,
     executionMode: 'sequential',
-    ...(tuning.spinning === false ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
   };
   const stepSession = await ort.InferenceSession.create(buildTrainStepModel({ architecture: arch, training, layout }), sessionOptions);
   const predictSession = await ort.InferenceSession.create(buildPredictModel({ architecture: arch, layout }), sessionOptions);
 
-  const stateNames = optimizerStates(training.optimizer);
-  const tensorShapes = new Map<string, readonly number[]>();
-  layout.forEach((lay, l) => {
-    tensorShapes.set(paramName(l, 'kernel'), lay.kernelDims);
-    tensorShapes.set(paramName(l, 'bias'), [lay.outputs]);
-    for (const s of stateNames) {
-      tensorShapes.set(stateName(s, l, 'kernel'), lay.kernelDims);
-      tensorShapes.set(stateName(s, l, 'bias'), [lay.outputs]);
-    }
-  });
+  const stored = storedTensors(layout, training.optimizer);
   const makeSet = (): TensorSet =>
-    new Map([...tensorShapes].map(([name, dims]) => [name, new ort.Tensor('float32', new Float32Array(size(dims)), dims)]));
+    new Map([...stored].map(([name, dims]) => [name, new ort.Tensor('float32', new Float32Array(size(dims)), dims)]));
   // Optimizer state starts at zero, as in tfjs; only the parameters are initialised.
   const sets: [TensorSet, TensorSet] = [makeSet(), makeSet()];
   let current = 0;
   writeParams(sets[0], layout, opts.initial);
 
   // Each set's fetches name the other set's buffers; the loss is small and left to onnxruntime.
-  const fetches = sets.map((_, i) => {
-    const into = sets[1 - i];
-    return Object.fromEntries([[LOSS, null], ...[...into].map(([name, t]) => [nextName(name), t])]);
-  }) as ort.InferenceSession.NullableOnnxValueMapType[];
+  const fetches: ort.InferenceSession.NullableOnnxValueMapType[] = sets.map((_, i) =>
+    Object.fromEntries([[LOSS, null], ...[...sets[1 - i]].map(([name, t]) => [nextName(name), t] as const)]),
+  );
 
   const schedule = scalarSchedule(training.optimizer);
   const scalars = schedule.names.map((name) => ({ name, tensor: new ort.Tensor('float32', new Float32Array(1), []) }));
@@ -90,7 +84,11 @@ export async function createOnnxTrainer(opts: TrainerOptions, tuning: OnnxTraine
       if (n < 1 || n > maxBatch) throw new Error(`onnx trainer: batch of ${n} rows, expected 1..${maxBatch}`);
       const c = arch.classes;
       oneHot.fill(0, 0, n * c);
-      for (let i = 0; i < n; i++) oneHot[i * c + batch.y[i]] = 1;
+      for (let i = 0; i < n; i++) {
+        const label = batch.y[i];
+        if (!(label >= 0 && label < c)) throw new Error(`onnx trainer: label ${label} outside 0..${c - 1}`);
+        oneHot[i * c + label] = 1;
+      }
       // Batch arrays may be longer than n rows (views of the caller's preallocated buffers): wrap the first n.
       const feeds: Record<string, ort.Tensor> = {
         [X]: rows(batch.x, n, arch.inputDim),
@@ -104,11 +102,6 @@ export async function createOnnxTrainer(opts: TrainerOptions, tuning: OnnxTraine
         (tensor.data as Float32Array)[0] = values[i];
         feeds[name] = tensor;
       });
-      if (tuning.adopt) {
-        const result = await stepSession.run(feeds);
-        for (const [name, t] of sets[current]) sets[current].set(name, result[nextName(name)] as ort.Tensor);
-        return (result[LOSS].data as Float32Array)[0];
-      }
       const result = await stepSession.run(feeds, fetches[current]);
       current = 1 - current;
       return (result[LOSS].data as Float32Array)[0];

@@ -15,6 +15,7 @@ import { HEAD_FORMAT, saveHead, type HeadConfig } from './head-folder.ts';
 import { initHeadParams } from './head-init.ts';
 import { createOnnxTrainer } from './onnx-trainer.ts';
 import { planSplits, type SplitPlan } from './splits.ts';
+import { fitStandardizer, foldStandardizer, standardize } from './standardize.ts';
 import { createTfjsTrainer } from './tfjs-trainer.ts';
 import type { HeadArchitecture, HeadTrainer, OptimizerConfig, TrainerOptions } from './trainer.ts';
 
@@ -37,6 +38,8 @@ export interface TrainHeadCommand {
   readonly val: number;
   readonly test: number;
   readonly trainer: 'auto' | 'onnx' | 'tfjs';
+  /** Train on per-feature standardised codes (folded back into the saved weights). */
+  readonly standardize: boolean;
   /** Required when the key holds rows of several datasets. */
   readonly dataset?: string;
   readonly json: boolean;
@@ -144,9 +147,13 @@ export async function runTrainHead(cmd: TrainHeadCommand): Promise<{ dir: string
   );
   const classes = [...new Set(plan.train.map((i) => table.labels[i]))].sort();
   if (classes.length < 2) throw new UsageError(`${cache.dir}: the training rows hold ${classes.length} class(es); a classifier needs at least two`);
-  const train = gather(table, plan.train, classes);
+  const rawTrain = gather(table, plan.train, classes);
   // Validation rows of a class the head never trained on cannot be scored; they are left out.
-  const validation = gather(table, plan.validation.filter((i) => classes.includes(table.labels[i])), classes);
+  const rawValidation = gather(table, plan.validation.filter((i) => classes.includes(table.labels[i])), classes);
+  const standardizer = cmd.standardize ? fitStandardizer(rawTrain.x, rawTrain.n, table.dim) : null;
+  const scaled = (d: LabelledCodes): LabelledCodes => (standardizer ? { ...d, x: standardize(standardizer, d.x, d.n) } : d);
+  const train = scaled(rawTrain);
+  const validation = scaled(rawValidation);
 
   const architecture: HeadArchitecture = { inputDim: table.dim, hidden: cmd.hidden, dropout: cmd.dropout, classes: classes.length };
   const optimizer = optimizerConfig(cmd);
@@ -197,6 +204,7 @@ export async function runTrainHead(cmd: TrainHeadCommand): Promise<{ dir: string
         trainer: `${trainer.name} (${trainer.provider})`,
         optimizer,
         l2: cmd.l2,
+        standardized: cmd.standardize,
         epochs: cmd.epochs,
         batch: cmd.batch,
         seed: cmd.seed,
@@ -208,7 +216,7 @@ export async function runTrainHead(cmd: TrainHeadCommand): Promise<{ dir: string
       metrics: { valLoss: last.valLoss, valAcc: last.valAcc, trainAcc: last.acc },
     };
     await mkdir(out, { recursive: true });
-    await saveHead(out, config, result.params, result.history);
+    await saveHead(out, config, standardizer ? foldStandardizer(standardizer, result.params) : result.params, result.history);
     const seconds = result.history.reduce((s, h) => s + h.seconds, 0);
     if (cmd.json) {
       console.log(JSON.stringify({ event: 'summary', head: out, bestEpoch: result.bestEpoch, ...config.metrics, seconds, trainer: config.training.trainer }));
