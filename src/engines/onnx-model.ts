@@ -94,7 +94,7 @@ export function buildOnnxModel({ plan, cuts, weights, convAlgorithm = 'direct', 
       node.op === 'conv2d' &&
       convAlgorithm === 'winograd' &&
       winogradEligible(node.kernel, node.stride, node.dilation) &&
-      (winograd.everywhere || winogradPays(step.inShape[2]!, node.filters));
+      (winograd.everywhere || winogradPays(step.inShape[2]!, node.filters, [step.outShape[0], step.outShape[1]!]));
     // Element-wise ops, pooling and padding treat C and N alike, so they take either layout.
     const anyLayout = winogradStep || ['relu', 'maxpool', 'avgpool', 'zeropad', 'dropout'].includes(node.op);
     const input = node.op === 'input' ? undefined : anyLayout ? values.get(node.inputs[0]) : nchw(node.inputs[0]);

@@ -122,8 +122,10 @@ export function winogradEligible(kernel: Pair, stride: Pair, dilation: Pair): bo
  * 64→128 0.91×, 128→128 0.96×, 128→256 1.3×, 256→256 1.4×, 256→512 1.75×, 512→512 1.5-1.9×,
  * so it pays from C·Co / (C + Co) ≈ 80 up.
  */
-export function winogradPays(inChannels: number, outChannels: number): boolean {
-  return inChannels * outChannels >= 80 * (inChannels + outChannels);
+export function winogradPays(inChannels: number, outChannels: number, outSize: Pair = [1e9, 1e9]): boolean {
+  const minSize = Number(process.env.WINO_MIN_SIZE ?? 0);
+  const h = Number(process.env.WINO_H ?? 80);
+  return inChannels * outChannels >= h * (inChannels + outChannels) && outSize[0] * outSize[1] >= minSize * minSize;
 }
 
 /** U = G g Gᵀ for every filter pair, as [n², Co, C] (k = i·n + j), computed in double. */

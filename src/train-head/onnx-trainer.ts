@@ -36,7 +36,7 @@ import {
 import type { DenseParams, HeadParams, HeadTrainer, TrainBatch, TrainerOptions } from './trainer.ts';
 
 export interface OnnxTrainerTuning {
-  /** Kernels larger than this are updated in chunks of about this many elements. */
+  /** Elements per chunk of a kernel's update (see DEFAULT_CHUNK_ELEMENTS); tests make it tiny. */
   readonly chunkElements?: number;
   /** onnxruntime intra-op threads; default os.availableParallelism(). */
   readonly threads?: number;
