@@ -54,6 +54,10 @@ export async function createOnnxTrainer(opts: TrainerOptions, tuning: OnnxTraine
     intraOpNumThreads: tuning.threads ?? os.availableParallelism(),
     interOpNumThreads: 1,
     executionMode: 'sequential',
+    // A step is over a thousand small ops (the chunked updates). On a loaded 2-core machine,
+    // workers spinning between them were preempted and made 2-thread steps up to 3× slower than
+    // 1 thread; without spinning, 2 threads stayed within noise of 1 (idle machines: unmeasured).
+    extra: { session: { intra_op: { allow_spinning: '0' } } },
   };
   const stepSession = await ort.InferenceSession.create(buildTrainStepModel({ architecture: arch, training, layout }), sessionOptions);
   const predictSession = await ort.InferenceSession.create(buildPredictModel({ architecture: arch, layout }), sessionOptions);
