@@ -70,21 +70,22 @@ describe('Winograd transform matrices', () => {
     ]);
   });
 
-  it('covers 3×3 stride-1 undilated convs, and pays from ~128 → 256 channels', () => {
+  it('covers 3×3 stride-1 undilated convs, and pays from 128 → 128 channels', () => {
     expect(winogradEligible([3, 3], [1, 1], [1, 1])).toBe(true);
     expect(winogradEligible([3, 3], [2, 2], [1, 1])).toBe(false);
     expect(winogradEligible([3, 3], [1, 1], [2, 2])).toBe(false);
     expect(winogradEligible([5, 5], [1, 1], [1, 1])).toBe(false);
     expect(winogradPays(64, 64)).toBe(false);
-    expect(winogradPays(128, 128)).toBe(false);
+    expect(winogradPays(64, 128)).toBe(false);
+    expect(winogradPays(128, 128)).toBe(true);
     expect(winogradPays(128, 256)).toBe(true);
     expect(winogradPays(512, 512)).toBe(true);
   });
 });
 
-/** input → conv a → (relu) → conv b → maxpool, with a concat of a and a second conv on the side. */
+/** input → conv a → relu → conv b → maxpool, and a softmax conv on the side concatenated with b. */
 function convGraph(cin: number, [ca, cb]: [number, number], pad: Padding, padB: Padding): LayerGraph {
-  const conv = (name: string, input: string, filters: number, p: Padding, activation: 'relu' | 'linear' = 'relu'): LayerNode => ({
+  const conv = (name: string, input: string, filters: number, p: Padding, activation: 'relu' | 'linear' | 'softmax' = 'relu'): LayerNode => ({
     name,
     op: 'conv2d',
     inputs: [input],
@@ -103,7 +104,7 @@ function convGraph(cin: number, [ca, cb]: [number, number], pad: Padding, padB: 
       { name: 'a_relu', op: 'relu', inputs: ['a'] },
       conv('b', 'a_relu', cb, padB),
       { name: 'pool', op: 'maxpool', inputs: ['b'], kernel: [2, 2], stride: [2, 2], pad: 'valid', ceil: false },
-      conv('side', 'a_relu', 5, padB),
+      conv('side', 'a_relu', 5, padB, 'softmax'),
       { name: 'cat', op: 'concat', inputs: ['side', 'b'] },
     ],
   };

@@ -24,7 +24,7 @@ const int = (name: string, i: number): Attr => ({ name, type: onnx.AttributeProt
 const float = (name: string, f: number): Attr => ({ name, type: onnx.AttributeProto.AttributeType.FLOAT, f });
 
 /** Accumulates nodes and initializers; value names are unique by construction. */
-export class GraphBuilder {
+class GraphBuilder {
   readonly nodes: proto.INodeProto[] = [];
   readonly initializers: proto.ITensorProto[] = [];
   private counter = 0;
@@ -57,8 +57,9 @@ export interface OnnxModelSpec {
   readonly cuts: readonly Cut[];
   readonly weights: WeightMap;
   /**
-   * 'winograd' computes 3×3 stride-1 convs with enough channels for it to pay as Winograd
-   * F(4×4, 3×3) (onnx-winograd.ts): faster on CPUs, within ~1e-5 of 'direct' (the default).
+   * 'winograd' computes the 3×3 stride-1 convs wide enough for it to pay as Winograd
+   * F(4×4, 3×3) (onnx-winograd.ts): faster on CPUs, within a few 1e-6 (relative) of 'direct',
+   * the default.
    */
   readonly convAlgorithm?: ConvAlgorithm;
   readonly winograd?: WinogradOptions;
@@ -94,7 +95,7 @@ export function buildOnnxModel({ plan, cuts, weights, convAlgorithm = 'direct', 
       node.op === 'conv2d' &&
       convAlgorithm === 'winograd' &&
       winogradEligible(node.kernel, node.stride, node.dilation) &&
-      (winograd.everywhere || winogradPays(step.inShape[2]!, node.filters, [step.outShape[0], step.outShape[1]!]));
+      (winograd.everywhere || winogradPays(step.inShape[2]!, node.filters));
     // Element-wise ops, pooling and padding treat C and N alike, so they take either layout.
     const anyLayout = winogradStep || ['relu', 'maxpool', 'avgpool', 'zeropad', 'dropout'].includes(node.op);
     const input = node.op === 'input' ? undefined : anyLayout ? values.get(node.inputs[0]) : nchw(node.inputs[0]);

@@ -93,8 +93,9 @@ export function winogradMatrices(m: number, r: number, points: readonly number[]
 
 /**
  * Interpolation points per output tile size. F(2,3) uses Lavin & Gray's 0, ±1. For F(4,3),
- * 0, ±1, 2, -1/2 measured half the error of their 0, ±1, ±2 (VGG16 block5_pool: 1.8e-6 vs
- * 2.4e-6 relative to direct convolution) at the same speed.
+ * 0, ±1, 2, -1/2 measured less error than their 0, ±1, ±2 at the same speed (relative to
+ * direct convolution: about half on single 128-512-channel convs, 1.8e-6 vs 2.4e-6 at VGG16's
+ * block5_pool).
  */
 export const WINOGRAD_POINTS: Readonly<Record<WinogradTile, readonly number[]>> = {
   2: [0, 1, -1],
@@ -118,14 +119,13 @@ export function winogradEligible(kernel: Pair, stride: Pair, dilation: Pair): bo
 /**
  * Whether Winograd is faster than onnxruntime's direct conv for these channel counts. The
  * products save work ∝ C·Co per pixel; the transforms and the larger tensors cost ∝ C + Co.
- * Measured per VGG layer (1 thread, F(4,3), bench/winograd.ts --layer): 64→64 0.65×,
- * 64→128 0.91×, 128→128 0.96×, 128→256 1.3×, 256→256 1.4×, 256→512 1.75×, 512→512 1.5-1.9×,
- * so it pays from C·Co / (C + Co) ≈ 80 up.
+ * Measured per VGG layer (F(4,3), batch 8, 1 thread, bench/winograd.ts --layer): 64→64 0.65×,
+ * 64→128 0.9×, 128→128 ~1× (a few % faster in the whole net on 2 threads), 128→256 1.3×,
+ * 256→256 1.4×, 256→512 1.75×, 512→512 1.5-1.9×: it pays from C·Co / (C + Co) = 64 up.
+ * GoogLeNet's inception 3×3s (96-192 → 128-384 channels on 28² to 7²) come out even.
  */
-export function winogradPays(inChannels: number, outChannels: number, outSize: Pair = [1e9, 1e9]): boolean {
-  const minSize = Number(process.env.WINO_MIN_SIZE ?? 0);
-  const h = Number(process.env.WINO_H ?? 80);
-  return inChannels * outChannels >= h * (inChannels + outChannels) && outSize[0] * outSize[1] >= minSize * minSize;
+export function winogradPays(inChannels: number, outChannels: number): boolean {
+  return inChannels * outChannels >= 64 * (inChannels + outChannels);
 }
 
 /** U = G g Gᵀ for every filter pair, as [n², Co, C] (k = i·n + j), computed in double. */
