@@ -1,7 +1,7 @@
 /**
  * `--engine auto|onnx|tfjs`: builds the requested engine, or for `auto` the fastest one that
- * works here. onnxruntime is the fastest on CPUs (measured: 5.5 img/s for VGG16 on 2 cores
- * against 0.8 for TF.js wasm), and on GPUs when its CUDA or WebGPU provider starts; TF.js wins
+ * works here. onnxruntime is the fastest on CPUs (bench/engines: about 7× TF.js wasm for VGG16
+ * on 2 cores, more with Winograd convs), and on GPUs when its CUDA or WebGPU provider starts; TF.js wins
  * only when tfjs-node-gpu loads and onnxruntime found no GPU provider.
  */
 import { isInstalled } from '../util/installed.ts';

@@ -162,6 +162,9 @@ export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> 
     let current = 0;
     let batch: { item: DatasetItem; sha256: string }[] = [];
     let running: Promise<void> = Promise.resolve();
+    // Writing (Arrow encoding, fsync) runs behind the engine, never between two forward passes.
+    let writing: Promise<void> = Promise.resolve();
+    let writeError: unknown;
 
     const forward = async (items: { item: DatasetItem; sha256: string }[], input: Float32Array): Promise<void> => {
       if (!engine) {
@@ -170,16 +173,22 @@ export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> 
         opts.onEngine?.(engine);
       }
       const [codes] = await engine.run(input, items.length);
-      await writer.append(rowsOf(opts.dataset, items, codes));
       computed += items.length;
-      if (performance.now() - lastFlush > (opts.flushSeconds ?? 30) * 1000) {
-        await writer.flush();
-        lastFlush = performance.now();
-      }
+      writing = writing.then(async () => {
+        await writer.append(rowsOf(opts.dataset, items, codes));
+        if (performance.now() - lastFlush > (opts.flushSeconds ?? 30) * 1000) {
+          await writer.flush();
+          lastFlush = performance.now();
+        }
+      }).catch((err: unknown) => {
+        writeError ??= err;
+      });
     };
 
     const launch = async () => {
       await running;
+      // Surface a failed write (a full disk) now, not after the whole dataset.
+      if (writeError) throw writeError;
       const items = batch;
       const input = buffers[current];
       current = 1 - current;
@@ -215,6 +224,8 @@ export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> 
     }
     if (batch.length > 0) await launch();
     await running;
+    await writing;
+    if (writeError) throw writeError;
     await writer.flush();
 
     // Same content under another path or label: its code is copied, never recomputed.
