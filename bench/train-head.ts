@@ -90,11 +90,11 @@ for (const dim of args.dims!.split(',').map(Number)) {
 }
 
 console.log(`machine: ${os.cpus()[0]?.model ?? 'unknown'}, ${os.availableParallelism()} cores; ${rows} rows, batch 32, Dense(256) head, Adam`);
-console.log('| codes | trainer | epochs run | s/epoch | 50 epochs (s) | vs PyTorch |');
+console.log('| codes | trainer | epochs run | s/epoch | 50 epochs (s) | speed vs PyTorch |');
 console.log('|---|---|---|---|---|---|');
 for (const r of results) {
   const ref = results.find((o) => o.dim === r.dim && o.name.startsWith('PyTorch'));
-  const ratio = ref ? `${(ref.secondsPerEpoch / r.secondsPerEpoch).toFixed(2)}× faster` : '-';
+  const ratio = ref ? `${(ref.secondsPerEpoch / r.secondsPerEpoch).toFixed(2)}×` : '-';
   console.log(`| ${r.dim}-d | ${r.name} | ${r.epochs} | ${r.secondsPerEpoch.toFixed(3)} | ${(r.secondsPerEpoch * 50).toFixed(1)} | ${r.name.startsWith('PyTorch') ? '1.00×' : ratio} |`);
 }
 const onnx4096 = results.find((r) => r.dim === 4096 && r.name.startsWith('onnx'));
