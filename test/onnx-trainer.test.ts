@@ -229,6 +229,36 @@ describe.each(variants)('onnx trainer ($label)', ({ tuning }) => {
     });
   });
 
+  it.each([
+    { arch: small, l2: 0.001 },
+    { arch: deep, l2: 0 },
+    { arch: logistic, l2: 0.01 },
+  ])('stepMany matches step: Adam, $arch.hidden hidden, l2 $l2', async ({ arch, l2 }) => {
+    const random = rng(13);
+    const initial = randomParams(arch, random);
+    // Five full batches then a smaller last one; random row weights (class weights) and dropout masks.
+    const batches = [4, 4, 4, 4, 4, 3].map((n) => randomBatch(arch, n, random, 4 - n));
+    const training: TrainingConfig = { optimizer: { kind: 'adam', lr: 0.01, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 }, l2 };
+    const single = await trainer(arch, training, initial, tuning);
+    const singleLosses: number[] = [];
+    for (const batch of batches) singleLosses.push(await single.step(batch));
+    const want = await single.getParams();
+    await single.dispose();
+    const many = await trainer(arch, training, initial, tuning);
+    // Two calls, so the optimizer state and step count carry across runs of the many-step graph.
+    const manyLosses = [...(await many.stepMany!(batches.slice(0, 2))), ...(await many.stepMany!(batches.slice(2)))];
+    const got = await many.getParams();
+    await many.dispose();
+    manyLosses.forEach((loss, i) => expect(loss).toBeCloseTo(singleLosses[i], 5));
+    want.forEach((layer, l) => {
+      for (const kind of ['weight', 'bias'] as const) {
+        const moved = maxAbs(layer[kind].map((w, j) => w - initial[l][kind][j]));
+        const err = maxAbs(layer[kind].map((w, j) => w - got[l][kind][j]));
+        expect(err / moved, `layer ${l} ${kind}`).toBeLessThan(1e-5);
+      }
+    });
+  });
+
   it('trains logistic regression (hidden: [])', async () => {
     const random = rng(3);
     const initial = randomParams(logistic, random);

@@ -57,10 +57,14 @@ export async function fit(opts: FitOptions): Promise<FitResult> {
   const dim = arch.inputDim;
   const random = mulberry32(opts.seed ^ 0x5eed);
   const order = Int32Array.from({ length: train.n }, (_, i) => i);
-  const x = new Float32Array(opts.batch * dim);
-  const y = new Int32Array(opts.batch);
-  const weight = new Float32Array(opts.batch);
-  const masks = arch.hidden.map((h) => new Float32Array(opts.batch * h));
+  // Trainers with stepMany get up to `perCall` batches at once, built back to back in these
+  // buffers (about 64 MB of codes at most); the batch order, masks and weights are the same.
+  const batchCount = Math.ceil(train.n / opts.batch);
+  const perCall = trainer.stepMany ? Math.max(1, Math.min(batchCount, Math.floor((64 << 20) / (opts.batch * dim * 4)))) : 1;
+  const x = new Float32Array(perCall * opts.batch * dim);
+  const y = new Int32Array(perCall * opts.batch);
+  const weight = new Float32Array(perCall * opts.batch);
+  const masks = arch.hidden.map((h) => new Float32Array(perCall * opts.batch * h));
   const keep = 1 - arch.dropout;
 
   const history: EpochStats[] = [];
@@ -72,27 +76,36 @@ export async function fit(opts: FitOptions): Promise<FitResult> {
     const started = performance.now();
     shuffle(order, random);
     let lossSum = 0;
+    const pending: TrainBatch[] = [];
+    const flush = async () => {
+      if (pending.length === 0) return;
+      const losses = trainer.stepMany ? await trainer.stepMany(pending) : [await trainer.step(pending[0])];
+      pending.forEach((b, k) => (lossSum += losses[k] * b.n));
+      pending.length = 0;
+    };
     for (let start = 0; start < train.n; start += opts.batch) {
       const n = Math.min(opts.batch, train.n - start);
+      const at = pending.length * opts.batch;
       for (let i = 0; i < n; i++) {
         const row = order[start + i];
-        x.set(train.x.subarray(row * dim, (row + 1) * dim), i * dim);
-        y[i] = train.y[row];
-        weight[i] = opts.classWeights ? opts.classWeights[y[i]] : 1;
+        x.set(train.x.subarray(row * dim, (row + 1) * dim), (at + i) * dim);
+        y[at + i] = train.y[row];
+        weight[at + i] = opts.classWeights ? opts.classWeights[y[at + i]] : 1;
       }
-      for (const mask of masks) {
-        const size = (mask.length / opts.batch) * n;
-        for (let j = 0; j < size; j++) mask[j] = arch.dropout > 0 ? (random() < keep ? 1 / keep : 0) : 1;
+      for (const [l, mask] of masks.entries()) {
+        const h = arch.hidden[l];
+        for (let j = at * h; j < (at + n) * h; j++) mask[j] = arch.dropout > 0 ? (random() < keep ? 1 / keep : 0) : 1;
       }
-      const batch: TrainBatch = {
-        x: x.subarray(0, n * dim),
-        y: y.subarray(0, n),
-        weight: weight.subarray(0, n),
-        masks: masks.map((m) => m.subarray(0, (m.length / opts.batch) * n)),
+      pending.push({
+        x: x.subarray(at * dim, (at + n) * dim),
+        y: y.subarray(at, at + n),
+        weight: weight.subarray(at, at + n),
+        masks: masks.map((m, l) => m.subarray(at * arch.hidden[l], (at + n) * arch.hidden[l])),
         n,
-      };
-      lossSum += (await trainer.step(batch)) * n;
+      });
+      if (pending.length === perCall) await flush();
     }
+    await flush();
     const scoring = opts.evaluate ?? true;
     const acc = scoring ? (await evaluateCodes(trainer, train, arch.classes, opts.batch * 8)).acc : null;
     const val = scoring && opts.validation && opts.validation.n > 0 ? await evaluateCodes(trainer, opts.validation, arch.classes, opts.batch * 8) : null;

@@ -228,8 +228,76 @@ export interface TrainGraphSpec {
  * optimizer state tensor, and the optimizer's scalars. Outputs: the mean loss before the step
  * (Σ w·CE / n + l2·Σ W²) and the next value of every parameter and state tensor.
  */
-export function buildTrainStepModel({ architecture: arch, training, layout }: TrainGraphSpec): Uint8Array {
+export function buildTrainStepModel(spec: TrainGraphSpec): Uint8Array {
+  const { architecture: arch, training, layout } = spec;
   const g = new GraphBuilder();
+  const plan = optimizerPlan(training.optimizer);
+  emitTrainStep(g, spec);
+  const stored = [...storedTensors(layout, training.optimizer)];
+  const inputs = [
+    tensorInfo(X, ['n', arch.inputDim]),
+    tensorInfo(Y, ['n', arch.classes]),
+    tensorInfo(ROW_WEIGHT, ['n']),
+    ...arch.hidden.map((h, i) => tensorInfo(maskName(i), ['n', h])),
+    ...stored.map(([name, dims]) => tensorInfo(name, dims)),
+    ...plan.scalars.map((s) => tensorInfo(s, [])),
+  ];
+  const outputs = [tensorInfo(LOSS, []), ...stored.map(([name, dims]) => tensorInfo(nextName(name), dims))];
+  return encodeModel(g, 'head_train_step', inputs, outputs);
+}
+
+/** The stacked input of the many-step graph for the step graph's input `name`: one slice per step. */
+export const seqName = (name: string): string => `${name}.seq`;
+/** The many-step graph's input holding the initial value of a parameter or state tensor. */
+export const carryInName = (name: string): string => `${name}.in`;
+/** The many-step graph's output holding the final value of a parameter or state tensor. */
+export const carryOutName = (name: string): string => `${name}.out`;
+/** The many-step graph's per-step losses, [k]. */
+export const LOSSES = 'losses';
+
+/**
+ * K training steps in one run: a Scan whose body is the step graph, with the parameters and
+ * optimizer state loop-carried and the batches and per-step scalars scanned.
+ * Inputs: x.seq [k, n, D], y.seq [k, n, C], w.seq [k, n], mask_i.seq [k, n, h_i], the initial
+ * value `name.in` of every parameter and state tensor, and each scalar `s.seq` [k].
+ * Outputs: losses [k] (each step's loss before its update) and `name.out`, the final values.
+ */
+export function buildTrainManyModel(spec: TrainGraphSpec): Uint8Array {
+  const { architecture: arch, training, layout } = spec;
+  const g = new GraphBuilder();
+  const plan = optimizerPlan(training.optimizer);
+  const body = g.subgraph();
+  emitTrainStep(body, spec);
+  const stored = [...storedTensors(layout, training.optimizer)];
+  const sliced: [string, (number | string)[]][] = [
+    [X, ['n', arch.inputDim]],
+    [Y, ['n', arch.classes]],
+    [ROW_WEIGHT, ['n']],
+    ...arch.hidden.map((h, i): [string, (number | string)[]] => [maskName(i), ['n', h]]),
+    ...plan.scalars.map((s): [string, (number | string)[]] => [s, []]),
+  ];
+  const bodyGraph: proto.IGraphProto = {
+    name: g.fresh('train_step'),
+    node: body.nodes,
+    input: [...stored.map(([name, dims]) => tensorInfo(name, dims)), ...sliced.map(([name, dims]) => tensorInfo(name, dims))],
+    output: [...stored.map(([name, dims]) => tensorInfo(nextName(name), dims)), tensorInfo(LOSS, [])],
+  };
+  g.node(
+    'Scan',
+    [...stored.map(([name]) => carryInName(name)), ...sliced.map(([name]) => seqName(name))],
+    [...stored.map(([name]) => carryOutName(name)), LOSSES],
+    [intAttr('num_scan_inputs', sliced.length), { name: 'body', type: AttrType.GRAPH, g: bodyGraph }],
+  );
+  const inputs = [
+    ...stored.map(([name, dims]) => tensorInfo(carryInName(name), dims)),
+    ...sliced.map(([name, dims]) => tensorInfo(seqName(name), ['k', ...dims])),
+  ];
+  const outputs = [tensorInfo(LOSSES, ['k']), ...stored.map(([name, dims]) => tensorInfo(carryOutName(name), dims))];
+  return encodeModel(g, 'head_train_many', inputs, outputs);
+}
+
+/** Adds one training step's nodes to `g`, reading the step graph's inputs and writing its outputs. */
+function emitTrainStep(g: GraphBuilder, { training, layout }: TrainGraphSpec): void {
   const plan = optimizerPlan(training.optimizer);
   const { l2 } = training;
   const last = layout.length - 1;
@@ -274,18 +342,6 @@ export function buildTrainStepModel({ architecture: arch, training, layout }: Tr
   }
   if (squares.length > 0) g.op('Add', [dataLoss, g.op('Mul', [g.op('Sum', squares), g.scalar(l2)])], LOSS);
   else g.op('Identity', [dataLoss], LOSS);
-
-  const stored = [...storedTensors(layout, training.optimizer)];
-  const inputs = [
-    tensorInfo(X, ['n', arch.inputDim]),
-    tensorInfo(Y, ['n', arch.classes]),
-    tensorInfo(ROW_WEIGHT, ['n']),
-    ...arch.hidden.map((h, i) => tensorInfo(maskName(i), ['n', h])),
-    ...stored.map(([name, dims]) => tensorInfo(name, dims)),
-    ...plan.scalars.map((s) => tensorInfo(s, [])),
-  ];
-  const outputs = [tensorInfo(LOSS, []), ...stored.map(([name, dims]) => tensorInfo(nextName(name), dims))];
-  return encodeModel(g, 'head_train_step', inputs, outputs);
 }
 
 /** Inputs: x [n, D] and every kernel and bias. Output: softmax probabilities [n, C]. */

@@ -57,6 +57,11 @@ export interface HeadTrainer {
   readonly provider: string;
   /** One optimiser step; returns the batch's mean loss (including the L2 term) before the step. */
   step(batch: TrainBatch): Promise<number>;
+  /**
+   * Optional: the same as calling step() on each batch in order (up to float32 rounding), in
+   * fewer runs; returns each batch's loss.
+   */
+  stepMany?(batches: readonly TrainBatch[]): Promise<number[]>;
   /** Softmax probabilities, n × classes, with dropout off. */
   predict(x: Float32Array, n: number): Promise<Float32Array>;
   getParams(): Promise<HeadParams>;
