@@ -14,20 +14,6 @@ export interface Cut {
   readonly pool?: CutPool;
 }
 
-/** `block4_pool` or `block4_pool:avg`; a separate --pool applies to cuts without their own. */
-export function parseCuts(spec: string, pool?: CutPool): Cut[] {
-  return spec
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean)
-    .map((s) => {
-      const [layer, own] = s.split(':');
-      const p = (own ?? pool) as string | undefined;
-      if (p !== undefined && p !== 'avg' && p !== 'max') throw new Error(`bad pooling '${p}' in '${s}': use avg or max`);
-      return p ? { layer, pool: p } : { layer };
-    });
-}
-
 export function cutLabel(cut: Cut): string {
   return cut.pool ? `${cut.layer}:${cut.pool}` : cut.layer;
 }

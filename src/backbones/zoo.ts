@@ -18,7 +18,7 @@ import type { Cut } from './cut.ts';
 import { downloadFile, progressBarReporter } from './download.ts';
 import { planGraph } from './graph-plan.ts';
 import { graphFromKerasTopology } from './keras-topology.ts';
-import { resolveLayer, type LayerGraph } from './layer-graph.ts';
+import type { LayerGraph } from './layer-graph.ts';
 import { bindWeights, WeightsError, type WeightSource } from './weights.ts';
 import { readSafetensors } from './weights/safetensors.ts';
 import { readTfjsModel } from './weights/tfjs-folder.ts';
@@ -209,9 +209,4 @@ export async function readWeightFile(file: string): Promise<WeightSource> {
 async function fingerprint(files: readonly string[]): Promise<string> {
   const hashes = await Promise.all(files.map((f) => hashFile(f)));
   return hashes.length === 1 ? hashes[0] : createHash('sha256').update(hashes.join()).digest('hex');
-}
-
-/** True when the layer exists in the backbone (for early, friendly CLI errors). */
-export function checkCut(backbone: Backbone, cut: Cut): void {
-  resolveLayer(backbone.graph, cut.layer);
 }
