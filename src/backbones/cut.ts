@@ -4,6 +4,7 @@
  * (or alias), optionally globally pooled.
  */
 import { planGraph, type GraphPlan, type Shape } from './graph-plan.ts';
+import { UsageError } from '../util/errors.ts';
 import { resolveLayer, type LayerGraph } from './layer-graph.ts';
 
 export type CutPool = 'avg' | 'max';
@@ -24,7 +25,7 @@ export function codeShape(plan: GraphPlan, cut: Cut): Shape {
   const shape = plan.shapes.get(node.name);
   if (!shape) throw new Error(`cut '${cut.layer}' is not part of this plan`);
   if (!cut.pool) return shape;
-  if (shape.length !== 3) throw new Error(`cannot --pool ${cut.pool} at '${cut.layer}': it is already a vector of ${shape[0]}`);
+  if (shape.length !== 3) throw new UsageError(`cannot --pool ${cut.pool} at '${cut.layer}': it is already a vector of ${shape[0]}`);
   return [shape[2]];
 }
 
