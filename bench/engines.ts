@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Backbone } from '../src/backbones/backbone.ts';
-import type { Cut } from '../src/backbones/cut.ts';
+import { cutLabel, type Cut } from '../src/backbones/cut.ts';
 import { loadBackbone } from '../src/backbones/zoo.ts';
 import { seededWeights } from '../src/backbones/zoo/random-weights.ts';
 import { VGG16_PREPROCESSING, vgg16Graph } from '../src/backbones/zoo/vgg16.ts';
@@ -102,7 +102,7 @@ async function main(): Promise<void> {
       const batches = (engineName === 'tfjs' ? args['tfjs-batches']! : args.batches!).split(',').map(Number);
       for (const batch of batches) {
         const r = await timeEngine(engine, batch, seconds);
-        const row = { backbone: name, cut: spec.cut.layer + (spec.cut.pool ? `:${spec.cut.pool}` : ''), engine: `${engine.name}/${engine.provider}`, batch, ...r };
+        const row = { backbone: name, cut: cutLabel(spec.cut), engine: `${engine.name}/${engine.provider}`, batch, ...r };
         rows.push(row);
         console.error(`${row.backbone} ${row.engine} batch ${batch}: ${r.imgPerSec.toFixed(2)} img/s`);
       }

@@ -7,6 +7,7 @@ import { loadBackbone } from '../src/backbones/zoo.ts';
 import { FeatureCache } from '../src/cache/feature-cache.ts';
 import { loadDataset } from '../src/extract/dataset.ts';
 import { runExtract } from '../src/extract/run-extract.ts';
+import { TEST_EXTRACT_DEFAULTS } from './helpers/extract-options.ts';
 import { hasSharedDatasets, hasSharedModels, NEEDS_SHARED_DATASETS, NEEDS_SHARED_MODELS, SHARED_DATASETS, SHARED_MODELS } from './helpers/shared.ts';
 
 const ready = hasSharedDatasets && hasSharedModels;
@@ -26,14 +27,9 @@ describe.skipIf(!ready)(`extract on real images${NEEDS_SHARED_DATASETS}${NEEDS_S
       dataset: 'cifar10-mini',
       backbone,
       cut: backbone.defaultCut,
-      resize: 'squash',
-      interpolation: 'linear',
-      background: [255, 255, 255],
+      ...TEST_EXTRACT_DEFAULTS,
       dtype: 'float16',
-      batch: 8,
       concurrency: 4,
-      engine: 'onnx',
-      device: 'cpu',
       cacheRoot: tmp,
     });
     expect(summary).toMatchObject({ images: 20, new: 20, failed: 0 });
@@ -61,14 +57,7 @@ describe.skipIf(!ready)(`extract on real images${NEEDS_SHARED_DATASETS}${NEEDS_S
       dataset: 'flowers',
       backbone,
       cut: backbone.defaultCut,
-      resize: 'squash',
-      interpolation: 'linear',
-      background: [255, 255, 255],
-      dtype: 'float32',
-      batch: 8,
-      concurrency: 2,
-      engine: 'onnx',
-      device: 'cpu',
+      ...TEST_EXTRACT_DEFAULTS,
       cacheRoot: path.join(tmp, 'flowers-cache'),
     });
     expect(summary).toMatchObject({ images: 3, new: 2, reused: 1 });

@@ -12,6 +12,7 @@ import { createOnnxEngine } from '../src/engines/onnx-engine.ts';
 import { loadDataset } from '../src/extract/dataset.ts';
 import { decodeImage } from '../src/extract/decode-image.ts';
 import { runExtract, type ExtractOptions } from '../src/extract/run-extract.ts';
+import { TEST_EXTRACT_DEFAULTS } from './helpers/extract-options.ts';
 import { makeDataset, writeNoisePng } from './helpers/make-dataset.ts';
 
 let tmp: string;
@@ -29,14 +30,9 @@ async function extract(data: string, cacheRoot: string, extra: Partial<ExtractOp
     dataset: dataset.name,
     backbone,
     cut: { layer: 'block2_pool', pool: 'avg' },
-    resize: 'squash',
-    interpolation: 'linear',
-    background: [255, 255, 255],
-    dtype: 'float32',
+    ...TEST_EXTRACT_DEFAULTS,
     batch: 4,
     concurrency: 3,
-    engine: 'onnx',
-    device: 'cpu',
     cacheRoot,
     ...extra,
   });

@@ -15,6 +15,7 @@ import { runTrainHead } from '../src/train-head/train-command.ts';
 import { loadDataset } from '../src/extract/dataset.ts';
 import { runExtract } from '../src/extract/run-extract.ts';
 import { tinyRandomBackbone } from '../src/backbones/zoo/tiny-random.ts';
+import { TEST_EXTRACT_DEFAULTS } from './helpers/extract-options.ts';
 import { makeDataset } from './helpers/make-dataset.ts';
 import { fitStandardizer, foldStandardizer, standardize } from '../src/train-head/standardize.ts';
 import type { CodeSpec } from '../src/cache/code-spec.ts';
@@ -177,14 +178,7 @@ describe('head folders', () => {
       dataset: dataset.name,
       backbone: tinyRandomBackbone(),
       cut: { layer: 'block2_pool', pool: 'avg' },
-      resize: 'squash',
-      interpolation: 'linear',
-      background: [255, 255, 255],
-      dtype: 'float32',
-      batch: 8,
-      concurrency: 2,
-      engine: 'onnx',
-      device: 'cpu',
+      ...TEST_EXTRACT_DEFAULTS,
       cacheRoot: path.join(tmp, 'cache'),
     });
     const out = path.join(tmp, 'trained');

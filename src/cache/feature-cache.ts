@@ -111,7 +111,9 @@ export class FeatureCache {
           split: rows.split.slice(i, j),
           codes: rows.codes.subarray(i * this.dim, j * this.dim),
         };
-        bySplit.set(split, [...(bySplit.get(split) ?? []), part]);
+        const parts = bySplit.get(split);
+        if (parts) parts.push(part);
+        else bySplit.set(split, [part]);
         i = j;
       }
     }

@@ -113,6 +113,7 @@ export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> 
   const cache = await FeatureCache.forSpec(opts.cacheRoot, spec);
   const lock = await acquireCacheLock(cache.dir, { waitSeconds: opts.waitForLockSeconds });
   let engine: FeatureEngine | undefined;
+  let engineLabel: string | null = null;
   try {
     await cache.removeOrphans();
     const index = await cache.index();
@@ -169,7 +170,8 @@ export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> 
     const forward = async (items: { item: DatasetItem; sha256: string }[], input: Float32Array): Promise<void> => {
       if (!engine) {
         engine = await createEngine({ engine: opts.engine, backbone: opts.backbone, cuts: [opts.cut], inputSize: size, device: opts.device, cacheDir: opts.cacheRoot });
-        writer.engine = `${engine.name}/${engine.provider}`;
+        engineLabel = `${engine.name}/${engine.provider}`;
+        writer.engine = engineLabel;
         opts.onEngine?.(engine);
       }
       const [codes] = await engine.run(input, items.length);
@@ -251,7 +253,7 @@ export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> 
       imgPerSec: computed / seconds,
       key: cache.key,
       path: cache.dir,
-      engine: engine ? `${(engine as FeatureEngine).name}/${(engine as FeatureEngine).provider}` : null,
+      engine: engineLabel,
       failures,
       interrupted: opts.signal?.aborted ?? false,
     };
