@@ -147,9 +147,12 @@ export async function runTrainHead(cmd: TrainHeadCommand): Promise<{ dir: string
   );
   const classes = [...new Set(plan.train.map((i) => table.labels[i]))].sort();
   if (classes.length < 2) throw new UsageError(`${cache.dir}: the training rows hold ${classes.length} class(es); a classifier needs at least two`);
-  const rawTrain = gather(table, plan.train, classes);
+  // Row order follows the shard layout, which depends on flush timing and resumes; order rows by
+  // path so the same data and seed give the same head however it was extracted.
+  const byPath = (a: number, b: number) => (table.paths[a] < table.paths[b] ? -1 : table.paths[a] > table.paths[b] ? 1 : 0);
+  const rawTrain = gather(table, [...plan.train].sort(byPath), classes);
   // Validation rows of a class the head never trained on cannot be scored; they are left out.
-  const rawValidation = gather(table, plan.validation.filter((i) => classes.includes(table.labels[i])), classes);
+  const rawValidation = gather(table, plan.validation.filter((i) => classes.includes(table.labels[i])).sort(byPath), classes);
   const standardizer = cmd.standardize ? fitStandardizer(rawTrain.x, rawTrain.n, table.dim) : null;
   const scaled = (d: LabelledCodes): LabelledCodes => (standardizer ? { ...d, x: standardize(standardizer, d.x, d.n) } : d);
   const train = scaled(rawTrain);
