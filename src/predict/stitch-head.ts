@@ -1,0 +1,72 @@
+/**
+ * Stitches a trained head onto its backbone as one LayerGraph: backbone up to the cut, the
+ * cut's global pooling, a flatten, then the head's dense layers ending in softmax. Every engine
+ * and exporter already speaks LayerGraph, so predict, `export --format onnx` and
+ * `export --format tfjs` all run the same stitched graph rather than three re-implementations.
+ */
+import type { Backbone } from '../backbones/backbone.ts';
+import { planCuts } from '../backbones/cut.ts';
+import { biasName, resolveLayer, validateGraph, weightName, type LayerGraph, type LayerNode } from '../backbones/layer-graph.ts';
+import type { WeightTensor } from '../backbones/weights.ts';
+import type { Head } from '../train-head/head-folder.ts';
+import { UsageError } from '../util/errors.ts';
+
+/** The stitched graph's output node: class probabilities in the head's class order. */
+export const PROBABILITIES = 'head_probabilities';
+
+/** Backbone nodes keep their names; the head's are prefixed so they never collide. */
+const headDense = (i: number) => `head_dense_${i}`;
+
+export function stitchHead(backbone: Backbone, head: Head): Backbone {
+  const spec = head.config.codeSpec;
+  if (backbone.id !== spec.backbone) {
+    throw new UsageError(`head ${head.dir} was trained on ${spec.backbone} codes, not ${backbone.id}`);
+  }
+  if (backbone.weightsId !== spec.weights) {
+    throw new UsageError(
+      `head ${head.dir} was trained on ${spec.backbone} codes from other weights (sha256 ${spec.weights.slice(0, 12)}…) than ${backbone.weightsFrom} (${backbone.weightsId.slice(0, 12)}…)`,
+    );
+  }
+  const cutNode = resolveLayer(backbone.graph, spec.layer);
+  const plan = planCuts(backbone.graph, spec.preprocessing.size, [{ layer: cutNode.name }]);
+  // Only what the cut needs: a graph stitched after block5_pool has no fc1 to carry around.
+  const kept = new Set(plan.steps.map((s) => s.node.name));
+  const nodes: LayerNode[] = backbone.graph.nodes.filter((n) => kept.has(n.name));
+
+  let last = cutNode.name;
+  const push = (node: LayerNode) => {
+    nodes.push(node);
+    last = node.name;
+  };
+  if (spec.pool) push({ op: 'globalpool', name: 'head_pool', inputs: [last], mode: spec.pool });
+  else if (plan.shapes.get(cutNode.name)!.length === 3) push({ op: 'flatten', name: 'head_flatten', inputs: [last], order: 'hwc' });
+
+  const { architecture, params } = head;
+  const weights = new Map<string, WeightTensor>([...backbone.weights].filter(([name]) => kept.has(name.slice(0, name.lastIndexOf('.')))));
+  const widths = [architecture.inputDim, ...architecture.hidden, architecture.classes];
+  params.forEach((layer, i) => {
+    const isLast = i === params.length - 1;
+    const node: LayerNode = {
+      op: 'dense',
+      name: isLast ? PROBABILITIES : headDense(i),
+      inputs: [last],
+      units: widths[i + 1],
+      activation: isLast ? 'softmax' : 'relu',
+    };
+    weights.set(weightName(node), { shape: [widths[i + 1], widths[i]], data: layer.weight });
+    weights.set(biasName(node), { shape: [widths[i + 1]], data: layer.bias });
+    push(node);
+  });
+
+  const graph: LayerGraph = { name: `${backbone.graph.name}+head`, nodes };
+  validateGraph(graph);
+  return {
+    ...backbone,
+    graph,
+    weights,
+    preprocessing: { ...backbone.preprocessing, size: spec.preprocessing.size },
+    defaultCut: { layer: PROBABILITIES },
+    namedCuts: [PROBABILITIES],
+    classifier: PROBABILITIES,
+  };
+}
