@@ -161,45 +161,88 @@ async function main(): Promise<void> {
       },
     )
     .command(
+      'evaluate',
+      "report a head's test accuracy: per-class precision/recall/F1, confusion matrix, worst mistakes",
+      (y) =>
+        y
+          .option('head', { type: 'string', demandOption: true, describe: 'head folder written by train-head' })
+          .option('data', { type: 'string', describe: "a folder or manifest to evaluate instead of the head's test (or validation) rows" })
+          .option('cache', { type: 'string', default: DEFAULT_CACHE, describe: 'cache folder' })
+          .option('weights', { type: 'string', describe: 'backbone weights, for --data (as extract takes them)' })
+          .option('engine', { choices: ['auto', 'onnx', 'tfjs'] as const, default: 'auto' as const })
+          .option('device', { choices: ['auto', 'cpu', 'gpu'] as const, default: 'auto' as const })
+          .option('batch', { type: 'number', default: 8 })
+          .option('concurrency', { type: 'number', default: 4 })
+          .option('report', { type: 'string', describe: 'write a self-contained HTML report (and PNG plots) into this folder' })
+          .option('mistakes', { type: 'number', default: 10, describe: 'worst mistakes to list' })
+          .option('json', { type: 'boolean', default: false, describe: 'the whole evaluation as JSON on stdout' }),
+      async (argv) => {
+        const { runEvaluate } = await import('./evaluate/evaluate-command.ts');
+        const report = await runEvaluate({
+          head: argv.head,
+          data: argv.data,
+          cacheRoot: path.resolve(argv.cache),
+          weights: argv.weights,
+          batch: argv.batch,
+          concurrency: argv.concurrency,
+          engine: argv.engine,
+          device: argv.device,
+          quiet: argv.json,
+        });
+        if (argv.json) console.log(JSON.stringify(report));
+        else {
+          const { formatReport } = await import('./evaluate/format-report.ts');
+          console.log(formatReport(report, { mistakes: argv.mistakes }));
+        }
+        if (argv.report) {
+          const { writeHtmlReport } = await import('./evaluate/report-html.ts');
+          const { html } = await writeHtmlReport(argv.report, report);
+          console.error(`report: ${html}`);
+        }
+      },
+    )
+    .command(
+      'export',
+      'write backbone + head as one model file (ONNX or TF.js layers) with its preprocessing.json',
+      (y) =>
+        y
+          .option('head', { type: 'string', demandOption: true, describe: 'head folder written by train-head' })
+          .option('format', { choices: ['onnx', 'tfjs'] as const, demandOption: true })
+          .option('out', { type: 'string', demandOption: true, describe: 'folder to write the model and preprocessing.json into' })
+          .option('weights', { type: 'string', describe: 'backbone weights (as extract takes them)' }),
+      async (argv) => {
+        const { runExport } = await import('./predict/export-command.ts');
+        const { files } = await runExport({ head: argv.head, format: argv.format, out: argv.out, weights: argv.weights });
+        for (const f of files) console.log(f);
+      },
+    )
+    .command(
       'predict <images..>',
-      "classify images with the backbone's own ImageNet classifier (--imagenet)",
+      'classify images (files, folders or quoted globs) with a trained head (--head DIR) or the backbone’s ImageNet classifier (--imagenet)',
       (y) =>
         engineOptions(y)
           .positional('images', { type: 'string', array: true, demandOption: true })
+          .option('head', { type: 'string', describe: 'a head folder written by train-head; its backbone, cut and preprocessing are used' })
           .option('imagenet', { type: 'boolean', default: false, describe: "use the backbone's 1000-class output" })
           .option('top-k', { type: 'number', default: 5 })
           .option('batch', { type: 'number', default: 8 })
-          .option('json', { type: 'boolean', default: false }),
+          .option('json', { type: 'boolean', default: false, describe: 'one JSON line per image' }),
       async (argv) => {
-        if (!argv.imagenet) throw new UsageError('predict needs --imagenet for now (a trained head comes with train-head)');
         // Engines load onnxruntime and TF.js; importing them only here keeps --help instant.
-        const { createEngine } = await import('./engines/select-engine.ts');
-        const { loadImageNetClasses, predictImageNet } = await import('./predict/imagenet.ts');
-        const backbone = await loadBackbone(argv.backbone, { weights: argv.weights, cuts: [{ layer: 'predictions' }] });
-        if (!backbone.classifier) throw new UsageError(`${backbone.id} has no classifier output`);
-        const engine = await createEngine({
+        const { runPredictCommand } = await import('./predict/predict-command.ts');
+        process.exitCode = await runPredictCommand({
+          images: argv.images,
+          head: argv.head,
+          imagenet: argv.imagenet,
+          backbone: argv.backbone,
+          weights: argv.weights,
+          topK: argv['top-k'],
+          batch: argv.batch,
+          json: argv.json,
           engine: argv.engine as EngineChoice,
-          backbone,
-          cuts: [{ layer: backbone.classifier }],
           device: argv.device as DeviceChoice,
-          cacheDir: argv.cache,
+          cacheRoot: argv.cache,
         });
-        try {
-          for (const note of engine.notes) console.error(`note: ${note}`);
-          const classes = await loadImageNetClasses(path.dirname(backbone.weightsFrom));
-          const results = await predictImageNet(backbone, engine, argv.images, { topK: argv['top-k'], batch: argv.batch, classes });
-          if (argv.json) {
-            for (const r of results) console.log(JSON.stringify(r));
-          } else {
-            console.error(`${backbone.id} on ${engine.name}/${engine.provider}`);
-            for (const r of results) {
-              console.log(r.file);
-              for (const s of r.top) console.log(`  ${(s.probability * 100).toFixed(1).padStart(5)}%  ${s.label}`);
-            }
-          }
-        } finally {
-          await engine.dispose();
-        }
       },
     )
     .demandCommand(1, 'name a command; see --help')

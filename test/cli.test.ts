@@ -27,14 +27,14 @@ describe('bottleneck CLI', () => {
   });
 
   it('fails in one line with exit code 2 on a mistake', async () => {
-    const r = await cli(['predict', '--imagenet', '--backbone', 'resnet9000', 'x.jpg']);
+    const r = await cli(['predict', '--imagenet', '--backbone', 'resnet9000', 'README.md']);
     expect(r.code).toBe(2);
     expect(r.stderr.trim()).toMatch(/^bottleneck: unknown backbone 'resnet9000'/);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
   });
 
   it('says what to put where when VGG16 weights are missing and downloads are off', async () => {
-    const r = await cli(['predict', '--imagenet', 'x.jpg'], { BOTTLENECK_WEIGHTS: '/nonexistent', BOTTLENECK_WEIGHTS_URL: 'http://127.0.0.1:9' });
+    const r = await cli(['predict', '--imagenet', 'README.md'], { BOTTLENECK_WEIGHTS: '/nonexistent', BOTTLENECK_WEIGHTS_URL: 'http://127.0.0.1:9' });
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/vgg16_weights_tf_dim_ordering_tf_kernels\.h5.*\/nonexistent.*md5 64373286793e3c8b2b4e3219cbf3544b/s);
   });

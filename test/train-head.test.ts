@@ -139,6 +139,7 @@ describe('head folders', () => {
         classes: ['a', 'b', 'c'],
         cacheKey: 'tiny-vgg-random-block2_pool-avg-0123456789abcdef',
         codeSpec: spec,
+        dataset: 'blobs',
         training: {
           trainer: 'onnx',
           optimizer: { kind: 'adam', lr: 1e-3, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 },
@@ -149,7 +150,7 @@ describe('head folders', () => {
           seed: 2,
           patience: null,
           classWeights: null,
-          splits: { source: 'hash', train: 120, validation: 60, test: 0 },
+          splits: { source: 'hash', fractions: { val: 0.2, test: 0 }, train: 120, validation: 60, test: 0 },
         },
         bestEpoch: result.bestEpoch,
         metrics: { valLoss: null, valAcc: null, trainAcc: 1 },

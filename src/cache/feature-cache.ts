@@ -59,6 +59,23 @@ export class FeatureCache {
     return new FeatureCache(dir, key, JSON.parse(await readFile(specFile, 'utf8')) as CodeSpec);
   }
 
+  /**
+   * Where each dataset's images were read from (`datasets.json`), so later stages can show the
+   * images behind rows (evaluate's thumbnails). Rows store paths relative to this root.
+   */
+  async datasetRoots(): Promise<Record<string, string>> {
+    const file = path.join(this.dir, 'datasets.json');
+    if (!existsSync(file)) return {};
+    return JSON.parse(await readFile(file, 'utf8')) as Record<string, string>;
+  }
+
+  /** Call holding the cache lock: the file is read, updated and replaced atomically. */
+  async recordDatasetRoot(dataset: string, root: string): Promise<void> {
+    const roots = await this.datasetRoots();
+    if (roots[dataset] === root) return;
+    await writeFileAtomic(path.join(this.dir, 'datasets.json'), `${JSON.stringify({ ...roots, [dataset]: root }, null, 2)}\n`);
+  }
+
   /** Shard files, in writer then sequence order, so reads are deterministic. */
   async shardFiles(): Promise<string[]> {
     if (!existsSync(this.dir)) return [];

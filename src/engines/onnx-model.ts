@@ -63,6 +63,8 @@ export interface OnnxModelSpec {
    */
   readonly convAlgorithm?: ConvAlgorithm;
   readonly winograd?: WinogradOptions;
+  /** Graph output names, one per cut; default code0, code1, … (what the engine reads). */
+  readonly outputNames?: readonly string[];
 }
 
 export type ConvAlgorithm = 'direct' | 'winograd';
@@ -75,7 +77,7 @@ interface Value {
   readonly cnhw?: boolean;
 }
 
-export function buildOnnxModel({ plan, cuts, weights, convAlgorithm = 'direct', winograd = {} }: OnnxModelSpec): Uint8Array {
+export function buildOnnxModel({ plan, cuts, weights, convAlgorithm = 'direct', winograd = {}, outputNames }: OnnxModelSpec): Uint8Array {
   const g = new GraphBuilder();
   // Which ONNX value holds each plan node's output, and whether it is still a 4-D map: NCHW, or
   // channel-major CNHW as Winograd convs leave it, which the next one reads without a transpose.
@@ -177,7 +179,7 @@ export function buildOnnxModel({ plan, cuts, weights, convAlgorithm = 'direct', 
 
   const outputs = cuts.map((cut, i) => {
     const source = nchw(plan.outputs[i]);
-    const out = onnxOutputName(i);
+    const out = outputNames?.[i] ?? onnxOutputName(i);
     if (cut.pool) {
       if (!source.spatial) throw new Error(`cannot pool the vector '${cut.layer}'`);
       g.add('Identity', [globalPool(g, source.name, cut.pool, g.fresh(out))], out);

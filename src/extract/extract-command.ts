@@ -62,6 +62,7 @@ export async function runExtractCommand(cmd: ExtractCommand): Promise<number> {
     const summary = await runExtract({
       items: dataset.items,
       dataset: cmd.name ?? dataset.name,
+      datasetRoot: dataset.root,
       backbone,
       cut,
       size,

@@ -5,6 +5,7 @@
  * being decoded. Only images whose content the cache lacks reach the engine.
  */
 import { createHash } from 'node:crypto';
+import path from 'node:path';
 import type { Backbone } from '../backbones/backbone.ts';
 import { codeShape, planCuts, type Cut } from '../backbones/cut.ts';
 import type { Pair } from '../backbones/layer-graph.ts';
@@ -26,6 +27,8 @@ export interface ExtractOptions {
   readonly items: readonly DatasetItem[];
   /** Recorded on every row, so one cache key can hold several datasets apart. */
   readonly dataset: string;
+  /** The folder or manifest's folder that item paths are relative to, recorded in the cache. */
+  readonly datasetRoot?: string;
   readonly backbone: Backbone;
   readonly cut: Cut;
   /** Network input size; defaults to the backbone's own. */
@@ -116,6 +119,7 @@ export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> 
   let engineLabel: string | null = null;
   try {
     await cache.removeOrphans();
+    if (opts.datasetRoot) await cache.recordDatasetRoot(opts.dataset, path.resolve(opts.datasetRoot));
     const index = await cache.index();
     const size = spec.preprocessing.size;
     const [h, w] = size;

@@ -6,15 +6,8 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Backbone } from '../backbones/backbone.ts';
-import { preprocessInto } from '../backbones/preprocess.ts';
 import type { FeatureEngine } from '../engines/engine.ts';
-import { decodeImage } from '../extract/decode-image.ts';
-
-export interface ClassScore {
-  readonly index: number;
-  readonly label: string;
-  readonly probability: number;
-}
+import { classify, type ClassScore, type Classifier } from './classifier.ts';
 
 export interface ImageNetPrediction {
   readonly file: string;
@@ -30,31 +23,30 @@ export async function loadImageNetClasses(weightsDir: string): Promise<readonly 
   return names.map(String);
 }
 
-/** `engine` must have been created with the single cut `backbone.classifier`. */
+/** The backbone's classifier as a Classifier; `engine` must run the single cut `backbone.classifier`. */
+export function imagenetClassifier(backbone: Backbone, engine: FeatureEngine, classes?: readonly string[]): Classifier {
+  const names = classes ?? Array.from({ length: engine.outputs[0].size }, (_, i) => `class ${i}`);
+  return {
+    engine,
+    backbone,
+    classes: names,
+    decode: { size: engine.inputSize },
+    run: async (images, count) => (await engine.run(images, count))[0],
+    dispose: () => engine.dispose(),
+  };
+}
+
+/** `engine` must have been created with the single cut `backbone.classifier`. Undecodable files throw. */
 export async function predictImageNet(
   backbone: Backbone,
   engine: FeatureEngine,
   files: readonly string[],
   opts: { topK: number; batch: number; classes?: readonly string[] },
 ): Promise<ImageNetPrediction[]> {
-  const [h, w] = engine.inputSize;
-  const prep = { ...backbone.preprocessing, size: engine.inputSize };
   const results: ImageNetPrediction[] = [];
-  for (let start = 0; start < files.length; start += opts.batch) {
-    const batch = files.slice(start, start + opts.batch);
-    const input = new Float32Array(batch.length * h * w * 3);
-    const pixels = await Promise.all(batch.map((f) => decodeImage(f, { size: engine.inputSize })));
-    pixels.forEach((rgb, i) => preprocessInto(rgb, prep, input, i * h * w * 3));
-    const [scores] = await engine.run(input, batch.length);
-    const classes = engine.outputs[0].size;
-    batch.forEach((file, i) => {
-      const row = scores.subarray(i * classes, (i + 1) * classes);
-      const top = [...row.keys()]
-        .sort((a, b) => row[b] - row[a])
-        .slice(0, opts.topK)
-        .map((index) => ({ index, label: opts.classes?.[index] ?? `class ${index}`, probability: row[index] }));
-      results.push({ file, top });
-    });
+  for await (const p of classify(imagenetClassifier(backbone, engine, opts.classes), files, opts)) {
+    if ('error' in p) throw new Error(p.error);
+    results.push({ file: p.file, top: p.top });
   }
   return results;
 }

@@ -4,6 +4,7 @@
  * and exporter already speaks LayerGraph, so predict, `export --format onnx` and
  * `export --format tfjs` all run the same stitched graph rather than three re-implementations.
  */
+import { createHash } from 'node:crypto';
 import type { Backbone } from '../backbones/backbone.ts';
 import { planCuts } from '../backbones/cut.ts';
 import { biasName, resolveLayer, validateGraph, weightName, type LayerGraph, type LayerNode } from '../backbones/layer-graph.ts';
@@ -17,7 +18,8 @@ export const PROBABILITIES = 'head_probabilities';
 /** Backbone nodes keep their names; the head's are prefixed so they never collide. */
 const headDense = (i: number) => `head_dense_${i}`;
 
-export function stitchHead(backbone: Backbone, head: Head): Backbone {
+/** A head only fits the backbone, with the very weights, whose codes it was trained on. */
+export function checkHeadBackbone(backbone: Backbone, head: Head): void {
   const spec = head.config.codeSpec;
   if (backbone.id !== spec.backbone) {
     throw new UsageError(`head ${head.dir} was trained on ${spec.backbone} codes, not ${backbone.id}`);
@@ -27,6 +29,11 @@ export function stitchHead(backbone: Backbone, head: Head): Backbone {
       `head ${head.dir} was trained on ${spec.backbone} codes from other weights (sha256 ${spec.weights.slice(0, 12)}…) than ${backbone.weightsFrom} (${backbone.weightsId.slice(0, 12)}…)`,
     );
   }
+}
+
+export function stitchHead(backbone: Backbone, head: Head): Backbone {
+  checkHeadBackbone(backbone, head);
+  const spec = head.config.codeSpec;
   const cutNode = resolveLayer(backbone.graph, spec.layer);
   const plan = planCuts(backbone.graph, spec.preprocessing.size, [{ layer: cutNode.name }]);
   // Only what the cut needs: a graph stitched after block5_pool has no fc1 to carry around.
@@ -41,7 +48,8 @@ export function stitchHead(backbone: Backbone, head: Head): Backbone {
   if (spec.pool) push({ op: 'globalpool', name: 'head_pool', inputs: [last], mode: spec.pool });
   else if (plan.shapes.get(cutNode.name)!.length === 3) push({ op: 'flatten', name: 'head_flatten', inputs: [last], order: 'hwc' });
 
-  const { architecture, params } = head;
+  const { params } = head;
+  const { architecture } = head.config;
   const weights = new Map<string, WeightTensor>([...backbone.weights].filter(([name]) => kept.has(name.slice(0, name.lastIndexOf('.')))));
   const widths = [architecture.inputDim, ...architecture.hidden, architecture.classes];
   params.forEach((layer, i) => {
@@ -68,5 +76,15 @@ export function stitchHead(backbone: Backbone, head: Head): Backbone {
     defaultCut: { layer: PROBABILITIES },
     namedCuts: [PROBABILITIES],
     classifier: PROBABILITIES,
+    // Engines key generated models by weightsId: a stitched graph's weights include the head's.
+    weightsId: createHash('sha256').update(backbone.weightsId).update(headDigest(head)).digest('hex'),
   };
+}
+
+function headDigest(head: Head): string {
+  const hash = createHash('sha256');
+  for (const layer of head.params) {
+    for (const t of [layer.weight, layer.bias]) hash.update(new Uint8Array(t.buffer, t.byteOffset, t.byteLength));
+  }
+  return hash.digest('hex');
 }

@@ -12,6 +12,7 @@ import { writeFileAtomic } from '../util/atomic-file.ts';
 import { UsageError } from '../util/errors.ts';
 import type { EpochStats } from './fit.ts';
 import { historyPlotSvg, renderPng } from './history-plot.ts';
+import type { SplitFractions } from './splits.ts';
 import type { HeadArchitecture, HeadParams, OptimizerConfig } from './trainer.ts';
 
 export const HEAD_FORMAT = 'bottleneck-head/1';
@@ -23,6 +24,8 @@ export interface HeadConfig {
   readonly classes: readonly string[];
   readonly cacheKey: string;
   readonly codeSpec: CodeSpec;
+  /** The dataset (of the cache key) it was trained on; evaluate scores that dataset's test rows. */
+  readonly dataset: string | null;
   readonly training: {
     readonly trainer: string;
     readonly optimizer: OptimizerConfig;
@@ -34,7 +37,14 @@ export interface HeadConfig {
     readonly seed: number;
     readonly patience: number | null;
     readonly classWeights: readonly number[] | null;
-    readonly splits: { readonly source: 'folders' | 'hash'; readonly train: number; readonly validation: number; readonly test: number };
+    readonly splits: {
+      readonly source: 'folders' | 'hash';
+      /** The --val and --test fractions, which with the content hashes reproduce a hash split. */
+      readonly fractions: SplitFractions;
+      readonly train: number;
+      readonly validation: number;
+      readonly test: number;
+    };
   };
   readonly bestEpoch: number;
   readonly metrics: { readonly valLoss: number | null; readonly valAcc: number | null; readonly trainAcc: number | null };

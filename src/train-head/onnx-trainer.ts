@@ -42,7 +42,8 @@ import {
   X,
   Y,
 } from './onnx-train-graph.ts';
-import type { DenseParams, HeadParams, HeadTrainer, TrainBatch, TrainerOptions } from './trainer.ts';
+import { readParams, writeParams, type TensorSet } from './onnx-head-params.ts';
+import type { HeadParams, HeadTrainer, TrainBatch, TrainerOptions } from './trainer.ts';
 
 export interface OnnxTrainerTuning {
   /** Elements per chunk of a kernel's update (see DEFAULT_CHUNK_ELEMENTS); tests make it tiny. */
@@ -50,9 +51,6 @@ export interface OnnxTrainerTuning {
   /** onnxruntime intra-op threads; default os.availableParallelism(). */
   readonly threads?: number;
 }
-
-/** One set of parameter and state buffers, each wrapped once in the tensor fed or fetched. */
-type TensorSet = Map<string, ort.Tensor>;
 
 export async function createOnnxTrainer(opts: TrainerOptions, tuning: OnnxTrainerTuning = {}): Promise<HeadTrainer> {
   const { architecture: arch, training, maxBatch } = opts;
@@ -231,43 +229,4 @@ const size = (dims: readonly number[]): number => dims.reduce((a, b) => a * b, 1
 function rows(data: Float32Array, n: number, width: number): ort.Tensor {
   if (data.length < n * width) throw new Error(`onnx trainer: expected ${n}×${width} floats, got ${data.length}`);
   return new ort.Tensor('float32', data.subarray(0, n * width), [n, width]);
-}
-
-function tensorData(set: TensorSet, name: string): Float32Array {
-  return set.get(name)!.data as Float32Array;
-}
-
-/** Canonical [out, in] kernels → stored [rows ≥ in, out]; padding rows stay zero. */
-function writeParams(set: TensorSet, layout: readonly DenseLayout[], params: HeadParams): void {
-  if (params.length !== layout.length) throw new Error(`onnx trainer: expected ${layout.length} layers, got ${params.length}`);
-  layout.forEach((lay, l) => {
-    const { weight, bias } = params[l];
-    if (weight.length !== lay.inputs * lay.outputs || bias.length !== lay.outputs) {
-      throw new Error(`onnx trainer: layer ${l} expects a ${lay.outputs}×${lay.inputs} kernel and ${lay.outputs} biases`);
-    }
-    transpose(weight, lay.outputs, lay.inputs, tensorData(set, paramName(l, 'kernel')));
-    tensorData(set, paramName(l, 'bias')).set(bias);
-  });
-}
-
-function readParams(set: TensorSet, layout: readonly DenseLayout[]): DenseParams[] {
-  return layout.map((lay, l) => {
-    const weight = new Float32Array(lay.inputs * lay.outputs);
-    transpose(tensorData(set, paramName(l, 'kernel')), lay.inputs, lay.outputs, weight);
-    return { weight, bias: tensorData(set, paramName(l, 'bias')).slice() };
-  });
-}
-
-/** dst[c, r] = src[r, c] for a rows × cols src, in cache-sized tiles (kernels can be 25088×256). */
-function transpose(src: Float32Array, rowCount: number, cols: number, dst: Float32Array): void {
-  const TILE = 32;
-  for (let r0 = 0; r0 < rowCount; r0 += TILE) {
-    const r1 = Math.min(r0 + TILE, rowCount);
-    for (let c0 = 0; c0 < cols; c0 += TILE) {
-      const c1 = Math.min(c0 + TILE, cols);
-      for (let r = r0; r < r1; r++) {
-        for (let c = c0; c < c1; c++) dst[c * rowCount + r] = src[r * cols + c];
-      }
-    }
-  }
 }

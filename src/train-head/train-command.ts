@@ -47,6 +47,8 @@ export interface TrainHeadCommand {
 
 /** All rows of a cache key as one table, whatever split they were stored under. */
 export interface CodeTable {
+  /** The dataset the rows belong to (null when the key holds no rows). */
+  readonly dataset: string | null;
   readonly codes: Float32Array;
   readonly dim: number;
   readonly labels: readonly string[];
@@ -72,6 +74,7 @@ export async function readCodeTable(cache: FeatureCache, dataset?: string): Prom
     offset += p.codes.length;
   }
   return {
+    dataset: dataset ?? all.datasets[0] ?? null,
     codes,
     dim: all.dim,
     labels: parts.flatMap(([, p]) => p.labels),
@@ -203,6 +206,7 @@ export async function runTrainHead(cmd: TrainHeadCommand): Promise<{ dir: string
       classes,
       cacheKey: cache.key,
       codeSpec: cache.spec,
+      dataset: table.dataset,
       training: {
         trainer: `${trainer.name} (${trainer.provider})`,
         optimizer,
@@ -213,7 +217,7 @@ export async function runTrainHead(cmd: TrainHeadCommand): Promise<{ dir: string
         seed: cmd.seed,
         patience: cmd.patience,
         classWeights: classWeights ? [...classWeights] : null,
-        splits: { source: plan.source, train: train.n, validation: validation.n, test: plan.test.length },
+        splits: { source: plan.source, fractions: { val: cmd.val, test: cmd.test }, train: train.n, validation: validation.n, test: plan.test.length },
       },
       bestEpoch: result.bestEpoch,
       metrics: { valLoss: last.valLoss, valAcc: last.valAcc, trainAcc: last.acc },

@@ -1,0 +1,95 @@
+/**
+ * `bottleneck export --head DIR --format onnx|tfjs --out FOLDER`: backbone and head as one
+ * model that other tools load, with the preprocessing it expects written beside it.
+ */
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { loadBackbone } from '../backbones/zoo.ts';
+import { loadHead, type Head } from '../train-head/head-folder.ts';
+import { writeFileAtomic } from '../util/atomic-file.ts';
+import { ONNX_INPUT } from '../engines/onnx-model.ts';
+import { EXPORTED_OUTPUT, exportOnnx } from './export-onnx.ts';
+import { PROBABILITIES, stitchHead } from './stitch-head.ts';
+import type { Backbone } from '../backbones/backbone.ts';
+
+export type ExportFormat = 'onnx' | 'tfjs';
+
+export interface ExportCommand {
+  readonly head: string;
+  readonly format: ExportFormat;
+  readonly out: string;
+  readonly weights?: string;
+}
+
+/** What a program needs to feed the exported model and read its answer. */
+export interface ExportedPreprocessing {
+  readonly format: 'bottleneck-export/1';
+  readonly model: string;
+  readonly input: {
+    readonly name: string;
+    readonly layout: 'NHWC';
+    readonly dtype: 'float32';
+    /** [height, width]. */
+    readonly size: readonly [number, number];
+    /** Channel order of the input's last axis. */
+    readonly channels: 'rgb' | 'bgr';
+    /** input = (pixel − mean[c]) / std[c], pixels 0..255, in `channels` order. */
+    readonly mean: readonly number[];
+    readonly std: readonly number[];
+    /** How images were brought to `size` for training; do the same for the same accuracy. */
+    readonly resize: string;
+    readonly interpolation: string;
+    /** Alpha is flattened on this RGB colour (and pad mode fills with it). */
+    readonly background: readonly [number, number, number];
+  };
+  readonly output: { readonly name: string; readonly classes: readonly string[] };
+  readonly source: { readonly head: string; readonly cacheKey: string; readonly backbone: string; readonly layer: string; readonly pool: string | null };
+}
+
+export async function runExport(cmd: ExportCommand): Promise<{ files: string[] }> {
+  const head = await loadHead(cmd.head);
+  const spec = head.config.codeSpec;
+  const backbone = await loadBackbone(spec.backbone, { weights: cmd.weights, cuts: [{ layer: spec.layer }] });
+  const stitched = stitchHead(backbone, head);
+  await mkdir(cmd.out, { recursive: true });
+  const files = cmd.format === 'onnx' ? await writeOnnx(stitched, cmd.out) : await writeTfjs(stitched, cmd.out);
+  const model = path.basename(files[0]);
+  const inputName = cmd.format === 'onnx' ? ONNX_INPUT : 'input';
+  const prepFile = path.join(cmd.out, 'preprocessing.json');
+  await writeFileAtomic(prepFile, `${JSON.stringify(preprocessingFor(head, stitched, model, inputName), null, 2)}\n`);
+  return { files: [...files, prepFile] };
+}
+
+async function writeOnnx(stitched: Backbone, out: string): Promise<string[]> {
+  const file = path.join(out, 'model.onnx');
+  await exportOnnx(stitched, file);
+  return [file];
+}
+
+async function writeTfjs(stitched: Backbone, out: string): Promise<string[]> {
+  const { exportTfjs } = await import('./export-tfjs.ts');
+  return exportTfjs(stitched, PROBABILITIES, out);
+}
+
+function preprocessingFor(head: Head, stitched: Backbone, model: string, inputName: string): ExportedPreprocessing {
+  const spec = head.config.codeSpec;
+  const p = spec.preprocessing;
+  return {
+    format: 'bottleneck-export/1',
+    model,
+    input: {
+      name: inputName,
+      layout: 'NHWC',
+      dtype: 'float32',
+      size: p.size,
+      channels: p.channels,
+      mean: p.mean,
+      std: p.std,
+      resize: p.resize,
+      interpolation: p.interpolation,
+      background: p.background,
+    },
+    output: { name: EXPORTED_OUTPUT, classes: head.config.classes },
+    source: { head: path.resolve(head.dir), cacheKey: head.config.cacheKey, backbone: stitched.id, layer: spec.layer, pool: spec.pool },
+  };
+}

@@ -1,0 +1,269 @@
+/**
+ * `export --format tfjs`: the exported folder, served over real HTTP, loads with
+ * `tf.loadLayersModel` and computes what the ONNX engine computes from the same graph.
+ */
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Backbone } from '../src/backbones/backbone.ts';
+import type { Cut } from '../src/backbones/cut.ts';
+import { toTfjsLayersModel } from '../src/backbones/keras-topology-writer.ts';
+import type { LayerGraph } from '../src/backbones/layer-graph.ts';
+import { loadBackbone } from '../src/backbones/zoo.ts';
+import { mulberry32, seededWeights } from '../src/backbones/zoo/random-weights.ts';
+import { cacheKey } from '../src/cache/code-spec.ts';
+import { createOnnxEngine } from '../src/engines/onnx-engine.ts';
+import { codeSpecFor } from '../src/extract/run-extract.ts';
+import { exportTfjs } from '../src/predict/export-tfjs.ts';
+import { PROBABILITIES, stitchHead } from '../src/predict/stitch-head.ts';
+import { HEAD_FORMAT, type Head, type HeadConfig } from '../src/train-head/head-folder.ts';
+import { initHeadParams } from '../src/train-head/head-init.ts';
+import { UsageError } from '../src/util/errors.ts';
+import { relativeError } from './helpers/compare.ts';
+import { TEST_EXTRACT_DEFAULTS } from './helpers/extract-options.ts';
+import { hasSharedModels, NEEDS_SHARED_MODELS, SHARED_MODELS } from './helpers/shared.ts';
+
+let root: string;
+let server: http.Server;
+let baseUrl: string;
+
+beforeAll(async () => {
+  await tf.setBackend('cpu');
+  root = await mkdtemp(path.join(os.tmpdir(), 'bottleneck-export-tfjs-'));
+  // A plain static file server over the export folders, as a web page would fetch them.
+  server = http.createServer((req, res) => {
+    const file = path.join(root, decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname));
+    if (!file.startsWith(root + path.sep)) {
+      res.writeHead(403).end();
+      return;
+    }
+    readFile(file).then(
+      (body) => res.writeHead(200, { 'content-type': file.endsWith('.json') ? 'application/json' : 'application/octet-stream' }).end(body),
+      () => res.writeHead(404).end(),
+    );
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  await new Promise((resolve) => server?.close(resolve));
+  if (root) await rm(root, { recursive: true, force: true });
+});
+
+/**
+ * A head as train-head would save it, with seeded initial weights. stitchHead reads only the
+ * architecture, the code spec and the class names, so the training record is left out.
+ * `scale` shrinks the weights so the softmax stays far from saturation, where it would hide
+ * differences in the codes.
+ */
+function headFor(backbone: Backbone, cut: Cut, hidden: readonly number[], classes: number, scale = 1): Head {
+  const spec = codeSpecFor({ backbone, cut, ...TEST_EXTRACT_DEFAULTS });
+  const architecture = { inputDim: spec.shape.reduce((a, b) => a * b, 1), hidden, dropout: 0.5, classes };
+  const params = initHeadParams(architecture, 7).map(({ weight, bias }) => ({
+    weight: weight.map((v) => v * scale),
+    bias: bias.map((_, i) => 0.01 * i),
+  }));
+  const config = {
+    format: HEAD_FORMAT,
+    architecture,
+    classes: Array.from({ length: classes }, (_, i) => `class_${i}`),
+    cacheKey: cacheKey(spec),
+    codeSpec: spec,
+  } satisfies Partial<HeadConfig>;
+  return { dir: '(test head)', config: config as HeadConfig, params };
+}
+
+function randomImages(count: number, [h, w]: readonly [number, number], seed: number, amplitude: number): Float32Array {
+  const random = mulberry32(seed);
+  const data = new Float32Array(count * h * w * 3);
+  for (let i = 0; i < data.length; i++) data[i] = (random() * 2 - 1) * amplitude;
+  return data;
+}
+
+interface Comparison {
+  readonly error: number;
+  readonly expected: Float32Array;
+  readonly actual: Float32Array;
+}
+
+/** Exports `output` of `backbone`, loads it over HTTP, and runs both it and the ONNX engine on the same images. */
+async function exportAndCompare(backbone: Backbone, output: string, folder: string, images: Float32Array, count: number): Promise<Comparison> {
+  const written = await exportTfjs(backbone, output, path.join(root, folder));
+  expect(written.map((f) => path.basename(f))).toEqual(['group1-shard1of1.bin', 'model.json']);
+  const model = await tf.loadLayersModel(`${baseUrl}/${folder}/model.json`);
+  const engine = await createOnnxEngine({ backbone, cuts: [{ layer: output }], device: 'cpu', cacheDir: path.join(root, 'onnx-cache') });
+  try {
+    const [h, w] = backbone.preprocessing.size;
+    const [expected] = await engine.run(images, count);
+    const actual = tf.tidy(() => {
+      const y = model.predict(tf.tensor4d(images, [count, h, w, 3])) as tf.Tensor;
+      return y.reshape([count, -1]);
+    });
+    const data = (await actual.data()) as Float32Array;
+    actual.dispose();
+    return { error: relativeError(data, expected), expected, actual: data };
+  } finally {
+    await engine.dispose();
+    model.dispose();
+  }
+}
+
+describe('export --format tfjs', () => {
+  it("tiny-vgg-random: a head on block2_pool, flattened (Keras 'same' convs, valid pools)", async () => {
+    const backbone = await loadBackbone('tiny-vgg-random');
+    const stitched = stitchHead(backbone, headFor(backbone, { layer: 'block2_pool' }, [24], 5, 0.2));
+    const images = randomImages(4, backbone.preprocessing.size, 1, 128);
+    const { error, actual } = await exportAndCompare(stitched, PROBABILITIES, 'tiny', images, 4);
+    expect(actual.length).toBe(4 * 5);
+    expect(error).toBeLessThan(1e-4);
+  });
+
+  it('tiny-vgg-random: a head on block2_conv2, average-pooled', async () => {
+    const backbone = await loadBackbone('tiny-vgg-random');
+    const stitched = stitchHead(backbone, headFor(backbone, { layer: 'block2_conv2', pool: 'avg' }, [12], 3));
+    const images = randomImages(4, backbone.preprocessing.size, 2, 128);
+    const { error, actual } = await exportAndCompare(stitched, PROBABILITIES, 'tiny-pooled', images, 4);
+    expect(actual.length).toBe(4 * 3);
+    expect(error).toBeLessThan(1e-4);
+  });
+
+  it('writes a manifest whose weights tfjs-layers binds by name, under sanitised layer names', async () => {
+    const backbone = await loadBackbone('tiny-vgg-random');
+    const graph: LayerGraph = {
+      ...backbone.graph,
+      nodes: backbone.graph.nodes.map((n) => ({ ...n, name: n.name.replace('block1_', 'block1/'), inputs: n.inputs.map((i) => i.replace('block1_', 'block1/')) })),
+    };
+    const weights = new Map([...backbone.weights].map(([k, v]) => [k.replace('block1_', 'block1/'), v]));
+    const { modelTopology, weightSpecs, weightData } = toTfjsLayersModel(graph, weights, [32, 32], 'block2_conv1');
+    const names = modelTopology.model_config.config.layers.map((l) => l.name);
+    expect(names).toEqual(['input_1', 'block1_conv1', 'block1_conv2', 'block1_pool', 'block2_conv1']);
+    expect(weightSpecs.map((w) => w.name)).toEqual([
+      'block1_conv1/kernel',
+      'block1_conv1/bias',
+      'block1_conv2/kernel',
+      'block1_conv2/bias',
+      'block2_conv1/kernel',
+      'block2_conv1/bias',
+    ]);
+    expect(weightSpecs[0].shape).toEqual([3, 3, 3, 8]);
+    expect(weightData.byteLength).toBe(weightSpecs.reduce((n, w) => n + 4 * w.shape.reduce((a, b) => a * b, 1), 0));
+  });
+});
+
+/**
+ * Geometry Keras has no one-layer name for: explicit pads (ZeroPadding2D + 'valid'), Caffe's
+ * counted average-pool pads, ceil-mode overhang that equals 'same', a concat, Caffe's C, H, W
+ * flatten, and a max pool padded with zeros after a ReLU. Small enough for 2 cores.
+ */
+describe('export --format tfjs: padding and pooling that need more than one Keras layer', () => {
+  const graph: LayerGraph = {
+    name: 'pads',
+    nodes: [
+      { name: 'data', op: 'input', inputs: [], channels: 3 },
+      // 7×7 stride 2 pad 3 on 20: Keras 'same' would pad 2 before, 3 after, so ZeroPadding2D.
+      { name: 'conv/a', op: 'conv2d', inputs: ['data'], filters: 6, kernel: [7, 7], stride: [2, 2], pad: [3, 3, 3, 3], dilation: [1, 1], activation: 'relu' },
+      // 10 → ceil((10-3)/2)+1 = 5 with a 1-cell overhang, which equals Keras 'same' here.
+      { name: 'pool/ceil', op: 'maxpool', inputs: ['conv/a'], kernel: [3, 3], stride: [2, 2], pad: 'valid', ceil: true },
+      // Pads of 2 on a 3×3 window: not 'same', so zeros around a non-negative input.
+      { name: 'pool/zero', op: 'maxpool', inputs: ['conv/a'], kernel: [3, 3], stride: [2, 2], pad: [2, 2, 2, 2], ceil: false },
+      { name: 'conv/b', op: 'conv2d', inputs: ['pool/ceil'], filters: 4, kernel: [1, 1], stride: [1, 1], pad: 'valid', dilation: [1, 1], activation: 'linear' },
+      // Caffe average pool with pad 1: the padding counts in the divisor.
+      { name: 'avg/counted', op: 'avgpool', inputs: ['conv/b'], kernel: [3, 3], stride: [1, 1], pad: [1, 1, 1, 1], ceil: true },
+      { name: 'zp', op: 'zeropad', inputs: ['pool/zero'], pad: [0, 0, 0, 0] },
+      { name: 'pool/zero_crop', op: 'maxpool', inputs: ['zp'], kernel: [2, 2], stride: [1, 1], pad: 'valid', ceil: false },
+      { name: 'drop', op: 'dropout', inputs: ['avg/counted'], rate: 0.5 },
+      { name: 'cat', op: 'concat', inputs: ['drop', 'pool/zero_crop'] },
+      { name: 'cat_relu', op: 'relu', inputs: ['cat'] },
+      { name: 'flat', op: 'flatten', inputs: ['cat_relu'], order: 'chw' },
+      { name: 'fc', op: 'dense', inputs: ['flat'], units: 7, activation: 'linear' },
+      { name: 'prob', op: 'softmax', inputs: ['fc'] },
+    ],
+  };
+  const size = [20, 20] as const;
+  const backbone: Backbone = {
+    id: 'pads',
+    graph,
+    weights: seededWeights(graph, size, 3),
+    preprocessing: { size, channels: 'rgb', mean: [0, 0, 0], std: [1, 1, 1] },
+    defaultCut: { layer: 'prob' },
+    namedCuts: [],
+    weightsId: 'seed 3',
+    weightsFrom: 'seed 3',
+  };
+
+  it('matches the ONNX engine at the concat and at the softmax', async () => {
+    const images = randomImages(3, size, 4, 1);
+    const cat = await exportAndCompare(backbone, 'cat', 'pads-cat', images, 3);
+    expect(cat.error).toBeLessThan(1e-4);
+    const prob = await exportAndCompare(backbone, 'prob', 'pads-prob', images, 3);
+    expect(prob.error).toBeLessThan(1e-4);
+    const layers = (await import(path.join(root, 'pads-prob', 'model.json'), { with: { type: 'json' } })) as {
+      default: { modelTopology: { model_config: { config: { layers: { class_name: string; name: string }[] } } } };
+    };
+    const classes = layers.default.modelTopology.model_config.config.layers.map((l) => `${l.class_name}:${l.name}`);
+    expect(classes).toEqual([
+      'InputLayer:data',
+      'ZeroPadding2D:conv_a_pad',
+      'Conv2D:conv_a',
+      'MaxPooling2D:pool_ceil',
+      'ZeroPadding2D:pool_zero_pad',
+      'MaxPooling2D:pool_zero',
+      'Conv2D:conv_b',
+      'ZeroPadding2D:avg_counted_pad',
+      'AveragePooling2D:avg_counted',
+      'ZeroPadding2D:zp',
+      'MaxPooling2D:pool_zero_crop',
+      'Dropout:drop',
+      'Concatenate:cat',
+      'Activation:cat_relu',
+      'Permute:flat_permute',
+      'Flatten:flat',
+      'Dense:fc',
+      'Activation:prob',
+    ]);
+  });
+
+  it('refuses pads that are exact only on non-negative input, and average pools with uncounted overhang', () => {
+    const maxOnLinear: LayerGraph = {
+      ...graph,
+      nodes: [...graph.nodes.slice(0, 5), { name: 'bad', op: 'maxpool', inputs: ['conv/b'], kernel: [3, 3], stride: [2, 2], pad: [1, 1, 1, 1], ceil: false }],
+    };
+    expect(() => toTfjsLayersModel(maxOnLinear, backbone.weights, size, 'bad')).toThrow(UsageError);
+    expect(() => toTfjsLayersModel(maxOnLinear, backbone.weights, size, 'bad')).toThrow(/'bad'.*non-negative/);
+    // 5 → ceil((5-2)/2)+1 = 3 with a 1-cell overhang; 'same' on 5 would pad 0 before, 1 after: fine.
+    // 6 → ceil((6-3)/2)+1 = 3, overhang 1; 'same' on 6 pads 0 before, 1 after too. With pad 1:
+    // 6+2 → ceil((8-3)/2)+1 = 4, overhang 1; 'same' on 8 pads 1 before, 0 after: not exact.
+    const avgOverhang: LayerGraph = {
+      ...graph,
+      nodes: [...graph.nodes.slice(0, 5), { name: 'bad', op: 'avgpool', inputs: ['conv/b'], kernel: [3, 3], stride: [2, 2], pad: [1, 1, 1, 1], ceil: true }],
+    };
+    expect(() => toTfjsLayersModel(avgOverhang, backbone.weights, [24, 24], 'bad')).toThrow(/'bad' \(avgpool\).*--format onnx/);
+  });
+});
+
+describe.skipIf(!hasSharedModels)(`export --format tfjs: real Caffe backbones${NEEDS_SHARED_MODELS}`, () => {
+  it("squeezenet1_1: a head on fire9/concat:avg (ceil-mode max pools, fire concats)", async () => {
+    const backbone = await loadBackbone('squeezenet1_1', { weightsDir: SHARED_MODELS, download: false });
+    const stitched = stitchHead(backbone, headFor(backbone, { layer: 'fire9/concat', pool: 'avg' }, [16], 4, 0.05));
+    const images = randomImages(1, backbone.preprocessing.size, 5, 128);
+    const { error, actual } = await exportAndCompare(stitched, PROBABILITIES, 'squeezenet', images, 1);
+    console.log(`squeezenet1_1 head probabilities: ${[...actual].map((p) => p.toFixed(3)).join(' ')}, relative error ${error.toExponential(2)}`);
+    expect(Math.max(...actual)).toBeLessThan(0.99); // not saturated, so code differences would show
+    expect(error).toBeLessThan(1e-4);
+  });
+
+  it('googlenet: LRN has no tfjs-layers counterpart, a one-line usage error pointing at ONNX', async () => {
+    const backbone = await loadBackbone('googlenet', { weightsDir: SHARED_MODELS, download: false });
+    const stitched = stitchHead(backbone, headFor(backbone, { layer: 'pool5/7x7_s1' }, [], 3));
+    const run = exportTfjs(stitched, PROBABILITIES, path.join(root, 'googlenet'));
+    await expect(run).rejects.toThrow(UsageError);
+    await expect(run).rejects.toThrow(/^cannot export layer 'pool1\/norm1' \(lrn\).*--format onnx/);
+    const error = await run.catch((e: Error) => e);
+    expect(String((error as Error).message)).not.toContain('\n');
+  });
+});
