@@ -161,6 +161,23 @@ async function main(): Promise<void> {
       },
     )
     .command(
+      'demo',
+      'the whole recipe on generated images: extract → train-head → evaluate, with an HTML report',
+      (y) =>
+        y
+          .option('data', { type: 'string', default: path.join('fixtures', 'generated', 'shapes'), describe: 'where to generate the demo images' })
+          .option('out', { type: 'string', default: 'demo-output', describe: 'where the head and the report go' })
+          .option('cache', { type: 'string', default: DEFAULT_CACHE, describe: 'cache folder' })
+          .option('weights', { type: 'string', describe: 'weights file or folder; default $BOTTLENECK_WEIGHTS or ~/.cache/bottleneck/weights' })
+          .option('engine', { choices: ['auto', 'onnx', 'tfjs'] as const, default: 'auto' as const })
+          .option('device', { choices: ['auto', 'cpu', 'gpu'] as const, default: 'auto' as const })
+          .option('epochs', { type: 'number', default: 20 }),
+      async (argv) => {
+        const { runDemo } = await import('./demo/demo-command.ts');
+        await runDemo({ data: argv.data, out: argv.out, cacheRoot: argv.cache, weights: argv.weights, engine: argv.engine, device: argv.device, epochs: argv.epochs });
+      },
+    )
+    .command(
       'evaluate',
       "report a head's test accuracy: per-class precision/recall/F1, confusion matrix, worst mistakes",
       (y) =>

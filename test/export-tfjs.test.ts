@@ -182,13 +182,17 @@ describe('export --format tfjs: padding and pooling that need more than one Kera
       { name: 'flat', op: 'flatten', inputs: ['cat_relu'], order: 'chw' },
       { name: 'fc', op: 'dense', inputs: ['flat'], units: 7, activation: 'linear' },
       { name: 'prob', op: 'softmax', inputs: ['fc'] },
+      // 6 → ceil((6-3)/2)+1 = 3, a 1-cell overhang left out of the divisor: Keras 'same' on 6.
+      { name: 'avg/ceil', op: 'avgpool', inputs: ['pool/zero'], kernel: [3, 3], stride: [2, 2], pad: 'valid', ceil: true },
+      // Counted pad 1, then 8 → ceil((8-3)/2)+1 = 4 with an uncounted overhang: zeros, then 'same' on 8.
+      { name: 'avg/both', op: 'avgpool', inputs: ['pool/zero'], kernel: [3, 3], stride: [2, 2], pad: [1, 1, 1, 1], ceil: true },
     ],
   };
   const size = [20, 20] as const;
   const backbone: Backbone = {
     id: 'pads',
     graph,
-    weights: seededWeights(graph, size, 3),
+    weights: seededWeights(graph, size, 3, ['prob', 'avg/ceil', 'avg/both']),
     preprocessing: { size, channels: 'rgb', mean: [0, 0, 0], std: [1, 1, 1] },
     defaultCut: { layer: 'prob' },
     namedCuts: [],
@@ -196,53 +200,58 @@ describe('export --format tfjs: padding and pooling that need more than one Kera
     weightsFrom: 'seed 3',
   };
 
-  it('matches the ONNX engine at the concat and at the softmax', async () => {
+  it.each(['cat', 'prob', 'avg/ceil', 'avg/both'])('matches the ONNX engine at %s', async (output) => {
     const images = randomImages(3, size, 4, 1);
-    const cat = await exportAndCompare(backbone, 'cat', 'pads-cat', images, 3);
-    expect(cat.error).toBeLessThan(1e-4);
-    const prob = await exportAndCompare(backbone, 'prob', 'pads-prob', images, 3);
-    expect(prob.error).toBeLessThan(1e-4);
-    const layers = (await import(path.join(root, 'pads-prob', 'model.json'), { with: { type: 'json' } })) as {
-      default: { modelTopology: { model_config: { config: { layers: { class_name: string; name: string }[] } } } };
-    };
-    const classes = layers.default.modelTopology.model_config.config.layers.map((l) => `${l.class_name}:${l.name}`);
-    expect(classes).toEqual([
-      'InputLayer:data',
-      'ZeroPadding2D:conv_a_pad',
-      'Conv2D:conv_a',
-      'MaxPooling2D:pool_ceil',
-      'ZeroPadding2D:pool_zero_pad',
-      'MaxPooling2D:pool_zero',
-      'Conv2D:conv_b',
-      'ZeroPadding2D:avg_counted_pad',
-      'AveragePooling2D:avg_counted',
-      'ZeroPadding2D:zp',
-      'MaxPooling2D:pool_zero_crop',
-      'Dropout:drop',
-      'Concatenate:cat',
-      'Activation:cat_relu',
-      'Permute:flat_permute',
-      'Flatten:flat',
-      'Dense:fc',
-      'Activation:prob',
+    const { error } = await exportAndCompare(backbone, output, `pads-${output.replace('/', '-')}`, images, 3);
+    expect(error).toBeLessThan(1e-4);
+  });
+
+  it('maps each node to the Keras layers the comments promise', () => {
+    const { modelTopology } = toTfjsLayersModel(graph, backbone.weights, size, 'prob');
+    const layers = modelTopology.model_config.config.layers.map((l) => `${l.class_name}:${l.name}:${String(l.config.padding ?? '')}`);
+    expect(layers).toEqual([
+      'InputLayer:data:',
+      'ZeroPadding2D:conv_a_pad:3,3,3,3',
+      'Conv2D:conv_a:valid',
+      'MaxPooling2D:pool_ceil:same',
+      'ZeroPadding2D:pool_zero_pad:2,2,2,2',
+      'MaxPooling2D:pool_zero:valid',
+      'Conv2D:conv_b:valid',
+      'ZeroPadding2D:avg_counted_pad:1,1,1,1',
+      'AveragePooling2D:avg_counted:valid',
+      'ZeroPadding2D:zp:0,0,0,0',
+      'MaxPooling2D:pool_zero_crop:valid',
+      'Dropout:drop:',
+      'Concatenate:cat:',
+      'Activation:cat_relu:',
+      'Permute:flat_permute:',
+      'Flatten:flat:',
+      'Dense:fc:',
+      'Activation:prob:',
     ]);
+    const tail = (output: string) =>
+      toTfjsLayersModel(graph, backbone.weights, size, output)
+        .modelTopology.model_config.config.layers.slice(-2)
+        .map((l) => `${l.class_name}:${l.name}:${String(l.config.padding ?? '')}`);
+    expect(tail('avg/ceil')).toEqual(['MaxPooling2D:pool_zero:valid', 'AveragePooling2D:avg_ceil:same']);
+    expect(tail('avg/both')).toEqual(['ZeroPadding2D:avg_both_pad:1,1,1,1', 'AveragePooling2D:avg_both:same']);
   });
 
   it('refuses pads that are exact only on non-negative input, and average pools with uncounted overhang', () => {
     const maxOnLinear: LayerGraph = {
       ...graph,
-      nodes: [...graph.nodes.slice(0, 5), { name: 'bad', op: 'maxpool', inputs: ['conv/b'], kernel: [3, 3], stride: [2, 2], pad: [1, 1, 1, 1], ceil: false }],
+      // conv/b is linear, so its values may be negative; pad 2 on a 3×3 stride-1 pool is not 'same'.
+      nodes: [...graph.nodes.slice(0, 5), { name: 'bad', op: 'maxpool', inputs: ['conv/b'], kernel: [3, 3], stride: [1, 1], pad: [2, 2, 2, 2], ceil: false }],
     };
     expect(() => toTfjsLayersModel(maxOnLinear, backbone.weights, size, 'bad')).toThrow(UsageError);
     expect(() => toTfjsLayersModel(maxOnLinear, backbone.weights, size, 'bad')).toThrow(/'bad'.*non-negative/);
-    // 5 → ceil((5-2)/2)+1 = 3 with a 1-cell overhang; 'same' on 5 would pad 0 before, 1 after: fine.
-    // 6 → ceil((6-3)/2)+1 = 3, overhang 1; 'same' on 6 pads 0 before, 1 after too. With pad 1:
-    // 6+2 → ceil((8-3)/2)+1 = 4, overhang 1; 'same' on 8 pads 1 before, 0 after: not exact.
+    // conv/b is 5×5: a 4×4 stride-2 ceil-mode pool gives 2 outputs with a 1-cell overhang, while
+    // 'same' would give 3, so no Keras padding leaves exactly the overhang out of the divisor.
     const avgOverhang: LayerGraph = {
       ...graph,
-      nodes: [...graph.nodes.slice(0, 5), { name: 'bad', op: 'avgpool', inputs: ['conv/b'], kernel: [3, 3], stride: [2, 2], pad: [1, 1, 1, 1], ceil: true }],
+      nodes: [...graph.nodes.slice(0, 5), { name: 'bad', op: 'avgpool', inputs: ['conv/b'], kernel: [4, 4], stride: [2, 2], pad: 'valid', ceil: true }],
     };
-    expect(() => toTfjsLayersModel(avgOverhang, backbone.weights, [24, 24], 'bad')).toThrow(/'bad' \(avgpool\).*--format onnx/);
+    expect(() => toTfjsLayersModel(avgOverhang, backbone.weights, size, 'bad')).toThrow(/'bad' \(avgpool\).*--format onnx/);
   });
 });
 

@@ -1,0 +1,122 @@
+/**
+ * `bottleneck demo`: the whole recipe in one command on an image set the project draws itself
+ * (fixtures/generated/shapes), so a new user sees extract → train-head → evaluate work before pointing it
+ * at their own folder. The backbone is VGG16 when its weights are here or can be downloaded,
+ * else the first other real backbone in the weights folder.
+ */
+import path from 'node:path';
+import type { Backbone } from '../backbones/backbone.ts';
+import { cutLabel } from '../backbones/cut.ts';
+import { DownloadError } from '../backbones/download.ts';
+import { WeightsError } from '../backbones/weights.ts';
+import { defaultWeightsDir, KERAS_VGG16_FILES, loadBackbone } from '../backbones/zoo.ts';
+import type { DeviceChoice, EngineChoice } from '../engines/engine.ts';
+import { runEvaluate } from '../evaluate/evaluate-command.ts';
+import { formatReport } from '../evaluate/format-report.ts';
+import { writeHtmlReport } from '../evaluate/report-html.ts';
+import { loadDataset } from '../extract/dataset.ts';
+import { progressSink } from '../extract/progress-reporter.ts';
+import { runExtract } from '../extract/run-extract.ts';
+import { runTrainHead } from '../train-head/train-command.ts';
+import { UsageError } from '../util/errors.ts';
+import { generateShapesDataset } from './shapes-dataset.ts';
+
+export interface DemoCommand {
+  /** Where the generated images go. */
+  readonly data: string;
+  /** Where the head and the report go. */
+  readonly out: string;
+  readonly cacheRoot: string;
+  readonly weights?: string;
+  readonly engine: EngineChoice;
+  readonly device: DeviceChoice;
+  readonly epochs: number;
+}
+
+/** Zoo backbones other than VGG16, fastest first: a demo should be quick. */
+const FALLBACKS = ['squeezenet1_1', 'googlenet'] as const;
+
+export async function runDemo(cmd: DemoCommand): Promise<void> {
+  const started = performance.now();
+  const log = (line: string) => console.error(line);
+  const generated = await generateShapesDataset(cmd.data);
+  log(`${generated.generated ? 'generated' : 'using'} ${generated.images} demo images in ${generated.dir}`);
+  const backbone = await chooseBackbone(cmd.weights, log);
+  const cut = backbone.defaultCut;
+  log(`backbone ${backbone.id}, cut ${cutLabel(cut)}, weights ${backbone.weightsFrom}`);
+
+  const dataset = await loadDataset(generated.dir);
+  const sink = progressSink('bar');
+  const extracted = await runExtract({
+    items: dataset.items,
+    dataset: dataset.name,
+    datasetRoot: dataset.root,
+    backbone,
+    cut,
+    resize: 'squash',
+    interpolation: 'linear',
+    background: [255, 255, 255],
+    dtype: 'float32',
+    batch: 8,
+    concurrency: 4,
+    engine: cmd.engine,
+    device: cmd.device,
+    cacheRoot: path.resolve(cmd.cacheRoot),
+    onProgress: (p) => sink.update(p),
+    onEngine: (e) => log(`engine: ${e.name}/${e.provider}`),
+  }).finally(() => sink.stop());
+  log(`extract: ${extracted.new} new, ${extracted.reused} cached codes in ${extracted.seconds.toFixed(1)} s → ${extracted.path}`);
+
+  const headDir = path.resolve(cmd.out, 'head');
+  await runTrainHead({
+    codes: extracted.path,
+    cacheRoot: cmd.cacheRoot,
+    out: headDir,
+    hidden: [256],
+    dropout: 0.5,
+    optimizer: 'adam',
+    momentum: 0,
+    batch: 32,
+    epochs: cmd.epochs,
+    l2: 0,
+    classWeights: 'none',
+    seed: 0,
+    patience: null,
+    val: 0.2,
+    test: 0,
+    trainer: 'auto',
+    standardize: false,
+    json: false,
+  });
+
+  const report = await runEvaluate({ head: headDir, cacheRoot: path.resolve(cmd.cacheRoot), batch: 8, concurrency: 4, engine: cmd.engine, device: cmd.device });
+  console.log(`\n${formatReport(report, { mistakes: 5 })}`);
+  const { html } = await writeHtmlReport(path.resolve(cmd.out, 'report'), report);
+  console.log(`\nreport: ${html}`);
+  console.log(`demo done in ${((performance.now() - started) / 1000).toFixed(1)} s. Next: bottleneck extract <your folder> --backbone ${backbone.id}`);
+}
+
+async function chooseBackbone(weights: string | undefined, log: (line: string) => void): Promise<Backbone> {
+  let vggProblem: string;
+  try {
+    return await loadBackbone('vgg16', { weights });
+  } catch (err) {
+    if (!(err instanceof WeightsError || err instanceof DownloadError)) throw err;
+    vggProblem = err.message;
+  }
+  for (const name of FALLBACKS) {
+    try {
+      const backbone = await loadBackbone(name, { weights, download: false });
+      log(`VGG16 weights unavailable (${vggProblem.split('. ')[0]}); using ${name} instead`);
+      return backbone;
+    } catch (err) {
+      if (!(err instanceof WeightsError)) throw err;
+    }
+  }
+  const dir = weights ?? defaultWeightsDir();
+  throw new UsageError(
+    `the demo needs pretrained weights and found none: ${vggProblem}. ` +
+      `Put ${KERAS_VGG16_FILES.notop.file} (Keras' VGG16, md5 ${KERAS_VGG16_FILES.notop.md5}) in ${dir}, ` +
+      `or point BOTTLENECK_WEIGHTS (or --weights) at a folder with it or with ${FALLBACKS.map((f) => `${f}.safetensors`).join(' or ')}`,
+  );
+}
