@@ -258,12 +258,16 @@ describe('export --format tfjs: padding and pooling that need more than one Kera
 describe.skipIf(!hasSharedModels)(`export --format tfjs: real Caffe backbones${NEEDS_SHARED_MODELS}`, () => {
   it("squeezenet1_1: a head on fire9/concat:avg (ceil-mode max pools, fire concats)", async () => {
     const backbone = await loadBackbone('squeezenet1_1', { weightsDir: SHARED_MODELS, download: false });
-    const stitched = stitchHead(backbone, headFor(backbone, { layer: 'fire9/concat', pool: 'avg' }, [16], 4, 0.05));
+    const stitched = stitchHead(backbone, headFor(backbone, { layer: 'fire9/concat', pool: 'avg' }, [16], 4));
     const images = randomImages(1, backbone.preprocessing.size, 5, 128);
     const { error, actual } = await exportAndCompare(stitched, PROBABILITIES, 'squeezenet', images, 1);
     console.log(`squeezenet1_1 head probabilities: ${[...actual].map((p) => p.toFixed(3)).join(' ')}, relative error ${error.toExponential(2)}`);
     expect(Math.max(...actual)).toBeLessThan(0.99); // not saturated, so code differences would show
     expect(error).toBeLessThan(1e-4);
+    // And the codes themselves, 14×14×512 of them, straight from the backbone.
+    const codes = await exportAndCompare(backbone, 'fire9/concat', 'squeezenet-codes', images, 1);
+    expect(codes.actual.length).toBe(14 * 14 * 512);
+    expect(codes.error).toBeLessThan(1e-4);
   });
 
   it('googlenet: LRN has no tfjs-layers counterpart, a one-line usage error pointing at ONNX', async () => {
