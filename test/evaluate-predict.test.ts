@@ -221,6 +221,22 @@ describe('export --format onnx', () => {
   });
 });
 
+describe('export --format tfjs', () => {
+  it('writes model.json, its weights and preprocessing.json naming the layers a loader feeds and reads', async () => {
+    const out = path.join(tmp, 'export-tfjs');
+    const { files } = await runExport({ head: headDir, format: 'tfjs', out });
+    expect(files.map((f) => path.basename(f))).toEqual(['group1-shard1of1.bin', 'model.json', 'preprocessing.json']);
+    const prep = JSON.parse(await readFile(path.join(out, 'preprocessing.json'), 'utf8')) as ExportedPreprocessing;
+    const model = JSON.parse(await readFile(path.join(out, 'model.json'), 'utf8')) as {
+      modelTopology: { model_config: { config: { input_layers: [string][]; output_layers: [string][] } } };
+    };
+    expect(prep.model).toBe('model.json');
+    expect(prep.input.name).toBe(model.modelTopology.model_config.config.input_layers[0][0]);
+    expect(prep.output.name).toBe(model.modelTopology.model_config.config.output_layers[0][0]);
+    expect(prep.input.size).toEqual([32, 32]);
+  });
+});
+
 describe('CLI', () => {
   it('evaluate --json, predict --head, export, and a report folder', async () => {
     const ev = await cli(['evaluate', '--head', headDir, '--cache', cacheRoot, '--json', '--report', path.join(tmp, 'report')]);

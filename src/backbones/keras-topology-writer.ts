@@ -272,7 +272,8 @@ class Writer {
             "which no Keras padding reproduces exactly; export it with --format onnx instead",
         );
       }
-      if (!isZero(pads.counted) || padding === 'same') { source = this.zeroPad(name, input, addPads(pads.counted, pads.uncounted)); padding = 'valid'; }
+      if (!isZero(pads.counted)) source = this.zeroPad(name, input, pads.counted);
+      this.expectShape(step, kerasWindowOut(padded, node.kernel, node.stride, padding));
     }
     this.add(node.name, node.op === 'maxpool' ? 'MaxPooling2D' : 'AveragePooling2D', name, [source], {
       pool_size: [...node.kernel],

@@ -52,33 +52,40 @@ export async function runExport(cmd: ExportCommand): Promise<{ files: string[] }
   const backbone = await loadBackbone(spec.backbone, { weights: cmd.weights, cuts: [{ layer: spec.layer }] });
   const stitched = stitchHead(backbone, head);
   await mkdir(cmd.out, { recursive: true });
-  const files = cmd.format === 'onnx' ? await writeOnnx(stitched, cmd.out) : await writeTfjs(stitched, cmd.out);
-  const model = path.basename(files[0]);
-  const inputName = cmd.format === 'onnx' ? ONNX_INPUT : 'input';
+  const written = cmd.format === 'onnx' ? await writeOnnx(stitched, cmd.out) : await writeTfjs(stitched, cmd.out);
   const prepFile = path.join(cmd.out, 'preprocessing.json');
-  await writeFileAtomic(prepFile, `${JSON.stringify(preprocessingFor(head, stitched, model, inputName), null, 2)}\n`);
-  return { files: [...files, prepFile] };
+  await writeFileAtomic(prepFile, `${JSON.stringify(preprocessingFor(head, stitched, written), null, 2)}\n`);
+  return { files: [...written.files, prepFile] };
 }
 
-async function writeOnnx(stitched: Backbone, out: string): Promise<string[]> {
+interface Written {
+  readonly files: readonly string[];
+  /** The file a loader opens. */
+  readonly model: string;
+  readonly input: string;
+  readonly output: string;
+}
+
+async function writeOnnx(stitched: Backbone, out: string): Promise<Written> {
   const file = path.join(out, 'model.onnx');
   await exportOnnx(stitched, file);
-  return [file];
+  return { files: [file], model: file, input: ONNX_INPUT, output: EXPORTED_OUTPUT };
 }
 
-async function writeTfjs(stitched: Backbone, out: string): Promise<string[]> {
-  const { exportTfjs } = await import('./export-tfjs.ts');
-  return exportTfjs(stitched, PROBABILITIES, out);
+async function writeTfjs(stitched: Backbone, out: string): Promise<Written> {
+  const { exportTfjs, TFJS_MODEL_FILE } = await import('./export-tfjs.ts');
+  const written = await exportTfjs(stitched, PROBABILITIES, out);
+  return { ...written, model: path.join(out, TFJS_MODEL_FILE) };
 }
 
-function preprocessingFor(head: Head, stitched: Backbone, model: string, inputName: string): ExportedPreprocessing {
+function preprocessingFor(head: Head, stitched: Backbone, written: Written): ExportedPreprocessing {
   const spec = head.config.codeSpec;
   const p = spec.preprocessing;
   return {
     format: 'bottleneck-export/1',
-    model,
+    model: path.basename(written.model),
     input: {
-      name: inputName,
+      name: written.input,
       layout: 'NHWC',
       dtype: 'float32',
       size: p.size,
@@ -89,7 +96,7 @@ function preprocessingFor(head: Head, stitched: Backbone, model: string, inputNa
       interpolation: p.interpolation,
       background: p.background,
     },
-    output: { name: EXPORTED_OUTPUT, classes: head.config.classes },
+    output: { name: written.output, classes: head.config.classes },
     source: { head: path.resolve(head.dir), cacheKey: head.config.cacheKey, backbone: stitched.id, layer: spec.layer, pool: spec.pool },
   };
 }

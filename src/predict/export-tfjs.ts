@@ -13,8 +13,15 @@ import { TOOL_VERSION } from '../util/version.ts';
 export const TFJS_MODEL_FILE = 'model.json';
 export const TFJS_WEIGHTS_FILE = 'group1-shard1of1.bin';
 
-/** Writes the folder and returns the paths written, model.json last. */
-export async function exportTfjs(stitched: Backbone, output: string, outDir: string): Promise<string[]> {
+export interface TfjsExport {
+  /** The paths written, model.json last. */
+  readonly files: readonly string[];
+  /** The model's input and output layer names. */
+  readonly input: string;
+  readonly output: string;
+}
+
+export async function exportTfjs(stitched: Backbone, output: string, outDir: string): Promise<TfjsExport> {
   const { modelTopology, weightSpecs, weightData } = toTfjsLayersModel(
     stitched.graph,
     stitched.weights,
@@ -33,5 +40,6 @@ export async function exportTfjs(stitched: Backbone, output: string, outDir: str
   await writeFileAtomic(weightsPath, weightData);
   // model.json last: a folder with a model.json has the shard it names.
   await writeFileAtomic(modelPath, `${JSON.stringify(modelJson)}\n`);
-  return [weightsPath, modelPath];
+  const config = modelTopology.model_config.config;
+  return { files: [weightsPath, modelPath], input: config.input_layers[0][0], output: config.output_layers[0][0] };
 }
