@@ -67,7 +67,7 @@ async function main(): Promise<void> {
       (y) =>
         engineOptions(y)
           .positional('data', { type: 'string', demandOption: true, describe: 'folder of class subfolders, or a .csv/.jsonl manifest (path,label[,split])' })
-          .option('layer', { type: 'string', describe: "cut point: any layer name (default: the backbone's bottleneck)" })
+          .option('layer', { type: 'string', describe: "cut point: any layer name (default: the backbone's bottleneck); several, comma-separated, are computed in one pass" })
           .option('pool', { choices: ['avg', 'max'] as const, describe: 'global pooling of the cut' })
           .option('size', { type: 'string', describe: "network input size, e.g. 224 or 150x150 (default: the backbone's)" })
           .option('resize', { choices: ['squash', 'crop', 'pad'] as const, default: 'squash' as const, describe: 'squash (as Keras), centre crop, or letterbox' })
@@ -178,6 +178,47 @@ async function main(): Promise<void> {
       },
     )
     .command(
+      'sweep',
+      'which cut suits your data? extracts several cuts in one pass, trains a head on each, ranks them',
+      (y) =>
+        engineOptions(y)
+          .option('data', { type: 'string', demandOption: true, describe: 'folder or manifest, as for extract' })
+          .option('layer', { type: 'string', describe: "cuts to compare, comma-separated (default: the backbone's named cuts)" })
+          .option('pool', { choices: ['avg', 'max'] as const, default: 'avg' as const, describe: 'global pooling of spatial cuts' })
+          .option('hidden', { type: 'string', default: '256', describe: 'the head: hidden sizes, or 0 for logistic regression' })
+          .option('epochs', { type: 'number', default: 30 })
+          .option('seed', { type: 'number', default: 0 })
+          .option('val', { type: 'number', default: 0.2, describe: 'validation fraction when rows have no split folders' })
+          .option('batch', { type: 'number', default: 8 })
+          .option('concurrency', { type: 'number', default: 4 })
+          .option('out', { type: 'string', default: 'sweeps', describe: 'folder for the heads, one per cut' })
+          .option('json', { type: 'boolean', default: false }),
+      async (argv) => {
+        const { runSweep, formatSweep } = await import('./sweep/sweep-command.ts');
+        const hidden = argv.hidden === '0' ? [] : argv.hidden.split(',').map(Number);
+        if (hidden.some((h) => !Number.isInteger(h) || h <= 0)) throw new UsageError(`--hidden ${argv.hidden}: use sizes like 256 or 512,128, or 0`);
+        const result = await runSweep({
+          data: argv.data,
+          backbone: argv.backbone,
+          weights: argv.weights,
+          layers: argv.layer?.split(',').map((l) => l.trim()).filter(Boolean),
+          pool: argv.pool,
+          cacheRoot: argv.cache,
+          out: argv.out,
+          engine: argv.engine as EngineChoice,
+          device: argv.device as DeviceChoice,
+          batch: argv.batch,
+          concurrency: argv.concurrency,
+          hidden,
+          epochs: argv.epochs,
+          seed: argv.seed,
+          val: argv.val,
+          quiet: argv.json,
+        });
+        console.log(argv.json ? JSON.stringify(result) : formatSweep(result));
+      },
+    )
+    .command(
       'evaluate',
       "report a head's test accuracy: per-class precision/recall/F1, confusion matrix, worst mistakes",
       (y) =>
@@ -241,6 +282,7 @@ async function main(): Promise<void> {
           .positional('images', { type: 'string', array: true, demandOption: true })
           .option('head', { type: 'string', describe: 'a head folder written by train-head; its backbone, cut and preprocessing are used' })
           .option('imagenet', { type: 'boolean', default: false, describe: "use the backbone's 1000-class output" })
+          .option('imagenet-classes', { type: 'string', describe: "ImageNet class names file (Keras' imagenet_class_index.json or a JSON array); default: downloaded once into the weights folder" })
           .option('top-k', { type: 'number', default: 5 })
           .option('batch', { type: 'number', default: 8 })
           .option('json', { type: 'boolean', default: false, describe: 'one JSON line per image' }),
@@ -251,6 +293,7 @@ async function main(): Promise<void> {
           images: argv.images,
           head: argv.head,
           imagenet: argv.imagenet,
+          imagenetClasses: argv['imagenet-classes'],
           backbone: argv.backbone,
           weights: argv.weights,
           topK: argv['top-k'],

@@ -2,7 +2,7 @@
  * What to extract: a folder of class subfolders (Keras' flow_from_directory layout, with
  * optional train/validation/test folders above them) or a CSV/JSONL manifest.
  */
-import { createReadStream, existsSync } from 'node:fs';
+import { createReadStream, existsSync, type Dirent } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import readline from 'node:readline';
@@ -56,7 +56,8 @@ export async function loadDataset(source: string): Promise<Dataset> {
 }
 
 export async function scanFolder(root: string): Promise<Dataset> {
-  const top = (await readdir(root, { withFileTypes: true })).filter((d) => d.isDirectory()).map((d) => d.name);
+  const unlisted: { path: string; reason: string }[] = [];
+  const top = (await listEntries(root, unlisted, root, false)).filter((e) => e.dirent.isDirectory()).map((e) => e.name);
   const splitDirs = top.filter((name) => SPLIT_NAMES[name.toLowerCase()]);
   // With split folders, class folders sit one level down; a mix of both is a layout error.
   const layout: { dir: string; split: Split | null }[] =
@@ -67,9 +68,8 @@ export async function scanFolder(root: string): Promise<Dataset> {
   }
 
   const items: DatasetItem[] = [];
-  const unlisted: { path: string; reason: string }[] = [];
   for (const { dir, split } of layout) {
-    const classDirs = (await readdir(path.join(root, dir), { withFileTypes: true })).filter((d) => d.isDirectory()).map((d) => d.name).sort();
+    const classDirs = dir === '' ? top : (await listEntries(path.join(root, dir), unlisted, root, false)).filter((e) => e.dirent.isDirectory()).map((e) => e.name);
     for (const label of classDirs) {
       for await (const entry of walkImages(path.join(root, dir, label), unlisted, root)) {
         items.push({ file: entry, path: toPosix(path.relative(root, entry)), label, split });
@@ -82,10 +82,9 @@ export async function scanFolder(root: string): Promise<Dataset> {
 
 /** Image files under a class folder, recursively; symlinks are followed once, loops reported. */
 async function* walkImages(dir: string, unlisted: { path: string; reason: string }[], root: string): AsyncGenerator<string> {
-  const entries = (await readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1));
-  for (const entry of entries) {
-    const full = path.join(dir, entry.name);
-    const isImageName = IMAGE_EXTENSIONS.has(path.extname(entry.name).toLowerCase());
+  for (const { name, dirent: entry } of await listEntries(dir, unlisted, root)) {
+    const full = path.join(dir, name);
+    const isImageName = IMAGE_EXTENSIONS.has(path.extname(name).toLowerCase());
     if (entry.isDirectory()) {
       yield* walkImages(full, unlisted, root);
     } else if (entry.isSymbolicLink()) {
@@ -100,6 +99,36 @@ async function* walkImages(dir: string, unlisted: { path: string; reason: string
       yield full;
     }
   }
+}
+
+// ignoreBOM keeps a leading U+FEFF in the name instead of stripping it.
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/**
+ * A folder's entries, sorted by name. Names that are not valid UTF-8 (Latin-1 or Shift-JIS
+ * names from old archives) are reported as unlisted: a JS string cannot spell them, so the
+ * file could not be opened, and as a string with U+FFFD it would read as missing or, for a
+ * folder, fail the whole scan with ENOENT. Files are reported where they would be listed
+ * (`files`), and only with an image extension, like every other unlisted entry.
+ */
+async function listEntries(dir: string, unlisted: { path: string; reason: string }[], root: string, files = true): Promise<{ name: string; dirent: Dirent<Buffer> }[]> {
+  const entries: { name: string; dirent: Dirent<Buffer> }[] = [];
+  for (const dirent of await readdir(dir, { withFileTypes: true, encoding: 'buffer' })) {
+    let name: string;
+    try {
+      name = strictUtf8.decode(dirent.name);
+    } catch {
+      // Non-ASCII bytes as \xNN: what the user needs to find and rename the entry.
+      const shown = [...dirent.name].map((b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`)).join('');
+      if (dirent.isDirectory() || (files && IMAGE_EXTENSIONS.has(path.extname(shown).toLowerCase()))) {
+        const what = dirent.isDirectory() ? 'folder' : 'file';
+        unlisted.push({ path: toPosix(path.relative(root, path.join(dir, shown))), reason: `the ${what} name is not valid UTF-8, so it cannot be read; rename it` });
+      }
+      continue;
+    }
+    entries.push({ name, dirent });
+  }
+  return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
 interface ManifestRow {

@@ -352,7 +352,8 @@ async function sharpFailure(err: unknown, bytes: Buffer, format: ImageFormat, so
   if (/^timeout\b/i.test(message)) {
     return new DecodeError('timeout', source, `took longer than ${s.timeoutSeconds} s to decode (timeoutSeconds)`, { cause: err });
   }
-  const words = message.split('\n').map((line) => line.trim()).filter(Boolean).slice(0, 2).join('; ');
+  // A dangling colon is where libvips had no detail to add ("Input buffer has corrupt header:").
+  const words = message.split('\n').map((line) => line.trim().replace(/:$/, '')).filter(Boolean).slice(0, 2).join('; ');
   return new DecodeError('corrupt', source, `is a truncated or corrupt ${name} (${words})`, { cause: err });
 }
 

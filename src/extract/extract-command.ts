@@ -1,6 +1,7 @@
 /** `bottleneck extract`: flags in, a summary out. The work itself is runExtract's. */
 import path from 'node:path';
-import type { CutPool } from '../backbones/cut.ts';
+import type { Backbone } from '../backbones/backbone.ts';
+import { cutLabel, planCuts, type Cut, type CutPool } from '../backbones/cut.ts';
 import type { Pair } from '../backbones/layer-graph.ts';
 import { resolveLayer } from '../backbones/layer-graph.ts';
 import { loadBackbone } from '../backbones/zoo.ts';
@@ -39,10 +40,9 @@ export interface ExtractCommand {
 export async function runExtractCommand(cmd: ExtractCommand): Promise<number> {
   const dataset = await loadDataset(cmd.data);
   const size = cmd.size ? parseSize(cmd.size) : undefined;
-  const requested = cmd.layer ? { layer: cmd.layer, ...(cmd.pool ? { pool: cmd.pool } : {}) } : undefined;
-  const backbone = await loadBackbone(cmd.backbone, { weights: cmd.weights, cuts: requested ? [requested] : undefined });
-  const cut = requested ?? (cmd.pool ? { ...backbone.defaultCut, pool: cmd.pool } : backbone.defaultCut);
-  resolveLayer(backbone.graph, cut.layer);
+  const requested = cmd.layer ? cmd.layer.split(',').map((l) => l.trim()).filter(Boolean) : undefined;
+  const backbone = await loadBackbone(cmd.backbone, { weights: cmd.weights, cuts: requested?.map((layer) => ({ layer })) });
+  const cuts = cutsFor(backbone, requested, cmd.pool, size);
 
   // Human-readable lines go to stderr in both modes; with --json, stdout stays machine-readable.
   const log = (line: string) => console.error(line);
@@ -64,7 +64,8 @@ export async function runExtractCommand(cmd: ExtractCommand): Promise<number> {
       dataset: cmd.name ?? dataset.name,
       datasetRoot: dataset.root,
       backbone,
-      cut,
+      cut: cuts[0],
+      moreCuts: cuts.slice(1),
       size,
       resize: cmd.resize,
       interpolation: cmd.interpolation,
@@ -101,7 +102,7 @@ export async function runExtractCommand(cmd: ExtractCommand): Promise<number> {
         `${summary.images} images: ${summary.new} new, ${summary.reused} reused, ${summary.failed} failed in ${summary.seconds.toFixed(1)} s` +
           (summary.new ? ` (${summary.imgPerSec.toFixed(2)} img/s on ${summary.engine})` : ''),
       );
-      console.log(`cache key ${summary.key}\n  ${summary.path}`);
+      for (const c of summary.caches) console.log(`cache key ${c.key}${summary.caches.length > 1 ? ` (${cutLabel(c.cut)})` : ''}\n  ${c.path}`);
     }
     if (failures.length > 0) {
       log(`warning: ${failures.length} image(s) skipped, listed with reasons in ${path.join(summary.path, 'errors.arrow')}:`);
@@ -115,6 +116,21 @@ export async function runExtractCommand(cmd: ExtractCommand): Promise<number> {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
+}
+
+/**
+ * The cuts to extract: the backbone's default, or each --layer. With several layers (a sweep),
+ * --pool applies to the spatial ones and vectors such as relu6 are taken as they are; with one,
+ * pooling a vector is an error.
+ */
+function cutsFor(backbone: Backbone, layers: readonly string[] | undefined, pool: CutPool | undefined, size: Pair | undefined): Cut[] {
+  if (!layers) return [pool ? { ...backbone.defaultCut, pool } : backbone.defaultCut];
+  if (layers.length === 0) throw new UsageError('--layer: name at least one layer');
+  const plan = planCuts(backbone.graph, size ?? backbone.preprocessing.size, layers.map((layer) => ({ layer })));
+  return layers.map((layer) => {
+    const spatial = plan.shapes.get(resolveLayer(backbone.graph, layer).name)!.length === 3;
+    return pool && (spatial || layers.length === 1) ? { layer, pool } : { layer };
+  });
 }
 
 function parseSize(s: string): Pair {

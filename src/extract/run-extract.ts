@@ -7,17 +7,18 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import type { Backbone } from '../backbones/backbone.ts';
-import { codeShape, planCuts, type Cut } from '../backbones/cut.ts';
+import { codeShape, cutLabel, planCuts, type Cut } from '../backbones/cut.ts';
 import type { Pair } from '../backbones/layer-graph.ts';
 import { resolveLayer } from '../backbones/layer-graph.ts';
 import { preprocessInto } from '../backbones/preprocess.ts';
-import { acquireCacheLock } from '../cache/cache-lock.ts';
+import { acquireCacheLock, type CacheLock } from '../cache/cache-lock.ts';
 import type { CodeDtype, CodeSpec } from '../cache/code-spec.ts';
 import { rowIdentity, type CodeRows } from '../cache/code-rows.ts';
 import { writeErrorsTable, type FailedImage } from '../cache/errors-table.ts';
-import { FeatureCache } from '../cache/feature-cache.ts';
+import { FeatureCache, type CacheIndex, type ShardWriter } from '../cache/feature-cache.ts';
 import type { DeviceChoice, EngineChoice, FeatureEngine } from '../engines/engine.ts';
 import { createEngine } from '../engines/select-engine.ts';
+import { UsageError } from '../util/errors.ts';
 import { TOOL_VERSION } from '../util/version.ts';
 import type { DatasetItem } from './dataset.ts';
 import { DecodeError, decodeImage, readImageFile, type Interpolation, type ResizeMode } from './decode-image.ts';
@@ -31,6 +32,11 @@ export interface ExtractOptions {
   readonly datasetRoot?: string;
   readonly backbone: Backbone;
   readonly cut: Cut;
+  /**
+   * Further cuts computed in the same forward pass (a layer sweep): each goes to its own cache
+   * key, for the cost of one pass.
+   */
+  readonly moreCuts?: readonly Cut[];
   /** Network input size; defaults to the backbone's own. */
   readonly size?: Pair;
   readonly resize: ResizeMode;
@@ -71,8 +77,11 @@ export interface ExtractSummary {
   readonly failed: number;
   readonly seconds: number;
   readonly imgPerSec: number;
+  /** The first cut's cache key and folder. */
   readonly key: string;
   readonly path: string;
+  /** Every cut's key and folder, in request order. */
+  readonly caches: readonly { readonly cut: Cut; readonly key: string; readonly path: string }[];
   readonly engine: string | null;
   readonly failures: readonly FailedImage[];
   readonly interrupted: boolean;
@@ -110,18 +119,39 @@ export function codeSpecFor(opts: Pick<ExtractOptions, 'backbone' | 'cut' | 'siz
   };
 }
 
+/** One cut's share of a run: its cache key, lock, what it already holds, and its writer. */
+interface Target {
+  readonly cut: Cut;
+  readonly cache: FeatureCache;
+  readonly lock: CacheLock;
+  readonly index: CacheIndex;
+  writer?: ShardWriter;
+  /** Rows whose content this cache already holds: their codes are copied, never recomputed. */
+  readonly copies: { item: DatasetItem; sha256: string }[];
+}
+
 export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> {
   const started = performance.now();
-  const spec = codeSpecFor(opts);
-  const cache = await FeatureCache.forSpec(opts.cacheRoot, spec);
-  const lock = await acquireCacheLock(cache.dir, { waitSeconds: opts.waitForLockSeconds });
+  const cuts = [opts.cut, ...(opts.moreCuts ?? [])];
+  const targets: Target[] = [];
   let engine: FeatureEngine | undefined;
   let engineLabel: string | null = null;
   try {
-    await cache.removeOrphans();
-    if (opts.datasetRoot) await cache.recordDatasetRoot(opts.dataset, path.resolve(opts.datasetRoot));
-    const index = await cache.index();
-    const size = spec.preprocessing.size;
+    // Every cut's key is locked before any work: two runs sharing one key never interleave.
+    for (const cut of cuts) {
+      const cache = await FeatureCache.forSpec(opts.cacheRoot, codeSpecFor({ ...opts, cut }));
+      if (targets.some((t) => t.cache.key === cache.key)) throw new UsageError(`--layer lists ${cutLabel(cut)} twice`);
+      const lock = await acquireCacheLock(cache.dir, { waitSeconds: opts.waitForLockSeconds });
+      try {
+        await cache.removeOrphans();
+        if (opts.datasetRoot) await cache.recordDatasetRoot(opts.dataset, path.resolve(opts.datasetRoot));
+        targets.push({ cut, cache, lock, index: await cache.index(), copies: [] });
+      } catch (err) {
+        await lock.release();
+        throw err;
+      }
+    }
+    const size = targets[0].cache.spec.preprocessing.size;
     const [h, w] = size;
     const prep = { ...opts.backbone.preprocessing, size };
     const decodeOpts = {
@@ -136,8 +166,10 @@ export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> 
         // Read once: the same bytes are hashed and decoded.
         const bytes = await readImageFile(item.file);
         const sha256 = createHash('sha256').update(bytes).digest('hex');
-        if (index.rows.has(rowIdentity(sha256, opts.dataset, item.path, item.label, item.split))) return { kind: 'cached', item };
-        if (index.contents.has(sha256)) return { kind: 'copy', item, sha256 };
+        const identity = rowIdentity(sha256, opts.dataset, item.path, item.label, item.split);
+        const missing = targets.filter((t) => !t.index.rows.has(identity));
+        if (missing.length === 0) return { kind: 'cached', item };
+        if (missing.every((t) => t.index.contents.has(sha256))) return { kind: 'copy', item, sha256 };
         return { kind: 'decoded', item, sha256, pixels: await decodeImage(bytes, { ...decodeOpts, source: item.path }) };
       } catch (err) {
         const reason = err instanceof DecodeError ? err.reason : 'error';
@@ -145,22 +177,26 @@ export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> 
         return { kind: 'failed', failure: { path: item.path, label: item.label, split: item.split, reason, message } };
       }
     };
+    /** The targets that lack this row (all of them, for content new to every cut). */
+    const lacking = (x: { item: DatasetItem; sha256: string }) =>
+      targets.filter((t) => !t.index.rows.has(rowIdentity(x.sha256, opts.dataset, x.item.path, x.item.label, x.item.split)));
 
-    const writer = await cache.writer({
-      writerId: 'w',
-      engine: 'pending',
-      toolVersion: TOOL_VERSION,
-      maxShardBytes: opts.maxShardBytes,
-    });
+    for (const t of targets) {
+      t.writer = await t.cache.writer({ writerId: 'w', engine: 'pending', toolVersion: TOOL_VERSION, maxShardBytes: opts.maxShardBytes });
+    }
     const failures: FailedImage[] = [];
-    const copies: { item: DatasetItem; sha256: string }[] = [];
     const computedThisRun = new Map<string, true>();
     let reused = 0;
+    let copied = 0;
     let computed = 0;
     let done = 0;
     let lastFlush = performance.now();
     const report = () =>
-      opts.onProgress?.({ done, total: opts.items.length, computed, reused: reused + copies.length, failed: failures.length, seconds: (performance.now() - started) / 1000 });
+      opts.onProgress?.({ done, total: opts.items.length, computed, reused: reused + copied, failed: failures.length, seconds: (performance.now() - started) / 1000 });
+    const queueCopy = (x: { item: DatasetItem; sha256: string }) => {
+      copied++;
+      for (const t of lacking(x)) t.copies.push(x);
+    };
 
     // Two input buffers: one is being filled while the engine reads the other.
     const buffers = [new Float32Array(opts.batch * h * w * 3), new Float32Array(opts.batch * h * w * 3)];
@@ -173,22 +209,31 @@ export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> 
 
     const forward = async (items: { item: DatasetItem; sha256: string }[], input: Float32Array): Promise<void> => {
       if (!engine) {
-        engine = await createEngine({ engine: opts.engine, backbone: opts.backbone, cuts: [opts.cut], inputSize: size, device: opts.device, cacheDir: opts.cacheRoot });
+        // One engine, one forward pass, an output per cut.
+        engine = await createEngine({ engine: opts.engine, backbone: opts.backbone, cuts, inputSize: size, device: opts.device, cacheDir: opts.cacheRoot });
         engineLabel = `${engine.name}/${engine.provider}`;
-        writer.engine = engineLabel;
+        for (const t of targets) t.writer!.engine = engineLabel;
         opts.onEngine?.(engine);
       }
-      const [codes] = await engine.run(input, items.length);
+      const outputs = await engine.run(input, items.length);
       computed += items.length;
-      writing = writing.then(async () => {
-        await writer.append(rowsOf(opts.dataset, items, codes));
-        if (performance.now() - lastFlush > (opts.flushSeconds ?? 30) * 1000) {
-          await writer.flush();
-          lastFlush = performance.now();
-        }
-      }).catch((err: unknown) => {
-        writeError ??= err;
-      });
+      writing = writing
+        .then(async () => {
+          for (const [k, t] of targets.entries()) {
+            const dim = t.cache.dim;
+            const keep = items.map((x, i) => [x, i] as const).filter(([x]) => lacking(x).includes(t));
+            if (keep.length === 0) continue;
+            const codes = keep.length === items.length ? outputs[k] : gatherRows(outputs[k], keep.map(([, i]) => i), dim);
+            await t.writer!.append(rowsOf(opts.dataset, keep.map(([x]) => x), codes));
+          }
+          if (performance.now() - lastFlush > (opts.flushSeconds ?? 30) * 1000) {
+            for (const t of targets) await t.writer!.flush();
+            lastFlush = performance.now();
+          }
+        })
+        .catch((err: unknown) => {
+          writeError ??= err;
+        });
     };
 
     const launch = async () => {
@@ -213,11 +258,11 @@ export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> 
           reused++;
           break;
         case 'copy':
-          copies.push(prepared);
+          queueCopy(prepared);
           break;
         case 'decoded':
           if (computedThisRun.has(prepared.sha256)) {
-            copies.push(prepared);
+            queueCopy(prepared);
             break;
           }
           computedThisRun.set(prepared.sha256, true);
@@ -232,39 +277,51 @@ export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> 
     await running;
     await writing;
     if (writeError) throw writeError;
-    await writer.flush();
+    for (const t of targets) await t.writer!.flush();
 
-    // Same content under another path or label: its code is copied, never recomputed.
-    if (copies.length > 0 && !opts.signal?.aborted) {
-      const sources = new Map<string, string>();
-      for (const { sha256 } of copies) sources.set(sha256, index.contents.get(sha256) ?? writer.located.get(sha256)!);
-      const codes = await cache.codesFor(sources);
-      const dim = cache.dim;
-      const all = new Float32Array(copies.length * dim);
-      copies.forEach((c, i) => all.set(codes.get(c.sha256)!, i * dim));
-      await writer.append(rowsOf(opts.dataset, copies, all));
-      await writer.flush();
+    if (!opts.signal?.aborted) {
+      for (const t of targets) {
+        // Same content under another path or label: its code is copied, never recomputed.
+        if (t.copies.length > 0) {
+          const sources = new Map<string, string>();
+          for (const { sha256 } of t.copies) sources.set(sha256, t.index.contents.get(sha256) ?? t.writer!.located.get(sha256)!);
+          const codes = await t.cache.codesFor(sources);
+          const dim = t.cache.dim;
+          const all = new Float32Array(t.copies.length * dim);
+          t.copies.forEach((c, i) => all.set(codes.get(c.sha256)!, i * dim));
+          await t.writer!.append(rowsOf(opts.dataset, t.copies, all));
+          await t.writer!.flush();
+        }
+        await writeErrorsTable(t.cache.dir, failures);
+      }
     }
-    if (!opts.signal?.aborted) await writeErrorsTable(cache.dir, failures);
 
     const seconds = (performance.now() - started) / 1000;
     return {
       images: opts.items.length,
       new: computed,
-      reused: reused + copies.length,
+      reused: reused + copied,
       failed: failures.length,
       seconds,
       imgPerSec: computed / seconds,
-      key: cache.key,
-      path: cache.dir,
+      key: targets[0].cache.key,
+      path: targets[0].cache.dir,
+      caches: targets.map((t) => ({ cut: t.cut, key: t.cache.key, path: t.cache.dir })),
       engine: engineLabel,
       failures,
       interrupted: opts.signal?.aborted ?? false,
     };
   } finally {
     await engine?.dispose();
-    await lock.release();
+    for (const t of targets) await t.lock.release();
   }
+}
+
+/** Rows `rows` of a row-major n × dim array, as one new array. */
+function gatherRows(all: Float32Array, rows: readonly number[], dim: number): Float32Array {
+  const out = new Float32Array(rows.length * dim);
+  rows.forEach((r, i) => out.set(all.subarray(r * dim, (r + 1) * dim), i * dim));
+  return out;
 }
 
 function rowsOf(dataset: string, items: readonly { item: DatasetItem; sha256: string }[], codes: Float32Array): CodeRows {

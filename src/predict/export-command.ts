@@ -2,7 +2,8 @@
  * `bottleneck export --head DIR --format onnx|tfjs --out FOLDER`: backbone and head as one
  * model that other tools load, with the preprocessing it expects written beside it.
  */
-import { mkdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { loadBackbone } from '../backbones/zoo.ts';
 import { loadHead, type Head } from '../train-head/head-folder.ts';
@@ -51,8 +52,16 @@ export async function runExport(cmd: ExportCommand): Promise<{ files: string[] }
   const spec = head.config.codeSpec;
   const backbone = await loadBackbone(spec.backbone, { weights: cmd.weights, cuts: [{ layer: spec.layer }] });
   const stitched = stitchHead(backbone, head);
+  // A refused export (a layer the format lacks) leaves no empty folder behind.
+  const created = !existsSync(cmd.out);
   await mkdir(cmd.out, { recursive: true });
-  const written = cmd.format === 'onnx' ? await writeOnnx(stitched, cmd.out) : await writeTfjs(stitched, cmd.out);
+  let written: Written;
+  try {
+    written = cmd.format === 'onnx' ? await writeOnnx(stitched, cmd.out) : await writeTfjs(stitched, cmd.out);
+  } catch (err) {
+    if (created) await rm(cmd.out, { recursive: true, force: true });
+    throw err;
+  }
   const prepFile = path.join(cmd.out, 'preprocessing.json');
   await writeFileAtomic(prepFile, `${JSON.stringify(preprocessingFor(head, stitched, written), null, 2)}\n`);
   return { files: [...written.files, prepFile] };

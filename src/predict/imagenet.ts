@@ -2,25 +2,23 @@
  * ImageNet top-k from a backbone's own classifier (Keras' decode_predictions): the quickest
  * check that a backbone, its weights and its preprocessing are right.
  */
-import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import type { Backbone } from '../backbones/backbone.ts';
 import type { FeatureEngine } from '../engines/engine.ts';
 import { classify, type ClassScore, type Classifier } from './classifier.ts';
+import { findImageNetClasses } from './imagenet-classes.ts';
 
 export interface ImageNetPrediction {
   readonly file: string;
   readonly top: readonly ClassScore[];
 }
 
-/** `imagenet-classes.json` (a JSON array of 1000 names) in the weights folder, if present. */
+/**
+ * The class names in `imagenet-classes.json` (a JSON array of 1000 names) or Keras'
+ * `imagenet_class_index.json` in the weights folder, if either is there; never downloads
+ * (imagenetClasses in imagenet-classes.ts does). A malformed file throws a UsageError naming it.
+ */
 export async function loadImageNetClasses(weightsDir: string): Promise<readonly string[] | undefined> {
-  const file = path.join(weightsDir, 'imagenet-classes.json');
-  if (!existsSync(file)) return undefined;
-  const names = JSON.parse(await readFile(file, 'utf8')) as unknown;
-  if (!Array.isArray(names) || names.length !== 1000) throw new Error(`${file}: expected a JSON array of 1000 class names`);
-  return names.map(String);
+  return (await findImageNetClasses([weightsDir]))?.classes.map((c) => c.name);
 }
 
 /** The backbone's classifier as a Classifier; `engine` must run the single cut `backbone.classifier`. */

@@ -4,15 +4,17 @@
  * chart, or one JSON line per image. Exit 0 when every image was classified, 1 when some could
  * not be decoded (each named on stderr).
  */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { loadBackbone } from '../backbones/zoo.ts';
+import { defaultWeightsDir, loadBackbone } from '../backbones/zoo.ts';
 import type { DeviceChoice, EngineChoice } from '../engines/engine.ts';
 import { createEngine } from '../engines/select-engine.ts';
 import { loadHead } from '../train-head/head-folder.ts';
 import { UsageError } from '../util/errors.ts';
 import { classify, headClassifier, type Classifier, type ClassScore } from './classifier.ts';
 import { expandImageInputs } from './image-inputs.ts';
-import { imagenetClassifier, loadImageNetClasses } from './imagenet.ts';
+import { imagenetClassifier } from './imagenet.ts';
+import { IMAGENET_CLASS_COUNT, imagenetClasses } from './imagenet-classes.ts';
 
 export interface PredictCommand {
   readonly images: readonly string[];
@@ -21,6 +23,12 @@ export interface PredictCommand {
   /** The backbone for --imagenet; a head names its own. */
   readonly backbone: string;
   readonly weights?: string;
+  /**
+   * --imagenet-classes FILE: the class names for --imagenet, as Keras' imagenet_class_index.json
+   * or a JSON array of 1000 names. Without it they come from the weights folder, else are
+   * downloaded there once, else are shown as `class N`.
+   */
+  readonly imagenetClasses?: string;
   readonly topK: number;
   readonly batch: number;
   readonly json: boolean;
@@ -32,7 +40,7 @@ export interface PredictCommand {
 export async function runPredictCommand(cmd: PredictCommand): Promise<number> {
   if (!cmd.head === !cmd.imagenet) throw new UsageError('predict needs either --head DIR (a trained head) or --imagenet (the backbone’s own classifier)');
   const files = await expandImageInputs(cmd.images);
-  const classifier = cmd.head ? await openHeadClassifier(cmd) : await openImagenetClassifier(cmd);
+  const { classifier, wnids } = cmd.head ? { classifier: await openHeadClassifier(cmd), wnids: undefined } : await openImagenetClassifier(cmd);
   let failed = 0;
   try {
     for (const note of classifier.engine.notes) console.error(`note: ${note}`);
@@ -44,8 +52,10 @@ export async function runPredictCommand(cmd: PredictCommand): Promise<number> {
         else console.error(`bottleneck: skipped ${p.error}`);
         continue;
       }
-      if (cmd.json) console.log(JSON.stringify({ file: p.file, top: p.top.map(({ label, probability }) => ({ label, probability })) }));
-      else console.log(formatPrediction(p.file, p.top));
+      if (cmd.json) {
+        const top = p.top.map(({ index, label, probability }) => ({ label, ...(wnids?.[index] ? { wnid: wnids[index] } : {}), probability }));
+        console.log(JSON.stringify({ file: p.file, top }));
+      } else console.log(formatPrediction(p.file, p.top));
     }
   } finally {
     await classifier.dispose();
@@ -60,11 +70,28 @@ async function openHeadClassifier(cmd: PredictCommand): Promise<Classifier> {
   return headClassifier(backbone, head, { engine: cmd.engine, device: cmd.device, cacheDir: cmd.cacheRoot });
 }
 
-async function openImagenetClassifier(cmd: PredictCommand): Promise<Classifier> {
+/** The backbone's own classifier, and each class's WordNet id where known (for --json). */
+async function openImagenetClassifier(cmd: PredictCommand): Promise<{ classifier: Classifier; wnids?: readonly (string | null)[] }> {
   const backbone = await loadBackbone(cmd.backbone, { weights: cmd.weights, cuts: [{ layer: 'predictions' }] });
   if (!backbone.classifier) throw new UsageError(`${backbone.id} has no classifier output`);
   const engine = await createEngine({ engine: cmd.engine, backbone, cuts: [{ layer: backbone.classifier }], device: cmd.device, cacheDir: cmd.cacheRoot });
-  return imagenetClassifier(backbone, engine, await loadImageNetClasses(path.dirname(backbone.weightsFrom)));
+  try {
+    const outputs = engine.outputs[0].size;
+    if (outputs !== IMAGENET_CLASS_COUNT) {
+      if (cmd.imagenetClasses) throw new UsageError(`--imagenet-classes ${cmd.imagenetClasses}: ${backbone.graph.name} has ${outputs} outputs, not the ${IMAGENET_CLASS_COUNT} ImageNet classes`);
+      // Not an ImageNet-1k classifier (a small TF.js model, say): its classes have no names to look up.
+      return { classifier: imagenetClassifier(backbone, engine) };
+    }
+    // The folder of the weights actually loaded first (it may hold the class list beside them), then the weights folder.
+    const beside = existsSync(backbone.weightsFrom) ? [path.dirname(backbone.weightsFrom)] : [];
+    const found = await imagenetClasses({ file: cmd.imagenetClasses, weightsDir: defaultWeightsDir(), alsoLookIn: beside });
+    if (found.origin === 'generic') console.error(`note: ${found.source}`);
+    if (found.origin === 'download') console.error(`note: ImageNet class names saved to ${found.source}`);
+    return { classifier: imagenetClassifier(backbone, engine, found.classes.map((c) => c.name)), wnids: found.classes.map((c) => c.wnid) };
+  } catch (error) {
+    await engine.dispose();
+    throw error;
+  }
 }
 
 const BAR_WIDTH = 24;

@@ -54,7 +54,8 @@ function panel(label: string, series: readonly Series[]): string {
   series.forEach((s, k) => {
     const points = s.values.flatMap((v, i) => (v === null || !Number.isFinite(v) ? [] : [`${x(i).toFixed(1)},${y(v).toFixed(1)}`]));
     if (points.length > 0) parts.push(`<polyline fill="none" stroke="${COLORS[s.name]}" stroke-width="1.5" points="${points.join(' ')}"/>`);
-    parts.push(`<text x="${W - PAD.right - 70}" y="${PAD.top + 12 + 14 * k}" fill="${COLORS[s.name]}">${s.name}</text>`);
+    // The legend sits in the header row, beside the panel label: inside the plot it hid the curves.
+    parts.push(`<text x="${W - PAD.right - 150 + 70 * k}" y="16" fill="${COLORS[s.name]}">■ ${s.name}</text>`);
   });
   return parts.join('\n');
 }

@@ -43,6 +43,8 @@ export interface TrainHeadCommand {
   /** Required when the key holds rows of several datasets. */
   readonly dataset?: string;
   readonly json: boolean;
+  /** No output at all (for callers that report themselves, such as sweep). */
+  readonly quiet?: boolean;
 }
 
 /** All rows of a cache key as one table, whatever split they were stored under. */
@@ -171,12 +173,18 @@ export async function runTrainHead(cmd: TrainHeadCommand): Promise<{ dir: string
   });
   const classWeights = classWeightsFor(cmd.classWeights, classes, train);
   const out = path.resolve(cmd.out ?? path.join('heads', `${cache.key}-${new Date().toISOString().replace(/[:.]/g, '-')}`));
-  const log = (line: string) => console.error(line);
+  const quiet = cmd.quiet ?? false;
+  const log = (line: string) => {
+    if (!quiet) console.error(line);
+  };
+  const print = (line: string) => {
+    if (!quiet) console.log(line);
+  };
   if (!cmd.json) {
     log(`codes ${cache.key}: ${train.n} train, ${validation.n} validation, ${plan.test.length} test rows (${describeSplits(plan)}), ${classes.length} classes`);
     log(`trainer: ${trainer.name} (${trainer.provider}); head ${[table.dim, ...cmd.hidden, classes.length].join(' → ')}, dropout ${cmd.dropout}, ${optimizer.kind} lr ${optimizer.lr}`);
   }
-  const live = !cmd.json && process.stderr.isTTY;
+  const live = !cmd.json && !quiet && process.stderr.isTTY;
   try {
     const result = await fit({
       trainer,
@@ -190,7 +198,7 @@ export async function runTrainHead(cmd: TrainHeadCommand): Promise<{ dir: string
       patience: cmd.patience,
       onEpoch: (s) => {
         if (cmd.json) {
-          console.log(JSON.stringify({ event: 'epoch', ...s }));
+          print(JSON.stringify({ event: 'epoch', ...s }));
           return;
         }
         const line = formatEpoch(s, cmd.epochs);
@@ -226,13 +234,13 @@ export async function runTrainHead(cmd: TrainHeadCommand): Promise<{ dir: string
     await saveHead(out, config, standardizer ? foldStandardizer(standardizer, result.params) : result.params, result.history);
     const seconds = result.history.reduce((s, h) => s + h.seconds, 0);
     if (cmd.json) {
-      console.log(JSON.stringify({ event: 'summary', head: out, bestEpoch: result.bestEpoch, ...config.metrics, seconds, trainer: config.training.trainer }));
+      print(JSON.stringify({ event: 'summary', head: out, bestEpoch: result.bestEpoch, ...config.metrics, seconds, trainer: config.training.trainer }));
     } else {
-      console.log(
+      print(
         `${cmd.patience === null ? 'final' : 'best'} epoch ${result.bestEpoch}${result.stoppedEarly ? ' (stopped early)' : ''}: ` +
           `val acc ${pct(last.valAcc)}, val loss ${last.valLoss?.toFixed(4) ?? '-'}, train acc ${pct(last.acc)} — ${seconds.toFixed(1)} s`,
       );
-      console.log(`head saved to ${out}`);
+      print(`head saved to ${out}`);
     }
     return { dir: out, config, history: result.history };
   } finally {

@@ -1,0 +1,151 @@
+/**
+ * `bottleneck sweep --data DIR`: which cut should the head sit on? Extracts every candidate cut
+ * in one forward pass (each into its own cache key, computing only what is missing), trains the
+ * same head on each, and ranks them by validation accuracy. Late cuts are ImageNet-specific;
+ * for data unlike ImageNet an earlier one often wins, and this measures it rather than guessing.
+ */
+import path from 'node:path';
+import type { Backbone } from '../backbones/backbone.ts';
+import { cutLabel, planCuts, type Cut, type CutPool } from '../backbones/cut.ts';
+import { resolveLayer } from '../backbones/layer-graph.ts';
+import { loadBackbone } from '../backbones/zoo.ts';
+import type { DeviceChoice, EngineChoice } from '../engines/engine.ts';
+import { loadDataset } from '../extract/dataset.ts';
+import { progressSink } from '../extract/progress-reporter.ts';
+import { runExtract } from '../extract/run-extract.ts';
+import { runTrainHead } from '../train-head/train-command.ts';
+import { UsageError } from '../util/errors.ts';
+
+export interface SweepCommand {
+  readonly data: string;
+  readonly backbone: string;
+  readonly weights?: string;
+  /** Cuts to compare; default the backbone's named cuts. */
+  readonly layers?: readonly string[];
+  /** Global pooling of spatial cuts (a flattened early map is far too wide for a small head). */
+  readonly pool: CutPool;
+  readonly cacheRoot: string;
+  readonly out: string;
+  readonly engine: EngineChoice;
+  readonly device: DeviceChoice;
+  readonly batch: number;
+  readonly concurrency: number;
+  /** The head trained on every cut. */
+  readonly hidden: readonly number[];
+  readonly epochs: number;
+  readonly seed: number;
+  readonly val: number;
+  readonly quiet?: boolean;
+}
+
+export interface SweepRow {
+  readonly cut: Cut;
+  readonly key: string;
+  readonly dim: number;
+  readonly valAcc: number;
+  readonly valLoss: number;
+  readonly trainSeconds: number;
+  readonly head: string;
+}
+
+export interface SweepResult {
+  readonly rows: readonly SweepRow[];
+  /** The best row: highest validation accuracy, then lowest validation loss, then fewest dimensions. */
+  readonly best: SweepRow;
+  readonly extractSeconds: number;
+  readonly computed: number;
+}
+
+export async function runSweep(cmd: SweepCommand): Promise<SweepResult> {
+  const dataset = await loadDataset(cmd.data);
+  const layers = cmd.layers ?? null;
+  const backbone = await loadBackbone(cmd.backbone, { weights: cmd.weights, cuts: layers?.map((layer) => ({ layer })) });
+  const cuts = sweepCuts(backbone, layers ?? backbone.namedCuts, cmd.pool);
+  const log = (line: string) => {
+    if (!cmd.quiet) console.error(line);
+  };
+  log(`sweep: ${cuts.length} cuts of ${backbone.id} in one pass over ${dataset.items.length} images: ${cuts.map(cutLabel).join(', ')}`);
+  const sink = progressSink(cmd.quiet ? 'none' : 'bar');
+  const extracted = await runExtract({
+    items: dataset.items,
+    dataset: dataset.name,
+    datasetRoot: dataset.root,
+    backbone,
+    cut: cuts[0],
+    moreCuts: cuts.slice(1),
+    resize: 'squash',
+    interpolation: 'linear',
+    background: [255, 255, 255],
+    dtype: 'float32',
+    batch: cmd.batch,
+    concurrency: cmd.concurrency,
+    engine: cmd.engine,
+    device: cmd.device,
+    cacheRoot: path.resolve(cmd.cacheRoot),
+  }).finally(() => sink.stop());
+  log(`extract: ${extracted.new} images computed, ${extracted.reused} reused, in ${extracted.seconds.toFixed(1)} s`);
+
+  const rows: SweepRow[] = [];
+  for (const c of extracted.caches) {
+    const head = path.resolve(cmd.out, c.key);
+    const started = performance.now();
+    const { config } = await runTrainHead({
+      codes: c.path,
+      cacheRoot: cmd.cacheRoot,
+      out: head,
+      hidden: cmd.hidden,
+      dropout: cmd.hidden.length > 0 ? 0.5 : 0,
+      optimizer: 'adam',
+      momentum: 0,
+      batch: 32,
+      epochs: cmd.epochs,
+      l2: 0,
+      classWeights: 'none',
+      seed: cmd.seed,
+      patience: null,
+      val: cmd.val,
+      test: 0,
+      trainer: 'auto',
+      // Cuts differ in scale by orders of magnitude; standardising puts every cut on equal terms.
+      standardize: true,
+      dataset: dataset.name,
+      json: false,
+      quiet: true,
+    });
+    const row: SweepRow = {
+      cut: c.cut,
+      key: c.key,
+      dim: config.architecture.inputDim,
+      valAcc: config.metrics.valAcc ?? 0,
+      valLoss: config.metrics.valLoss ?? Infinity,
+      trainSeconds: (performance.now() - started) / 1000,
+      head,
+    };
+    rows.push(row);
+    log(`  ${cutLabel(c.cut)}: val acc ${(row.valAcc * 100).toFixed(2)}% (${row.trainSeconds.toFixed(1)} s)`);
+  }
+  const best = [...rows].sort((a, b) => b.valAcc - a.valAcc || a.valLoss - b.valLoss || a.dim - b.dim)[0];
+  return { rows, best, extractSeconds: extracted.seconds, computed: extracted.new };
+}
+
+/** Spatial cuts pooled, vectors as they are; unknown names fail before any work. */
+function sweepCuts(backbone: Backbone, layers: readonly string[], pool: CutPool): Cut[] {
+  if (layers.length === 0) throw new UsageError(`${backbone.id} names no cuts to sweep: pass --layer a,b,c`);
+  const plan = planCuts(backbone.graph, backbone.preprocessing.size, layers.map((layer) => ({ layer })));
+  return layers.map((layer) => (plan.shapes.get(resolveLayer(backbone.graph, layer).name)!.length === 3 ? { layer, pool } : { layer }));
+}
+
+export function formatSweep(result: SweepResult): string {
+  const labels = result.rows.map((r) => cutLabel(r.cut));
+  const width = Math.max(5, ...labels.map((l) => l.length));
+  const lines = [`${'layer'.padEnd(width)}  ${'dims'.padStart(6)}  ${'val acc'.padStart(8)}  ${'val loss'.padStart(8)}  ${'train s'.padStart(7)}`];
+  result.rows.forEach((r, i) => {
+    const mark = r === result.best ? '  ← best' : '';
+    lines.push(
+      `${labels[i].padEnd(width)}  ${String(r.dim).padStart(6)}  ${`${(r.valAcc * 100).toFixed(2)}%`.padStart(8)}  ${r.valLoss.toFixed(4).padStart(8)}  ${r.trainSeconds.toFixed(1).padStart(7)}${mark}`,
+    );
+  });
+  lines.push('', `recommended cut: ${cutLabel(result.best.cut)} (highest validation accuracy); its head: ${result.best.head}`);
+  lines.push(`extract: one pass for all cuts, ${result.computed} images computed in ${result.extractSeconds.toFixed(1)} s`);
+  return lines.join('\n');
+}
