@@ -57,6 +57,8 @@ for (const backbone of args.backbones!.split(',')) {
       wait: 0,
       flushSeconds: 30,
       json: false,
+      augment: 0,
+      augmentSeed: 0,
     });
     const extractSeconds = (performance.now() - started) / 1000;
     const key = (await import('node:fs')).readdirSync(args.cache!).find((k) => k.startsWith(backbone))!;

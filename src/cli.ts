@@ -68,6 +68,8 @@ async function main(): Promise<void> {
         engineOptions(y)
           .positional('data', { type: 'string', demandOption: true, describe: 'folder of class subfolders, or a .csv/.jsonl manifest (path,label[,split])' })
           .option('layer', { type: 'string', describe: "cut point: any layer name (default: the backbone's bottleneck); several, comma-separated, are computed in one pass" })
+          .option('augment', { type: 'number', default: 0, describe: 'also cache K augmented views (flip, rotation, crop, colour) of each training image' })
+          .option('augment-seed', { type: 'number', default: 0, describe: 'the views are a function of this seed and the image' })
           .option('pool', { choices: ['avg', 'max'] as const, describe: 'global pooling of the cut' })
           .option('size', { type: 'string', describe: "network input size, e.g. 224 or 150x150 (default: the backbone's)" })
           .option('resize', { choices: ['squash', 'crop', 'pad'] as const, default: 'squash' as const, describe: 'squash (as Keras), centre crop, or letterbox' })
@@ -92,6 +94,8 @@ async function main(): Promise<void> {
           cacheRoot: argv.cache,
           layer: argv.layer,
           pool: argv.pool,
+          augment: argv.augment,
+          augmentSeed: argv['augment-seed'],
           size: argv.size,
           resize: argv.resize,
           interpolation: argv.interpolation,

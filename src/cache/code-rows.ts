@@ -10,6 +10,11 @@ export interface CodeRows {
   readonly path: readonly string[];
   readonly label: readonly string[];
   readonly split: readonly (Split | null)[];
+  /**
+   * Augmented-view index per row (1..K), for keys of cached augmentations; absent means every
+   * row is the image itself (view 0).
+   */
+  readonly view?: readonly number[];
   /** rows × dim floats, row-major. */
   readonly codes: Float32Array;
 }
@@ -18,9 +23,13 @@ export function rowCount(rows: CodeRows): number {
   return rows.sha256.length;
 }
 
-/** Identity of a row: the same content listed by the same dataset under the same path, label and split. */
-export function rowIdentity(sha256: string, dataset: string, path: string, label: string, split: Split | null): string {
-  return `${sha256}\u0000${dataset}\u0000${path}\u0000${label}\u0000${split ?? ''}`;
+/**
+ * Identity of a row: the same content listed by the same dataset under the same path, label
+ * and split (and, for an augmented view, the same view index).
+ */
+export function rowIdentity(sha256: string, dataset: string, path: string, label: string, split: Split | null, view = 0): string {
+  const base = `${sha256}\u0000${dataset}\u0000${path}\u0000${label}\u0000${split ?? ''}`;
+  return view === 0 ? base : `${base}\u0000${view}`;
 }
 
 export function concatRows(parts: readonly CodeRows[], dim: number): CodeRows {
@@ -37,6 +46,7 @@ export function concatRows(parts: readonly CodeRows[], dim: number): CodeRows {
     path: parts.flatMap((p) => p.path),
     label: parts.flatMap((p) => p.label),
     split: parts.flatMap((p) => p.split),
+    ...(parts.some((p) => p.view) ? { view: parts.flatMap((p) => p.view ?? p.sha256.map(() => 0)) } : {}),
     codes,
   };
 }
@@ -48,7 +58,7 @@ export function concatRows(parts: readonly CodeRows[], dim: number): CodeRows {
 export function rowsChecksum(rows: CodeRows, storedCodes: Uint8Array): string {
   const hash = createHash('sha256');
   for (let i = 0; i < rows.sha256.length; i++) {
-    hash.update(`${rows.sha256[i]}\u0000${rows.dataset[i]}\u0000${rows.path[i]}\u0000${rows.label[i]}\u0000${rows.split[i] ?? ''}\u0001`);
+    hash.update(`${rowIdentity(rows.sha256[i], rows.dataset[i], rows.path[i], rows.label[i], rows.split[i], rows.view?.[i] ?? 0)}\u0001`);
   }
   hash.update(storedCodes);
   return hash.digest('hex');

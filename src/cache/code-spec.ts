@@ -27,8 +27,19 @@ export interface CodeSpec {
     readonly mean: readonly number[];
     readonly std: readonly number[];
   };
-  /** Set for cached augmented views (later); null for plain images. */
-  readonly augment: null;
+  /**
+   * For a key of cached augmented views: how they were made. null for the images themselves.
+   * A key with views holds only views; the images' own codes are in the key with augment null.
+   */
+  readonly augment: AugmentSpec | null;
+}
+
+export interface AugmentSpec {
+  /** Views per image: rows carry view indices 1..views. */
+  readonly views: number;
+  readonly seed: number;
+  /** Names the transformations and their ranges (see src/extract/augment.ts); a new recipe, a new key. */
+  readonly recipe: string;
 }
 
 // Bumped when the shard layout changes (2: the dataset column), so old shards are never misread.

@@ -18,6 +18,8 @@ export interface SplitCodes {
   readonly labels: readonly string[];
   readonly paths: readonly string[];
   readonly sha256: readonly string[];
+  /** Augmented-view index per row (0 for the images themselves). */
+  readonly views: readonly number[];
 }
 
 export interface CachedCodes {
@@ -126,6 +128,7 @@ export class FeatureCache {
           path: rows.path.slice(i, j),
           label: rows.label.slice(i, j),
           split: rows.split.slice(i, j),
+          ...(rows.view ? { view: rows.view.slice(i, j) } : {}),
           codes: rows.codes.subarray(i * this.dim, j * this.dim),
         };
         const parts = bySplit.get(split);
@@ -137,7 +140,7 @@ export class FeatureCache {
     const splits = new Map<Split | 'none', SplitCodes>();
     for (const [split, parts] of bySplit) {
       const all = concatRows(parts, this.dim);
-      splits.set(split, { codes: all.codes, labels: all.label, paths: all.path, sha256: all.sha256 });
+      splits.set(split, { codes: all.codes, labels: all.label, paths: all.path, sha256: all.sha256, views: all.view ?? all.sha256.map(() => 0) });
     }
     return { datasets: [...datasets].sort(), dim: this.dim, shape: this.spec.shape, splits };
   }
@@ -149,7 +152,7 @@ export class FeatureCache {
     for (const file of await this.shardFiles()) {
       const { rows: r } = decodeShard(await readFile(file), file);
       for (let i = 0; i < rowCount(r); i++) {
-        rows.add(rowIdentity(r.sha256[i], r.dataset[i], r.path[i], r.label[i], r.split[i]));
+        rows.add(rowIdentity(r.sha256[i], r.dataset[i], r.path[i], r.label[i], r.split[i], r.view?.[i] ?? 0));
         if (!contents.has(r.sha256[i])) contents.set(r.sha256[i], file);
       }
     }

@@ -8,6 +8,7 @@ import {
   FixedSizeList,
   Float16,
   Float32,
+  Int16,
   makeData,
   RecordBatch,
   Schema,
@@ -68,6 +69,8 @@ export function encodeShard(rows: CodeRows, facts: ShardFacts): Uint8Array {
     new Field('label', new Utf8(), false),
     new Field('split', new Utf8(), true),
     new Field('code', codeType, false),
+    // Only keys of cached augmentations have views; plain shards keep the original layout.
+    ...(rows.view ? [new Field('view', new Int16(), false)] : []),
   ];
   const metadata = new Map<string, string>([
     [META.key, facts.key],
@@ -85,6 +88,7 @@ export function encodeShard(rows: CodeRows, facts: ShardFacts): Uint8Array {
     text(rows.label),
     text(rows.split),
     makeData({ type: codeType, length: n, nullCount: 0, child: makeData({ type: element, length: n * dim, data: stored }) }),
+    ...(rows.view ? [makeData({ type: new Int16(), length: n, nullCount: 0, data: Int16Array.from(rows.view) })] : []),
   ];
   const batch = new RecordBatch(schema, makeData({ type: new Struct(fields), length: n, nullCount: 0, children }));
   return tableToIPC(new Table(schema, [batch]), 'file');
@@ -130,6 +134,7 @@ export function decodeShard(bytes: Uint8Array, shard: string): DecodedShard {
     path: strings('path') as string[],
     label: strings('label') as string[],
     split: strings('split') as (Split | null)[],
+    ...(table.getChild('view') ? { view: Array.from(table.getChild('view')!.toArray() as Int16Array) } : {}),
     codes,
   };
   if (rowsChecksum(rows, stored) !== checksum) throw new CorruptShardError(shard, 'its checksum does not match its contents');

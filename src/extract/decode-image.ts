@@ -276,10 +276,11 @@ export async function decodeImage(input: string | Buffer, opts: DecodeOptions): 
   if (sniffed.kind === 'unsupported') throw new DecodeError('unsupported-format', source, `is a ${sniffed.name} image, which cannot be decoded here; convert it to PNG or JPEG`);
 
   let rgb: Buffer;
+  const started = performance.now();
   try {
     rgb = await decodePixels(bytes, sniffed.format, settings);
   } catch (err) {
-    throw await sharpFailure(err, bytes, sniffed.format, source, settings);
+    throw await sharpFailure(err, bytes, sniffed.format, source, settings, (performance.now() - started) / 1000);
   }
   if (rgb.length !== settings.height * settings.width * 3) {
     throw new Error(`decodeImage: sharp returned ${rgb.length} bytes, expected ${settings.height}×${settings.width}×3`);
@@ -340,8 +341,32 @@ function toNetworkSize(image: Sharp, s: Settings): Promise<Buffer> {
     .toBuffer();
 }
 
+/**
+ * libvips keeps one error buffer for all threads and sharp reads it when an operation fails, so
+ * with decodes in parallel one file's message can carry another file's words ("corrupt PNG
+ * (VipsJpeg: Empty JPEG image)") or lose its own (sharp then says "Unknown error"). Lines that
+ * name another format's loader, or a timeout when this was none, are not about this file.
+ */
+const LOADER_TAGS: Readonly<Record<ImageFormat, readonly string[]>> = {
+  jpeg: ['VipsJpeg', 'jpegload'],
+  png: ['vipspng', 'pngload', 'spngload'],
+  gif: ['gifload', 'cgif'],
+  webp: ['webp2vips', 'webpload'],
+  tiff: ['tiff2vips', 'tiffload'],
+  avif: ['heifload'],
+};
+
+function ownDetail(message: string, format: ImageFormat): string[] {
+  const foreign = Object.entries(LOADER_TAGS).flatMap(([f, tags]) => (f === format ? [] : tags.map((t) => `${t}:`)));
+  return message
+    .split('\n')
+    // A dangling colon is where libvips had no detail to add ("Input buffer has corrupt header:").
+    .map((line) => line.trim().replace(/:$/, ''))
+    .filter((line) => line && line !== 'Unknown error' && !/^timeout: \d+% complete$/.test(line) && !foreign.some((tag) => line.includes(tag)));
+}
+
 /** Turns a sharp rejection into a DecodeError; its messages are libvips' words. */
-async function sharpFailure(err: unknown, bytes: Buffer, format: ImageFormat, source: string | undefined, s: Settings): Promise<DecodeError> {
+async function sharpFailure(err: unknown, bytes: Buffer, format: ImageFormat, source: string | undefined, s: Settings, seconds: number): Promise<DecodeError> {
   const message = err instanceof Error ? err.message : String(err);
   const name = FORMAT_NAMES[format];
   if (/exceeds pixel limit/i.test(message)) {
@@ -349,11 +374,13 @@ async function sharpFailure(err: unknown, bytes: Buffer, format: ImageFormat, so
     const what = declared ? `declares ${declared.width}×${declared.height} pixels` : 'declares more pixels than allowed';
     return new DecodeError('too-large', source, `${what}, over the ${formatPixels(s.maxPixels)} limit (maxPixels); it may be a decompression bomb`, { cause: err });
   }
-  if (/^timeout\b/i.test(message)) {
+  const detail = ownDetail(message, format);
+  // A timeout whose "timeout: N% complete" another thread's failure took still shows in the clock.
+  const timedOut = /^timeout\b/i.test(message) || (detail.length === 0 && s.timeoutSeconds > 0 && seconds >= s.timeoutSeconds);
+  if (timedOut) {
     return new DecodeError('timeout', source, `took longer than ${s.timeoutSeconds} s to decode (timeoutSeconds)`, { cause: err });
   }
-  // A dangling colon is where libvips had no detail to add ("Input buffer has corrupt header:").
-  const words = message.split('\n').map((line) => line.trim().replace(/:$/, '')).filter(Boolean).slice(0, 2).join('; ');
+  const words = detail.length ? detail.slice(0, 2).join('; ') : 'the decoder gave no detail';
   return new DecodeError('corrupt', source, `is a truncated or corrupt ${name} (${words})`, { cause: err });
 }
 

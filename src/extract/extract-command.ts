@@ -34,10 +34,14 @@ export interface ExtractCommand {
   readonly json: boolean;
   /** The dataset's name in the cache (default: the folder's or manifest's name). */
   readonly name?: string;
+  /** Augmented views to cache per training image (0: none), and their seed. */
+  readonly augment: number;
+  readonly augmentSeed: number;
 }
 
 /** Returns the exit code: 0, or 1 under --strict when images failed. */
 export async function runExtractCommand(cmd: ExtractCommand): Promise<number> {
+  if (!Number.isInteger(cmd.augment) || cmd.augment < 0 || cmd.augment > 100) throw new UsageError(`--augment ${cmd.augment}: use a whole number of views, 0 to 100`);
   const dataset = await loadDataset(cmd.data);
   const size = cmd.size ? parseSize(cmd.size) : undefined;
   const requested = cmd.layer ? cmd.layer.split(',').map((l) => l.trim()).filter(Boolean) : undefined;
@@ -66,6 +70,7 @@ export async function runExtractCommand(cmd: ExtractCommand): Promise<number> {
       backbone,
       cut: cuts[0],
       moreCuts: cuts.slice(1),
+      ...(cmd.augment > 0 ? { augment: { views: cmd.augment, seed: cmd.augmentSeed } } : {}),
       size,
       resize: cmd.resize,
       interpolation: cmd.interpolation,
@@ -102,7 +107,10 @@ export async function runExtractCommand(cmd: ExtractCommand): Promise<number> {
         `${summary.images} images: ${summary.new} new, ${summary.reused} reused, ${summary.failed} failed in ${summary.seconds.toFixed(1)} s` +
           (summary.new ? ` (${summary.imgPerSec.toFixed(2)} img/s on ${summary.engine})` : ''),
       );
-      for (const c of summary.caches) console.log(`cache key ${c.key}${summary.caches.length > 1 ? ` (${cutLabel(c.cut)})` : ''}\n  ${c.path}`);
+      for (const c of summary.caches) {
+        console.log(`cache key ${c.key}${summary.caches.length > 1 ? ` (${cutLabel(c.cut)})` : ''}\n  ${c.path}`);
+        if (c.views) console.log(`augmented views (${summary.views} computed this run): train on ${c.views.key}\n  ${c.views.path}`);
+      }
     }
     if (failures.length > 0) {
       log(`warning: ${failures.length} image(s) skipped, listed with reasons in ${path.join(summary.path, 'errors.arrow')}:`);

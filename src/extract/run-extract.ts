@@ -22,6 +22,7 @@ import { UsageError } from '../util/errors.ts';
 import { TOOL_VERSION } from '../util/version.ts';
 import type { DatasetItem } from './dataset.ts';
 import { DecodeError, decodeImage, readImageFile, type Interpolation, type ResizeMode } from './decode-image.ts';
+import { augmentedView, augmentSpec } from './augment.ts';
 import { orderedPool } from './ordered-pool.ts';
 
 export interface ExtractOptions {
@@ -37,6 +38,11 @@ export interface ExtractOptions {
    * key, for the cost of one pass.
    */
   readonly moreCuts?: readonly Cut[];
+  /**
+   * Also cache `views` augmented views of every training image (and of images without a split,
+   * whose split train-head decides later), each into a views key beside each cut's key.
+   */
+  readonly augment?: { readonly views: number; readonly seed: number };
   /** Network input size; defaults to the backbone's own. */
   readonly size?: Pair;
   readonly resize: ResizeMode;
@@ -72,6 +78,8 @@ export interface ExtractSummary {
   readonly images: number;
   /** Forward passes run: new content. */
   readonly new: number;
+  /** Forward passes run for augmented views. */
+  readonly views: number;
   /** Rows already cached, or whose content was already cached or computed in this run. */
   readonly reused: number;
   readonly failed: number;
@@ -81,20 +89,36 @@ export interface ExtractSummary {
   readonly key: string;
   readonly path: string;
   /** Every cut's key and folder, in request order. */
-  readonly caches: readonly { readonly cut: Cut; readonly key: string; readonly path: string }[];
+  readonly caches: readonly {
+    readonly cut: Cut;
+    readonly key: string;
+    readonly path: string;
+    /** The key of the cut's augmented views, with --augment. */
+    readonly views?: { readonly key: string; readonly path: string };
+  }[];
   readonly engine: string | null;
   readonly failures: readonly FailedImage[];
   readonly interrupted: boolean;
 }
 
+/** One forward pass's worth of input: an image (view 0) or one of its augmented views. */
+interface Job {
+  readonly item: DatasetItem;
+  readonly sha256: string;
+  readonly view: number;
+}
+
+/** Views a training image still needs, decoded. Validation and test images are never augmented. */
+type Views = readonly { readonly view: number; readonly pixels: Uint8Array }[];
+
 type Prepared =
-  | { readonly kind: 'cached'; readonly item: DatasetItem }
-  | { readonly kind: 'copy'; readonly item: DatasetItem; readonly sha256: string }
-  | { readonly kind: 'decoded'; readonly item: DatasetItem; readonly sha256: string; readonly pixels: Uint8Array }
+  | { readonly kind: 'cached'; readonly item: DatasetItem; readonly sha256: string; readonly views: Views }
+  | { readonly kind: 'copy'; readonly item: DatasetItem; readonly sha256: string; readonly views: Views }
+  | { readonly kind: 'decoded'; readonly item: DatasetItem; readonly sha256: string; readonly pixels: Uint8Array; readonly views: Views }
   | { readonly kind: 'failed'; readonly failure: FailedImage };
 
 /** The spec (hence the cache key) that extracting with these options produces. */
-export function codeSpecFor(opts: Pick<ExtractOptions, 'backbone' | 'cut' | 'size' | 'resize' | 'interpolation' | 'background' | 'dtype'>): CodeSpec {
+export function codeSpecFor(opts: Pick<ExtractOptions, 'backbone' | 'cut' | 'size' | 'resize' | 'interpolation' | 'background' | 'dtype' | 'augment'>): CodeSpec {
   const { backbone, cut } = opts;
   const size = opts.size ?? backbone.preprocessing.size;
   const plan = planCuts(backbone.graph, size, [cut]);
@@ -115,41 +139,49 @@ export function codeSpecFor(opts: Pick<ExtractOptions, 'backbone' | 'cut' | 'siz
       mean: p.mean,
       std: p.std,
     },
-    augment: null,
+    augment: opts.augment ? augmentSpec(opts.augment.views, opts.augment.seed) : null,
   };
 }
 
-/** One cut's share of a run: its cache key, lock, what it already holds, and its writer. */
-interface Target {
-  readonly cut: Cut;
+/** One cache key's share of a run: its lock, what it already holds, and its writer. */
+interface KeyTarget {
   readonly cache: FeatureCache;
   readonly lock: CacheLock;
   readonly index: CacheIndex;
   writer?: ShardWriter;
   /** Rows whose content this cache already holds: their codes are copied, never recomputed. */
-  readonly copies: { item: DatasetItem; sha256: string }[];
+  readonly copies: Job[];
+}
+
+/** One cut: the key of the images' codes and, with augmentation, the key of their views' codes. */
+interface Target extends KeyTarget {
+  readonly cut: Cut;
+  readonly views?: KeyTarget;
 }
 
 export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> {
   const started = performance.now();
   const cuts = [opts.cut, ...(opts.moreCuts ?? [])];
   const targets: Target[] = [];
+  const locks: CacheLock[] = [];
   let engine: FeatureEngine | undefined;
   let engineLabel: string | null = null;
+  /** Locks the key and reads what it holds; every key is locked before any work. */
+  const openKey = async (spec: CodeSpec): Promise<KeyTarget> => {
+    const cache = await FeatureCache.forSpec(opts.cacheRoot, spec);
+    const lock = await acquireCacheLock(cache.dir, { waitSeconds: opts.waitForLockSeconds });
+    locks.push(lock);
+    await cache.removeOrphans();
+    if (opts.datasetRoot) await cache.recordDatasetRoot(opts.dataset, path.resolve(opts.datasetRoot));
+    return { cache, lock, index: await cache.index(), copies: [] };
+  };
   try {
-    // Every cut's key is locked before any work: two runs sharing one key never interleave.
     for (const cut of cuts) {
-      const cache = await FeatureCache.forSpec(opts.cacheRoot, codeSpecFor({ ...opts, cut }));
-      if (targets.some((t) => t.cache.key === cache.key)) throw new UsageError(`--layer lists ${cutLabel(cut)} twice`);
-      const lock = await acquireCacheLock(cache.dir, { waitSeconds: opts.waitForLockSeconds });
-      try {
-        await cache.removeOrphans();
-        if (opts.datasetRoot) await cache.recordDatasetRoot(opts.dataset, path.resolve(opts.datasetRoot));
-        targets.push({ cut, cache, lock, index: await cache.index(), copies: [] });
-      } catch (err) {
-        await lock.release();
-        throw err;
-      }
+      const spec = codeSpecFor({ ...opts, cut, augment: undefined });
+      if (targets.some((t) => t.cache.spec.layer === spec.layer && t.cache.spec.pool === spec.pool)) throw new UsageError(`--layer lists ${cutLabel(cut)} twice`);
+      const plain = await openKey(spec);
+      const views = opts.augment ? await openKey(codeSpecFor({ ...opts, cut })) : undefined;
+      targets.push({ ...plain, cut, views });
     }
     const size = targets[0].cache.spec.preprocessing.size;
     const [h, w] = size;
@@ -160,74 +192,87 @@ export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> 
       interpolation: opts.interpolation,
       background: { r: opts.background[0], g: opts.background[1], b: opts.background[2] },
     };
+    const identity = (j: Job) => rowIdentity(j.sha256, opts.dataset, j.item.path, j.item.label, j.item.split, j.view);
+    /** The keys a job's row must still go to: images to the plain keys, views to the views keys. */
+    const lacking = (j: Job): KeyTarget[] =>
+      targets.flatMap((t) => (j.view === 0 ? [t] : t.views ? [t.views] : [])).filter((k) => !k.index.rows.has(identity(j)));
+    const viewCount = (item: DatasetItem) => (opts.augment && item.split !== 'validation' && item.split !== 'test' ? opts.augment.views : 0);
 
     const prepare = async (item: DatasetItem): Promise<Prepared> => {
       try {
         // Read once: the same bytes are hashed and decoded.
         const bytes = await readImageFile(item.file);
         const sha256 = createHash('sha256').update(bytes).digest('hex');
-        const identity = rowIdentity(sha256, opts.dataset, item.path, item.label, item.split);
-        const missing = targets.filter((t) => !t.index.rows.has(identity));
-        if (missing.length === 0) return { kind: 'cached', item };
-        if (missing.every((t) => t.index.contents.has(sha256))) return { kind: 'copy', item, sha256 };
-        return { kind: 'decoded', item, sha256, pixels: await decodeImage(bytes, { ...decodeOpts, source: item.path }) };
+        const source = { ...decodeOpts, source: item.path };
+        const views: { view: number; pixels: Uint8Array }[] = [];
+        for (let view = 1; view <= viewCount(item); view++) {
+          if (lacking({ item, sha256, view }).length === 0) continue;
+          views.push({ view, pixels: await augmentedView(bytes, sha256, view, opts.augment!.seed, source) });
+        }
+        const missing = lacking({ item, sha256, view: 0 });
+        if (missing.length === 0) return { kind: 'cached', item, sha256, views };
+        if (missing.every((t) => t.index.contents.has(sha256))) return { kind: 'copy', item, sha256, views };
+        return { kind: 'decoded', item, sha256, pixels: await decodeImage(bytes, source), views };
       } catch (err) {
         const reason = err instanceof DecodeError ? err.reason : 'error';
         const message = err instanceof Error ? err.message : String(err);
         return { kind: 'failed', failure: { path: item.path, label: item.label, split: item.split, reason, message } };
       }
     };
-    /** The targets that lack this row (all of them, for content new to every cut). */
-    const lacking = (x: { item: DatasetItem; sha256: string }) =>
-      targets.filter((t) => !t.index.rows.has(rowIdentity(x.sha256, opts.dataset, x.item.path, x.item.label, x.item.split)));
 
-    for (const t of targets) {
-      t.writer = await t.cache.writer({ writerId: 'w', engine: 'pending', toolVersion: TOOL_VERSION, maxShardBytes: opts.maxShardBytes });
+    const keys = targets.flatMap((t) => (t.views ? [t, t.views] : [t]));
+    for (const k of keys) {
+      k.writer = await k.cache.writer({ writerId: 'w', engine: 'pending', toolVersion: TOOL_VERSION, maxShardBytes: opts.maxShardBytes });
     }
     const failures: FailedImage[] = [];
     const computedThisRun = new Map<string, true>();
     let reused = 0;
     let copied = 0;
     let computed = 0;
+    let viewsComputed = 0;
     let done = 0;
     let lastFlush = performance.now();
     const report = () =>
       opts.onProgress?.({ done, total: opts.items.length, computed, reused: reused + copied, failed: failures.length, seconds: (performance.now() - started) / 1000 });
-    const queueCopy = (x: { item: DatasetItem; sha256: string }) => {
+    const queueCopy = (j: Job) => {
       copied++;
-      for (const t of lacking(x)) t.copies.push(x);
+      for (const k of lacking(j)) k.copies.push(j);
     };
 
     // Two input buffers: one is being filled while the engine reads the other.
     const buffers = [new Float32Array(opts.batch * h * w * 3), new Float32Array(opts.batch * h * w * 3)];
     let current = 0;
-    let batch: { item: DatasetItem; sha256: string }[] = [];
+    let batch: Job[] = [];
     let running: Promise<void> = Promise.resolve();
     // Writing (Arrow encoding, fsync) runs behind the engine, never between two forward passes.
     let writing: Promise<void> = Promise.resolve();
     let writeError: unknown;
 
-    const forward = async (items: { item: DatasetItem; sha256: string }[], input: Float32Array): Promise<void> => {
+    const forward = async (jobs: Job[], input: Float32Array): Promise<void> => {
       if (!engine) {
         // One engine, one forward pass, an output per cut.
         engine = await createEngine({ engine: opts.engine, backbone: opts.backbone, cuts, inputSize: size, device: opts.device, cacheDir: opts.cacheRoot });
         engineLabel = `${engine.name}/${engine.provider}`;
-        for (const t of targets) t.writer!.engine = engineLabel;
+        for (const k of keys) k.writer!.engine = engineLabel;
         opts.onEngine?.(engine);
       }
-      const outputs = await engine.run(input, items.length);
-      computed += items.length;
+      const outputs = await engine.run(input, jobs.length);
+      for (const j of jobs) {
+        if (j.view === 0) computed++;
+        else viewsComputed++;
+      }
       writing = writing
         .then(async () => {
-          for (const [k, t] of targets.entries()) {
-            const dim = t.cache.dim;
-            const keep = items.map((x, i) => [x, i] as const).filter(([x]) => lacking(x).includes(t));
-            if (keep.length === 0) continue;
-            const codes = keep.length === items.length ? outputs[k] : gatherRows(outputs[k], keep.map(([, i]) => i), dim);
-            await t.writer!.append(rowsOf(opts.dataset, keep.map(([x]) => x), codes));
+          for (const [c, t] of targets.entries()) {
+            for (const k of t.views ? [t, t.views] : [t]) {
+              const keep = jobs.map((j, i) => [j, i] as const).filter(([j]) => lacking(j).includes(k));
+              if (keep.length === 0) continue;
+              const codes = keep.length === jobs.length ? outputs[c] : gatherRows(outputs[c], keep.map(([, i]) => i), t.cache.dim);
+              await k.writer!.append(rowsOf(opts.dataset, keep.map(([j]) => j), codes));
+            }
           }
           if (performance.now() - lastFlush > (opts.flushSeconds ?? 30) * 1000) {
-            for (const t of targets) await t.writer!.flush();
+            for (const k of keys) await k.writer!.flush();
             lastFlush = performance.now();
           }
         })
@@ -240,44 +285,51 @@ export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> 
       await running;
       // Surface a failed write (a full disk) now, not after the whole dataset.
       if (writeError) throw writeError;
-      const items = batch;
+      const jobs = batch;
       const input = buffers[current];
       current = 1 - current;
       batch = [];
-      running = forward(items, input);
+      running = forward(jobs, input);
+    };
+    const enqueue = async (job: Job, pixels: Uint8Array) => {
+      preprocessInto(pixels, prep, buffers[current], batch.length * h * w * 3);
+      batch.push(job);
+      if (batch.length === opts.batch) await launch();
     };
 
     for await (const prepared of orderedPool(opts.items, prepare, { concurrency: opts.concurrency, window: opts.concurrency + opts.batch })) {
       if (opts.signal?.aborted) break;
       done++;
+      if (prepared.kind === 'failed') {
+        failures.push(prepared.failure);
+        report();
+        continue;
+      }
+      const job: Job = { item: prepared.item, sha256: prepared.sha256, view: 0 };
       switch (prepared.kind) {
-        case 'failed':
-          failures.push(prepared.failure);
-          break;
         case 'cached':
           reused++;
           break;
         case 'copy':
-          queueCopy(prepared);
+          queueCopy(job);
           break;
         case 'decoded':
           if (computedThisRun.has(prepared.sha256)) {
-            queueCopy(prepared);
+            queueCopy(job);
             break;
           }
           computedThisRun.set(prepared.sha256, true);
-          preprocessInto(prepared.pixels, prep, buffers[current], batch.length * h * w * 3);
-          batch.push(prepared);
-          if (batch.length === opts.batch) await launch();
+          await enqueue(job, prepared.pixels);
           break;
       }
+      for (const v of prepared.views) await enqueue({ ...job, view: v.view }, v.pixels);
       report();
     }
     if (batch.length > 0) await launch();
     await running;
     await writing;
     if (writeError) throw writeError;
-    for (const t of targets) await t.writer!.flush();
+    for (const k of keys) await k.writer!.flush();
 
     if (!opts.signal?.aborted) {
       for (const t of targets) {
@@ -292,28 +344,34 @@ export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> 
           await t.writer!.append(rowsOf(opts.dataset, t.copies, all));
           await t.writer!.flush();
         }
-        await writeErrorsTable(t.cache.dir, failures);
       }
+      for (const k of keys) await writeErrorsTable(k.cache.dir, failures);
     }
 
     const seconds = (performance.now() - started) / 1000;
     return {
       images: opts.items.length,
       new: computed,
+      views: viewsComputed,
       reused: reused + copied,
       failed: failures.length,
       seconds,
-      imgPerSec: computed / seconds,
+      imgPerSec: (computed + viewsComputed) / seconds,
       key: targets[0].cache.key,
       path: targets[0].cache.dir,
-      caches: targets.map((t) => ({ cut: t.cut, key: t.cache.key, path: t.cache.dir })),
+      caches: targets.map((t) => ({
+        cut: t.cut,
+        key: t.cache.key,
+        path: t.cache.dir,
+        ...(t.views ? { views: { key: t.views.cache.key, path: t.views.cache.dir } } : {}),
+      })),
       engine: engineLabel,
       failures,
       interrupted: opts.signal?.aborted ?? false,
     };
   } finally {
     await engine?.dispose();
-    for (const t of targets) await t.lock.release();
+    for (const lock of locks) await lock.release();
   }
 }
 
@@ -324,13 +382,15 @@ function gatherRows(all: Float32Array, rows: readonly number[], dim: number): Fl
   return out;
 }
 
-function rowsOf(dataset: string, items: readonly { item: DatasetItem; sha256: string }[], codes: Float32Array): CodeRows {
+function rowsOf(dataset: string, jobs: readonly Job[], codes: Float32Array): CodeRows {
   return {
-    sha256: items.map((i) => i.sha256),
-    dataset: items.map(() => dataset),
-    path: items.map((i) => i.item.path),
-    label: items.map((i) => i.item.label),
-    split: items.map((i) => i.item.split),
+    sha256: jobs.map((j) => j.sha256),
+    dataset: jobs.map(() => dataset),
+    path: jobs.map((j) => j.item.path),
+    label: jobs.map((j) => j.item.label),
+    split: jobs.map((j) => j.item.split),
+    // A views key's rows are all views; an image key's rows never carry the column.
+    ...(jobs.some((j) => j.view > 0) ? { view: jobs.map((j) => j.view) } : {}),
     codes,
   };
 }

@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { CodeSpec } from '../cache/code-spec.ts';
+import type { AugmentSpec, CodeSpec } from '../cache/code-spec.ts';
 import { readSafetensors, writeSafetensors } from '../backbones/weights/safetensors.ts';
 import type { WeightTensor } from '../backbones/weights.ts';
 import { writeFileAtomic } from '../util/atomic-file.ts';
@@ -45,6 +45,8 @@ export interface HeadConfig {
       readonly validation: number;
       readonly test: number;
     };
+    /** Cached augmented views added to the training rows, if any. */
+    readonly augmented?: (AugmentSpec & { readonly key: string; readonly rows: number }) | null;
   };
   readonly bestEpoch: number;
   readonly metrics: { readonly valLoss: number | null; readonly valAcc: number | null; readonly trainAcc: number | null };

@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Split } from '../cache/code-rows.ts';
+import { cacheKey } from '../cache/code-spec.ts';
 import { FeatureCache } from '../cache/feature-cache.ts';
 import { tfBackend } from '../engines/tfjs-backend.ts';
 import { UsageError } from '../util/errors.ts';
@@ -57,6 +58,8 @@ export interface CodeTable {
   readonly sha256: readonly string[];
   readonly paths: readonly string[];
   readonly splits: readonly (Split | null)[];
+  /** Augmented-view index per row (0 for the images themselves). */
+  readonly views: readonly number[];
 }
 
 export async function readCodeTable(cache: FeatureCache, dataset?: string): Promise<CodeTable> {
@@ -83,6 +86,7 @@ export async function readCodeTable(cache: FeatureCache, dataset?: string): Prom
     sha256: parts.flatMap(([, p]) => p.sha256),
     paths: parts.flatMap(([, p]) => p.paths),
     splits: parts.flatMap(([split, p]) => p.labels.map(() => (split === 'none' ? null : split))),
+    views: parts.flatMap(([, p]) => p.views),
   };
 }
 
@@ -144,7 +148,7 @@ export async function createTrainer(choice: 'auto' | 'onnx' | 'tfjs', opts: Trai
 }
 
 export async function runTrainHead(cmd: TrainHeadCommand): Promise<{ dir: string; config: HeadConfig; history: readonly EpochStats[] }> {
-  const cache = await openCodes(cmd.codes, cmd.cacheRoot);
+  const { cache, viewsCache } = await withViews(await openCodes(cmd.codes, cmd.cacheRoot));
   const table = await readCodeTable(cache, cmd.dataset);
   const plan = planSplits(
     table.labels.map((label, i) => ({ label, sha256: table.sha256[i], split: table.splits[i] })),
@@ -155,7 +159,10 @@ export async function runTrainHead(cmd: TrainHeadCommand): Promise<{ dir: string
   // Row order follows the shard layout, which depends on flush timing and resumes; order rows by
   // path so the same data and seed give the same head however it was extracted.
   const byPath = (a: number, b: number) => (table.paths[a] < table.paths[b] ? -1 : table.paths[a] > table.paths[b] ? 1 : 0);
-  const rawTrain = gather(table, [...plan.train].sort(byPath), classes);
+  const trainImages = gather(table, [...plan.train].sort(byPath), classes);
+  // Views of training images only: a view of a validation image would leak it into training.
+  const views = viewsCache ? await trainingViews(viewsCache, table, plan.train, classes) : null;
+  const rawTrain = views ? concatLabelled(trainImages, views.codes, table.dim) : trainImages;
   // Validation rows of a class the head never trained on cannot be scored; they are left out.
   const rawValidation = gather(table, plan.validation.filter((i) => classes.includes(table.labels[i])).sort(byPath), classes);
   const standardizer = cmd.standardize ? fitStandardizer(rawTrain.x, rawTrain.n, table.dim) : null;
@@ -181,7 +188,8 @@ export async function runTrainHead(cmd: TrainHeadCommand): Promise<{ dir: string
     if (!quiet) console.log(line);
   };
   if (!cmd.json) {
-    log(`codes ${cache.key}: ${train.n} train, ${validation.n} validation, ${plan.test.length} test rows (${describeSplits(plan)}), ${classes.length} classes`);
+    log(`codes ${cache.key}: ${trainImages.n} train, ${validation.n} validation, ${plan.test.length} test rows (${describeSplits(plan)}), ${classes.length} classes`);
+    if (views) log(`augmented: + ${views.codes.n} views of the training images from ${viewsCache!.key}`);
     log(`trainer: ${trainer.name} (${trainer.provider}); head ${[table.dim, ...cmd.hidden, classes.length].join(' → ')}, dropout ${cmd.dropout}, ${optimizer.kind} lr ${optimizer.lr}`);
   }
   const live = !cmd.json && !quiet && process.stderr.isTTY;
@@ -225,7 +233,8 @@ export async function runTrainHead(cmd: TrainHeadCommand): Promise<{ dir: string
         seed: cmd.seed,
         patience: cmd.patience,
         classWeights: classWeights ? [...classWeights] : null,
-        splits: { source: plan.source, fractions: { val: cmd.val, test: cmd.test }, train: train.n, validation: validation.n, test: plan.test.length },
+        splits: { source: plan.source, fractions: { val: cmd.val, test: cmd.test }, train: trainImages.n, validation: validation.n, test: plan.test.length },
+        augmented: views && viewsCache ? { key: viewsCache.key, ...viewsCache.spec.augment!, rows: views.codes.n } : null,
       },
       bestEpoch: result.bestEpoch,
       metrics: { valLoss: last.valLoss, valAcc: last.valAcc, trainAcc: last.acc },
@@ -246,6 +255,41 @@ export async function runTrainHead(cmd: TrainHeadCommand): Promise<{ dir: string
   } finally {
     await trainer.dispose();
   }
+}
+
+/**
+ * Given a key of augmented views, the key of the images themselves (which holds the validation
+ * and test rows) and the views key; given an images key, just it.
+ */
+async function withViews(opened: FeatureCache): Promise<{ cache: FeatureCache; viewsCache: FeatureCache | null }> {
+  if (!opened.spec.augment) return { cache: opened, viewsCache: null };
+  const root = path.dirname(opened.dir);
+  const imagesKey = cacheKey({ ...opened.spec, augment: null });
+  if (!existsSync(path.join(root, imagesKey, 'spec.json'))) {
+    throw new UsageError(`${opened.dir} holds augmented views, but the images' own codes (${imagesKey}) are not in ${root}: run extract again`);
+  }
+  return { cache: await FeatureCache.open(root, imagesKey), viewsCache: opened };
+}
+
+/** Every cached view of the training images, ordered by path then view index. */
+async function trainingViews(viewsCache: FeatureCache, images: CodeTable, train: readonly number[], classes: readonly string[]): Promise<{ codes: LabelledCodes }> {
+  const views = await readCodeTable(viewsCache, images.dataset ?? undefined);
+  const rowKey = (t: CodeTable, i: number) => `${t.sha256[i]}\u0000${t.paths[i]}\u0000${t.labels[i]}`;
+  const wanted = new Set(train.map((i) => rowKey(images, i)));
+  const rows = [...views.paths.keys()]
+    .filter((i) => wanted.has(rowKey(views, i)))
+    .sort((a, b) => (views.paths[a] < views.paths[b] ? -1 : views.paths[a] > views.paths[b] ? 1 : views.views[a] - views.views[b]));
+  return { codes: gather(views, rows, classes) };
+}
+
+function concatLabelled(a: LabelledCodes, b: LabelledCodes, dim: number): LabelledCodes {
+  const x = new Float32Array((a.n + b.n) * dim);
+  x.set(a.x.subarray(0, a.n * dim));
+  x.set(b.x.subarray(0, b.n * dim), a.n * dim);
+  const y = new Int32Array(a.n + b.n);
+  y.set(a.y);
+  y.set(b.y, a.n);
+  return { x, y, n: a.n + b.n };
 }
 
 function describeSplits(plan: SplitPlan): string {
