@@ -68,6 +68,7 @@ async function main(): Promise<void> {
         engineOptions(y)
           .positional('data', { type: 'string', demandOption: true, describe: 'folder of class subfolders, or a .csv/.jsonl manifest (path,label[,split])' })
           .option('layer', { type: 'string', describe: "cut point: any layer name (default: the backbone's bottleneck); several, comma-separated, are computed in one pass" })
+          .option('shard', { type: 'string', describe: 'K/N: take the K-th of N parts by content hash; N processes (K = 0..N-1) fill one cache' })
           .option('augment', { type: 'number', default: 0, describe: 'also cache K augmented views (flip, rotation, crop, colour) of each training image' })
           .option('augment-seed', { type: 'number', default: 0, describe: 'the views are a function of this seed and the image' })
           .option('pool', { choices: ['avg', 'max'] as const, describe: 'global pooling of the cut' })
@@ -96,6 +97,7 @@ async function main(): Promise<void> {
           pool: argv.pool,
           augment: argv.augment,
           augmentSeed: argv['augment-seed'],
+          shard: argv.shard,
           size: argv.size,
           resize: argv.resize,
           interpolation: argv.interpolation,

@@ -114,6 +114,8 @@ describe('hostile inputs', () => {
           if (e.label !== k.label) fail(k, `error label ${e.label}, want ${k.label}`);
           if (!e.message.includes(k.path)) fail(k, `message does not name the file: ${e.message}`);
           if (!matches(k.message, e.message)) fail(k, `message ${JSON.stringify(e.message)} does not match ${String(k.message)}`);
+          const foreign = foreignWords(e.message);
+          if (foreign) fail(k, `message carries words that are not about this file (${foreign}): ${e.message}`);
           break;
         }
         case 'unlisted': {
@@ -181,7 +183,38 @@ describe('hostile inputs', () => {
     expect(results.filter((r) => r.problems.length).map((r) => `${r.kind}: ${r.problems.join('; ')}`)).toEqual([]);
     expect(survived.length).toBe(results.length);
   });
+
+  it('failure messages stay with their own file when bad files decode in parallel', { timeout: 30_000 }, async () => {
+    // The same race as in extract, made likely: every damaged JPEG and PNG at once, a few rounds.
+    const root = path.join(tmp, 'parallel');
+    const kinds = (await makeHostileCorpus(root)).filter((k) => k.reason === 'corrupt');
+    expect(kinds.length).toBeGreaterThanOrEqual(8);
+    const mixed: string[] = [];
+    for (let round = 0; round < 8; round++) {
+      const files = [...kinds, ...kinds].map((k) => k.file as string);
+      const results = await Promise.all(files.map((f) => decodeImage(f, DECODE).then(() => `${f}: decoded`, (e: Error) => e.message)));
+      for (const message of results) {
+        const foreign = foreignWords(message);
+        if (foreign) mixed.push(`${message} [${foreign}]`);
+      }
+    }
+    expect(mixed).toEqual([]);
+  });
 });
+
+/**
+ * libvips' error buffer is shared by all threads, so a failing decode can report another
+ * file's loader words or lose its own ("Unknown error"); decodeImage filters both out.
+ */
+function foreignWords(message: string): string | undefined {
+  const m = /is a truncated or corrupt (JPEG|PNG|GIF|WebP|TIFF|AVIF) \((.*)\)$/.exec(message);
+  if (!m) return /Unknown error/.test(message) ? 'Unknown error' : undefined;
+  const tags: Record<string, RegExp> = { JPEG: /VipsJpeg:/, PNG: /vipspng:|spngload:/, GIF: /gifload:/, WebP: /webp2vips:|webpload:/, TIFF: /tiff2vips:/, AVIF: /heifload:/ };
+  const other = Object.entries(tags).find(([name, tag]) => name !== m[1] && tag.test(m[2]));
+  if (other) return `${other[0]} loader`;
+  if (/Unknown error|timeout:/.test(m[2])) return m[2];
+  return undefined;
+}
 
 function outcomeOf(k: HostileKind, errors: readonly FailedImage[], rowPaths: readonly string[], unlisted: readonly { path: string; reason: string }[]): string {
   const e = errors.find((x) => x.path === k.path);
@@ -207,8 +240,12 @@ async function unreadableAsNobody(): Promise<{ kind: string; expect: string; pro
   await writeNoisePng(path.join(data, 'good', 'ok.png'), 77);
   const locked = (await makeImage(path.join(data, 'bad'), 'jpeg', { name: 'locked.jpg' })).path;
   await chmod(locked, 0o000);
-  await mkdir(cacheRoot, { recursive: true });
-  await chown(cacheRoot, NOBODY, NOBODY);
+  // Its own TMPDIR too, so tsx's cache lands in this test's folder.
+  const childTmp = path.join(dir, 'tmp');
+  for (const d of [cacheRoot, childTmp]) {
+    await mkdir(d, { recursive: true });
+    await chown(d, NOBODY, NOBODY);
+  }
   // mkdtemp made tmp 0700; nobody must reach the data and the cache.
   await chmod(tmp, 0o755);
   const script = path.join(dir, 'extract-as-nobody.mts');
@@ -229,7 +266,7 @@ console.log(JSON.stringify({ uid: process.getuid(), images: summary.images, new:
     cwd: REPO_ROOT,
     uid: NOBODY,
     gid: NOBODY,
-    env: { ...process.env, HOME: dir },
+    env: { ...process.env, HOME: dir, TMPDIR: childTmp },
     timeout: 40_000,
   }).then(
     (r) => r,

@@ -23,8 +23,12 @@ export interface CacheLock {
   release(): Promise<void>;
 }
 
-export async function acquireCacheLock(dir: string, opts: { waitSeconds?: number } = {}): Promise<CacheLock> {
-  const file = path.join(dir, '.lock');
+/**
+ * `writer` names the lock for one process of a sharded run: the N processes of `--shard K/N`
+ * write disjoint shard files into one key, so each needs only its own lock.
+ */
+export async function acquireCacheLock(dir: string, opts: { waitSeconds?: number; writer?: string } = {}): Promise<CacheLock> {
+  const file = path.join(dir, opts.writer ? `.lock-${opts.writer}` : '.lock');
   const me: LockOwner = { pid: process.pid, host: os.hostname(), since: new Date().toISOString() };
   const deadline = Date.now() + (opts.waitSeconds ?? 0) * 1000;
   for (;;) {

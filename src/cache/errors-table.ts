@@ -1,9 +1,10 @@
 /**
  * The images the latest run could not use, with the reason: `errors.arrow` in the key's
- * folder. Rewritten by every run, since a fixed file is retried and then leaves the table.
+ * folder (`errors-<writer>.arrow` for each process of a sharded run, `--shard K/N`).
+ * Rewritten by every run, since a fixed file is retried and then leaves the table.
  */
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { tableFromArrays, tableFromIPC, tableToIPC } from 'apache-arrow';
 import { writeFileAtomic } from '../util/atomic-file.ts';
@@ -17,7 +18,12 @@ export interface FailedImage {
   readonly message: string;
 }
 
-export async function writeErrorsTable(dir: string, failures: readonly FailedImage[]): Promise<void> {
+/** The table's file name for a writer: each process of a sharded run keeps its own. */
+export function errorsTableName(writerId = 'w'): string {
+  return writerId === 'w' ? 'errors.arrow' : `errors-${writerId}.arrow`;
+}
+
+export async function writeErrorsTable(dir: string, failures: readonly FailedImage[], writerId?: string): Promise<void> {
   const table = tableFromArrays({
     path: failures.map((f) => f.path),
     label: failures.map((f) => f.label),
@@ -25,14 +31,16 @@ export async function writeErrorsTable(dir: string, failures: readonly FailedIma
     reason: failures.map((f) => f.reason),
     message: failures.map((f) => f.message),
   });
-  await writeFileAtomic(path.join(dir, 'errors.arrow'), tableToIPC(table, 'file'));
+  await writeFileAtomic(path.join(dir, errorsTableName(writerId)), tableToIPC(table, 'file'));
 }
 
+/** Every writer's failures (one table, or one per process of a sharded run). */
 export async function readErrorsTable(dir: string): Promise<FailedImage[]> {
-  const file = path.join(dir, 'errors.arrow');
-  if (!existsSync(file)) return [];
-  return tableFromIPC(await readFile(file))
-    .toArray()
+  if (!existsSync(dir)) return [];
+  const files = (await readdir(dir)).filter((f) => /^errors(-[\w.-]+)?\.arrow$/.test(f)).sort();
+  const tables = await Promise.all(files.map(async (f) => tableFromIPC(await readFile(path.join(dir, f))).toArray()));
+  return tables
+    .flat()
     .map((row: Record<string, unknown>) => ({
       path: String(row.path),
       label: String(row.label),

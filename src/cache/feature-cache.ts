@@ -88,8 +88,10 @@ export class FeatureCache {
    * Deletes temporary files left by a writer that was killed mid-write. Only call it holding
    * the cache lock, when no other writer can have a temporary file open.
    */
-  async removeOrphans(): Promise<string[]> {
-    const orphans = (await readdir(this.dir)).filter((f) => f.endsWith('.tmp'));
+  async removeOrphans(writerId?: string): Promise<string[]> {
+    // A sharded run's processes sweep only their own files: the others are still writing theirs.
+    const mine = (f: string) => writerId === undefined || f.startsWith(`codes-${writerId}-`) || f.startsWith(`errors-${writerId}.`);
+    const orphans = (await readdir(this.dir)).filter((f) => f.endsWith('.tmp') && mine(f));
     await Promise.all(orphans.map((f) => rm(path.join(this.dir, f), { force: true })));
     return orphans;
   }

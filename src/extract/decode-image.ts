@@ -375,8 +375,11 @@ async function sharpFailure(err: unknown, bytes: Buffer, format: ImageFormat, so
     return new DecodeError('too-large', source, `${what}, over the ${formatPixels(s.maxPixels)} limit (maxPixels); it may be a decompression bomb`, { cause: err });
   }
   const detail = ownDetail(message, format);
-  // A timeout whose "timeout: N% complete" another thread's failure took still shows in the clock.
-  const timedOut = /^timeout\b/i.test(message) || (detail.length === 0 && s.timeoutSeconds > 0 && seconds >= s.timeoutSeconds);
+  // sharp kills a decode after timeoutSeconds and says "timeout: N% complete"; the clock still
+  // tells a timeout whose words another thread's failure took, or that came with its words.
+  const mentionsTimeout = /^timeout: \d+% complete$/m.test(message);
+  const ranOut = s.timeoutSeconds > 0 && seconds >= s.timeoutSeconds;
+  const timedOut = (ranOut && (mentionsTimeout || detail.length === 0)) || (detail.length === 0 && /^timeout\b/i.test(message));
   if (timedOut) {
     return new DecodeError('timeout', source, `took longer than ${s.timeoutSeconds} s to decode (timeoutSeconds)`, { cause: err });
   }

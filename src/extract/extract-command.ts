@@ -9,8 +9,9 @@ import type { DeviceChoice, EngineChoice } from '../engines/engine.ts';
 import { UsageError } from '../util/errors.ts';
 import { loadDataset } from './dataset.ts';
 import type { Interpolation, ResizeMode } from './decode-image.ts';
+import { errorsTableName } from '../cache/errors-table.ts';
 import { progressSink } from './progress-reporter.ts';
-import { runExtract } from './run-extract.ts';
+import { runExtract, shardWriterId } from './run-extract.ts';
 
 export interface ExtractCommand {
   readonly data: string;
@@ -37,11 +38,14 @@ export interface ExtractCommand {
   /** Augmented views to cache per training image (0: none), and their seed. */
   readonly augment: number;
   readonly augmentSeed: number;
+  /** `K/N`: this process takes the K-th of N parts (by content hash). */
+  readonly shard?: string;
 }
 
 /** Returns the exit code: 0, or 1 under --strict when images failed. */
 export async function runExtractCommand(cmd: ExtractCommand): Promise<number> {
   if (!Number.isInteger(cmd.augment) || cmd.augment < 0 || cmd.augment > 100) throw new UsageError(`--augment ${cmd.augment}: use a whole number of views, 0 to 100`);
+  const shard = cmd.shard ? parseShard(cmd.shard) : undefined;
   const dataset = await loadDataset(cmd.data);
   const size = cmd.size ? parseSize(cmd.size) : undefined;
   const requested = cmd.layer ? cmd.layer.split(',').map((l) => l.trim()).filter(Boolean) : undefined;
@@ -71,6 +75,7 @@ export async function runExtractCommand(cmd: ExtractCommand): Promise<number> {
       cut: cuts[0],
       moreCuts: cuts.slice(1),
       ...(cmd.augment > 0 ? { augment: { views: cmd.augment, seed: cmd.augmentSeed } } : {}),
+      ...(shard ? { shard } : {}),
       size,
       resize: cmd.resize,
       interpolation: cmd.interpolation,
@@ -99,12 +104,14 @@ export async function runExtractCommand(cmd: ExtractCommand): Promise<number> {
           ...facts,
           imgPerSec: Number(facts.imgPerSec.toFixed(3)),
           seconds: Number(facts.seconds.toFixed(3)),
-          errors: path.join(summary.path, 'errors.arrow'),
+          errors: path.join(summary.path, errorsTableName(shardWriterId(shard))),
         }),
       );
     } else {
       console.log(
-        `${summary.images} images: ${summary.new} new, ${summary.reused} reused, ${summary.failed} failed in ${summary.seconds.toFixed(1)} s` +
+        `${summary.images} images: ${summary.new} new, ${summary.reused} reused, ${summary.failed} failed` +
+          (cmd.shard ? `, ${summary.otherShards} left to the other shards` : '') +
+          ` in ${summary.seconds.toFixed(1)} s` +
           (summary.new ? ` (${summary.imgPerSec.toFixed(2)} img/s on ${summary.engine})` : ''),
       );
       for (const c of summary.caches) {
@@ -113,7 +120,7 @@ export async function runExtractCommand(cmd: ExtractCommand): Promise<number> {
       }
     }
     if (failures.length > 0) {
-      log(`warning: ${failures.length} image(s) skipped, listed with reasons in ${path.join(summary.path, 'errors.arrow')}:`);
+      log(`warning: ${failures.length} image(s) skipped, listed with reasons in ${path.join(summary.path, errorsTableName(shardWriterId(shard)))}:`);
       for (const f of failures.slice(0, 10)) log(`  ${f.path}: ${f.message}`);
       if (failures.length > 10) log(`  … and ${failures.length - 10} more`);
     }
@@ -139,6 +146,14 @@ function cutsFor(backbone: Backbone, layers: readonly string[] | undefined, pool
     const spatial = plan.shapes.get(resolveLayer(backbone.graph, layer).name)!.length === 3;
     return pool && (spatial || layers.length === 1) ? { layer, pool } : { layer };
   });
+}
+
+function parseShard(s: string): { index: number; count: number } {
+  const m = s.match(/^(\d+)\/(\d+)$/);
+  const index = Number(m?.[1]);
+  const count = Number(m?.[2]);
+  if (!m || count < 1 || index >= count) throw new UsageError(`--shard ${s}: use K/N with 0 ≤ K < N, e.g. 0/4 (K is JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID)`);
+  return { index, count };
 }
 
 function parseSize(s: string): Pair {

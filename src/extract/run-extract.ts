@@ -43,6 +43,12 @@ export interface ExtractOptions {
    * whose split train-head decides later), each into a views key beside each cut's key.
    */
   readonly augment?: { readonly views: number; readonly seed: number };
+  /**
+   * Take only the `index`-th of `count` parts of the images, by content hash (`--shard K/N`).
+   * N processes with K = 0..N-1 fill one cache with exactly the rows of a single run: each
+   * writes its own shard files under its own lock, and identical content lands in one part.
+   */
+  readonly shard?: { readonly index: number; readonly count: number };
   /** Network input size; defaults to the backbone's own. */
   readonly size?: Pair;
   readonly resize: ResizeMode;
@@ -83,6 +89,8 @@ export interface ExtractSummary {
   /** Rows already cached, or whose content was already cached or computed in this run. */
   readonly reused: number;
   readonly failed: number;
+  /** Images left to the other processes of a sharded run. */
+  readonly otherShards: number;
   readonly seconds: number;
   readonly imgPerSec: number;
   /** The first cut's cache key and folder. */
@@ -115,7 +123,18 @@ type Prepared =
   | { readonly kind: 'cached'; readonly item: DatasetItem; readonly sha256: string; readonly views: Views }
   | { readonly kind: 'copy'; readonly item: DatasetItem; readonly sha256: string; readonly views: Views }
   | { readonly kind: 'decoded'; readonly item: DatasetItem; readonly sha256: string; readonly pixels: Uint8Array; readonly views: Views }
-  | { readonly kind: 'failed'; readonly failure: FailedImage };
+  | { readonly kind: 'failed'; readonly failure: FailedImage }
+  | { readonly kind: 'elsewhere' };
+
+/** The writer id (in shard and errors-table names) of one process of a sharded run. */
+export function shardWriterId(shard: { readonly index: number; readonly count: number } | undefined): string {
+  return shard ? `s${shard.index}of${shard.count}` : 'w';
+}
+
+/** Which of `count` parts an image belongs to, from its content hash alone. */
+export function shardOf(sha256: string, count: number): number {
+  return parseInt(sha256.slice(0, 12), 16) % count;
+}
 
 /** The spec (hence the cache key) that extracting with these options produces. */
 export function codeSpecFor(opts: Pick<ExtractOptions, 'backbone' | 'cut' | 'size' | 'resize' | 'interpolation' | 'background' | 'dtype' | 'augment'>): CodeSpec {
@@ -166,12 +185,13 @@ export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> 
   const locks: CacheLock[] = [];
   let engine: FeatureEngine | undefined;
   let engineLabel: string | null = null;
+  const writerId = shardWriterId(opts.shard);
   /** Locks the key and reads what it holds; every key is locked before any work. */
   const openKey = async (spec: CodeSpec): Promise<KeyTarget> => {
     const cache = await FeatureCache.forSpec(opts.cacheRoot, spec);
-    const lock = await acquireCacheLock(cache.dir, { waitSeconds: opts.waitForLockSeconds });
+    const lock = await acquireCacheLock(cache.dir, { waitSeconds: opts.waitForLockSeconds, writer: opts.shard ? writerId : undefined });
     locks.push(lock);
-    await cache.removeOrphans();
+    await cache.removeOrphans(opts.shard ? writerId : undefined);
     if (opts.datasetRoot) await cache.recordDatasetRoot(opts.dataset, path.resolve(opts.datasetRoot));
     return { cache, lock, index: await cache.index(), copies: [] };
   };
@@ -203,6 +223,7 @@ export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> 
         // Read once: the same bytes are hashed and decoded.
         const bytes = await readImageFile(item.file);
         const sha256 = createHash('sha256').update(bytes).digest('hex');
+        if (opts.shard && shardOf(sha256, opts.shard.count) !== opts.shard.index) return { kind: 'elsewhere' };
         const source = { ...decodeOpts, source: item.path };
         const views: { view: number; pixels: Uint8Array }[] = [];
         for (let view = 1; view <= viewCount(item); view++) {
@@ -222,7 +243,7 @@ export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> 
 
     const keys = targets.flatMap((t) => (t.views ? [t, t.views] : [t]));
     for (const k of keys) {
-      k.writer = await k.cache.writer({ writerId: 'w', engine: 'pending', toolVersion: TOOL_VERSION, maxShardBytes: opts.maxShardBytes });
+      k.writer = await k.cache.writer({ writerId, engine: 'pending', toolVersion: TOOL_VERSION, maxShardBytes: opts.maxShardBytes });
     }
     const failures: FailedImage[] = [];
     const computedThisRun = new Map<string, true>();
@@ -230,6 +251,7 @@ export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> 
     let copied = 0;
     let computed = 0;
     let viewsComputed = 0;
+    let elsewhere = 0;
     let done = 0;
     let lastFlush = performance.now();
     const report = () =>
@@ -300,8 +322,9 @@ export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> 
     for await (const prepared of orderedPool(opts.items, prepare, { concurrency: opts.concurrency, window: opts.concurrency + opts.batch })) {
       if (opts.signal?.aborted) break;
       done++;
-      if (prepared.kind === 'failed') {
-        failures.push(prepared.failure);
+      if (prepared.kind === 'failed' || prepared.kind === 'elsewhere') {
+        if (prepared.kind === 'failed') failures.push(prepared.failure);
+        else elsewhere++;
         report();
         continue;
       }
@@ -345,7 +368,7 @@ export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> 
           await t.writer!.flush();
         }
       }
-      for (const k of keys) await writeErrorsTable(k.cache.dir, failures);
+      for (const k of keys) await writeErrorsTable(k.cache.dir, failures, writerId);
     }
 
     const seconds = (performance.now() - started) / 1000;
@@ -355,6 +378,7 @@ export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> 
       views: viewsComputed,
       reused: reused + copied,
       failed: failures.length,
+      otherShards: elsewhere,
       seconds,
       imgPerSec: (computed + viewsComputed) / seconds,
       key: targets[0].cache.key,
