@@ -1,0 +1,18 @@
+import * as pq from 'parquet-wasm';
+import { makeData, List, Field, Float32, Utf8, Table, RecordBatch, Schema, Struct, tableToIPC, vectorFromArray } from 'apache-arrow';
+const n = 3, dim = 4;
+const values = Float32Array.from({length: n*dim}, (_, i) => i);
+const listType = new List(new Field('item', new Float32(), false));
+const codes = makeData({ type: listType, length: n, nullCount: 0, valueOffsets: Int32Array.from({length: n+1}, (_, i) => i*dim), child: makeData({ type: new Float32(), length: n*dim, data: values }) });
+const fields = [new Field('sha256', new Utf8(), false), new Field('code', listType, false)];
+const sha = vectorFromArray(['a','b','c'], new Utf8()).data[0];
+const schema = new Schema(fields);
+const batch = new RecordBatch(schema, makeData({ type: new Struct(fields), length: n, nullCount: 0, children: [sha, codes] }));
+const ipc = tableToIPC(new Table(schema, [batch]), 'stream');
+const t = pq.Table.fromIPCStream(ipc);
+const bytes = pq.writeParquet(t, new pq.WriterPropertiesBuilder().setCompression(pq.Compression.ZSTD).build());
+const fs = await import('node:fs'); fs.writeFileSync('/tmp/x.parquet', bytes);
+console.log(bytes.length);
+const { DuckDBInstance } = await import('@duckdb/node-api');
+const db = await DuckDBInstance.create(':memory:'); const c = await db.connect();
+const r = await c.runAndReadAll("select sha256, code from '/tmp/x.parquet'"); console.log(JSON.stringify(r.getRowsJson()));
