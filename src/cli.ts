@@ -166,6 +166,73 @@ async function main(): Promise<void> {
         });
       },
     )
+    .command('cache', 'check, repair or export the cache', (y) =>
+      y
+        .option('cache', { type: 'string', default: DEFAULT_CACHE, describe: 'cache folder' })
+        .command(
+          'verify [keys..]',
+          'read every shard (of every key, or those named) and check its checksum; exit 1 if any is damaged',
+          (c) => c.positional('keys', { type: 'string', array: true }).option('json', { type: 'boolean', default: false }),
+          async (argv) => {
+            const { cacheKeys, isHealthy, verifyKey } = await import('./cache/verify.ts');
+            const root = path.resolve(argv.cache);
+            let damaged = 0;
+            for (const key of await cacheKeys(root, argv.keys)) {
+              const check = await verifyKey(root, key);
+              const rows = check.shards.reduce((n, s) => n + (s.rows ?? 0), 0);
+              if (!isHealthy(check)) damaged++;
+              if (argv.json) {
+                console.log(JSON.stringify({ ...check, spec: undefined, healthy: isHealthy(check), rows }));
+                continue;
+              }
+              console.log(`${isHealthy(check) ? 'ok     ' : 'DAMAGED'} ${key}: ${check.shards.length} shard(s), ${rows} readable row(s)`);
+              for (const s of check.shards.filter((x) => x.problem)) console.log(`  ${path.basename(s.file)}: ${s.problem}`);
+              for (const p of check.problems) console.log(`  ${p}`);
+              if (check.leftovers.length > 0) console.log(`  ${check.leftovers.length} temporary file(s) of an interrupted run (swept by the next extract)`);
+            }
+            if (damaged > 0 && !argv.json) console.log(`\n${damaged} damaged key(s): \`bottleneck cache repair\` recomputes what they lost`);
+            process.exitCode = damaged > 0 ? 1 : 0;
+          },
+        )
+        .command(
+          'repair [keys..]',
+          "set damaged shards aside and recompute their rows from the key's recorded dataset folders",
+          (c) =>
+            c
+              .positional('keys', { type: 'string', array: true })
+              .option('weights', { type: 'string', describe: 'backbone weights, as extract takes them' })
+              .option('engine', { choices: ['auto', 'onnx', 'tfjs'] as const, default: 'auto' as const })
+              .option('device', { choices: ['auto', 'cpu', 'gpu'] as const, default: 'auto' as const })
+              .option('batch', { type: 'number', default: 8 })
+              .option('concurrency', { type: 'number', default: 4 }),
+          async (argv) => {
+            const { cacheKeys } = await import('./cache/verify.ts');
+            const { repairKey } = await import('./extract/repair-cache.ts');
+            const root = path.resolve(argv.cache);
+            for (const key of await cacheKeys(root, argv.keys)) {
+              const r = await repairKey(key, { root, weights: argv.weights, engine: argv.engine, device: argv.device, batch: argv.batch, concurrency: argv.concurrency, log: (l) => console.error(`  ${l}`) });
+              console.log(r.quarantined.length === 0 ? `ok       ${key}` : `repaired ${key}: ${r.quarantined.length} shard(s) set aside, ${r.restoredRows} row(s) restored (${r.computed} recomputed)`);
+            }
+          },
+        )
+        .command(
+          'export <key>',
+          'write a key as hive-partitioned Parquet (split=…/label=…), codes as list<float32>',
+          (c) =>
+            c
+              .positional('key', { type: 'string', demandOption: true, describe: 'cache key (or its folder)' })
+              .option('format', { choices: ['parquet'] as const, default: 'parquet' as const })
+              .option('out', { type: 'string', demandOption: true, describe: 'a new folder' }),
+          async (argv) => {
+            const { exportParquet } = await import('./cache/parquet-export.ts');
+            const { openCodes } = await import('./train-head/train-command.ts');
+            const cache = await openCodes(argv.key, path.resolve(argv.cache));
+            const result = await exportParquet(cache, argv.out);
+            console.log(`${result.rows} rows in ${result.files.length} Parquet file(s) under ${result.dir}`);
+          },
+        )
+        .demandCommand(1, 'name a cache command: verify, repair or export'),
+    )
     .command(
       'demo',
       'the whole recipe on generated images: extract → train-head → evaluate, with an HTML report',

@@ -43,9 +43,9 @@ export const META = {
 export class CorruptShardError extends Error {
   constructor(
     readonly shard: string,
-    reason: string,
+    readonly reason: string,
   ) {
-    super(`cache shard ${shard} is corrupt: ${reason}. Run \`bottleneck cache verify\` to list damaged shards`);
+    super(`cache shard ${shard} is corrupt: ${reason}. Run \`bottleneck cache verify\` to list damaged shards and \`bottleneck cache repair\` to recompute them`);
     this.name = 'CorruptShardError';
   }
 }

@@ -1,0 +1,132 @@
+/** cache verify finds damaged shards, cache repair recomputes exactly what they held, cache export writes Parquet DuckDB reads. */
+import { execFile } from 'node:child_process';
+import { readdir, readFile, rm, truncate, writeFile, mkdtemp } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { DuckDBInstance } from '@duckdb/node-api';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tinyRandomBackbone } from '../src/backbones/zoo/tiny-random.ts';
+import { FeatureCache } from '../src/cache/feature-cache.ts';
+import { CorruptShardError } from '../src/cache/shard-format.ts';
+import { isHealthy, verifyKey } from '../src/cache/verify.ts';
+import { loadDataset } from '../src/extract/dataset.ts';
+import { runExtract } from '../src/extract/run-extract.ts';
+import { TEST_EXTRACT_DEFAULTS } from './helpers/extract-options.ts';
+import { makeDataset } from './helpers/make-dataset.ts';
+import { REPO_ROOT } from './helpers/shared.ts';
+
+const execFileP = promisify(execFile);
+const BIN = path.join(REPO_ROOT, 'bin', 'bottleneck');
+
+let tmp: string;
+let root: string;
+let key: string;
+let before: Map<string, Buffer>;
+
+async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await execFileP(BIN, args, { cwd: tmp });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+/** "path|label" → code bytes, over every readable shard. */
+async function codes(): Promise<Map<string, Buffer>> {
+  const cache = await FeatureCache.open(root, key);
+  const out = new Map<string, Buffer>();
+  for await (const { rows } of cache.shards()) {
+    rows.path.forEach((p, i) => out.set(`${p}|${rows.label[i]}`, Buffer.from(rows.codes.slice(i * cache.dim, (i + 1) * cache.dim).buffer)));
+  }
+  return out;
+}
+
+beforeAll(async () => {
+  tmp = await mkdtemp(path.join(os.tmpdir(), 'bottleneck-cachecmd-'));
+  root = path.join(tmp, 'cache');
+  await makeDataset(path.join(tmp, 'data'), { classes: ['ant', 'bee'], perClass: 12, splits: ['train', 'validation'] });
+  const dataset = await loadDataset(path.join(tmp, 'data'));
+  // Small shards, so damage hits some rows and not others.
+  const summary = await runExtract({
+    items: dataset.items,
+    dataset: dataset.name,
+    datasetRoot: dataset.root,
+    backbone: tinyRandomBackbone(),
+    cut: { layer: 'block2_pool', pool: 'avg' },
+    ...TEST_EXTRACT_DEFAULTS,
+    maxShardBytes: 2500,
+    cacheRoot: root,
+  });
+  key = summary.key;
+  before = await codes();
+}, 60_000);
+afterAll(() => rm(tmp, { recursive: true, force: true }));
+
+describe('cache export --format parquet', () => {
+  it('writes hive-partitioned Parquet that DuckDB reads back row for row', async () => {
+    const out = path.join(tmp, 'parquet');
+    const r = await cli(['cache', 'export', key, '--cache', root, '--out', out]);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readdir(out)).sort()).toEqual(['split=train', 'split=validation']);
+    const db = await DuckDBInstance.create(':memory:');
+    const c = await db.connect();
+    const glob = path.join(out, '**', '*.parquet');
+    const counts = (await c.runAndReadAll(`select split, label, count(*)::INTEGER as n from read_parquet('${glob}', hive_partitioning = true) group by all order by all`)).getRowObjectsJson();
+    expect(counts).toEqual([
+      { split: 'train', label: 'ant', n: 12 },
+      { split: 'train', label: 'bee', n: 12 },
+      { split: 'validation', label: 'ant', n: 12 },
+      { split: 'validation', label: 'bee', n: 12 },
+    ]);
+    const row = (await c.runAndReadAll(`select path, label, code from read_parquet('${glob}', hive_partitioning = true) where path = 'validation/bee/img0003.png'`)).getRowObjectsJson()[0] as { path: string; label: string; code: number[] };
+    const want = new Float32Array(new Uint8Array(before.get(`${row.path}|${row.label}`)!).buffer);
+    expect(row.code).toHaveLength(want.length);
+    row.code.forEach((v, i) => expect(Math.fround(v)).toBe(want[i]));
+    const types = (await c.runAndReadAll(`select column_name, column_type from (describe select * from read_parquet('${glob}', hive_partitioning = true)) where column_name = 'code'`)).getRowObjectsJson();
+    expect(types).toEqual([{ column_name: 'code', column_type: 'FLOAT[]' }]);
+    c.closeSync();
+
+    const again = await cli(['cache', 'export', key, '--cache', root, '--out', out]);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toMatch(/already exists/);
+  });
+});
+
+describe('cache verify and repair', () => {
+  it('names damaged shards, and repair restores exactly the lost rows', async () => {
+    expect(isHealthy(await verifyKey(root, key))).toBe(true);
+    const shards = (await readdir(path.join(root, key))).filter((f) => f.startsWith('codes-')).sort();
+    expect(shards.length).toBeGreaterThanOrEqual(4);
+    // One shard cut short, one with bytes flipped in the middle.
+    const truncated = path.join(root, key, shards[1]);
+    await truncate(truncated, Math.floor((await readFile(truncated)).length / 2));
+    const flipped = path.join(root, key, shards[2]);
+    const bytes = await readFile(flipped);
+    for (let i = 0; i < 8; i++) bytes[Math.floor(bytes.length / 2) + i] ^= 0xff;
+    await writeFile(flipped, bytes);
+
+    const cache = await FeatureCache.open(root, key);
+    await expect(cache.readAll()).rejects.toThrow(CorruptShardError);
+    await expect(cache.readAll()).rejects.toThrow(new RegExp(shards[1].replace('.', '\\.')));
+
+    const verify = await cli(['cache', 'verify', '--cache', root]);
+    expect(verify.code).toBe(1);
+    expect(verify.stdout).toMatch(new RegExp(`DAMAGED ${key}`));
+    expect(verify.stdout).toMatch(new RegExp(`${shards[1]}: not a readable Arrow file`));
+    expect(verify.stdout).toMatch(new RegExp(`${shards[2]}: .*(checksum|not a readable)`));
+
+    const repair = await cli(['cache', 'repair', '--cache', root, '--engine', 'onnx', '--device', 'cpu']);
+    expect(repair.code, repair.stderr).toBe(0);
+    expect(repair.stdout).toMatch(/2 shard\(s\) set aside, \d+ row\(s\) restored/);
+    expect((await readdir(path.join(root, key, 'quarantine'))).sort()).toEqual([shards[1], shards[2]].sort());
+
+    expect(isHealthy(await verifyKey(root, key))).toBe(true);
+    const after = await codes();
+    expect(after.size).toBe(before.size);
+    for (const [id, code] of before) expect(after.get(id)?.equals(code), id).toBe(true);
+    expect((await cli(['cache', 'verify', '--cache', root])).code).toBe(0);
+  }, 60_000);
+});
