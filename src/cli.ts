@@ -23,6 +23,14 @@ function engineOptions<T>(y: Argv<T>) {
     .option('cache', { type: 'string', default: DEFAULT_CACHE, describe: 'cache folder (codes and generated models)' });
 }
 
+/** "512MB", "2G", "1.5GiB" or a plain number of bytes. */
+function parseBytes(value: string, flag: string): number {
+  const m = value.trim().match(/^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?$/i);
+  if (!m) throw new UsageError(`${flag} ${value}: use a size such as 512MB or 2GB`);
+  const power = { '': 0, k: 1, m: 2, g: 3, t: 4 }[m[2].toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
+  return Math.floor(Number(m[1]) * 1024 ** power);
+}
+
 async function main(): Promise<void> {
   await yargs(hideBin(process.argv))
     .scriptName('bottleneck')
@@ -137,6 +145,7 @@ async function main(): Promise<void> {
           .option('trainer', { choices: ['auto', 'onnx', 'tfjs'] as const, default: 'auto' as const })
           .option('dataset', { type: 'string', describe: 'which dataset of the cache key, when it holds several' })
           .option('standardize', { type: 'boolean', default: false, describe: 'train on per-feature standardised codes (helps --hidden 0); folded into the saved weights' })
+          .option('max-memory', { type: 'string', describe: 'memory for codes, e.g. 2GB; bigger codes are read from disk batch by batch (same result)' })
           .option('json', { type: 'boolean', default: false, describe: 'JSON lines per epoch and a summary on stdout' }),
       async (argv) => {
         const { runTrainHead } = await import('./train-head/train-command.ts');
@@ -163,6 +172,7 @@ async function main(): Promise<void> {
           dataset: argv.dataset,
           standardize: argv.standardize,
           json: argv.json,
+          maxMemory: argv['max-memory'] === undefined ? undefined : parseBytes(argv['max-memory'], '--max-memory'),
         });
       },
     )

@@ -3,6 +3,7 @@
  * stopping on validation loss that keeps the best epoch's weights. It drives any HeadTrainer.
  */
 import { mulberry32 } from '../backbones/zoo/random-weights.ts';
+import { memoryMatrix, type CodeMatrix } from './code-matrix.ts';
 import type { HeadArchitecture, HeadParams, HeadTrainer, TrainBatch } from './trainer.ts';
 
 export interface LabelledCodes {
@@ -10,6 +11,19 @@ export interface LabelledCodes {
   readonly x: Float32Array;
   readonly y: Int32Array;
   readonly n: number;
+}
+
+/** Labelled codes that may live on disk (train-head --max-memory). */
+export interface LabelledMatrix {
+  readonly codes: CodeMatrix;
+  readonly y: Int32Array;
+  readonly n: number;
+}
+
+export type TrainingRows = LabelledCodes | LabelledMatrix;
+
+function matrixOf(data: TrainingRows, dim: number): CodeMatrix {
+  return 'codes' in data ? data.codes : memoryMatrix(data.x, data.n, dim);
 }
 
 export interface EpochStats {
@@ -27,8 +41,10 @@ export interface EpochStats {
 export interface FitOptions {
   readonly trainer: HeadTrainer;
   readonly architecture: HeadArchitecture;
-  readonly train: LabelledCodes;
-  readonly validation?: LabelledCodes;
+  readonly train: TrainingRows;
+  readonly validation?: TrainingRows;
+  /** Bytes the batch buffers may take (default 64 MB); --max-memory lowers it. */
+  readonly bufferBytes?: number;
   readonly epochs: number;
   readonly batch: number;
   readonly seed: number;
@@ -60,7 +76,8 @@ export async function fit(opts: FitOptions): Promise<FitResult> {
   // Trainers with stepMany get up to `perCall` batches at once, built back to back in these
   // buffers (about 64 MB of codes at most); the batch order, masks and weights are the same.
   const batchCount = Math.ceil(train.n / opts.batch);
-  const perCall = trainer.stepMany ? Math.max(1, Math.min(batchCount, Math.floor((64 << 20) / (opts.batch * dim * 4)))) : 1;
+  const perCall = trainer.stepMany ? Math.max(1, Math.min(batchCount, Math.floor((opts.bufferBytes ?? 64 << 20) / (opts.batch * dim * 4)))) : 1;
+  const trainCodes = matrixOf(train, dim);
   const x = new Float32Array(perCall * opts.batch * dim);
   const y = new Int32Array(perCall * opts.batch);
   const weight = new Float32Array(perCall * opts.batch);
@@ -86,10 +103,9 @@ export async function fit(opts: FitOptions): Promise<FitResult> {
     for (let start = 0; start < train.n; start += opts.batch) {
       const n = Math.min(opts.batch, train.n - start);
       const at = pending.length * opts.batch;
+      trainCodes.gather(order.subarray(start, start + n), x, at);
       for (let i = 0; i < n; i++) {
-        const row = order[start + i];
-        x.set(train.x.subarray(row * dim, (row + 1) * dim), (at + i) * dim);
-        y[at + i] = train.y[row];
+        y[at + i] = train.y[order[start + i]];
         weight[at + i] = opts.classWeights ? opts.classWeights[y[at + i]] : 1;
       }
       for (const [l, mask] of masks.entries()) {
@@ -140,15 +156,15 @@ export async function fit(opts: FitOptions): Promise<FitResult> {
 /** Mean cross-entropy and accuracy of the current weights, dropout off. */
 export async function evaluateCodes(
   trainer: HeadTrainer,
-  data: LabelledCodes,
+  data: TrainingRows,
   classes: number,
   chunk: number,
 ): Promise<{ loss: number; acc: number; probabilities: Float32Array }> {
-  const dim = data.x.length / Math.max(data.n, 1);
+  const codes = 'codes' in data ? data.codes : memoryMatrix(data.x, data.n, data.x.length / Math.max(data.n, 1));
   const probabilities = new Float32Array(data.n * classes);
   for (let start = 0; start < data.n; start += chunk) {
     const n = Math.min(chunk, data.n - start);
-    probabilities.set(await trainer.predict(data.x.subarray(start * dim, (start + n) * dim), n), start * classes);
+    probabilities.set(await trainer.predict(codes.range(start, n), n), start * classes);
   }
   let loss = 0;
   let right = 0;

@@ -50,6 +50,38 @@ export interface HeadConfig {
   };
   readonly bestEpoch: number;
   readonly metrics: { readonly valLoss: number | null; readonly valAcc: number | null; readonly trainAcc: number | null };
+  /**
+   * Present on a fine-tuned head (`bottleneck fine-tune`): the backbone is the base weights with
+   * the tensors of FINETUNE_WEIGHTS_FILE in place of theirs, and codeSpec.weights names that
+   * combination (see src/predict/head-backbone.ts).
+   */
+  readonly finetune?: FineTuneInfo;
+}
+
+/** The fine-tuned backbone tensors beside head.json, canonical layout (OIHW, [out, in]). */
+export const FINETUNE_WEIGHTS_FILE = 'backbone.safetensors';
+
+export interface FineTuneInfo {
+  /** weightsId of the backbone as loaded (zoo weights) that the tensors replace parts of. */
+  readonly baseWeights: string;
+  /** The block given to --unfreeze, the node below it whose codes were cached, and the head's cut. */
+  readonly block: string;
+  readonly frozenCut: string;
+  readonly headCut: string;
+  /** Every node whose weights FINETUNE_WEIGHTS_FILE holds (earlier fine-tunes included). */
+  readonly nodes: readonly string[];
+  /** The cache keys of the frozen cut's codes and of their augmented views (null without --augment). */
+  readonly frozenKey: string;
+  readonly viewsKey: string | null;
+  /** The head (folder) it started from, and that head's cache key. */
+  readonly fromHead: string;
+  readonly fromCacheKey: string;
+  readonly lr: number;
+  readonly momentum: number;
+  readonly epochs: number;
+  readonly batch: number;
+  readonly augment: number;
+  readonly seed: number;
 }
 
 export interface Head {

@@ -13,14 +13,24 @@ export interface Standardizer {
 }
 
 export function fitStandardizer(x: Float32Array, n: number, dim: number): Standardizer {
+  return fitStandardizerFrom([x.subarray(0, n * dim)], dim);
+}
+
+/** The same, from the rows in consecutive chunks (codes read from disk a chunk at a time). */
+export function fitStandardizerFrom(chunks: Iterable<Float32Array>, dim: number): Standardizer {
   const mean = new Float64Array(dim);
   const sq = new Float64Array(dim);
-  for (let i = 0; i < n; i++) {
-    for (let d = 0; d < dim; d++) {
-      const v = x[i * dim + d];
-      mean[d] += v;
-      sq[d] += v * v;
+  let n = 0;
+  for (const x of chunks) {
+    const rows = x.length / dim;
+    for (let i = 0; i < rows; i++) {
+      for (let d = 0; d < dim; d++) {
+        const v = x[i * dim + d];
+        mean[d] += v;
+        sq[d] += v * v;
+      }
     }
+    n += rows;
   }
   const std = new Float32Array(dim);
   for (let d = 0; d < dim; d++) {

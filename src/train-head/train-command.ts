@@ -15,8 +15,9 @@ import { fit, type EpochStats, type LabelledCodes } from './fit.ts';
 import { HEAD_FORMAT, saveHead, type HeadConfig } from './head-folder.ts';
 import { initHeadParams } from './head-init.ts';
 import { createOnnxTrainer } from './onnx-trainer.ts';
-import { planSplits, type SplitPlan } from './splits.ts';
-import { fitStandardizer, foldStandardizer, standardize } from './standardize.ts';
+import type { SplitPlan } from './splits.ts';
+import { foldStandardizer } from './standardize.ts';
+import { checkDataset, loadTrainingData, type TrainingData } from './training-rows.ts';
 import { createTfjsTrainer } from './tfjs-trainer.ts';
 import type { HeadArchitecture, HeadTrainer, OptimizerConfig, TrainerOptions } from './trainer.ts';
 
@@ -46,6 +47,8 @@ export interface TrainHeadCommand {
   readonly json: boolean;
   /** No output at all (for callers that report themselves, such as sweep). */
   readonly quiet?: boolean;
+  /** Bytes of codes to hold in memory; beyond it they are read from a scratch file batch by batch. */
+  readonly maxMemory?: number;
 }
 
 /** All rows of a cache key as one table, whatever split they were stored under. */
@@ -64,12 +67,7 @@ export interface CodeTable {
 
 export async function readCodeTable(cache: FeatureCache, dataset?: string): Promise<CodeTable> {
   const all = await cache.readAll({ dataset });
-  if (dataset === undefined && all.datasets.length > 1) {
-    throw new UsageError(`${cache.dir} holds ${all.datasets.length} datasets (${all.datasets.join(', ')}): choose one with --dataset`);
-  }
-  if (dataset !== undefined && !all.datasets.includes(dataset)) {
-    throw new UsageError(`${cache.dir} has no dataset '${dataset}' (it has ${all.datasets.join(', ') || 'no rows'})`);
-  }
+  checkDataset(cache, all.datasets, dataset);
   const parts = [...all.splits.entries()];
   const n = parts.reduce((s, [, p]) => s + p.labels.length, 0);
   const codes = new Float32Array(n * all.dim);
@@ -121,7 +119,7 @@ function optimizerConfig(cmd: TrainHeadCommand): OptimizerConfig {
 }
 
 /** `balanced` (n / (classes · n_c), as scikit-learn and Keras users compute it), `none`, or `cat=1,dog=3`. */
-export function classWeightsFor(spec: string, classes: readonly string[], train: LabelledCodes): Float32Array | null {
+export function classWeightsFor(spec: string, classes: readonly string[], train: { readonly y: Int32Array; readonly n: number }): Float32Array | null {
   if (spec === 'none') return null;
   if (spec === 'balanced') {
     const counts = new Float32Array(classes.length);
@@ -147,30 +145,33 @@ export async function createTrainer(choice: 'auto' | 'onnx' | 'tfjs', opts: Trai
   return backend.provider === 'tensorflow-gpu' ? createTfjsTrainer(opts) : createOnnxTrainer(opts);
 }
 
-export async function runTrainHead(cmd: TrainHeadCommand): Promise<{ dir: string; config: HeadConfig; history: readonly EpochStats[] }> {
+export async function runTrainHead(cmd: TrainHeadCommand): Promise<TrainHeadResult> {
   const { cache, viewsCache } = await withViews(await openCodes(cmd.codes, cmd.cacheRoot));
-  const table = await readCodeTable(cache, cmd.dataset);
-  const plan = planSplits(
-    table.labels.map((label, i) => ({ label, sha256: table.sha256[i], split: table.splits[i] })),
-    { val: cmd.val, test: cmd.test },
-  );
-  const classes = [...new Set(plan.train.map((i) => table.labels[i]))].sort();
-  if (classes.length < 2) throw new UsageError(`${cache.dir}: the training rows hold ${classes.length} class(es); a classifier needs at least two`);
-  // Row order follows the shard layout, which depends on flush timing and resumes; order rows by
-  // path so the same data and seed give the same head however it was extracted.
-  const byPath = (a: number, b: number) => (table.paths[a] < table.paths[b] ? -1 : table.paths[a] > table.paths[b] ? 1 : 0);
-  const trainImages = gather(table, [...plan.train].sort(byPath), classes);
-  // Views of training images only: a view of a validation image would leak it into training.
-  const views = viewsCache ? await trainingViews(viewsCache, table, plan.train, classes) : null;
-  const rawTrain = views ? concatLabelled(trainImages, views.codes, table.dim) : trainImages;
-  // Validation rows of a class the head never trained on cannot be scored; they are left out.
-  const rawValidation = gather(table, plan.validation.filter((i) => classes.includes(table.labels[i])).sort(byPath), classes);
-  const standardizer = cmd.standardize ? fitStandardizer(rawTrain.x, rawTrain.n, table.dim) : null;
-  const scaled = (d: LabelledCodes): LabelledCodes => (standardizer ? { ...d, x: standardize(standardizer, d.x, d.n) } : d);
-  const train = scaled(rawTrain);
-  const validation = scaled(rawValidation);
+  const data = await loadTrainingData(cache, viewsCache, {
+    dataset: cmd.dataset,
+    fractions: { val: cmd.val, test: cmd.test },
+    standardize: cmd.standardize,
+    maxMemoryBytes: cmd.maxMemory,
+    scratchDir: path.join(path.dirname(cache.dir), '.scratch', `train-head-${process.pid}-${Date.now()}`),
+  });
+  try {
+    return await trainOn(cmd, cache, viewsCache, data);
+  } finally {
+    await data.dispose();
+  }
+}
 
-  const architecture: HeadArchitecture = { inputDim: table.dim, hidden: cmd.hidden, dropout: cmd.dropout, classes: classes.length };
+export interface TrainHeadResult {
+  readonly dir: string;
+  readonly config: HeadConfig;
+  readonly history: readonly EpochStats[];
+  /** 'memory', or the scratch folder the codes were read from (--max-memory). */
+  readonly storage: string;
+}
+
+async function trainOn(cmd: TrainHeadCommand, cache: FeatureCache, viewsCache: FeatureCache | null, data: TrainingData): Promise<TrainHeadResult> {
+  const { classes, plan, train, validation, standardizer } = data;
+  const architecture: HeadArchitecture = { inputDim: data.dim, hidden: cmd.hidden, dropout: cmd.dropout, classes: classes.length };
   const optimizer = optimizerConfig(cmd);
   const trainer = await createTrainer(cmd.trainer, {
     architecture,
@@ -188,9 +189,10 @@ export async function runTrainHead(cmd: TrainHeadCommand): Promise<{ dir: string
     if (!quiet) console.log(line);
   };
   if (!cmd.json) {
-    log(`codes ${cache.key}: ${trainImages.n} train, ${validation.n} validation, ${plan.test.length} test rows (${describeSplits(plan)}), ${classes.length} classes`);
-    if (views) log(`augmented: + ${views.codes.n} views of the training images from ${viewsCache!.key}`);
-    log(`trainer: ${trainer.name} (${trainer.provider}); head ${[table.dim, ...cmd.hidden, classes.length].join(' → ')}, dropout ${cmd.dropout}, ${optimizer.kind} lr ${optimizer.lr}`);
+    log(`codes ${cache.key}: ${data.trainImages} train, ${validation.n} validation, ${plan.test.length} test rows (${describeSplits(plan)}), ${classes.length} classes`);
+    if (viewsCache) log(`augmented: + ${data.trainViews} views of the training images from ${viewsCache.key}`);
+    if (data.storage !== 'memory') log(`codes exceed --max-memory: read from ${data.storage} batch by batch`);
+    log(`trainer: ${trainer.name} (${trainer.provider}); head ${[data.dim, ...cmd.hidden, classes.length].join(' → ')}, dropout ${cmd.dropout}, ${optimizer.kind} lr ${optimizer.lr}`);
   }
   const live = !cmd.json && !quiet && process.stderr.isTTY;
   try {
@@ -204,6 +206,8 @@ export async function runTrainHead(cmd: TrainHeadCommand): Promise<{ dir: string
       seed: cmd.seed,
       classWeights,
       patience: cmd.patience,
+      // Within --max-memory, the batch buffers take a quarter of the budget at most.
+      bufferBytes: cmd.maxMemory !== undefined ? Math.max(1 << 20, Math.min(64 << 20, cmd.maxMemory / 4)) : undefined,
       onEpoch: (s) => {
         if (cmd.json) {
           print(JSON.stringify({ event: 'epoch', ...s }));
@@ -222,7 +226,7 @@ export async function runTrainHead(cmd: TrainHeadCommand): Promise<{ dir: string
       classes,
       cacheKey: cache.key,
       codeSpec: cache.spec,
-      dataset: table.dataset,
+      dataset: data.dataset,
       training: {
         trainer: `${trainer.name} (${trainer.provider})`,
         optimizer,
@@ -233,8 +237,8 @@ export async function runTrainHead(cmd: TrainHeadCommand): Promise<{ dir: string
         seed: cmd.seed,
         patience: cmd.patience,
         classWeights: classWeights ? [...classWeights] : null,
-        splits: { source: plan.source, fractions: { val: cmd.val, test: cmd.test }, train: trainImages.n, validation: validation.n, test: plan.test.length },
-        augmented: views && viewsCache ? { key: viewsCache.key, ...viewsCache.spec.augment!, rows: views.codes.n } : null,
+        splits: { source: plan.source, fractions: { val: cmd.val, test: cmd.test }, train: data.trainImages, validation: validation.n, test: plan.test.length },
+        augmented: viewsCache ? { key: viewsCache.key, ...viewsCache.spec.augment!, rows: data.trainViews } : null,
       },
       bestEpoch: result.bestEpoch,
       metrics: { valLoss: last.valLoss, valAcc: last.valAcc, trainAcc: last.acc },
@@ -251,7 +255,7 @@ export async function runTrainHead(cmd: TrainHeadCommand): Promise<{ dir: string
       );
       print(`head saved to ${out}`);
     }
-    return { dir: out, config, history: result.history };
+    return { dir: out, config, history: result.history, storage: data.storage };
   } finally {
     await trainer.dispose();
   }
@@ -269,27 +273,6 @@ async function withViews(opened: FeatureCache): Promise<{ cache: FeatureCache; v
     throw new UsageError(`${opened.dir} holds augmented views, but the images' own codes (${imagesKey}) are not in ${root}: run extract again`);
   }
   return { cache: await FeatureCache.open(root, imagesKey), viewsCache: opened };
-}
-
-/** Every cached view of the training images, ordered by path then view index. */
-async function trainingViews(viewsCache: FeatureCache, images: CodeTable, train: readonly number[], classes: readonly string[]): Promise<{ codes: LabelledCodes }> {
-  const views = await readCodeTable(viewsCache, images.dataset ?? undefined);
-  const rowKey = (t: CodeTable, i: number) => `${t.sha256[i]}\u0000${t.paths[i]}\u0000${t.labels[i]}`;
-  const wanted = new Set(train.map((i) => rowKey(images, i)));
-  const rows = [...views.paths.keys()]
-    .filter((i) => wanted.has(rowKey(views, i)))
-    .sort((a, b) => (views.paths[a] < views.paths[b] ? -1 : views.paths[a] > views.paths[b] ? 1 : views.views[a] - views.views[b]));
-  return { codes: gather(views, rows, classes) };
-}
-
-function concatLabelled(a: LabelledCodes, b: LabelledCodes, dim: number): LabelledCodes {
-  const x = new Float32Array((a.n + b.n) * dim);
-  x.set(a.x.subarray(0, a.n * dim));
-  x.set(b.x.subarray(0, b.n * dim), a.n * dim);
-  const y = new Int32Array(a.n + b.n);
-  y.set(a.y);
-  y.set(b.y, a.n);
-  return { x, y, n: a.n + b.n };
 }
 
 function describeSplits(plan: SplitPlan): string {
