@@ -261,6 +261,31 @@ async function main(): Promise<void> {
       },
     )
     .command(
+      'advise',
+      'which of the four transfer-learning cases is your data? measures size and likeness to ImageNet, says what to run',
+      (y) =>
+        engineOptions(y)
+          .option('data', { type: 'string', demandOption: true, describe: 'folder or manifest, as for extract' })
+          .option('sample', { type: 'number', default: 64, describe: "images run through the backbone's ImageNet classifier" })
+          .option('seed', { type: 'number', default: 0, describe: 'which images are sampled' })
+          .option('json', { type: 'boolean', default: false }),
+      async (argv) => {
+        const { adviseDataset, ADVICE_LOAD_CUTS } = await import('./advise/advise.ts');
+        const { formatAdvice } = await import('./advise/format-advice.ts');
+        const backbone = await loadBackbone(argv.backbone, { weights: argv.weights, cuts: [...ADVICE_LOAD_CUTS] });
+        const advice = await adviseDataset({
+          data: argv.data,
+          backbone,
+          engine: argv.engine as EngineChoice,
+          device: argv.device as DeviceChoice,
+          cacheDir: argv.cache,
+          sample: argv.sample,
+          seed: argv.seed,
+        });
+        console.log(argv.json ? JSON.stringify(advice, null, 2) : formatAdvice(advice));
+      },
+    )
+    .command(
       'sweep',
       'which cut suits your data? extracts several cuts in one pass, trains a head on each, ranks them',
       (y) =>

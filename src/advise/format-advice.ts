@@ -65,7 +65,7 @@ export function formatAdvice(a: Advice): string {
     out.push('', 'Notes:');
     for (const n of a.notes) out.push(`  - ${n}`);
   }
-  if ([...a.commands, ...a.alternatives].some((c) => c.upcoming)) out.push('', '(*) uses a command or option added alongside advise (fine-tune, sweep, extract --augment); see bottleneck --help');
+  if ([...a.commands, ...a.alternatives].some((c) => c.upcoming)) out.push('', '(*) fine-tune is being added alongside advise; if your bottleneck lacks it, see bottleneck --help');
   return out.join('\n');
 }
 
