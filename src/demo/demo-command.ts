@@ -16,8 +16,8 @@ import { formatReport } from '../evaluate/format-report.ts';
 import { writeHtmlReport } from '../evaluate/report-html.ts';
 import { loadDataset } from '../extract/dataset.ts';
 import { progressSink } from '../extract/progress-reporter.ts';
-import { runExtract } from '../extract/run-extract.ts';
-import { runTrainHead } from '../train-head/train-command.ts';
+import { DEFAULT_EXTRACT_SETTINGS, runExtract } from '../extract/run-extract.ts';
+import { DEFAULT_HEAD_TRAINING, runTrainHead } from '../train-head/train-command.ts';
 import { UsageError } from '../util/errors.ts';
 import { generateShapesDataset } from './shapes-dataset.ts';
 
@@ -53,10 +53,7 @@ export async function runDemo(cmd: DemoCommand): Promise<void> {
     datasetRoot: dataset.root,
     backbone,
     cut,
-    resize: 'squash',
-    interpolation: 'linear',
-    background: [255, 255, 255],
-    dtype: 'float32',
+    ...DEFAULT_EXTRACT_SETTINGS,
     batch: 8,
     concurrency: 4,
     engine: cmd.engine,
@@ -68,26 +65,7 @@ export async function runDemo(cmd: DemoCommand): Promise<void> {
   log(`extract: ${extracted.new} new, ${extracted.reused} cached codes in ${extracted.seconds.toFixed(1)} s → ${extracted.path}`);
 
   const headDir = path.resolve(cmd.out, 'head');
-  await runTrainHead({
-    codes: extracted.path,
-    cacheRoot: cmd.cacheRoot,
-    out: headDir,
-    hidden: [256],
-    dropout: 0.5,
-    optimizer: 'adam',
-    momentum: 0,
-    batch: 32,
-    epochs: cmd.epochs,
-    l2: 0,
-    classWeights: 'none',
-    seed: 0,
-    patience: null,
-    val: 0.2,
-    test: 0,
-    trainer: 'auto',
-    standardize: false,
-    json: false,
-  });
+  await runTrainHead({ ...DEFAULT_HEAD_TRAINING, codes: extracted.path, cacheRoot: cmd.cacheRoot, out: headDir, epochs: cmd.epochs });
 
   const report = await runEvaluate({ head: headDir, cacheRoot: path.resolve(cmd.cacheRoot), batch: 8, concurrency: 4, engine: cmd.engine, device: cmd.device });
   console.log(`\n${formatReport(report, { mistakes: 5 })}`);

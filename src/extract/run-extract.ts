@@ -109,6 +109,17 @@ export interface ExtractSummary {
   readonly interrupted: boolean;
 }
 
+/**
+ * The decoding and storage every command uses unless told otherwise (extract's flag defaults),
+ * for commands that extract on the user's behalf (demo, sweep).
+ */
+export const DEFAULT_EXTRACT_SETTINGS = {
+  resize: 'squash',
+  interpolation: 'linear',
+  background: [255, 255, 255],
+  dtype: 'float32',
+} as const satisfies Pick<ExtractOptions, 'resize' | 'interpolation' | 'background' | 'dtype'>;
+
 /** One forward pass's worth of input: an image (view 0) or one of its augmented views. */
 interface Job {
   readonly item: DatasetItem;

@@ -12,8 +12,8 @@ import { loadBackbone } from '../backbones/zoo.ts';
 import type { DeviceChoice, EngineChoice } from '../engines/engine.ts';
 import { loadDataset } from '../extract/dataset.ts';
 import { progressSink } from '../extract/progress-reporter.ts';
-import { runExtract } from '../extract/run-extract.ts';
-import { runTrainHead } from '../train-head/train-command.ts';
+import { DEFAULT_EXTRACT_SETTINGS, runExtract } from '../extract/run-extract.ts';
+import { DEFAULT_HEAD_TRAINING, runTrainHead } from '../train-head/train-command.ts';
 import { UsageError } from '../util/errors.ts';
 
 export interface SweepCommand {
@@ -73,10 +73,7 @@ export async function runSweep(cmd: SweepCommand): Promise<SweepResult> {
     backbone,
     cut: cuts[0],
     moreCuts: cuts.slice(1),
-    resize: 'squash',
-    interpolation: 'linear',
-    background: [255, 255, 255],
-    dtype: 'float32',
+    ...DEFAULT_EXTRACT_SETTINGS,
     batch: cmd.batch,
     concurrency: cmd.concurrency,
     engine: cmd.engine,
@@ -90,26 +87,18 @@ export async function runSweep(cmd: SweepCommand): Promise<SweepResult> {
     const head = path.resolve(cmd.out, c.key);
     const started = performance.now();
     const { config } = await runTrainHead({
+      ...DEFAULT_HEAD_TRAINING,
       codes: c.path,
       cacheRoot: cmd.cacheRoot,
       out: head,
       hidden: cmd.hidden,
       dropout: cmd.hidden.length > 0 ? 0.5 : 0,
-      optimizer: 'adam',
-      momentum: 0,
-      batch: 32,
       epochs: cmd.epochs,
-      l2: 0,
-      classWeights: 'none',
       seed: cmd.seed,
-      patience: null,
       val: cmd.val,
-      test: 0,
-      trainer: 'auto',
       // Cuts differ in scale by orders of magnitude; standardising puts every cut on equal terms.
       standardize: true,
       dataset: dataset.name,
-      json: false,
       quiet: true,
     });
     const row: SweepRow = {

@@ -27,7 +27,6 @@ import {
   carryInName,
   carryOutName,
   DEFAULT_CHUNK_ELEMENTS,
-  type DenseLayout,
   LOSS,
   LOSSES,
   maskName,

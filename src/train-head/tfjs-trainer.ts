@@ -35,7 +35,6 @@ import { checkHeadParams, denseShapes, type DenseShape } from './head-init.ts';
 import type {
   DenseParams,
   HeadArchitecture,
-  HeadParams,
   HeadTrainer,
   OptimizerConfig,
   TrainBatch,

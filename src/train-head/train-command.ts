@@ -5,7 +5,6 @@
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import type { Split } from '../cache/code-rows.ts';
 import { cacheKey } from '../cache/code-spec.ts';
 import { FeatureCache } from '../cache/feature-cache.ts';
 import { tfBackend } from '../engines/tfjs-backend.ts';
@@ -17,7 +16,7 @@ import { initHeadParams } from './head-init.ts';
 import { createOnnxTrainer } from './onnx-trainer.ts';
 import type { SplitPlan } from './splits.ts';
 import { foldStandardizer } from './standardize.ts';
-import { checkDataset, loadTrainingData, type TrainingData } from './training-rows.ts';
+import { checkDataset, loadTrainingData, type RowIndex, type TrainingData } from './training-rows.ts';
 import { createTfjsTrainer } from './tfjs-trainer.ts';
 import type { HeadArchitecture, HeadTrainer, OptimizerConfig, TrainerOptions } from './trainer.ts';
 
@@ -52,18 +51,31 @@ export interface TrainHeadCommand {
 }
 
 /** All rows of a cache key as one table, whatever split they were stored under. */
-export interface CodeTable {
-  /** The dataset the rows belong to (null when the key holds no rows). */
-  readonly dataset: string | null;
+export interface CodeTable extends RowIndex {
   readonly codes: Float32Array;
-  readonly dim: number;
-  readonly labels: readonly string[];
-  readonly sha256: readonly string[];
-  readonly paths: readonly string[];
-  readonly splits: readonly (Split | null)[];
-  /** Augmented-view index per row (0 for the images themselves). */
-  readonly views: readonly number[];
 }
+
+/**
+ * The Keras blog's head and settings (the CLI's defaults), for commands that train a head on
+ * the user's behalf (demo, sweep) and say so.
+ */
+export const DEFAULT_HEAD_TRAINING = {
+  hidden: [256],
+  dropout: 0.5,
+  optimizer: 'adam',
+  momentum: 0,
+  batch: 32,
+  epochs: 50,
+  l2: 0,
+  classWeights: 'none',
+  seed: 0,
+  patience: null,
+  val: 0.2,
+  test: 0,
+  trainer: 'auto',
+  standardize: false,
+  json: false,
+} as const satisfies Omit<TrainHeadCommand, 'codes' | 'cacheRoot'>;
 
 export async function readCodeTable(cache: FeatureCache, dataset?: string): Promise<CodeTable> {
   const all = await cache.readAll({ dataset });
