@@ -4,6 +4,7 @@
  *
  *   npm run bench:train-head                        # 50 epochs at 4096-d and 25,088-d
  *   npm run bench:train-head -- --epochs 5 --skip-tfjs
+ *   npm run bench:train-head -- --dims 4096 --skip-tfjs --skip-torch --also-optimizers sgd,momentum
  *
  * Random codes are fine: the cost does not depend on the values.
  */
@@ -16,7 +17,7 @@ import { fit } from '../src/train-head/fit.ts';
 import { initHeadParams } from '../src/train-head/head-init.ts';
 import { createOnnxTrainer } from '../src/train-head/onnx-trainer.ts';
 import { createTfjsTrainer } from '../src/train-head/tfjs-trainer.ts';
-import type { HeadArchitecture, HeadTrainer, TrainerOptions } from '../src/train-head/trainer.ts';
+import type { HeadArchitecture, HeadTrainer, OptimizerConfig, TrainerOptions } from '../src/train-head/trainer.ts';
 
 const run = promisify(execFile);
 const ROOT = path.resolve(import.meta.dirname, '..');
@@ -29,8 +30,17 @@ const { values: args } = parseArgs({
     'tfjs-epochs': { type: 'string', default: '1' },
     'skip-tfjs': { type: 'boolean', default: false },
     'skip-torch': { type: 'boolean', default: false },
+    /** Also time the onnx trainer with these optimizers (the comparison is Adam's). */
+    'also-optimizers': { type: 'string', default: '' },
   },
 });
+
+const OPTIMIZERS: Record<string, OptimizerConfig> = {
+  adam: { kind: 'adam', lr: 1e-3, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 },
+  sgd: { kind: 'sgd', lr: 1e-2, momentum: 0 },
+  momentum: { kind: 'sgd', lr: 1e-2, momentum: 0.9 },
+  rmsprop: { kind: 'rmsprop', lr: 1e-3, rho: 0.9, epsilon: 1e-7 },
+};
 
 interface Row {
   readonly dim: number;
@@ -39,14 +49,20 @@ interface Row {
   readonly epochs: number;
 }
 
-async function ours(create: (o: TrainerOptions) => Promise<HeadTrainer>, dim: number, rows: number, epochs: number): Promise<{ perEpoch: number; name: string }> {
+async function ours(
+  create: (o: TrainerOptions) => Promise<HeadTrainer>,
+  dim: number,
+  rows: number,
+  epochs: number,
+  optimizer: OptimizerConfig = OPTIMIZERS.adam,
+): Promise<{ perEpoch: number; name: string }> {
   const architecture: HeadArchitecture = { inputDim: dim, hidden: [256], dropout: 0.5, classes: 2 };
   const random = mulberry32(1);
   const x = Float32Array.from({ length: rows * dim }, () => random());
   const y = Int32Array.from({ length: rows }, () => (random() < 0.5 ? 0 : 1));
   const trainer = await create({
     architecture,
-    training: { optimizer: { kind: 'adam', lr: 1e-3, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 }, l2: 0 },
+    training: { optimizer, l2: 0 },
     initial: initHeadParams(architecture, 1),
     maxBatch: 256,
   });
@@ -75,6 +91,11 @@ const rows = Number(args.rows);
 for (const dim of args.dims!.split(',').map(Number)) {
   const onnx = await ours(createOnnxTrainer, dim, rows, epochs);
   results.push({ dim, name: onnx.name, secondsPerEpoch: onnx.perEpoch, epochs });
+  for (const opt of args['also-optimizers']!.split(',').filter(Boolean)) {
+    if (!OPTIMIZERS[opt]) throw new Error(`--also-optimizers: unknown '${opt}' (${Object.keys(OPTIMIZERS).join(', ')})`);
+    const other = await ours(createOnnxTrainer, dim, rows, epochs, OPTIMIZERS[opt]);
+    results.push({ dim, name: `${other.name}, ${opt}`, secondsPerEpoch: other.perEpoch, epochs });
+  }
   if (!args['skip-tfjs']) {
     const tfjsEpochs = Number(args['tfjs-epochs']);
     const tfjs = await ours(createTfjsTrainer, dim, rows, tfjsEpochs);
@@ -97,8 +118,9 @@ for (const r of results) {
   const ratio = ref ? `${(ref.secondsPerEpoch / r.secondsPerEpoch).toFixed(2)}×` : '-';
   console.log(`| ${r.dim}-d | ${r.name} | ${r.epochs} | ${r.secondsPerEpoch.toFixed(3)} | ${(r.secondsPerEpoch * 50).toFixed(1)} | ${r.name.startsWith('PyTorch') ? '1.00×' : ratio} |`);
 }
-const onnx4096 = results.find((r) => r.dim === 4096 && r.name.startsWith('onnx'));
-const onnxBig = results.find((r) => r.dim === 25088 && r.name.startsWith('onnx'));
+const isAdamOnnx = (r: Row) => r.name.startsWith('onnx') && !r.name.includes(', ');
+const onnx4096 = results.find((r) => r.dim === 4096 && isAdamOnnx(r));
+const onnxBig = results.find((r) => r.dim === 25088 && isAdamOnnx(r));
 const torchBig = results.find((r) => r.dim === 25088 && r.name.startsWith('PyTorch'));
 if (onnx4096) console.log(`\n4096-d, 50 epochs: ${(onnx4096.secondsPerEpoch * 50).toFixed(1)} s (target ≤ 10 s: ${onnx4096.secondsPerEpoch * 50 <= 10 ? 'met' : 'NOT met'})`);
 if (onnxBig && torchBig) {

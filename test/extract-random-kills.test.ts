@@ -1,0 +1,137 @@
+/**
+ * The CI cut of bench/faults.ts: SIGKILL extract at 5 seeded random points (two in start-up,
+ * three mid-extraction, shortly after the run's first new shard), resume, and end with exactly
+ * the rows of a clean run. Complements extract-crash.test.ts, whose kills land at fixed shard
+ * counts. BOTTLENECK_FAULTS_SEED=N replays another sequence of kill points.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rowCount, rowIdentity } from '../src/cache/code-rows.ts';
+import { FeatureCache } from '../src/cache/feature-cache.ts';
+import { decodeShard } from '../src/cache/shard-format.ts';
+import { makeDataset } from './helpers/make-dataset.ts';
+import { REPO_ROOT } from './helpers/shared.ts';
+
+const BIN = path.join(REPO_ROOT, 'bin', 'bottleneck');
+const IMAGES = 60;
+const SEED = Number(process.env.BOTTLENECK_FAULTS_SEED ?? 1);
+let tmp: string;
+let data: string;
+
+beforeAll(async () => {
+  tmp = await mkdtemp(path.join(os.tmpdir(), 'bottleneck-kills-'));
+  data = path.join(tmp, 'data');
+  await makeDataset(data, { classes: ['a', 'b', 'c'], perClass: IMAGES / 3, seed: 7 });
+});
+afterAll(() => rm(tmp, { recursive: true, force: true }));
+
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
+const args = (cacheRoot: string) => ['extract', data, '--backbone', 'tiny-vgg-random', '--engine', 'onnx', '--device', 'cpu', '--batch', '2', '--flush-seconds', '0', '--json', '--cache', cacheRoot];
+
+const shardFiles = (cacheRoot: string): string[] => {
+  if (!existsSync(cacheRoot)) return [];
+  return readdirSync(cacheRoot)
+    .filter((d) => d.startsWith('tiny-vgg-random'))
+    .flatMap((d) => readdirSync(path.join(cacheRoot, d)).filter((f) => /^codes-.*\.arrow$/.test(f)).map((f) => path.join(cacheRoot, d, f)));
+};
+
+interface Attempt {
+  readonly killed: boolean;
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs extract; with `kill`, SIGKILLs it `delayMs` after the spawn or after its first new shard. */
+function run(cacheRoot: string, kill?: { anchor: 'spawn' | 'shard'; delayMs: number }): Promise<Attempt> {
+  return new Promise((resolve) => {
+    const before = new Set(shardFiles(cacheRoot));
+    const child = spawn(BIN, args(cacheRoot), { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    let killed = false;
+    let timer: NodeJS.Timeout | undefined;
+    const arm = (ms: number) => (timer = setTimeout(() => (killed = child.kill('SIGKILL')), ms));
+    if (kill?.anchor === 'spawn') arm(kill.delayMs);
+    const poll = setInterval(() => {
+      if (kill?.anchor !== 'shard' || timer) return;
+      if (shardFiles(cacheRoot).some((f) => !before.has(f))) arm(kill.delayMs);
+    }, 2);
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      clearInterval(poll);
+      resolve({ killed: killed && signal === 'SIGKILL', code, stdout, stderr });
+    });
+  });
+}
+
+/** Rows on disk right now, shard by shard: every shard must decode, no row twice. */
+async function rowsOnDisk(cacheRoot: string): Promise<{ rows: number; unique: number }> {
+  const ids = new Set<string>();
+  let rows = 0;
+  for (const file of shardFiles(cacheRoot)) {
+    const { rows: r } = decodeShard(await readFile(file), file);
+    for (let i = 0; i < rowCount(r); i++, rows++) ids.add(rowIdentity(r.sha256[i], r.dataset[i], r.path[i], r.label[i], r.split[i], r.view?.[i] ?? 0));
+  }
+  return { rows, unique: ids.size };
+}
+
+async function codesByPath(cacheRoot: string): Promise<{ count: number; byPath: Map<string, string> }> {
+  const key = readdirSync(cacheRoot).find((d) => d.startsWith('tiny-vgg-random'))!;
+  const all = await (await FeatureCache.open(cacheRoot, key)).readAll();
+  const rows = all.splits.get('none')!;
+  const byPath = new Map<string, string>();
+  rows.paths.forEach((p, i) => byPath.set(p, `${rows.sha256[i]} ${rows.labels[i]} ${Buffer.from(rows.codes.slice(i * all.dim, (i + 1) * all.dim).buffer).toString('hex')}`));
+  return { count: rows.paths.length, byPath };
+}
+
+describe('extract survives SIGKILL at random points', () => {
+  it(`resumes after 5 kills at seeded random points (seed ${SEED}), ending with exactly the rows of a clean run`, async () => {
+    const clean = path.join(tmp, 'clean');
+    const first = await run(clean);
+    expect(first.code, first.stderr).toBe(0);
+    const expected = await codesByPath(clean);
+    expect(expected.count).toBe(IMAGES);
+
+    const random = prng(SEED);
+    // Two kills in start-up (node, lock, sweep, index, ONNX model), three just after a shard lands.
+    const plan = [0, 1, 2, 3, 4].map((i) => (i === 1 || i === 3 ? { anchor: 'spawn' as const, delayMs: Math.round(random() * 1500) } : { anchor: 'shard' as const, delayMs: Math.round(random() * 40) }));
+    const killed = path.join(tmp, 'killed');
+    const log: string[] = [];
+    let kills = 0;
+    for (const kill of plan) {
+      const attempt = await run(killed, kill);
+      // Killed, or done before the kill came: anything else (a lock refusal, a crash) is a failure.
+      expect(attempt.killed || attempt.code === 0, `${kill.anchor} + ${kill.delayMs} ms: exit ${attempt.code}\n${attempt.stderr}`).toBe(true);
+      if (attempt.killed) kills++;
+      const onDisk = await rowsOnDisk(killed);
+      expect(onDisk.unique, 'a row stored twice after a kill').toBe(onDisk.rows);
+      log.push(`${kill.anchor} + ${kill.delayMs} ms: ${attempt.killed ? 'killed' : 'finished'}, ${onDisk.rows} rows on disk`);
+    }
+    expect(kills, log.join('\n')).toBeGreaterThanOrEqual(3);
+
+    const resumed = await run(killed);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    const actual = await codesByPath(killed);
+    expect(actual.count).toBe(IMAGES); // each row once
+    expect(actual.byPath).toEqual(expected.byPath); // the same rows, byte-identical codes
+    const keyDir = path.dirname(shardFiles(killed)[0]);
+    expect(readdirSync(keyDir).filter((f) => f.endsWith('.tmp') || f.startsWith('.lock'))).toEqual([]);
+  }, 60_000);
+});
