@@ -5,12 +5,16 @@
  *
  *   node --import tsx bench/soak.ts                     # 20,000 images of 48×48
  *   node --import tsx bench/soak.ts --images 2000       # a quick look
- *   node --import tsx --expose-gc bench/soak.ts         # also collect garbage before the start and end samples
  *
  * The images (PNG and JPEG alternately, each distinct: a gradient, a few rectangles and seeded
  * noise) are generated once, in parallel batches, into a folder of the system temp dir named
  * after the parameters; re-runs reuse it (`--regenerate` to make it again). The cache is a
  * fresh temp folder, removed afterwards unless --keep.
+ *
+ * Garbage is collected (and 1 s left to settle) before the start and end samples, so the end
+ * RSS is what the run left behind, not the last flush's garbage: rows are buffered for
+ * --flush-seconds, and a flush holds them about three times over (rows, concatenated, encoded),
+ * so RSS is a sawtooth of that height during the run.
  *
  * Verdicts:
  *   - RSS flat: the end RSS ≤ 1.25 × the RSS after warm-up (the first sample with 10% done);
@@ -28,6 +32,8 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import sharp from 'sharp';
 import { loadBackbone } from '../src/backbones/zoo.ts';
 import { loadDataset } from '../src/extract/dataset.ts';
@@ -129,7 +135,14 @@ interface Sample {
 
 const mb = (bytes: number) => Math.round((bytes / 2 ** 20) * 10) / 10;
 const fdCount = () => readdirSync('/proc/self/fd').length;
-const gc = (globalThis as { gc?: () => void }).gc;
+/** global.gc without --expose-gc on the command line. */
+v8.setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+const settle = async () => {
+  gc();
+  await new Promise((r) => setTimeout(r, 1000));
+  gc();
+};
 
 /** Images done at time t, interpolated between samples. */
 function doneAt(samples: readonly Sample[], t: number): number {
@@ -147,7 +160,7 @@ async function main(): Promise<number> {
   try {
     const ds = await loadDataset(data);
     const backbone = await loadBackbone('tiny-vgg-random');
-    gc?.();
+    await settle();
     const samples: Sample[] = [];
     let progress: ExtractProgress = { done: 0, total: ds.items.length, computed: 0, reused: 0, failed: 0, seconds: 0 };
     let firstDoneAt: number | undefined;
@@ -195,7 +208,8 @@ async function main(): Promise<number> {
       },
     });
     clearInterval(timer);
-    gc?.();
+    sample(); // the last flush's garbage still held
+    await settle();
     sample();
     const end = samples.at(-1)!;
     const start = samples[0];
@@ -204,8 +218,10 @@ async function main(): Promise<number> {
     const warm = samples.find((s) => s.done >= 0.1 * IMAGES) ?? samples[1] ?? start;
     const peakRss = samples.reduce((a, s) => (s.rssMb > a.rssMb ? s : a));
     const rssFlat = end.rssMb <= 1.25 * warm.rssMb;
-    const after = samples.filter((s) => s.t >= warm.t && s !== end);
+    const after = samples.slice(0, -2).filter((s) => s.t >= warm.t);
     const slope = linearSlope(after.map((s) => [s.done, s.rssMb]));
+    /** Median RSS of the samples in each fifth of the images: the trend under the flush sawtooth. */
+    const fifths = [0, 1, 2, 3, 4].map((f) => median(samples.slice(1, -2).filter((s) => s.done >= (f * IMAGES) / 5 && s.done < ((f + 1) * IMAGES) / 5).map((s) => s.rssMb)));
     // File descriptors
     const peakFds = Math.max(...samples.map((s) => s.fds));
     const mid = samples.filter((s) => s.done >= 0.1 * IMAGES && s.done <= 0.5 * IMAGES);
@@ -229,9 +245,10 @@ async function main(): Promise<number> {
     });
     console.log(
       `\nextract: ${summary.images} images, ${summary.new} new, ${summary.reused} reused, ${summary.failed} failed in ${summary.seconds.toFixed(1)} s ` +
-        `(${(summary.images / summary.seconds).toFixed(0)} img/s overall), ${samples.length} samples every ${INTERVAL} ms${gc ? ', gc before start and end samples' : ''}`,
+        `(${(summary.images / summary.seconds).toFixed(0)} img/s overall), ${samples.length} samples every ${INTERVAL} ms`,
     );
     console.log(`RSS MB:      start ${start.rssMb}, after warm-up ${warm.rssMb} (${warm.done} done), peak ${peakRss.rssMb} (at ${peakRss.done} done), end ${end.rssMb}; slope after warm-up ${(slope * 1000).toFixed(2)} MB per 1000 images`);
+    console.log(`RSS MB:      median per fifth of the images ${fifths.map((m) => (Number.isNaN(m) ? '-' : m.toFixed(0))).join(' / ')}; last flush's garbage ${samples.at(-2)!.rssMb} before gc`);
     console.log(`open fds:    start ${start.fds}, after warm-up ${warm.fds}, peak ${peakFds}, end ${end.fds}`);
     console.log(`throughput:  first 20% ${firstRate.toFixed(0)} img/s, last 20% ${lastRate.toFixed(0)} img/s, ratio ${ratio.toFixed(2)} (extraction ${span.toFixed(1)} s)`);
     console.log(`verdict: RSS flat (end ≤ 1.25 × after warm-up): ${rssFlat ? 'yes' : 'no'} (${(end.rssMb / warm.rssMb).toFixed(2)}×)`);
@@ -244,14 +261,14 @@ async function main(): Promise<number> {
       `${JSON.stringify(
         {
           when: new Date().toISOString(),
-          params: { images: IMAGES, size: SIZE, classes: CLASSES, seed: SEED, batch: Number(args.batch), concurrency: Number(args.concurrency), flushSeconds: Number(args['flush-seconds']), intervalMs: INTERVAL, gc: Boolean(gc) },
+          params: { images: IMAGES, size: SIZE, classes: CLASSES, seed: SEED, batch: Number(args.batch), concurrency: Number(args.concurrency), flushSeconds: Number(args['flush-seconds']), intervalMs: INTERVAL },
           host: { cpus: os.cpus().length, node: process.version, loadavg: os.loadavg(), ortDisableTelemetry: process.env.ORT_DISABLE_TELEMETRY ?? null },
           summary: {
             images: summary.images,
             new: summary.new,
             failed: summary.failed,
             seconds: summary.seconds,
-            rssMb: { start: start.rssMb, afterWarmUp: warm.rssMb, peak: peakRss.rssMb, end: end.rssMb, slopeMbPer1000: slope * 1000 },
+            rssMb: { start: start.rssMb, afterWarmUp: warm.rssMb, peak: peakRss.rssMb, end: end.rssMb, endBeforeGc: samples.at(-2)!.rssMb, medianPerFifth: fifths, slopeMbPer1000: slope * 1000 },
             fds: { start: start.fds, afterWarmUp: warm.fds, peak: peakFds, end: end.fds },
             throughput: { firstImgPerSec: firstRate, lastImgPerSec: lastRate, ratio },
             verdicts: { rssFlat, fdsFlat, throughputOk },
@@ -268,6 +285,13 @@ async function main(): Promise<number> {
     if (args.keep) console.log(`kept the cache in ${cacheRoot}`);
     else await rm(cacheRoot, { recursive: true, force: true });
   }
+}
+
+function median(xs: readonly number[]): number {
+  if (xs.length === 0) return Number.NaN;
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 /** Least-squares slope of y over x. */

@@ -327,6 +327,49 @@ async function main(): Promise<void> {
       },
     )
     .command(
+      'fine-tune',
+      "train the backbone's last block with the head (Keras blog style), from cached codes below the block",
+      (y) =>
+        y
+          .option('head', { type: 'string', demandOption: true, describe: 'the trained head to start from' })
+          .option('out', { type: 'string', demandOption: true, describe: 'the fine-tuned head folder to write' })
+          .option('unfreeze', { type: 'string', describe: "the block to train, e.g. block5, fire9, inception_5b (default: the last block below the head's cut)" })
+          .option('data', { type: 'string', describe: "the images (default: the folder the head's codes came from)" })
+          .option('cache', { type: 'string', default: DEFAULT_CACHE, describe: 'cache folder' })
+          .option('weights', { type: 'string', describe: 'backbone weights, as extract takes them' })
+          .option('epochs', { type: 'number', default: 10 })
+          .option('lr', { type: 'number', default: 1e-4 })
+          .option('momentum', { type: 'number', default: 0.9 })
+          .option('batch', { type: 'number', default: 16 })
+          .option('augment', { type: 'number', default: 2, describe: 'cached augmented views per training image (0: none)' })
+          .option('seed', { type: 'number', default: 0 })
+          .option('engine', { choices: ['auto', 'onnx', 'tfjs'] as const, default: 'auto' as const, describe: 'runs the frozen part; training is TF.js' })
+          .option('device', { choices: ['auto', 'cpu', 'gpu'] as const, default: 'auto' as const })
+          .option('concurrency', { type: 'number', default: 4 })
+          .option('json', { type: 'boolean', default: false }),
+      async (argv) => {
+        const { runFineTune } = await import('./finetune/finetune.ts');
+        await runFineTune({
+          head: argv.head,
+          out: argv.out,
+          unfreeze: argv.unfreeze,
+          data: argv.data,
+          cacheRoot: argv.cache,
+          weights: argv.weights,
+          epochs: argv.epochs,
+          lr: argv.lr,
+          momentum: argv.momentum,
+          batch: argv.batch,
+          augment: argv.augment,
+          seed: argv.seed,
+          engine: argv.engine,
+          device: argv.device,
+          concurrency: argv.concurrency,
+          json: argv.json,
+        });
+      },
+    )
+    .command(
       'evaluate',
       "report a head's test accuracy: per-class precision/recall/F1, confusion matrix, worst mistakes",
       (y) =>

@@ -1,7 +1,8 @@
 /**
  * The CI cut of bench/faults.ts: SIGKILL extract at 5 seeded random points (two in start-up,
- * three mid-extraction, shortly after the run's first new shard), resume, and end with exactly
- * the rows of a clean run. Complements extract-crash.test.ts, whose kills land at fixed shard
+ * three mid-extraction: after a random number of this run's new shards, up to half of those
+ * still to come, plus a random 0-20 ms, so often mid-write), resume, and end with exactly the
+ * rows of a clean run. Complements extract-crash.test.ts, whose kills land at fixed shard
  * counts. BOTTLENECK_FAULTS_SEED=N replays another sequence of kill points.
  */
 import { spawn } from 'node:child_process';
@@ -56,8 +57,10 @@ interface Attempt {
   readonly stderr: string;
 }
 
-/** Runs extract; with `kill`, SIGKILLs it `delayMs` after the spawn or after its first new shard. */
-function run(cacheRoot: string, kill?: { anchor: 'spawn' | 'shard'; delayMs: number }): Promise<Attempt> {
+type Kill = { readonly anchor: 'spawn'; readonly delayMs: number } | { readonly anchor: 'shard'; readonly shards: number; readonly delayMs: number };
+
+/** Runs extract; with `kill`, SIGKILLs it `delayMs` after the spawn, or after its `shards`-th new shard. */
+function run(cacheRoot: string, kill?: Kill): Promise<Attempt> {
   return new Promise((resolve) => {
     const before = new Set(shardFiles(cacheRoot));
     const child = spawn(BIN, args(cacheRoot), { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -71,7 +74,7 @@ function run(cacheRoot: string, kill?: { anchor: 'spawn' | 'shard'; delayMs: num
     if (kill?.anchor === 'spawn') arm(kill.delayMs);
     const poll = setInterval(() => {
       if (kill?.anchor !== 'shard' || timer) return;
-      if (shardFiles(cacheRoot).some((f) => !before.has(f))) arm(kill.delayMs);
+      if (shardFiles(cacheRoot).filter((f) => !before.has(f)).length >= kill.shards) arm(kill.delayMs);
     }, 2);
     child.on('exit', (code, signal) => {
       clearTimeout(timer);
@@ -110,20 +113,28 @@ describe('extract survives SIGKILL at random points', () => {
     expect(expected.count).toBe(IMAGES);
 
     const random = prng(SEED);
-    // Two kills in start-up (node, lock, sweep, index, ONNX model), three just after a shard lands.
-    const plan = [0, 1, 2, 3, 4].map((i) => (i === 1 || i === 3 ? { anchor: 'spawn' as const, delayMs: Math.round(random() * 1500) } : { anchor: 'shard' as const, delayMs: Math.round(random() * 40) }));
     const killed = path.join(tmp, 'killed');
     const log: string[] = [];
     let kills = 0;
-    for (const kill of plan) {
+    let rows = 0;
+    for (let i = 0; i < 5; i++) {
+      // Kills 2 and 4 in start-up (node, lock, sweep, index, ONNX model), the others mid-extraction.
+      const toCome = (IMAGES - rows) / 2; // shards, at --batch 2
+      const kill: Kill =
+        i === 1 || i === 3
+          ? { anchor: 'spawn', delayMs: Math.round(random() * 1500) }
+          : { anchor: 'shard', shards: 1 + Math.floor(random() * Math.max(1, toCome / 2)), delayMs: Math.round(random() * 20) };
+      const label = kill.anchor === 'spawn' ? `spawn + ${kill.delayMs} ms` : `shard ${kill.shards} + ${kill.delayMs} ms`;
       const attempt = await run(killed, kill);
       // Killed, or done before the kill came: anything else (a lock refusal, a crash) is a failure.
-      expect(attempt.killed || attempt.code === 0, `${kill.anchor} + ${kill.delayMs} ms: exit ${attempt.code}\n${attempt.stderr}`).toBe(true);
+      expect(attempt.killed || attempt.code === 0, `${label}: exit ${attempt.code}\n${attempt.stderr}`).toBe(true);
       if (attempt.killed) kills++;
       const onDisk = await rowsOnDisk(killed);
       expect(onDisk.unique, 'a row stored twice after a kill').toBe(onDisk.rows);
-      log.push(`${kill.anchor} + ${kill.delayMs} ms: ${attempt.killed ? 'killed' : 'finished'}, ${onDisk.rows} rows on disk`);
+      rows = onDisk.rows;
+      log.push(`${label}: ${attempt.killed ? 'killed' : 'finished'}, ${onDisk.rows} rows on disk`);
     }
+    console.log(log.join("\n"));
     expect(kills, log.join('\n')).toBeGreaterThanOrEqual(3);
 
     const resumed = await run(killed);

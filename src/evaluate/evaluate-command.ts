@@ -7,12 +7,12 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { loadBackbone } from '../backbones/zoo.ts';
 import { FeatureCache } from '../cache/feature-cache.ts';
 import type { DeviceChoice, EngineChoice } from '../engines/engine.ts';
 import { loadDataset } from '../extract/dataset.ts';
 import { progressSink } from '../extract/progress-reporter.ts';
 import { runExtract } from '../extract/run-extract.ts';
+import { loadHeadBackbone } from '../predict/head-backbone.ts';
 import type { EpochStats } from '../train-head/fit.ts';
 import { loadHead, type Head } from '../train-head/head-folder.ts';
 import { createHeadPredictor } from '../train-head/head-predictor.ts';
@@ -100,7 +100,7 @@ async function extractedRows(head: Head, cmd: EvaluateCommand): Promise<Selectio
   const spec = head.config.codeSpec;
   const dataset = await loadDataset(cmd.data!);
   const cut = { layer: spec.layer, ...(spec.pool ? { pool: spec.pool } : {}) };
-  const backbone = await loadBackbone(spec.backbone, { weights: cmd.weights, cuts: [cut] });
+  const backbone = await loadHeadBackbone(head, { weights: cmd.weights });
   const sink = progressSink(cmd.quiet ? 'none' : 'bar');
   const summary = await runExtract({
     items: dataset.items,

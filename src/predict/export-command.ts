@@ -5,11 +5,11 @@
 import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { loadBackbone } from '../backbones/zoo.ts';
 import { loadHead, type Head } from '../train-head/head-folder.ts';
 import { writeFileAtomic } from '../util/atomic-file.ts';
 import { ONNX_INPUT } from '../engines/onnx-model.ts';
 import { EXPORTED_OUTPUT, exportOnnx } from './export-onnx.ts';
+import { loadHeadBackbone } from './head-backbone.ts';
 import { PROBABILITIES, stitchHead } from './stitch-head.ts';
 import type { Backbone } from '../backbones/backbone.ts';
 
@@ -49,8 +49,7 @@ export interface ExportedPreprocessing {
 
 export async function runExport(cmd: ExportCommand): Promise<{ files: string[] }> {
   const head = await loadHead(cmd.head);
-  const spec = head.config.codeSpec;
-  const backbone = await loadBackbone(spec.backbone, { weights: cmd.weights, cuts: [{ layer: spec.layer }] });
+  const backbone = await loadHeadBackbone(head, { weights: cmd.weights });
   const stitched = stitchHead(backbone, head);
   // A refused export (a layer the format lacks) leaves no empty folder behind.
   const created = !existsSync(cmd.out);

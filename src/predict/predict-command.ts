@@ -12,6 +12,7 @@ import { createEngine } from '../engines/select-engine.ts';
 import { loadHead } from '../train-head/head-folder.ts';
 import { UsageError } from '../util/errors.ts';
 import { classify, headClassifier, type Classifier, type ClassScore } from './classifier.ts';
+import { loadHeadBackbone } from './head-backbone.ts';
 import { expandImageInputs } from './image-inputs.ts';
 import { imagenetClassifier } from './imagenet.ts';
 import { IMAGENET_CLASS_COUNT, imagenetClasses } from './imagenet-classes.ts';
@@ -65,8 +66,7 @@ export async function runPredictCommand(cmd: PredictCommand): Promise<number> {
 
 async function openHeadClassifier(cmd: PredictCommand): Promise<Classifier> {
   const head = await loadHead(cmd.head!);
-  const spec = head.config.codeSpec;
-  const backbone = await loadBackbone(spec.backbone, { weights: cmd.weights, cuts: [{ layer: spec.layer }] });
+  const backbone = await loadHeadBackbone(head, { weights: cmd.weights });
   return headClassifier(backbone, head, { engine: cmd.engine, device: cmd.device, cacheDir: cmd.cacheRoot });
 }
 

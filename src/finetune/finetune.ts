@@ -1,0 +1,502 @@
+/**
+ * `bottleneck fine-tune --head DIR --unfreeze BLOCK`: the Keras blog's second step, "fine-tuning
+ * the top layers of a pre-trained network". It starts from a trained head (never a random head
+ * on the pretrained base), freezes everything below the block, and trains block + head with SGD
+ * (lr 1e-4, momentum 0.9) on cached augmented views.
+ *
+ * The frozen part runs once: the block's input (the frozen cut) is extracted into the cache,
+ * with K augmented views of each training image, and training reads those codes. Only the block
+ * and the head run in TF.js, forward and backward. The result is a head folder with the
+ * block's new weights beside it (backbone.safetensors); its code spec names the fine-tuned
+ * weights, and the codes of its images at the head's cut are written into that key, so
+ * predict, export and evaluate take it as any other head.
+ */
+import { existsSync, statSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import type { Tensor, Tensor2D } from '@tensorflow/tfjs';
+import type { Backbone } from '../backbones/backbone.ts';
+import { planGraph } from '../backbones/graph-plan.ts';
+import { subgraphFrom, type Subgraph } from '../backbones/subgraph.ts';
+import { readSafetensors, writeSafetensors } from '../backbones/weights/safetensors.ts';
+import type { WeightTensor } from '../backbones/weights.ts';
+import { mulberry32 } from '../backbones/zoo/random-weights.ts';
+import { acquireCacheLock } from '../cache/cache-lock.ts';
+import { rowIdentity } from '../cache/code-rows.ts';
+import { cacheKey, type CodeSpec } from '../cache/code-spec.ts';
+import { FeatureCache } from '../cache/feature-cache.ts';
+import type { DeviceChoice, EngineChoice, FeatureEngine } from '../engines/engine.ts';
+import { createEngine } from '../engines/select-engine.ts';
+import { tfBackend } from '../engines/tfjs-backend.ts';
+import { loadDataset, type Dataset } from '../extract/dataset.ts';
+import type { Interpolation, ResizeMode } from '../extract/decode-image.ts';
+import { progressSink } from '../extract/progress-reporter.ts';
+import { runExtract, type ExtractSummary } from '../extract/run-extract.ts';
+import { fineTunedWeightsId, loadHeadBackbone } from '../predict/head-backbone.ts';
+import type { EpochStats } from '../train-head/fit.ts';
+import { FINETUNE_WEIGHTS_FILE, loadHead, saveHead, type Head, type HeadConfig } from '../train-head/head-folder.ts';
+import { planSplits } from '../train-head/splits.ts';
+import { readCodeTable, type CodeTable } from '../train-head/train-command.ts';
+import { UsageError } from '../util/errors.ts';
+import { TOOL_VERSION } from '../util/version.ts';
+import { resolveUnfreeze, type UnfreezePlan } from './blocks.ts';
+import { createTrainableNet, crossEntropy, type TrainableNet } from './trainable-net.ts';
+
+export interface FineTuneCommand {
+  /** The trained head to start from. */
+  readonly head: string;
+  /** Where the fine-tuned head folder goes (not the --head folder). */
+  readonly out: string;
+  /** The block to train (default: the last block with weights below the head's cut). */
+  readonly unfreeze?: string;
+  /** The images (folder or manifest); default: the folder the head's codes were extracted from. */
+  readonly data?: string;
+  readonly cacheRoot: string;
+  readonly weights?: string;
+  readonly epochs: number;
+  readonly lr: number;
+  readonly momentum: number;
+  readonly batch: number;
+  /** Cached augmented views per training image (0: none). */
+  readonly augment: number;
+  /** Batch order, dropout masks and the augmented views all follow from it. */
+  readonly seed: number;
+  /** Runs the frozen part (extract) and writes the fine-tuned codes; training is TF.js. */
+  readonly engine: EngineChoice;
+  readonly device: DeviceChoice;
+  /** JSON lines on stdout (epochs, summary) instead of text. */
+  readonly json?: boolean;
+  /** Images decoded at once while extracting (default 4). */
+  readonly concurrency?: number;
+  /** No output at all (for tests and callers that report themselves). */
+  readonly quiet?: boolean;
+}
+
+export interface FineTuneResult {
+  readonly dir: string;
+  readonly config: HeadConfig;
+  readonly history: readonly EpochStats[];
+  /** The frozen cut's extraction: `new` is 0 when every code was already cached. */
+  readonly extract: ExtractSummary;
+  readonly unfreeze: UnfreezePlan;
+  /** Wall-clock seconds: extracting the frozen cut, training, writing the fine-tuned codes. */
+  readonly seconds: { readonly extract: number; readonly train: number; readonly codes: number };
+}
+
+/** Rows of one of the code tables, by index. */
+interface RowRef {
+  readonly table: CodeTable;
+  readonly row: number;
+  readonly y: number;
+}
+
+export async function runFineTune(cmd: FineTuneCommand): Promise<FineTuneResult> {
+  checkNumbers(cmd);
+  const cacheRoot = path.resolve(cmd.cacheRoot);
+  const quiet = cmd.quiet ?? false;
+  const log = (line: string) => {
+    if (!quiet && !cmd.json) console.error(line);
+  };
+  const emit = (value: object) => {
+    if (!quiet && cmd.json) console.log(JSON.stringify(value));
+  };
+
+  const head = await loadHead(cmd.head);
+  if (path.resolve(cmd.out) === path.resolve(head.dir)) throw new UsageError(`--out ${cmd.out} is the --head folder; the fine-tuned head needs a folder of its own`);
+  const spec = head.config.codeSpec;
+  if (spec.augment) throw new UsageError(`head ${head.dir} names a key of augmented views (${head.config.cacheKey}), not of images`);
+  const backbone = await loadHeadBackbone(head, { weights: cmd.weights });
+  const size = spec.preprocessing.size;
+  const unfreeze = resolveUnfreeze(backbone.graph, size, spec.layer, cmd.unfreeze);
+  let sub: Subgraph;
+  try {
+    sub = subgraphFrom(backbone, unfreeze.frozenCut, size);
+  } catch (error) {
+    throw new UsageError(`--unfreeze ${unfreeze.block}: ${(error as Error).message.replace(/^[^:]*: /, '')}`);
+  }
+  const dataset = await loadDataset(cmd.data ?? (await recordedDataset(head, cacheRoot)));
+  log(
+    `fine-tune ${backbone.graph.name}: training ${describeNodes(unfreeze.weighted)} and the head; frozen below ${unfreeze.frozenCut} ` +
+      `(${[...sub.preprocessing.size, inputChannels(sub)].join('×')} codes, cached)`,
+  );
+
+  // 1. The frozen cut's codes (and views of the training images), computed once into the cache.
+  const extractStarted = performance.now();
+  const sink = progressSink(quiet ? 'none' : cmd.json ? 'json' : 'bar');
+  const summary = await runExtract({
+    items: dataset.items,
+    dataset: dataset.name,
+    datasetRoot: dataset.root,
+    backbone,
+    cut: { layer: unfreeze.frozenCut },
+    augment: cmd.augment > 0 ? { views: cmd.augment, seed: cmd.seed } : undefined,
+    size,
+    resize: spec.preprocessing.resize as ResizeMode,
+    interpolation: spec.preprocessing.interpolation as Interpolation,
+    background: spec.preprocessing.background,
+    dtype: 'float32',
+    batch: 8,
+    concurrency: cmd.concurrency ?? 4,
+    engine: cmd.engine,
+    device: cmd.device,
+    cacheRoot,
+    onProgress: (p) => sink.update(p),
+  }).finally(() => sink.stop());
+  const extractSeconds = (performance.now() - extractStarted) / 1000;
+  for (const f of summary.failures) log(`warning: ${f.path}: ${f.message} (skipped)`);
+
+  // 2. The rows, split exactly as the head's were.
+  const frozen = await FeatureCache.open(cacheRoot, summary.key);
+  const table = await readCodeTable(frozen, dataset.name);
+  const inFolder = new Set(dataset.items.map((i) => i.path));
+  const rows = [...table.paths.keys()].filter((r) => inFolder.has(table.paths[r]));
+  const plan = planSplits(
+    rows.map((r) => ({ label: table.labels[r], sha256: table.sha256[r], split: table.splits[r] })),
+    head.config.training.splits.fractions,
+  );
+  const { classes } = head.config;
+  const classIndex = new Map(classes.map((c, i) => [c, i]));
+  const byPath = (a: number, b: number) => (table.paths[a] < table.paths[b] ? -1 : table.paths[a] > table.paths[b] ? 1 : 0);
+  const pick = (part: readonly number[]) => part.map((i) => rows[i]).filter((r) => classIndex.has(table.labels[r])).sort(byPath);
+  const trainRows = pick(plan.train);
+  const valRows = pick(plan.validation);
+  if (trainRows.length === 0) throw new UsageError(`${dataset.root}: no training rows of the head's classes (${classes.join(', ')})`);
+  const train: RowRef[] = trainRows.map((row) => ({ table, row, y: classIndex.get(table.labels[row])! }));
+  const validation: RowRef[] = valRows.map((row) => ({ table, row, y: classIndex.get(table.labels[row])! }));
+  const viewsKey = summary.caches[0].views?.key ?? null;
+  let viewRows = 0;
+  if (viewsKey) {
+    const views = await readCodeTable(await FeatureCache.open(cacheRoot, viewsKey), dataset.name);
+    const rowKey = (t: CodeTable, i: number) => `${t.sha256[i]}\u0000${t.paths[i]}\u0000${t.labels[i]}`;
+    const wanted = new Set(trainRows.map((r) => rowKey(table, r)));
+    const picked = [...views.paths.keys()]
+      .filter((i) => wanted.has(rowKey(views, i)) && views.views[i] <= cmd.augment)
+      .sort((a, b) => (views.paths[a] < views.paths[b] ? -1 : views.paths[a] > views.paths[b] ? 1 : views.views[a] - views.views[b]));
+    for (const row of picked) train.push({ table: views, row, y: classIndex.get(views.labels[row])! });
+    viewRows = picked.length;
+  }
+  const recorded = head.config.training.splits;
+  if (recorded.train !== trainRows.length || recorded.validation !== valRows.length) {
+    log(`note: the head trained on ${recorded.train} train and ${recorded.validation} validation rows; these images give ${trainRows.length} and ${valRows.length}`);
+  }
+  log(
+    `codes ${summary.key}: ${trainRows.length} train${viewRows ? ` + ${viewRows} augmented views` : ''}, ${valRows.length} validation rows ` +
+      `(${summary.new + summary.views} computed, ${summary.reused} cached, ${extractSeconds.toFixed(1)} s)`,
+  );
+
+  // 3. Block + head in TF.js, from the trained head and the backbone's own weights.
+  const { tf, provider, notes } = await tfBackend(cmd.device);
+  for (const note of notes) log(`note: ${note}`);
+  const subPlan = planGraph(sub.graph, sub.preprocessing.size, [unfreeze.headCut]);
+  const net = createTrainableNet(tf, { plan: subPlan, weights: sub.weights, pool: spec.pool, architecture: head.config.architecture, head: head.params });
+  const optimizer = tf.train.momentum(cmd.lr, cmd.momentum);
+  const trainer = `tfjs (${provider})`;
+  log(`trainer: ${trainer}; sgd lr ${cmd.lr} momentum ${cmd.momentum}, batch ${cmd.batch}, head dropout ${head.config.architecture.dropout}`);
+  const live = !quiet && !cmd.json && process.stderr.isTTY;
+  const trainStarted = performance.now();
+  let history: EpochStats[];
+  let trained: Awaited<ReturnType<TrainableNet['read']>>;
+  try {
+    history = await trainEpochs(tf, net, optimizer, { train, validation, classes: classes.length, cmd, shape: subPlan.shapes.get(subPlan.steps[0].node.name)!, dropout: head.config.architecture.dropout, hidden: head.config.architecture.hidden }, (s) => {
+      emit({ event: 'epoch', ...s });
+      const line = formatEpoch(s, cmd.epochs);
+      if (live) process.stderr.write(`\r${line}\u001b[K`);
+      else log(line);
+    });
+    if (live) process.stderr.write('\n');
+    trained = await net.read();
+  } finally {
+    net.dispose();
+    optimizer.dispose();
+  }
+  const trainSeconds = (performance.now() - trainStarted) / 1000;
+
+  // 4. The fine-tuned backbone: the base weights with every tuned tensor (earlier fine-tunes too).
+  const ft = head.config.finetune;
+  const prior = ft ? (await readSafetensors(path.join(head.dir, FINETUNE_WEIGHTS_FILE))).source.tensors : new Map<string, WeightTensor>();
+  const tensors = new Map([...prior, ...trained.weights].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  const baseWeights = ft?.baseWeights ?? backbone.weightsId;
+  const weightsId = fineTunedWeightsId(baseWeights, tensors);
+  const tunedSpec: CodeSpec = { ...spec, weights: weightsId };
+  const key = cacheKey(tunedSpec);
+
+  // 5. The images' codes at the head's cut, through the tuned layers from the cached frozen codes.
+  const codesStarted = performance.now();
+  const tunedSub: Backbone = { ...sub, weights: new Map([...sub.weights, ...trained.weights]), weightsId };
+  await writeTunedCodes({ cacheRoot, spec: tunedSpec, dataset, table, rows, sub: tunedSub, headCut: unfreeze.headCut, pool: spec.pool, cmd });
+  const codesSeconds = (performance.now() - codesStarted) / 1000;
+
+  const last = history[history.length - 1];
+  const nodes = [...new Set([...(ft?.nodes ?? []), ...unfreeze.weighted])];
+  const config: HeadConfig = {
+    ...head.config,
+    cacheKey: key,
+    codeSpec: tunedSpec,
+    dataset: dataset.name,
+    training: {
+      ...head.config.training,
+      trainer,
+      optimizer: { kind: 'sgd', lr: cmd.lr, momentum: cmd.momentum },
+      l2: 0,
+      epochs: cmd.epochs,
+      batch: cmd.batch,
+      seed: cmd.seed,
+      patience: null,
+      classWeights: null,
+      splits: { ...recorded, source: plan.source, train: trainRows.length, validation: valRows.length, test: plan.test.length },
+      augmented: viewsKey ? { key: viewsKey, views: cmd.augment, seed: cmd.seed, recipe: (await FeatureCache.open(cacheRoot, viewsKey)).spec.augment!.recipe, rows: viewRows } : null,
+    },
+    bestEpoch: history.length,
+    metrics: { valLoss: last.valLoss, valAcc: last.valAcc, trainAcc: last.acc },
+    finetune: {
+      baseWeights,
+      block: unfreeze.block,
+      frozenCut: unfreeze.frozenCut,
+      headCut: unfreeze.headCut,
+      nodes,
+      frozenKey: summary.key,
+      viewsKey,
+      fromHead: path.resolve(head.dir),
+      fromCacheKey: head.config.cacheKey,
+      lr: cmd.lr,
+      momentum: cmd.momentum,
+      epochs: cmd.epochs,
+      batch: cmd.batch,
+      augment: cmd.augment,
+      seed: cmd.seed,
+    },
+  };
+  const out = path.resolve(cmd.out);
+  await mkdir(out, { recursive: true });
+  // The tensors before head.json, which saveHead writes last: a folder with head.json is complete.
+  await writeSafetensors(path.join(out, FINETUNE_WEIGHTS_FILE), tensors, { format: 'bottleneck-finetune/1', base: baseWeights });
+  await saveHead(out, config, trained.head, history);
+
+  const seconds = { extract: extractSeconds, train: trainSeconds, codes: codesSeconds };
+  emit({ event: 'summary', head: out, cacheKey: key, frozenKey: summary.key, ...config.metrics, seconds, trainer });
+  if (!quiet && !cmd.json) {
+    console.log(
+      `final epoch ${history.length}: val acc ${pct(last.valAcc)}, val loss ${last.valLoss?.toFixed(4) ?? '-'}, train acc ${pct(last.acc)} — ` +
+        `${trainSeconds.toFixed(1)} s training (${extractSeconds.toFixed(1)} s extract, ${codesSeconds.toFixed(1)} s fine-tuned codes)`,
+    );
+    console.log(`fine-tuned head saved to ${out} (codes ${key})`);
+  }
+  return { dir: out, config, history, extract: summary, unfreeze, seconds };
+}
+
+interface EpochData {
+  readonly train: readonly RowRef[];
+  readonly validation: readonly RowRef[];
+  readonly classes: number;
+  readonly cmd: FineTuneCommand;
+  /** The frozen cut's [H, W, C]. */
+  readonly shape: readonly number[];
+  readonly dropout: number;
+  readonly hidden: readonly number[];
+}
+
+type Tf = Awaited<ReturnType<typeof tfBackend>>['tf'];
+type Optimizer = ReturnType<Tf['train']['momentum']>;
+
+/** Seeded batch order and dropout masks; loss and accuracy as Keras' fit reports them. */
+async function trainEpochs(tf: Tf, net: TrainableNet, optimizer: Optimizer, d: EpochData, onEpoch: (s: EpochStats) => void): Promise<EpochStats[]> {
+  const { cmd } = d;
+  const [h, w, c] = d.shape;
+  const dim = h * w * c;
+  const random = mulberry32(cmd.seed ^ 0xf17e);
+  const order = Int32Array.from({ length: d.train.length }, (_, i) => i);
+  const x = new Float32Array(cmd.batch * dim);
+  const y = new Int32Array(cmd.batch);
+  const keep = 1 - d.dropout;
+  const history: EpochStats[] = [];
+  for (let epoch = 1; epoch <= cmd.epochs; epoch++) {
+    const started = performance.now();
+    shuffle(order, random);
+    let lossSum = 0;
+    let right = 0;
+    for (let start = 0; start < d.train.length; start += cmd.batch) {
+      const n = Math.min(cmd.batch, d.train.length - start);
+      for (let i = 0; i < n; i++) {
+        const ref = d.train[order[start + i]];
+        x.set(ref.table.codes.subarray(ref.row * dim, (ref.row + 1) * dim), i * dim);
+        y[i] = ref.y;
+      }
+      const masks = d.hidden.map((units) => {
+        const m = new Float32Array(n * units);
+        for (let j = 0; j < m.length; j++) m[j] = d.dropout > 0 ? (random() < keep ? 1 / keep : 0) : 1;
+        return tf.tensor2d(m, [n, units]);
+      });
+      const xs = tf.tensor4d(x.subarray(0, n * dim), [n, h, w, c]);
+      const labels = tf.tensor1d(y.subarray(0, n), 'int32');
+      const oneHot = tf.tidy(() => tf.cast(tf.oneHot(labels, d.classes), 'float32') as Tensor2D);
+      let correct: Tensor | undefined;
+      try {
+        const cost = optimizer.minimize(
+          () => {
+            const logits = net.logits(xs, masks);
+            correct = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), labels), 'float32')));
+            return crossEntropy(tf, logits, oneHot);
+          },
+          true,
+          [...net.variables],
+        );
+        if (!cost) throw new Error('fine-tune: the optimizer returned no loss');
+        lossSum += (await cost.data())[0] * n;
+        right += (await correct!.data())[0];
+        cost.dispose();
+      } finally {
+        tf.dispose([xs, labels, oneHot, ...masks, ...(correct ? [correct] : [])]);
+      }
+    }
+    const val = d.validation.length > 0 ? await scoreRows(tf, net, d.validation, d.shape, d.classes, cmd.batch * 4) : null;
+    const stats: EpochStats = {
+      epoch,
+      loss: lossSum / d.train.length,
+      acc: right / d.train.length,
+      valLoss: val?.loss ?? null,
+      valAcc: val?.acc ?? null,
+      seconds: (performance.now() - started) / 1000,
+    };
+    if (!Number.isFinite(stats.loss)) throw new Error(`fine-tune: the training loss became ${stats.loss} in epoch ${epoch}; try a smaller --lr`);
+    history.push(stats);
+    onEpoch(stats);
+  }
+  return history;
+}
+
+/** Mean cross-entropy and accuracy of the current weights on rows, dropout off. */
+async function scoreRows(tf: Tf, net: TrainableNet, refs: readonly RowRef[], shape: readonly number[], classes: number, chunk: number): Promise<{ loss: number; acc: number }> {
+  const [h, w, c] = shape;
+  const dim = h * w * c;
+  const x = new Float32Array(chunk * dim);
+  let loss = 0;
+  let right = 0;
+  for (let start = 0; start < refs.length; start += chunk) {
+    const n = Math.min(chunk, refs.length - start);
+    for (let i = 0; i < n; i++) {
+      const ref = refs[start + i];
+      x.set(ref.table.codes.subarray(ref.row * dim, (ref.row + 1) * dim), i * dim);
+    }
+    const probs = tf.tidy(() => tf.softmax(net.logits(tf.tensor4d(x.subarray(0, n * dim), [n, h, w, c]), null)));
+    const p = await probs.data();
+    probs.dispose();
+    for (let i = 0; i < n; i++) {
+      const row = p.subarray(i * classes, (i + 1) * classes);
+      const truth = refs[start + i].y;
+      loss -= Math.log(Math.max(row[truth], 1e-12));
+      let top = 0;
+      for (let k = 1; k < classes; k++) if (row[k] > row[top]) top = k;
+      if (top === truth) right++;
+    }
+  }
+  return { loss: loss / refs.length, acc: right / refs.length };
+}
+
+/**
+ * The fine-tuned codes of every image row, at the head's cut, into the fine-tuned key: computed
+ * by the engine on the tuned sub-graph from the cached frozen codes, never through the frozen
+ * layers again. Rows the key already holds are left as they are.
+ */
+async function writeTunedCodes(o: {
+  cacheRoot: string;
+  spec: CodeSpec;
+  dataset: Dataset;
+  table: CodeTable;
+  rows: readonly number[];
+  sub: Backbone;
+  headCut: string;
+  pool: 'avg' | 'max' | null;
+  cmd: FineTuneCommand;
+}): Promise<void> {
+  const cache = await FeatureCache.forSpec(o.cacheRoot, o.spec);
+  const lock = await acquireCacheLock(cache.dir, { waitSeconds: 60 });
+  let engine: FeatureEngine | undefined;
+  try {
+    await cache.removeOrphans();
+    await cache.recordDatasetRoot(o.dataset.name, o.dataset.root);
+    const index = await cache.index();
+    const { table } = o;
+    const todo = o.rows.filter((r) => !index.rows.has(rowIdentity(table.sha256[r], o.dataset.name, table.paths[r], table.labels[r], table.splits[r])));
+    if (todo.length === 0) return;
+    const [h, w] = o.sub.preprocessing.size;
+    engine = await createEngine({ engine: o.cmd.engine, backbone: o.sub, cuts: [{ layer: o.headCut, ...(o.pool ? { pool: o.pool } : {}) }], inputSize: [h, w], device: o.cmd.device, cacheDir: o.cacheRoot });
+    const writer = await cache.writer({ writerId: 'finetune', engine: `${engine.name}/${engine.provider}`, toolVersion: TOOL_VERSION });
+    const dim = table.dim;
+    const batch = 16;
+    const input = new Float32Array(batch * dim);
+    for (let start = 0; start < todo.length; start += batch) {
+      const part = todo.slice(start, start + batch);
+      part.forEach((r, i) => input.set(table.codes.subarray(r * dim, (r + 1) * dim), i * dim));
+      const [codes] = await engine.run(input, part.length);
+      await writer.append({
+        sha256: part.map((r) => table.sha256[r]),
+        dataset: part.map(() => o.dataset.name),
+        path: part.map((r) => table.paths[r]),
+        label: part.map((r) => table.labels[r]),
+        split: part.map((r) => table.splits[r]),
+        codes: codes.slice(0, part.length * cache.dim),
+      });
+    }
+    await writer.flush();
+  } finally {
+    await engine?.dispose();
+    await lock.release();
+  }
+}
+
+/** The folder (or manifest) the head's codes were extracted from, as its cache key recorded it. */
+async function recordedDataset(head: Head, cacheRoot: string): Promise<string> {
+  const { cacheKey: key, dataset } = head.config;
+  const hint = 'pass --data with the images it was trained on';
+  if (!existsSync(path.join(cacheRoot, key, 'spec.json'))) {
+    throw new UsageError(`head ${head.dir} was trained on codes ${key}, which are not in ${cacheRoot}: ${hint} (or --cache)`);
+  }
+  const roots = await (await FeatureCache.open(cacheRoot, key)).datasetRoots();
+  const root = dataset === null ? undefined : roots[dataset];
+  if (!root) throw new UsageError(`${path.join(cacheRoot, key)} does not record where dataset '${dataset}' was read from: ${hint}`);
+  if (!existsSync(root)) throw new UsageError(`the images of dataset '${dataset}' were read from ${root}, which is gone: ${hint}`);
+  if (path.basename(root) === dataset && statSync(root).isDirectory()) return root;
+  // A manifest's rows are relative to its folder, which is what the cache records.
+  const manifest = ['.csv', '.jsonl', '.json'].map((ext) => path.join(root, `${dataset}${ext}`)).find((f) => existsSync(f));
+  if (!manifest) throw new UsageError(`dataset '${dataset}' came from a manifest in ${root} that is not there now: ${hint}`);
+  return manifest;
+}
+
+function checkNumbers(cmd: FineTuneCommand): void {
+  const bad = (flag: string, value: number, rule: string) => new UsageError(`--${flag} ${value}: must be ${rule}`);
+  if (!Number.isInteger(cmd.epochs) || cmd.epochs < 1) throw bad('epochs', cmd.epochs, 'a whole number ≥ 1');
+  if (!(cmd.lr > 0) || !Number.isFinite(cmd.lr)) throw bad('lr', cmd.lr, '> 0');
+  if (!(cmd.momentum >= 0 && cmd.momentum < 1)) throw bad('momentum', cmd.momentum, 'in [0, 1)');
+  if (!Number.isInteger(cmd.batch) || cmd.batch < 1) throw bad('batch', cmd.batch, 'a whole number ≥ 1');
+  if (!Number.isInteger(cmd.augment) || cmd.augment < 0) throw bad('augment', cmd.augment, 'a whole number ≥ 0');
+}
+
+function inputChannels(sub: Subgraph): number {
+  const input = sub.graph.nodes[0];
+  return input.op === 'input' ? input.channels : 0;
+}
+
+function describeNodes(nodes: readonly string[]): string {
+  return nodes.length > 4 ? `${nodes.slice(0, 3).join(', ')}, … (${nodes.length} layers)` : nodes.join(', ');
+}
+
+function shuffle(a: Int32Array, random: () => number): void {
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    const t = a[i];
+    a[i] = a[j];
+    a[j] = t;
+  }
+}
+
+function pct(v: number | null): string {
+  return v === null ? '-' : `${(v * 100).toFixed(2)}%`;
+}
+
+function formatEpoch(s: EpochStats, epochs: number): string {
+  return (
+    `epoch ${String(s.epoch).padStart(String(epochs).length)}/${epochs}  loss ${s.loss.toFixed(4)}  acc ${pct(s.acc)}` +
+    (s.valLoss !== null ? `  val_loss ${s.valLoss.toFixed(4)}  val_acc ${pct(s.valAcc)}` : '') +
+    `  ${s.seconds.toFixed(2)} s`
+  );
+}
