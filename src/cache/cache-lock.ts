@@ -5,6 +5,7 @@
 import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { DiskFullError, isDiskFull } from '../util/errors.ts';
 
 export class CacheLockedError extends Error {
   constructor(message: string) {
@@ -36,7 +37,12 @@ export async function acquireCacheLock(dir: string, opts: { waitSeconds?: number
       await writeFile(file, JSON.stringify(me), { flag: 'wx' });
       return { release: () => rm(file, { force: true }) };
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
+        // O_EXCL created the file, so it is ours: an empty lock left by a failed write (a full
+        // disk) would make the next run wait for it to look abandoned.
+        await rm(file, { force: true });
+        throw isDiskFull(err) ? new DiskFullError(file, err) : err;
+      }
     }
     const owner = await readOwner(file);
     if (owner ? isStale(owner) : await isAbandoned(file)) {

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { DiskFullError, isDiskFull } from './errors.ts';
 
 /**
  * Writes a file so that readers see either the old content or all of the new: `fill` writes a
@@ -9,7 +10,11 @@ import path from 'node:path';
  * under the real name; temporary names end in `.tmp`, so a later run can sweep them up.
  */
 export async function writeAtomically(dest: string, fill: (tmpPath: string) => Promise<void>): Promise<void> {
-  await mkdir(path.dirname(dest), { recursive: true });
+  try {
+    await mkdir(path.dirname(dest), { recursive: true });
+  } catch (error) {
+    throw isDiskFull(error) ? new DiskFullError(dest, error) : error;
+  }
   const tmp = `${dest}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   try {
     await fill(tmp);
@@ -17,7 +22,7 @@ export async function writeAtomically(dest: string, fill: (tmpPath: string) => P
     await rename(tmp, dest);
   } catch (error) {
     await rm(tmp, { force: true });
-    throw error;
+    throw isDiskFull(error) ? new DiskFullError(dest, error) : error;
   }
 }
 
