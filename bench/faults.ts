@@ -13,8 +13,9 @@
  * images), and a resumed run races through what is left, so each attempt draws its anchor too:
  *   - spawn (30%): delay uniform in [0, the clean run's time to its first shard]: start-up, lock,
  *     sweeping, index reading, ONNX model, first batch;
- *   - shard (70%): delay uniform in [0, 2 × the clean run's extraction time / --kills] after
- *     this run's first new shard appears: mid-extraction, often mid-write of a shard.
+ *   - shard (70%): once this run has written n new shards, n uniform in [1, 2 × shards still to
+ *     come / (kills still to make + 1)], plus a delay uniform in [0, 20] ms: mid-extraction, often
+ *     mid-write of a shard.
  * So kills spread over the whole extraction and the cache fills up around the last kill.
  * `--max-delay MS` makes every kill spawn-anchored, uniform in [0, MS].
  * An attempt that ends on its own before its kill is shown and not counted; attempts go on
@@ -98,6 +99,8 @@ interface Outcome {
 
 interface KillPoint {
   readonly anchor: 'spawn' | 'shard';
+  /** With anchor 'shard': how many new shards this run writes before the delay starts. */
+  readonly shards?: number;
   readonly delayMs: number;
 }
 
@@ -125,10 +128,10 @@ function runExtract(data: string, cacheRoot: string, kill?: KillPoint): Promise<
     };
     let firstShardMs: number | undefined;
     const poll = setInterval(() => {
-      if (firstShardMs !== undefined) return;
-      if (!shardNames(cacheRoot).some((f) => !before.has(f))) return;
-      firstShardMs = performance.now() - started;
-      if (kill?.anchor === 'shard') arm(kill.delayMs);
+      if (timer || (firstShardMs !== undefined && kill?.anchor !== 'shard')) return;
+      const fresh = shardNames(cacheRoot).filter((f) => !before.has(f)).length;
+      if (fresh > 0) firstShardMs ??= performance.now() - started;
+      if (kill?.anchor === 'shard' && fresh >= (kill.shards ?? 1)) arm(kill.delayMs);
     }, 2);
     if (kill?.anchor === 'spawn') arm(kill.delayMs);
     child.on('error', reject);
@@ -218,10 +221,10 @@ async function main(): Promise<number> {
     const startup = Math.round(clean.firstShardMs ?? clean.ms / 2);
     const work = Math.round(clean.ms - startup);
     const fixed = args['max-delay'] ? Number(args['max-delay']) : undefined;
-    const shardWindow = Math.max(20, Math.round((2 * work) / Math.max(1, KILLS)));
+    const rowsPerShard = Number(args.batch);
     console.log(
       `clean run: ${expected.count} rows in ${clean.ms.toFixed(0)} ms, its first shard at ${startup} ms; kills: ` +
-        (fixed === undefined ? `30% spawn + [0, ${startup}] ms, 70% first new shard + [0, ${shardWindow}] ms` : `spawn + [0, ${fixed}] ms`) +
+        (fixed === undefined ? `30% spawn + [0, ${startup}] ms, 70% new shard n + [0, 20] ms` : `spawn + [0, ${fixed}] ms`) +
         `, seed ${SEED}\n`,
     );
 
@@ -232,14 +235,16 @@ async function main(): Promise<number> {
     let attempt = 0;
     const problems: string[] = [];
     let lockRefusals = 0;
+    let rowsNow = 0;
     while (kills < KILLS && attempt < 4 * KILLS) {
       attempt++;
+      const toCome = Math.ceil((expected.count - rowsNow) / rowsPerShard);
       const kill: KillPoint =
         fixed !== undefined
           ? { anchor: 'spawn', delayMs: Math.round(random() * fixed) }
-          : random() < 0.3
+          : random() < 0.3 || toCome === 0 // a complete cache gets no new shard: kill it in start-up
             ? { anchor: 'spawn', delayMs: Math.round(random() * startup) }
-            : { anchor: 'shard', delayMs: Math.round(random() * shardWindow) };
+            : { anchor: 'shard', shards: 1 + Math.floor(random() * Math.max(1, (2 * toCome) / (KILLS - kills + 1))), delayMs: Math.round(random() * 20) };
       const o = await runExtract(data, faultRoot, kill);
       if (o.killed) kills++;
       const outcome = o.killed ? `killed at ${o.ms.toFixed(0)} ms` : `exit ${o.code} at ${o.ms.toFixed(0)} ms`;
@@ -249,10 +254,11 @@ async function main(): Promise<number> {
         problems.push(`attempt ${attempt}: exit ${o.code}: ${line}`);
       }
       const d = await onDisk(faultRoot);
+      rowsNow = d.rows;
       if (d.duplicates) problems.push(`attempt ${attempt}: ${d.duplicates} row(s) on disk twice`);
       if (d.corrupt) problems.push(`attempt ${attempt}: ${d.corrupt} shard(s) that do not decode`);
       console.log(
-        `${pad(attempt, 3)}  ${`${kill.anchor} + ${kill.delayMs}`.padEnd(16)} ${outcome.padEnd(22)} ${pad(d.shards, 6)} ${pad(d.rows, 12)} ${pad(d.duplicates, 3)} ${pad(d.corrupt, 7)} ${pad(d.tmp.length, 4)} ${pad(d.locks.length ? 'left' : '-', 4)}`,
+        `${pad(attempt, 3)}  ${(kill.anchor === 'spawn' ? `spawn + ${kill.delayMs}` : `shard ${kill.shards} + ${kill.delayMs}`).padEnd(16)} ${outcome.padEnd(22)} ${pad(d.shards, 6)} ${pad(d.rows, 12)} ${pad(d.duplicates, 3)} ${pad(d.corrupt, 7)} ${pad(d.tmp.length, 4)} ${pad(d.locks.length ? 'left' : '-', 4)}`,
       );
     }
     if (kills < KILLS) console.log(`note: only ${kills} of ${KILLS} kills landed in ${attempt} attempts`);

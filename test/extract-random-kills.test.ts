@@ -134,7 +134,6 @@ describe('extract survives SIGKILL at random points', () => {
       rows = onDisk.rows;
       log.push(`${label}: ${attempt.killed ? 'killed' : 'finished'}, ${onDisk.rows} rows on disk`);
     }
-    console.log(log.join("\n"));
     expect(kills, log.join('\n')).toBeGreaterThanOrEqual(3);
 
     const resumed = await run(killed);

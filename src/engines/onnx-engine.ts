@@ -8,10 +8,10 @@ import { mkdir } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import ort from 'onnxruntime-node';
+import ort from './onnxruntime.ts';
 import { codeShape, planCuts } from '../backbones/cut.ts';
 import { checkWeights } from '../backbones/weights.ts';
-import { writeFileAtomic } from '../util/atomic-file.ts';
+import { sweepDeadWritersTemps, writeFileAtomic } from '../util/atomic-file.ts';
 import type { DeviceChoice, EngineOptions, FeatureEngine } from './engine.ts';
 import { buildOnnxModel, ONNX_INPUT, onnxOutputName, type ConvAlgorithm } from './onnx-model.ts';
 import type { WinogradOptions } from './onnx-winograd.ts';
@@ -130,6 +130,8 @@ export async function createOnnxEngine(opts: OnnxEngineOptions): Promise<Feature
     if (!existsSync(file)) {
       checkWeights(plan, o.backbone.weights);
       await mkdir(dir, { recursive: true });
+      // A run killed while writing a model (VGG16's is 0.5 GB) leaves its temporary file here.
+      await sweepDeadWritersTemps(dir);
       await writeFileAtomic(file, buildOnnxModel({ plan, cuts: o.cuts, weights: o.backbone.weights, convAlgorithm: conv, winograd }));
     }
     return file;

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DiskFullError, isDiskFull } from './errors.ts';
 
@@ -38,4 +38,30 @@ export async function fsyncPath(file: string): Promise<void> {
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * Deletes the temporary files in `dir` left by writers that were killed mid-write: those whose
+ * process (the pid in the name) no longer runs on this host. Safe without a lock, since a live
+ * writer's files are never touched.
+ */
+export async function sweepDeadWritersTemps(dir: string): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return [];
+  }
+  const dead = names.filter((name) => {
+    const pid = Number(name.match(/\.(\d+)\.[0-9a-f]{8}\.tmp$/)?.[1]);
+    if (!pid || pid === process.pid) return false;
+    try {
+      process.kill(pid, 0);
+      return false;
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code === 'ESRCH';
+    }
+  });
+  await Promise.all(dead.map((name) => rm(path.join(dir, name), { force: true })));
+  return dead;
 }
