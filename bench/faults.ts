@@ -219,7 +219,6 @@ async function main(): Promise<number> {
     if (clean.code !== 0) throw new Error(`the clean run failed (exit ${clean.code}):\n${clean.stderr}`);
     const expected = await rowsByPath(cleanRoot);
     const startup = Math.round(clean.firstShardMs ?? clean.ms / 2);
-    const work = Math.round(clean.ms - startup);
     const fixed = args['max-delay'] ? Number(args['max-delay']) : undefined;
     const rowsPerShard = Number(args.batch);
     console.log(

@@ -58,8 +58,9 @@ const epochs = Number(args.epochs);
 const views = Number(args.views);
 const out = path.join(ROOT, 'bench', 'results', 'transfer');
 await mkdir(out, { recursive: true });
-const head = (codes: string, dir: string): TrainHeadCommand => ({
+const head = (codes: string, dir: string, dataset: string): TrainHeadCommand => ({
   codes,
+  dataset,
   cacheRoot: args.cache!,
   out: dir,
   hidden: [256],
@@ -104,7 +105,7 @@ for (const name of args.datasets!.split(',')) {
   // 1. Head only, at the default cut.
   let started = performance.now();
   const plain = await runExtract({ ...common, cut: backbone.defaultCut });
-  const plainHead = await runTrainHead(head(plain.path, path.join(out, `${name}-head`)));
+  const plainHead = await runTrainHead(head(plain.path, path.join(out, `${name}-head`), dataset.name));
   rows.push({
     dataset: name,
     variant: 'head only',
@@ -147,7 +148,7 @@ for (const name of args.datasets!.split(',')) {
   // 3. Cached augmentation at the default cut (the images' codes are already cached).
   started = performance.now();
   const augmented = await runExtract({ ...common, cut: backbone.defaultCut, augment: { views, seed: 0 } });
-  const augHead = await runTrainHead(head(augmented.caches[0].views!.path, path.join(out, `${name}-augment`)));
+  const augHead = await runTrainHead(head(augmented.caches[0].views!.path, path.join(out, `${name}-augment`), dataset.name));
   rows.push({
     dataset: name,
     variant: `+ ${views} cached views`,

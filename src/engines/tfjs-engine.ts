@@ -5,11 +5,12 @@
  */
 import type { Tensor, Tensor2D, Tensor4D } from '@tensorflow/tfjs';
 import { codeShape, planCuts, type Cut } from '../backbones/cut.ts';
-import { shapeSize, type GraphPlan, type PlannedNode, type PoolPads, type Shape } from '../backbones/graph-plan.ts';
-import { biasName, weightName, type Activation, type Pads, type Pair } from '../backbones/layer-graph.ts';
+import { shapeSize, type GraphPlan, type PlannedNode, type PoolPads } from '../backbones/graph-plan.ts';
+import { biasName, weightName, type Activation, type Pair } from '../backbones/layer-graph.ts';
 import { checkWeights, type WeightMap } from '../backbones/weights.ts';
 import type { CodeSpec, EngineOptions, FeatureEngine } from './engine.ts';
 import { tfBackend, type Tf } from './tfjs-backend.ts';
+import { addPads, pair, spatialPadding, spatialSize } from './tfjs-layout.ts';
 
 export async function createTfjsEngine(opts: EngineOptions): Promise<FeatureEngine> {
   const inputSize = opts.inputSize ?? opts.backbone.preprocessing.size;
@@ -274,25 +275,6 @@ function weightTensor(tf: Tf, weights: WeightMap, key: string): Tensor {
   return tf.tensor(w.data, [...w.shape], 'float32');
 }
 
-type SpatialPadding = [[number, number], [number, number], [number, number], [number, number]];
-
-/** [top, left, bottom, right] → TF's per-axis [before, after] for NHWC. */
-function spatialPadding([top, left, bottom, right]: Pads): SpatialPadding {
-  return [[0, 0], [top, bottom], [left, right], [0, 0]];
-}
-
-function addPads(a: Pads, b: Pads): Pads {
-  return [a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]];
-}
-
-function pair(p: Pair): [number, number] {
-  return [p[0], p[1]];
-}
-
-function spatialSize(shape: Shape): [number, number] {
-  if (shape.length !== 3) throw new Error(`expected a feature map, got a vector of ${shape[0]}`);
-  return [shape[0], shape[1]];
-}
 
 // The plan guarantees which ranks reach which ops; these state it to the type checker.
 function map4d(t: Tensor): Tensor4D {

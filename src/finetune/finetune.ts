@@ -33,7 +33,7 @@ import type { Interpolation, ResizeMode } from '../extract/decode-image.ts';
 import { progressSink } from '../extract/progress-reporter.ts';
 import { runExtract, type ExtractSummary } from '../extract/run-extract.ts';
 import { fineTunedWeightsId, loadHeadBackbone } from '../predict/head-backbone.ts';
-import type { EpochStats } from '../train-head/fit.ts';
+import { formatEpoch, shuffle, type EpochStats } from '../train-head/fit.ts';
 import { FINETUNE_WEIGHTS_FILE, loadHead, saveHead, type Head, type HeadConfig } from '../train-head/head-folder.ts';
 import { planSplits } from '../train-head/splits.ts';
 import { readCodeTable, type CodeTable } from '../train-head/train-command.ts';
@@ -480,23 +480,8 @@ function describeNodes(nodes: readonly string[]): string {
   return nodes.length > 4 ? `${nodes.slice(0, 3).join(', ')}, … (${nodes.length} layers)` : nodes.join(', ');
 }
 
-function shuffle(a: Int32Array, random: () => number): void {
-  for (let i = a.length - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    const t = a[i];
-    a[i] = a[j];
-    a[j] = t;
-  }
-}
 
 function pct(v: number | null): string {
   return v === null ? '-' : `${(v * 100).toFixed(2)}%`;
 }
 
-function formatEpoch(s: EpochStats, epochs: number): string {
-  return (
-    `epoch ${String(s.epoch).padStart(String(epochs).length)}/${epochs}  loss ${s.loss.toFixed(4)}  acc ${pct(s.acc)}` +
-    (s.valLoss !== null ? `  val_loss ${s.valLoss.toFixed(4)}  val_acc ${pct(s.valAcc)}` : '') +
-    `  ${s.seconds.toFixed(2)} s`
-  );
-}

@@ -11,11 +11,12 @@
  * tfjs-node(-gpu) TF.js' own gradient runs, on the GPU where there is one.
  */
 import type { GradSaveFunc, Scalar, Tensor, Tensor1D, Tensor2D, Tensor4D, Variable } from '@tensorflow/tfjs';
-import { shapeSize, type GraphPlan, type PlannedNode, type Shape } from '../backbones/graph-plan.ts';
-import { biasName, weightName, type Activation, type Pads, type Pair } from '../backbones/layer-graph.ts';
+import { shapeSize, type GraphPlan, type PlannedNode } from '../backbones/graph-plan.ts';
+import { biasName, weightName, type Activation, type Pair } from '../backbones/layer-graph.ts';
 import { transpose, type WeightMap, type WeightTensor } from '../backbones/weights.ts';
 import { avgPoolCorrection } from '../engines/tfjs-engine.ts';
 import type { Tf } from '../engines/tfjs-backend.ts';
+import { addPads, pair, spatialPadding, spatialSize } from '../engines/tfjs-layout.ts';
 import type { HeadArchitecture, HeadParams } from '../train-head/trainer.ts';
 
 export interface TrainableNet {
@@ -275,21 +276,3 @@ function activate(tf: Tf, activation: Activation, x: Tensor): Tensor {
   return x;
 }
 
-type SpatialPadding = [[number, number], [number, number], [number, number], [number, number]];
-
-function spatialPadding([top, left, bottom, right]: Pads): SpatialPadding {
-  return [[0, 0], [top, bottom], [left, right], [0, 0]];
-}
-
-function addPads(a: Pads, b: Pads): Pads {
-  return [a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]];
-}
-
-function pair(p: Pair): [number, number] {
-  return [p[0], p[1]];
-}
-
-function spatialSize(shape: Shape): [number, number] {
-  if (shape.length !== 3) throw new Error(`expected a feature map, got a vector of ${shape[0]}`);
-  return [shape[0], shape[1]];
-}

@@ -179,11 +179,24 @@ export async function evaluateCodes(
 }
 
 /** Fisher–Yates with the seeded generator, so a seed fixes the batch order. */
-function shuffle(a: Int32Array, random: () => number): void {
+export function shuffle(a: Int32Array, random: () => number): void {
   for (let i = a.length - 1; i > 0; i--) {
     const j = Math.floor(random() * (i + 1));
     const t = a[i];
     a[i] = a[j];
     a[j] = t;
   }
+}
+
+function pct(v: number | null): string {
+  return v === null ? '-' : `${(v * 100).toFixed(2)}%`;
+}
+
+/** One epoch's line on the terminal, as train-head and fine-tune print it. */
+export function formatEpoch(s: EpochStats, epochs: number): string {
+  return (
+    `epoch ${String(s.epoch).padStart(String(epochs).length)}/${epochs}  loss ${s.loss.toFixed(4)}  acc ${pct(s.acc)}` +
+    (s.valLoss !== null ? `  val_loss ${s.valLoss.toFixed(4)}  val_acc ${pct(s.valAcc)}` : '') +
+    `  ${s.seconds.toFixed(2)} s`
+  );
 }

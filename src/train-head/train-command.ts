@@ -10,7 +10,7 @@ import { FeatureCache } from '../cache/feature-cache.ts';
 import { tfBackend } from '../engines/tfjs-backend.ts';
 import { UsageError } from '../util/errors.ts';
 import { isInstalled } from '../util/installed.ts';
-import { fit, type EpochStats, type LabelledCodes } from './fit.ts';
+import { fit, formatEpoch, type EpochStats, type LabelledCodes } from './fit.ts';
 import { HEAD_FORMAT, saveHead, type HeadConfig } from './head-folder.ts';
 import { initHeadParams } from './head-init.ts';
 import { createOnnxTrainer } from './onnx-trainer.ts';
@@ -295,10 +295,3 @@ function pct(v: number | null): string {
   return v === null ? '-' : `${(v * 100).toFixed(2)}%`;
 }
 
-function formatEpoch(s: EpochStats, epochs: number): string {
-  return (
-    `epoch ${String(s.epoch).padStart(String(epochs).length)}/${epochs}  loss ${s.loss.toFixed(4)}  acc ${pct(s.acc)}` +
-    (s.valLoss !== null ? `  val_loss ${s.valLoss.toFixed(4)}  val_acc ${pct(s.valAcc)}` : '') +
-    `  ${s.seconds.toFixed(2)} s`
-  );
-}
