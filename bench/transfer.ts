@@ -14,7 +14,8 @@
  * validation folder; flowers and cifar10-mini (no split folders) on a 20% content-hash split.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { cutLabel } from '../src/backbones/cut.ts';
@@ -35,7 +36,8 @@ const { values: args } = parseArgs({
     epochs: { type: 'string', default: '40' },
     'finetune-epochs': { type: 'string', default: '3' },
     'skip-finetune': { type: 'boolean', default: false },
-    cache: { type: 'string', default: path.join(ROOT, 'bench', 'results', 'transfer-cache') },
+    /** Default: a fresh folder, deleted afterwards, so every time is a first run's. */
+    cache: { type: 'string' },
   },
 });
 if (!existsSync(SHARED)) {
@@ -53,6 +55,8 @@ interface Row {
   readonly note: string;
 }
 
+const freshCache = !args.cache;
+args.cache ??= await mkdtemp(path.join(os.tmpdir(), 'bottleneck-transfer-'));
 const rows: Row[] = [];
 const epochs = Number(args.epochs);
 const views = Number(args.views);
@@ -195,3 +199,4 @@ console.log('| dataset | variant | cut | val acc | wall-clock | notes |');
 console.log('|---|---|---|---|---|---|');
 for (const r of rows) console.log(`| ${r.dataset} | ${r.variant} | ${r.cut} | ${pct(r.valAcc)} | ${r.seconds.toFixed(0)} s | ${r.note} |`);
 await writeFile(path.join(ROOT, 'bench', 'results', 'transfer.json'), `${JSON.stringify(rows, null, 2)}\n`);
+if (freshCache) await rm(args.cache, { recursive: true, force: true });

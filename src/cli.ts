@@ -36,6 +36,23 @@ async function main(): Promise<void> {
     .scriptName('bottleneck')
     .usage('$0 <command> [options]\n\nTransfer learning with cached CNN features.')
     .command(
+      'demo',
+      'the whole recipe on generated images: extract → train-head → evaluate, with an HTML report',
+      (y) =>
+        y
+          .option('data', { type: 'string', default: path.join('fixtures', 'generated', 'shapes'), describe: 'where to generate the demo images' })
+          .option('out', { type: 'string', default: 'demo-output', describe: 'where the head and the report go' })
+          .option('cache', { type: 'string', default: DEFAULT_CACHE, describe: 'cache folder' })
+          .option('weights', { type: 'string', describe: 'weights file or folder; default $BOTTLENECK_WEIGHTS or ~/.cache/bottleneck/weights' })
+          .option('engine', { choices: ['auto', 'onnx', 'tfjs'] as const, default: 'auto' as const })
+          .option('device', { choices: ['auto', 'cpu', 'gpu'] as const, default: 'auto' as const })
+          .option('epochs', { type: 'number', default: 20 }),
+      async (argv) => {
+        const { runDemo } = await import('./demo/demo-command.ts');
+        await runDemo({ data: argv.data, out: argv.out, cacheRoot: argv.cache, weights: argv.weights, engine: argv.engine, device: argv.device, epochs: argv.epochs });
+      },
+    )
+    .command(
       'backbones',
       'list the built-in backbones, their cut points, and where their weights are',
       (y) => y,
@@ -67,6 +84,31 @@ async function main(): Promise<void> {
         const base = process.env.BOTTLENECK_WEIGHTS_URL ?? KERAS_WEIGHTS_URL;
         await downloadFile({ url: `${base}/${spec.file}`, dest, md5: spec.md5, onProgress: progressBarReporter(spec.file) });
         console.log(`${dest} (md5 ${spec.md5} checked)`);
+      },
+    )
+    .command(
+      'advise',
+      'which of the four transfer-learning cases is your data? measures size and likeness to ImageNet, says what to run',
+      (y) =>
+        engineOptions(y)
+          .option('data', { type: 'string', demandOption: true, describe: 'folder or manifest, as for extract' })
+          .option('sample', { type: 'number', default: 64, describe: "images run through the backbone's ImageNet classifier" })
+          .option('seed', { type: 'number', default: 0, describe: 'which images are sampled' })
+          .option('json', { type: 'boolean', default: false }),
+      async (argv) => {
+        const { adviseDataset, ADVICE_LOAD_CUTS } = await import('./advise/advise.ts');
+        const { formatAdvice } = await import('./advise/format-advice.ts');
+        const backbone = await loadBackbone(argv.backbone, { weights: argv.weights, cuts: [...ADVICE_LOAD_CUTS] });
+        const advice = await adviseDataset({
+          data: argv.data,
+          backbone,
+          engine: argv.engine as EngineChoice,
+          device: argv.device as DeviceChoice,
+          cacheDir: argv.cache,
+          sample: argv.sample,
+          seed: argv.seed,
+        });
+        console.log(argv.json ? JSON.stringify(advice, null, 2) : formatAdvice(advice));
       },
     )
     .command(
@@ -122,6 +164,47 @@ async function main(): Promise<void> {
       },
     )
     .command(
+      'sweep',
+      'which cut suits your data? extracts several cuts in one pass, trains a head on each, ranks them',
+      (y) =>
+        engineOptions(y)
+          .option('data', { type: 'string', demandOption: true, describe: 'folder or manifest, as for extract' })
+          .option('layer', { type: 'string', describe: "cuts to compare, comma-separated (default: the backbone's named cuts)" })
+          .option('pool', { choices: ['avg', 'max'] as const, default: 'avg' as const, describe: 'global pooling of spatial cuts' })
+          .option('hidden', { type: 'string', default: '256', describe: 'the head: hidden sizes, or 0 for logistic regression' })
+          .option('epochs', { type: 'number', default: 30 })
+          .option('seed', { type: 'number', default: 0 })
+          .option('val', { type: 'number', default: 0.2, describe: 'validation fraction when rows have no split folders' })
+          .option('batch', { type: 'number', default: 8 })
+          .option('concurrency', { type: 'number', default: 4 })
+          .option('out', { type: 'string', default: 'sweeps', describe: 'folder for the heads, one per cut' })
+          .option('json', { type: 'boolean', default: false }),
+      async (argv) => {
+        const { runSweep, formatSweep } = await import('./sweep/sweep-command.ts');
+        const hidden = argv.hidden === '0' ? [] : argv.hidden.split(',').map(Number);
+        if (hidden.some((h) => !Number.isInteger(h) || h <= 0)) throw new UsageError(`--hidden ${argv.hidden}: use sizes like 256 or 512,128, or 0`);
+        const result = await runSweep({
+          data: argv.data,
+          backbone: argv.backbone,
+          weights: argv.weights,
+          layers: argv.layer?.split(',').map((l) => l.trim()).filter(Boolean),
+          pool: argv.pool,
+          cacheRoot: argv.cache,
+          out: argv.out,
+          engine: argv.engine as EngineChoice,
+          device: argv.device as DeviceChoice,
+          batch: argv.batch,
+          concurrency: argv.concurrency,
+          hidden,
+          epochs: argv.epochs,
+          seed: argv.seed,
+          val: argv.val,
+          quiet: argv.json,
+        });
+        console.log(argv.json ? JSON.stringify(result) : formatSweep(result));
+      },
+    )
+    .command(
       'train-head <codes>',
       'train a small classifier on cached codes, in seconds',
       (y) =>
@@ -174,156 +257,6 @@ async function main(): Promise<void> {
           json: argv.json,
           maxMemory: argv['max-memory'] === undefined ? undefined : parseBytes(argv['max-memory'], '--max-memory'),
         });
-      },
-    )
-    .command('cache', 'check, repair or export the cache', (y) =>
-      y
-        .option('cache', { type: 'string', default: DEFAULT_CACHE, describe: 'cache folder' })
-        .command(
-          'verify [keys..]',
-          'read every shard (of every key, or those named) and check its checksum; exit 1 if any is damaged',
-          (c) => c.positional('keys', { type: 'string', array: true }).option('json', { type: 'boolean', default: false }),
-          async (argv) => {
-            const { cacheKeys, isHealthy, verifyKey } = await import('./cache/verify.ts');
-            const root = path.resolve(argv.cache);
-            let damaged = 0;
-            for (const key of await cacheKeys(root, argv.keys)) {
-              const check = await verifyKey(root, key);
-              const rows = check.shards.reduce((n, s) => n + (s.rows ?? 0), 0);
-              if (!isHealthy(check)) damaged++;
-              if (argv.json) {
-                console.log(JSON.stringify({ ...check, spec: undefined, healthy: isHealthy(check), rows }));
-                continue;
-              }
-              console.log(`${isHealthy(check) ? 'ok     ' : 'DAMAGED'} ${key}: ${check.shards.length} shard(s), ${rows} readable row(s)`);
-              for (const s of check.shards.filter((x) => x.problem)) console.log(`  ${path.basename(s.file)}: ${s.problem}`);
-              for (const p of check.problems) console.log(`  ${p}`);
-              if (check.leftovers.length > 0) console.log(`  ${check.leftovers.length} temporary file(s) of an interrupted run (swept by the next extract)`);
-            }
-            if (damaged > 0 && !argv.json) console.log(`\n${damaged} damaged key(s): \`bottleneck cache repair\` recomputes what they lost`);
-            process.exitCode = damaged > 0 ? 1 : 0;
-          },
-        )
-        .command(
-          'repair [keys..]',
-          "set damaged shards aside and recompute their rows from the key's recorded dataset folders",
-          (c) =>
-            c
-              .positional('keys', { type: 'string', array: true })
-              .option('weights', { type: 'string', describe: 'backbone weights, as extract takes them' })
-              .option('engine', { choices: ['auto', 'onnx', 'tfjs'] as const, default: 'auto' as const })
-              .option('device', { choices: ['auto', 'cpu', 'gpu'] as const, default: 'auto' as const })
-              .option('batch', { type: 'number', default: 8 })
-              .option('concurrency', { type: 'number', default: 4 }),
-          async (argv) => {
-            const { cacheKeys } = await import('./cache/verify.ts');
-            const { repairKey } = await import('./extract/repair-cache.ts');
-            const root = path.resolve(argv.cache);
-            for (const key of await cacheKeys(root, argv.keys)) {
-              const r = await repairKey(key, { root, weights: argv.weights, engine: argv.engine, device: argv.device, batch: argv.batch, concurrency: argv.concurrency, log: (l) => console.error(`  ${l}`) });
-              console.log(r.quarantined.length === 0 ? `ok       ${key}` : `repaired ${key}: ${r.quarantined.length} shard(s) set aside, ${r.restoredRows} row(s) restored (${r.computed} recomputed)`);
-            }
-          },
-        )
-        .command(
-          'export <key>',
-          'write a key as hive-partitioned Parquet (split=…/label=…), codes as list<float32>',
-          (c) =>
-            c
-              .positional('key', { type: 'string', demandOption: true, describe: 'cache key (or its folder)' })
-              .option('format', { choices: ['parquet'] as const, default: 'parquet' as const })
-              .option('out', { type: 'string', demandOption: true, describe: 'a new folder' }),
-          async (argv) => {
-            const { exportParquet } = await import('./cache/parquet-export.ts');
-            const { openCodes } = await import('./train-head/train-command.ts');
-            const cache = await openCodes(argv.key, path.resolve(argv.cache));
-            const result = await exportParquet(cache, argv.out);
-            console.log(`${result.rows} rows in ${result.files.length} Parquet file(s) under ${result.dir}`);
-          },
-        )
-        .demandCommand(1, 'name a cache command: verify, repair or export'),
-    )
-    .command(
-      'demo',
-      'the whole recipe on generated images: extract → train-head → evaluate, with an HTML report',
-      (y) =>
-        y
-          .option('data', { type: 'string', default: path.join('fixtures', 'generated', 'shapes'), describe: 'where to generate the demo images' })
-          .option('out', { type: 'string', default: 'demo-output', describe: 'where the head and the report go' })
-          .option('cache', { type: 'string', default: DEFAULT_CACHE, describe: 'cache folder' })
-          .option('weights', { type: 'string', describe: 'weights file or folder; default $BOTTLENECK_WEIGHTS or ~/.cache/bottleneck/weights' })
-          .option('engine', { choices: ['auto', 'onnx', 'tfjs'] as const, default: 'auto' as const })
-          .option('device', { choices: ['auto', 'cpu', 'gpu'] as const, default: 'auto' as const })
-          .option('epochs', { type: 'number', default: 20 }),
-      async (argv) => {
-        const { runDemo } = await import('./demo/demo-command.ts');
-        await runDemo({ data: argv.data, out: argv.out, cacheRoot: argv.cache, weights: argv.weights, engine: argv.engine, device: argv.device, epochs: argv.epochs });
-      },
-    )
-    .command(
-      'advise',
-      'which of the four transfer-learning cases is your data? measures size and likeness to ImageNet, says what to run',
-      (y) =>
-        engineOptions(y)
-          .option('data', { type: 'string', demandOption: true, describe: 'folder or manifest, as for extract' })
-          .option('sample', { type: 'number', default: 64, describe: "images run through the backbone's ImageNet classifier" })
-          .option('seed', { type: 'number', default: 0, describe: 'which images are sampled' })
-          .option('json', { type: 'boolean', default: false }),
-      async (argv) => {
-        const { adviseDataset, ADVICE_LOAD_CUTS } = await import('./advise/advise.ts');
-        const { formatAdvice } = await import('./advise/format-advice.ts');
-        const backbone = await loadBackbone(argv.backbone, { weights: argv.weights, cuts: [...ADVICE_LOAD_CUTS] });
-        const advice = await adviseDataset({
-          data: argv.data,
-          backbone,
-          engine: argv.engine as EngineChoice,
-          device: argv.device as DeviceChoice,
-          cacheDir: argv.cache,
-          sample: argv.sample,
-          seed: argv.seed,
-        });
-        console.log(argv.json ? JSON.stringify(advice, null, 2) : formatAdvice(advice));
-      },
-    )
-    .command(
-      'sweep',
-      'which cut suits your data? extracts several cuts in one pass, trains a head on each, ranks them',
-      (y) =>
-        engineOptions(y)
-          .option('data', { type: 'string', demandOption: true, describe: 'folder or manifest, as for extract' })
-          .option('layer', { type: 'string', describe: "cuts to compare, comma-separated (default: the backbone's named cuts)" })
-          .option('pool', { choices: ['avg', 'max'] as const, default: 'avg' as const, describe: 'global pooling of spatial cuts' })
-          .option('hidden', { type: 'string', default: '256', describe: 'the head: hidden sizes, or 0 for logistic regression' })
-          .option('epochs', { type: 'number', default: 30 })
-          .option('seed', { type: 'number', default: 0 })
-          .option('val', { type: 'number', default: 0.2, describe: 'validation fraction when rows have no split folders' })
-          .option('batch', { type: 'number', default: 8 })
-          .option('concurrency', { type: 'number', default: 4 })
-          .option('out', { type: 'string', default: 'sweeps', describe: 'folder for the heads, one per cut' })
-          .option('json', { type: 'boolean', default: false }),
-      async (argv) => {
-        const { runSweep, formatSweep } = await import('./sweep/sweep-command.ts');
-        const hidden = argv.hidden === '0' ? [] : argv.hidden.split(',').map(Number);
-        if (hidden.some((h) => !Number.isInteger(h) || h <= 0)) throw new UsageError(`--hidden ${argv.hidden}: use sizes like 256 or 512,128, or 0`);
-        const result = await runSweep({
-          data: argv.data,
-          backbone: argv.backbone,
-          weights: argv.weights,
-          layers: argv.layer?.split(',').map((l) => l.trim()).filter(Boolean),
-          pool: argv.pool,
-          cacheRoot: argv.cache,
-          out: argv.out,
-          engine: argv.engine as EngineChoice,
-          device: argv.device as DeviceChoice,
-          batch: argv.batch,
-          concurrency: argv.concurrency,
-          hidden,
-          epochs: argv.epochs,
-          seed: argv.seed,
-          val: argv.val,
-          quiet: argv.json,
-        });
-        console.log(argv.json ? JSON.stringify(result) : formatSweep(result));
       },
     )
     .command(
@@ -411,21 +344,6 @@ async function main(): Promise<void> {
       },
     )
     .command(
-      'export',
-      'write backbone + head as one model file (ONNX or TF.js layers) with its preprocessing.json',
-      (y) =>
-        y
-          .option('head', { type: 'string', demandOption: true, describe: 'head folder written by train-head' })
-          .option('format', { choices: ['onnx', 'tfjs'] as const, demandOption: true })
-          .option('out', { type: 'string', demandOption: true, describe: 'folder to write the model and preprocessing.json into' })
-          .option('weights', { type: 'string', describe: 'backbone weights (as extract takes them)' }),
-      async (argv) => {
-        const { runExport } = await import('./predict/export-command.ts');
-        const { files } = await runExport({ head: argv.head, format: argv.format, out: argv.out, weights: argv.weights });
-        for (const f of files) console.log(f);
-      },
-    )
-    .command(
       'predict <images..>',
       'classify images (files, folders or quoted globs) with a trained head (--head DIR) or the backbone’s ImageNet classifier (--imagenet)',
       (y) =>
@@ -455,6 +373,88 @@ async function main(): Promise<void> {
           cacheRoot: argv.cache,
         });
       },
+    )
+    .command(
+      'export',
+      'write backbone + head as one model file (ONNX or TF.js layers) with its preprocessing.json',
+      (y) =>
+        y
+          .option('head', { type: 'string', demandOption: true, describe: 'head folder written by train-head' })
+          .option('format', { choices: ['onnx', 'tfjs'] as const, demandOption: true })
+          .option('out', { type: 'string', demandOption: true, describe: 'folder to write the model and preprocessing.json into' })
+          .option('weights', { type: 'string', describe: 'backbone weights (as extract takes them)' }),
+      async (argv) => {
+        const { runExport } = await import('./predict/export-command.ts');
+        const { files } = await runExport({ head: argv.head, format: argv.format, out: argv.out, weights: argv.weights });
+        for (const f of files) console.log(f);
+      },
+    )
+    .command('cache', 'check, repair or export the cache', (y) =>
+      y
+        .option('cache', { type: 'string', default: DEFAULT_CACHE, describe: 'cache folder' })
+        .command(
+          'verify [keys..]',
+          'read every shard (of every key, or those named) and check its checksum; exit 1 if any is damaged',
+          (c) => c.positional('keys', { type: 'string', array: true }).option('json', { type: 'boolean', default: false }),
+          async (argv) => {
+            const { cacheKeys, isHealthy, verifyKey } = await import('./cache/verify.ts');
+            const root = path.resolve(argv.cache);
+            let damaged = 0;
+            for (const key of await cacheKeys(root, argv.keys)) {
+              const check = await verifyKey(root, key);
+              const rows = check.shards.reduce((n, s) => n + (s.rows ?? 0), 0);
+              if (!isHealthy(check)) damaged++;
+              if (argv.json) {
+                console.log(JSON.stringify({ ...check, spec: undefined, healthy: isHealthy(check), rows }));
+                continue;
+              }
+              console.log(`${isHealthy(check) ? 'ok     ' : 'DAMAGED'} ${key}: ${check.shards.length} shard(s), ${rows} readable row(s)`);
+              for (const s of check.shards.filter((x) => x.problem)) console.log(`  ${path.basename(s.file)}: ${s.problem}`);
+              for (const p of check.problems) console.log(`  ${p}`);
+              if (check.leftovers.length > 0) console.log(`  ${check.leftovers.length} temporary file(s) of an interrupted run (swept by the next extract)`);
+            }
+            if (damaged > 0 && !argv.json) console.log(`\n${damaged} damaged key(s): \`bottleneck cache repair\` recomputes what they lost`);
+            process.exitCode = damaged > 0 ? 1 : 0;
+          },
+        )
+        .command(
+          'repair [keys..]',
+          "set damaged shards aside and recompute their rows from the key's recorded dataset folders",
+          (c) =>
+            c
+              .positional('keys', { type: 'string', array: true })
+              .option('weights', { type: 'string', describe: 'backbone weights, as extract takes them' })
+              .option('engine', { choices: ['auto', 'onnx', 'tfjs'] as const, default: 'auto' as const })
+              .option('device', { choices: ['auto', 'cpu', 'gpu'] as const, default: 'auto' as const })
+              .option('batch', { type: 'number', default: 8 })
+              .option('concurrency', { type: 'number', default: 4 }),
+          async (argv) => {
+            const { cacheKeys } = await import('./cache/verify.ts');
+            const { repairKey } = await import('./extract/repair-cache.ts');
+            const root = path.resolve(argv.cache);
+            for (const key of await cacheKeys(root, argv.keys)) {
+              const r = await repairKey(key, { root, weights: argv.weights, engine: argv.engine, device: argv.device, batch: argv.batch, concurrency: argv.concurrency, log: (l) => console.error(`  ${l}`) });
+              console.log(r.quarantined.length === 0 ? `ok       ${key}` : `repaired ${key}: ${r.quarantined.length} shard(s) set aside, ${r.restoredRows} row(s) restored (${r.computed} recomputed)`);
+            }
+          },
+        )
+        .command(
+          'export <key>',
+          'write a key as hive-partitioned Parquet (split=…/label=…), codes as list<float32>',
+          (c) =>
+            c
+              .positional('key', { type: 'string', demandOption: true, describe: 'cache key (or its folder)' })
+              .option('format', { choices: ['parquet'] as const, default: 'parquet' as const })
+              .option('out', { type: 'string', demandOption: true, describe: 'a new folder' }),
+          async (argv) => {
+            const { exportParquet } = await import('./cache/parquet-export.ts');
+            const { openCodes } = await import('./train-head/train-command.ts');
+            const cache = await openCodes(argv.key, path.resolve(argv.cache));
+            const result = await exportParquet(cache, argv.out);
+            console.log(`${result.rows} rows in ${result.files.length} Parquet file(s) under ${result.dir}`);
+          },
+        )
+        .demandCommand(1, 'name a cache command: verify, repair or export'),
     )
     .demandCommand(1, 'name a command; see --help')
     .strict()
