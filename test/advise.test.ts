@@ -8,25 +8,12 @@ import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  ADVICE_LOAD_CUTS,
-  adviseDataset,
-  backboneAdvice,
-  buildAdvice,
-  judgeSimilarity,
-  judgeSize,
-  pickSample,
-  SIMILARITY_MARGIN,
-  SIMILARITY_THRESHOLDS,
-  similarityMetrics,
-  sizeReport,
-  SMALL_DATA_PER_CLASS,
-  transferCase,
-  type AdviceInputs,
-  type SimilarityMetrics,
-  type SizeReport,
-} from '../src/advise/advise.ts';
+import { adviseDataset, ADVICE_LOAD_CUTS } from '../src/advise/advise.ts';
+import { judgeSize, sizeReport, SMALL_DATA_PER_CLASS, type SizeReport } from '../src/advise/dataset-size.ts';
 import { formatAdvice } from '../src/advise/format-advice.ts';
+import { judgeSimilarity, SIMILARITY_MARGIN, SIMILARITY_THRESHOLDS, similarityMetrics, type SimilarityMetrics } from '../src/advise/imagenet-likeness.ts';
+import { pickSample } from '../src/advise/sample.ts';
+import { backboneAdvice, buildAdvice, transferCase, type AdviceInputs } from '../src/advise/transfer-case.ts';
 import type { Backbone } from '../src/backbones/backbone.ts';
 import { mulberry32 } from '../src/backbones/zoo/random-weights.ts';
 import { tinyRandomBackbone } from '../src/backbones/zoo/tiny-random.ts';

@@ -2,7 +2,8 @@
  * The terminal form of an Advice: the case and what to run first, then every number the
  * decision used next to the threshold it was compared with.
  */
-import { BORDERLINE_FACTOR, type Advice, type AdviceCommand, type CountStats } from './advise.ts';
+import { BORDERLINE_FACTOR, type CountStats } from './dataset-size.ts';
+import type { Advice, AdviceCommand } from './transfer-case.ts';
 
 const f2 = (v: number) => v.toFixed(2);
 const pct = (v: number) => `${Math.round(v * 100)}%`;
