@@ -26,7 +26,7 @@ import { runFineTune, type FineTuneCommand } from '../src/finetune/finetune.ts';
 import { convFilterGrad, convInputGrad } from '../src/finetune/trainable-net.ts';
 import { headClassifier } from '../src/predict/classifier.ts';
 import { runExport } from '../src/predict/export-command.ts';
-import { loadHeadBackbone } from '../src/predict/head-backbone.ts';
+import { loadHeadBackbone } from '../src/train-head/head-backbone.ts';
 import { decodeOptionsFor, imageBatches } from '../src/predict/image-batches.ts';
 import { PROBABILITIES, stitchHead } from '../src/predict/stitch-head.ts';
 import { loadHead } from '../src/train-head/head-folder.ts';

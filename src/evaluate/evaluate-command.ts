@@ -12,7 +12,7 @@ import type { DeviceChoice, EngineChoice } from '../engines/engine.ts';
 import { loadDataset } from '../extract/dataset.ts';
 import { progressSink } from '../extract/progress-reporter.ts';
 import { runExtract } from '../extract/run-extract.ts';
-import { loadHeadBackbone } from '../predict/head-backbone.ts';
+import { loadHeadBackbone } from '../train-head/head-backbone.ts';
 import type { EpochStats } from '../train-head/fit.ts';
 import { loadHead, type Head } from '../train-head/head-folder.ts';
 import { createHeadPredictor } from '../train-head/head-predictor.ts';

@@ -32,7 +32,7 @@ import { loadDataset, type Dataset } from '../extract/dataset.ts';
 import type { Interpolation, ResizeMode } from '../extract/decode-image.ts';
 import { progressSink } from '../extract/progress-reporter.ts';
 import { runExtract, type ExtractSummary } from '../extract/run-extract.ts';
-import { fineTunedWeightsId, loadHeadBackbone } from '../predict/head-backbone.ts';
+import { fineTunedWeightsId, loadHeadBackbone } from '../train-head/head-backbone.ts';
 import { formatEpoch, shuffle, type EpochStats } from '../train-head/fit.ts';
 import { FINETUNE_WEIGHTS_FILE, loadHead, saveHead, type Head, type HeadConfig } from '../train-head/head-folder.ts';
 import { planSplits } from '../train-head/splits.ts';

@@ -9,7 +9,7 @@ import { loadHead, type Head } from '../train-head/head-folder.ts';
 import { writeFileAtomic } from '../util/atomic-file.ts';
 import { ONNX_INPUT } from '../engines/onnx-model.ts';
 import { EXPORTED_OUTPUT, exportOnnx } from './export-onnx.ts';
-import { loadHeadBackbone } from './head-backbone.ts';
+import { loadHeadBackbone } from '../train-head/head-backbone.ts';
 import { PROBABILITIES, stitchHead } from './stitch-head.ts';
 import type { Backbone } from '../backbones/backbone.ts';
 

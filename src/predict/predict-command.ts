@@ -12,7 +12,7 @@ import { createEngine } from '../engines/select-engine.ts';
 import { loadHead } from '../train-head/head-folder.ts';
 import { UsageError } from '../util/errors.ts';
 import { classify, headClassifier, type Classifier, type ClassScore } from './classifier.ts';
-import { loadHeadBackbone } from './head-backbone.ts';
+import { loadHeadBackbone } from '../train-head/head-backbone.ts';
 import { expandImageInputs } from './image-inputs.ts';
 import { imagenetClassifier } from './imagenet.ts';
 import { IMAGENET_CLASS_COUNT, imagenetClasses } from './imagenet-classes.ts';

@@ -53,7 +53,7 @@ export interface HeadConfig {
   /**
    * Present on a fine-tuned head (`bottleneck fine-tune`): the backbone is the base weights with
    * the tensors of FINETUNE_WEIGHTS_FILE in place of theirs, and codeSpec.weights names that
-   * combination (see src/predict/head-backbone.ts).
+   * combination (see src/train-head/head-backbone.ts).
    */
   readonly finetune?: FineTuneInfo;
 }

@@ -9,7 +9,7 @@ import type { Backbone } from '../backbones/backbone.ts';
 import { readSafetensors } from '../backbones/weights/safetensors.ts';
 import type { WeightTensor } from '../backbones/weights.ts';
 import { loadBackbone, type LoadBackboneOptions } from '../backbones/zoo.ts';
-import { FINETUNE_WEIGHTS_FILE, type Head } from '../train-head/head-folder.ts';
+import { FINETUNE_WEIGHTS_FILE, type Head } from './head-folder.ts';
 import { UsageError } from '../util/errors.ts';
 
 export async function loadHeadBackbone(head: Head, opts: Pick<LoadBackboneOptions, 'weights' | 'weightsDir'> = {}): Promise<Backbone> {
