@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import sharp, { type OutputInfo } from 'sharp';
 import type { AugmentSpec } from '../cache/code-spec.ts';
 import { mulberry32 } from '../backbones/zoo/random-weights.ts';
-import { DecodeError, DEFAULT_MAX_PIXELS, decodeImage, type DecodeOptions } from './decode-image.ts';
+import { DecodeError, DEFAULT_MAX_PIXELS, resizeRawImage, type DecodeOptions } from './decode-image.ts';
 
 /** Bump with any change to the transformations below: it is part of the cache key. */
 export const AUGMENT_RECIPE = 'flip0.5-rot15-crop0.8-jitter0.2/v1';
@@ -68,11 +68,11 @@ export async function augmentedView(bytes: Buffer, sha256: string, view: number,
   const h = Math.max(1, Math.round(height * p.scale));
   const left = Math.round((width - w) * p.offsetX);
   const top = Math.round((height - h) * p.offsetY);
-  // Lossless PNG in between, so the final resize is decodeImage's own, exactly as for the image.
-  const png = await sharp(turned.data, { raw: { width, height, channels } })
+  const pixels = await sharp(turned.data, { raw: { width, height, channels } })
     .extract({ left, top, width: w, height: h })
     .modulate({ brightness: p.brightness, saturation: p.saturation })
-    .png({ compressionLevel: 1 })
-    .toBuffer();
-  return decodeImage(png, opts);
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  // The same final resize as the image itself gets, straight from the pixels.
+  return resizeRawImage(pixels.data, { width: pixels.info.width, height: pixels.info.height, channels: pixels.info.channels === 4 ? 4 : 3 }, opts);
 }

@@ -288,6 +288,20 @@ export async function decodeImage(input: string | Buffer, opts: DecodeOptions): 
   return new Uint8Array(rgb.buffer, rgb.byteOffset, rgb.byteLength);
 }
 
+/**
+ * Already-decoded 8-bit pixels (RGB or RGBA, row-major) brought to the network size exactly as
+ * decodeImage brings a file's, for pixels made in memory (augmented views).
+ */
+export async function resizeRawImage(
+  data: Buffer,
+  raw: { readonly width: number; readonly height: number; readonly channels: 3 | 4 },
+  opts: DecodeOptions,
+): Promise<Uint8Array> {
+  const s = settingsFrom(opts);
+  const rgb = await toNetworkSize(withTimeout(sharp(data, { raw, limitInputPixels: s.maxPixels }), s).flatten({ background: s.background }), s);
+  return new Uint8Array(rgb.buffer, rgb.byteOffset, rgb.byteLength);
+}
+
 /** Formats whose files may carry alpha; JPEG never does. */
 const MAY_HAVE_ALPHA: ReadonlySet<ImageFormat> = new Set(['png', 'webp', 'gif', 'tiff', 'avif']);
 
