@@ -33,6 +33,7 @@ import { rowCount, rowIdentity } from '../src/cache/code-rows.ts';
 import { FeatureCache } from '../src/cache/feature-cache.ts';
 import { decodeShard } from '../src/cache/shard-format.ts';
 import { cacheKeys, isHealthy, verifyKey } from '../src/cache/verify.ts';
+import { mulberry32 } from '../src/backbones/zoo/random-weights.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const BIN = path.join(ROOT, 'bin', 'bottleneck');
@@ -51,18 +52,6 @@ const IMAGES = Number(args.images);
 const SEED = Number(args.seed);
 if (!(KILLS >= 0) || !(IMAGES >= 8)) throw new Error('--kills N (≥ 0) and --images N (≥ 8)');
 
-/** mulberry32: a small seeded PRNG, so a failing sequence of kill points can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
-
 /** `count` distinct images in 4 class folders, PNG and JPEG alternately, 24 to 40 px: the same bytes for the same seed. */
 async function makeDataset(root: string, count: number, seed: number): Promise<void> {
   const jobs: (() => Promise<void>)[] = [];
@@ -72,7 +61,7 @@ async function makeDataset(root: string, count: number, seed: number): Promise<v
     const jpeg = i % 2 === 1;
     const file = path.join(root, label, `img${String(i).padStart(5, '0')}.${jpeg ? 'jpg' : 'png'}`);
     jobs.push(async () => {
-      const random = prng(seed * 1_000_003 + i);
+      const random = mulberry32(seed * 1_000_003 + i);
       const pixels = Buffer.alloc(size * size * 3);
       for (let k = 0; k < pixels.length; k++) pixels[k] = (random() * 256) | 0;
       const img = sharp(pixels, { raw: { width: size, height: size, channels: 3 } });
@@ -228,7 +217,7 @@ async function main(): Promise<number> {
     );
 
     const faultRoot = path.join(tmp, 'faults');
-    const random = prng(SEED);
+    const random = mulberry32(SEED);
     console.log(`${pad('#', 3)}  ${'kill point'.padEnd(16)} ${'outcome'.padEnd(22)} ${pad('shards', 6)} ${pad('rows on disk', 12)} ${pad('dup', 3)} ${pad('corrupt', 7)} ${pad('.tmp', 4)} ${pad('lock', 4)}`);
     let kills = 0;
     let attempt = 0;

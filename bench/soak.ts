@@ -38,6 +38,7 @@ import sharp from 'sharp';
 import { loadBackbone } from '../src/backbones/zoo.ts';
 import { loadDataset } from '../src/extract/dataset.ts';
 import { runExtract, type ExtractProgress } from '../src/extract/run-extract.ts';
+import { mulberry32 } from '../src/backbones/zoo/random-weights.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const { values: args } = parseArgs({
@@ -61,20 +62,9 @@ const CLASSES = Number(args.classes);
 const SEED = Number(args.seed);
 const INTERVAL = Number(args.interval);
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
-
 /** One image's bytes: cheap to encode, small on disk, distinct content for every index. */
 async function makeImage(i: number): Promise<Buffer> {
-  const random = prng(SEED * 1_000_003 + i);
+  const random = mulberry32(SEED * 1_000_003 + i);
   const c0 = [0, 0, 0].map(() => random() * 255);
   const c1 = [0, 0, 0].map(() => random() * 255);
   const pixels = Buffer.alloc(SIZE * SIZE * 3);

@@ -4,15 +4,12 @@ import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tinyRandomBackbone } from '../src/backbones/zoo/tiny-random.ts';
 import { FeatureCache } from '../src/cache/feature-cache.ts';
 import { runEvaluate } from '../src/evaluate/evaluate-command.ts';
 import { augmentedView, viewParams } from '../src/extract/augment.ts';
-import { loadDataset } from '../src/extract/dataset.ts';
 import { decodeImage } from '../src/extract/decode-image.ts';
-import { runExtract } from '../src/extract/run-extract.ts';
 import { runTrainHead, type TrainHeadCommand } from '../src/train-head/train-command.ts';
-import { TEST_EXTRACT_DEFAULTS } from './helpers/extract-options.ts';
+import { extractWithTinyBackbone } from './helpers/extract-options.ts';
 import { makeDataset } from './helpers/make-dataset.ts';
 
 let tmp: string;
@@ -69,18 +66,9 @@ describe('augmented views', () => {
   it('go to their own key, for training images only, and are never computed twice', async () => {
     const data = path.join(tmp, 'folders');
     await makeDataset(data, { classes: ['a', 'b'], perClass: 6, splits: ['train', 'validation'] });
-    const dataset = await loadDataset(data);
     const cacheRoot = path.join(tmp, 'cache-folders');
     const run = () =>
-      runExtract({
-        items: dataset.items,
-        dataset: dataset.name,
-        backbone: tinyRandomBackbone(),
-        cut: { layer: 'block2_pool', pool: 'avg' },
-        augment: { views: 2, seed: 3 },
-        ...TEST_EXTRACT_DEFAULTS,
-        cacheRoot,
-      });
+      extractWithTinyBackbone(data, cacheRoot, { augment: { views: 2, seed: 3 } });
     const first = await run();
     expect(first.new).toBe(24);
     expect(first.views).toBe(2 * 12);
@@ -95,14 +83,7 @@ describe('augmented views', () => {
     expect([...train.views].sort()).toEqual([...Array(12).fill(1), ...Array(12).fill(2)]);
 
     // The images' own key is exactly what a run without --augment writes.
-    const plain = await runExtract({
-      items: dataset.items,
-      dataset: dataset.name,
-      backbone: tinyRandomBackbone(),
-      cut: { layer: 'block2_pool', pool: 'avg' },
-      ...TEST_EXTRACT_DEFAULTS,
-      cacheRoot,
-    });
+    const plain = await extractWithTinyBackbone(data, cacheRoot);
     expect(plain.key).toBe(first.key);
     expect(plain.new).toBe(0);
 
@@ -122,17 +103,8 @@ describe('augmented views', () => {
   it('of images without split folders are used only for the rows the hash split puts in train', async () => {
     const data = path.join(tmp, 'flat');
     await makeDataset(data, { classes: ['a', 'b'], perClass: 10, seed: 500 });
-    const dataset = await loadDataset(data);
     const cacheRoot = path.join(tmp, 'cache-flat');
-    const summary = await runExtract({
-      items: dataset.items,
-      dataset: dataset.name,
-      backbone: tinyRandomBackbone(),
-      cut: { layer: 'block2_pool', pool: 'avg' },
-      augment: { views: 1, seed: 0 },
-      ...TEST_EXTRACT_DEFAULTS,
-      cacheRoot,
-    });
+    const summary = await extractWithTinyBackbone(data, cacheRoot, { augment: { views: 1, seed: 0 } });
     expect(summary.views).toBe(20);
     const { config } = await runTrainHead({ ...HEAD, codes: summary.caches[0].views!.path, cacheRoot, out: path.join(tmp, 'head-flat') });
     expect(config.training.splits.train + config.training.splits.validation).toBe(20);

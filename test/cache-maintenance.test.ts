@@ -1,38 +1,23 @@
 /** cache verify finds damaged shards, cache repair recomputes exactly what they held, cache export writes Parquet DuckDB reads. */
-import { execFile } from 'node:child_process';
 import { readdir, readFile, rm, truncate, writeFile, mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tinyRandomBackbone } from '../src/backbones/zoo/tiny-random.ts';
 import { FeatureCache } from '../src/cache/feature-cache.ts';
 import { CorruptShardError } from '../src/cache/shard-format.ts';
 import { isHealthy, verifyKey } from '../src/cache/verify.ts';
-import { loadDataset } from '../src/extract/dataset.ts';
-import { runExtract } from '../src/extract/run-extract.ts';
-import { TEST_EXTRACT_DEFAULTS } from './helpers/extract-options.ts';
+import { runCli } from './helpers/cli.ts';
+import { extractWithTinyBackbone } from './helpers/extract-options.ts';
 import { makeDataset } from './helpers/make-dataset.ts';
-import { REPO_ROOT } from './helpers/shared.ts';
 
-const execFileP = promisify(execFile);
-const BIN = path.join(REPO_ROOT, 'bin', 'bottleneck');
 
 let tmp: string;
 let root: string;
 let key: string;
 let before: Map<string, Buffer>;
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await execFileP(BIN, args, { cwd: tmp });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const cli = (args: string[]) => runCli(args, { cwd: tmp });
 
 /** "path|label" → code bytes, over every readable shard. */
 async function codes(): Promise<Map<string, Buffer>> {
@@ -48,18 +33,8 @@ beforeAll(async () => {
   tmp = await mkdtemp(path.join(os.tmpdir(), 'bottleneck-cachecmd-'));
   root = path.join(tmp, 'cache');
   await makeDataset(path.join(tmp, 'data'), { classes: ['ant', 'bee'], perClass: 12, splits: ['train', 'validation'] });
-  const dataset = await loadDataset(path.join(tmp, 'data'));
   // Small shards, so damage hits some rows and not others.
-  const summary = await runExtract({
-    items: dataset.items,
-    dataset: dataset.name,
-    datasetRoot: dataset.root,
-    backbone: tinyRandomBackbone(),
-    cut: { layer: 'block2_pool', pool: 'avg' },
-    ...TEST_EXTRACT_DEFAULTS,
-    maxShardBytes: 2500,
-    cacheRoot: root,
-  });
+  const summary = await extractWithTinyBackbone(path.join(tmp, 'data'), root, { maxShardBytes: 2500 });
   key = summary.key;
   before = await codes();
 }, 60_000);

@@ -3,20 +3,16 @@
  * predict on images agreeing with the head on cached codes, the ONNX export agreeing with
  * predict, and the CLI's happy paths and errors.
  */
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tinyRandomBackbone } from '../src/backbones/zoo/tiny-random.ts';
 import { FeatureCache } from '../src/cache/feature-cache.ts';
 import { runEvaluate } from '../src/evaluate/evaluate-command.ts';
 import { computeMetrics } from '../src/evaluate/metrics.ts';
-import { loadDataset } from '../src/extract/dataset.ts';
-import { runExtract } from '../src/extract/run-extract.ts';
 import { classify, headClassifier } from '../src/predict/classifier.ts';
 import { runExport, type ExportedPreprocessing } from '../src/predict/export-command.ts';
 import { decodeOptionsFor, imageBatches } from '../src/predict/image-batches.ts';
@@ -24,12 +20,10 @@ import { loadHead } from '../src/train-head/head-folder.ts';
 import { createHeadPredictor } from '../src/train-head/head-predictor.ts';
 import { runTrainHead } from '../src/train-head/train-command.ts';
 import { relativeError } from './helpers/compare.ts';
-import { TEST_EXTRACT_DEFAULTS } from './helpers/extract-options.ts';
+import { runCli } from './helpers/cli.ts';
+import { extractWithTinyBackbone } from './helpers/extract-options.ts';
 import { makeDataset, writeNoisePng } from './helpers/make-dataset.ts';
-import { REPO_ROOT } from './helpers/shared.ts';
 
-const execFileP = promisify(execFile);
-const BIN = path.join(REPO_ROOT, 'bin', 'bottleneck');
 const CLASSES = ['ant', 'bee', 'cow'];
 const SETTINGS = { engine: 'onnx', device: 'cpu' } as const;
 
@@ -43,16 +37,7 @@ beforeAll(async () => {
   cacheRoot = path.join(tmp, 'cache');
   data = path.join(tmp, 'data');
   await makeDataset(data, { classes: CLASSES, perClass: 6, splits: ['train', 'validation', 'test'] });
-  const dataset = await loadDataset(data);
-  const summary = await runExtract({
-    items: dataset.items,
-    dataset: dataset.name,
-    datasetRoot: dataset.root,
-    backbone: tinyRandomBackbone(),
-    cut: { layer: 'block2_pool', pool: 'avg' },
-    ...TEST_EXTRACT_DEFAULTS,
-    cacheRoot,
-  });
+  const summary = await extractWithTinyBackbone(data, cacheRoot);
   headDir = path.join(tmp, 'head');
   await runTrainHead({
     codes: summary.path,
@@ -77,15 +62,7 @@ beforeAll(async () => {
 }, 120_000);
 afterAll(() => rm(tmp, { recursive: true, force: true }));
 
-async function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await execFileP(BIN, args, { env: { ...process.env, ...env }, cwd: tmp, maxBuffer: 64 << 20 });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const cli = (args: string[], env: NodeJS.ProcessEnv = {}) => runCli(args, { cwd: tmp, env });
 
 /** The head applied to the cached codes of the test split, by path. */
 async function cachedProbabilities(): Promise<Map<string, Float32Array>> {

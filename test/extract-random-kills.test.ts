@@ -16,6 +16,7 @@ import { FeatureCache } from '../src/cache/feature-cache.ts';
 import { decodeShard } from '../src/cache/shard-format.ts';
 import { makeDataset } from './helpers/make-dataset.ts';
 import { REPO_ROOT } from './helpers/shared.ts';
+import { mulberry32 } from '../src/backbones/zoo/random-weights.ts';
 
 const BIN = path.join(REPO_ROOT, 'bin', 'bottleneck');
 const IMAGES = 60;
@@ -29,17 +30,6 @@ beforeAll(async () => {
   await makeDataset(data, { classes: ['a', 'b', 'c'], perClass: IMAGES / 3, seed: 7 });
 });
 afterAll(() => rm(tmp, { recursive: true, force: true }));
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 const args = (cacheRoot: string) => ['extract', data, '--backbone', 'tiny-vgg-random', '--engine', 'onnx', '--device', 'cpu', '--batch', '2', '--flush-seconds', '0', '--json', '--cache', cacheRoot];
 
@@ -112,7 +102,7 @@ describe('extract survives SIGKILL at random points', () => {
     const expected = await codesByPath(clean);
     expect(expected.count).toBe(IMAGES);
 
-    const random = prng(SEED);
+    const random = mulberry32(SEED);
     const killed = path.join(tmp, 'killed');
     const log: string[] = [];
     let kills = 0;

@@ -34,7 +34,7 @@ import { createHeadPredictor } from '../src/train-head/head-predictor.ts';
 import { runTrainHead, type TrainHeadCommand } from '../src/train-head/train-command.ts';
 import { UsageError } from '../src/util/errors.ts';
 import { relativeError } from './helpers/compare.ts';
-import { TEST_EXTRACT_DEFAULTS } from './helpers/extract-options.ts';
+import { extractWithTinyBackbone, TEST_EXTRACT_DEFAULTS } from './helpers/extract-options.ts';
 import { makeDataset } from './helpers/make-dataset.ts';
 import { hasSharedDatasets, hasSharedModels, NEEDS_SHARED_DATASETS, NEEDS_SHARED_MODELS, SHARED_DATASETS, SHARED_MODELS } from './helpers/shared.ts';
 
@@ -89,16 +89,7 @@ beforeAll(async () => {
   cacheRoot = path.join(tmp, 'cache');
   data = path.join(tmp, 'data');
   await makeDataset(data, { classes: CLASSES, perClass: 4, splits: ['train', 'validation', 'test'] });
-  const dataset = await loadDataset(data);
-  const summary = await runExtract({
-    items: dataset.items,
-    dataset: dataset.name,
-    datasetRoot: dataset.root,
-    backbone: tinyRandomBackbone(),
-    cut: { layer: 'block2_pool', pool: 'avg' },
-    ...TEST_EXTRACT_DEFAULTS,
-    cacheRoot,
-  });
+  const summary = await extractWithTinyBackbone(data, cacheRoot);
   headDir = path.join(tmp, 'head');
   await runTrainHead(headCommand(summary.path, headDir));
 }, 120_000);

@@ -4,11 +4,8 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tinyRandomBackbone } from '../src/backbones/zoo/tiny-random.ts';
-import { loadDataset } from '../src/extract/dataset.ts';
-import { runExtract } from '../src/extract/run-extract.ts';
 import { runTrainHead, type TrainHeadCommand } from '../src/train-head/train-command.ts';
-import { TEST_EXTRACT_DEFAULTS } from './helpers/extract-options.ts';
+import { extractWithTinyBackbone } from './helpers/extract-options.ts';
 import { makeDataset } from './helpers/make-dataset.ts';
 
 let tmp: string;
@@ -19,18 +16,8 @@ beforeAll(async () => {
   tmp = await mkdtemp(path.join(os.tmpdir(), 'bottleneck-maxmem-'));
   cacheRoot = path.join(tmp, 'cache');
   await makeDataset(path.join(tmp, 'data'), { classes: ['a', 'b', 'c'], perClass: 10 });
-  const dataset = await loadDataset(path.join(tmp, 'data'));
   // Unpooled block2_pool: 8×8×16 = 1024 floats per image, 4 KB a row.
-  const summary = await runExtract({
-    items: dataset.items,
-    dataset: dataset.name,
-    backbone: tinyRandomBackbone(),
-    cut: { layer: 'block2_pool' },
-    augment: { views: 2, seed: 1 },
-    ...TEST_EXTRACT_DEFAULTS,
-    cacheRoot,
-    maxShardBytes: 40_000,
-  });
+  const summary = await extractWithTinyBackbone(path.join(tmp, 'data'), cacheRoot, { cut: { layer: 'block2_pool' }, augment: { views: 2, seed: 1 }, maxShardBytes: 40_000 });
   imagesKey = summary.path;
   viewsKey = summary.caches[0].views!.path;
 }, 60_000);

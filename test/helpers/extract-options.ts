@@ -1,5 +1,7 @@
 /** The extract settings most tests use; each test overrides what it is about. */
-import type { ExtractOptions } from '../../src/extract/run-extract.ts';
+import { tinyRandomBackbone } from '../../src/backbones/zoo/tiny-random.ts';
+import { loadDataset } from '../../src/extract/dataset.ts';
+import { runExtract, type ExtractOptions, type ExtractSummary } from '../../src/extract/run-extract.ts';
 
 export const TEST_EXTRACT_DEFAULTS = {
   resize: 'squash',
@@ -11,3 +13,18 @@ export const TEST_EXTRACT_DEFAULTS = {
   engine: 'onnx',
   device: 'cpu',
 } as const satisfies Partial<ExtractOptions>;
+
+/** Extracts a folder with the tiny backbone (block2_pool, average-pooled unless `overrides` say otherwise). */
+export async function extractWithTinyBackbone(data: string, cacheRoot: string, overrides: Partial<ExtractOptions> = {}): Promise<ExtractSummary> {
+  const dataset = await loadDataset(data);
+  return runExtract({
+    items: dataset.items,
+    dataset: dataset.name,
+    datasetRoot: dataset.root,
+    backbone: tinyRandomBackbone(),
+    cut: { layer: 'block2_pool', pool: 'avg' },
+    ...TEST_EXTRACT_DEFAULTS,
+    cacheRoot,
+    ...overrides,
+  });
+}
