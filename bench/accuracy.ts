@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { runExtractCommand } from '../src/extract/extract-command.ts';
-import { openCodes, runTrainHead, type TrainHeadCommand } from '../src/train-head/train-command.ts';
+import { DEFAULT_HEAD_TRAINING, openCodes, runTrainHead, type TrainHeadCommand } from '../src/train-head/train-command.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const SHARED = path.resolve(ROOT, '..', 'shared');
@@ -68,25 +68,14 @@ for (const backbone of args.backbones!.split(',')) {
       ['Dense(256)+Dropout(0.5)', [256], false],
     ] as const) {
       const cmd: TrainHeadCommand = {
+        ...DEFAULT_HEAD_TRAINING,
         codes: key,
         cacheRoot: args.cache!,
         out: path.join(args.cache!, '..', 'bottleneck-accuracy-heads', `${backbone}-${dataset}-${hidden.length}`),
         hidden,
-        dropout: 0.5,
-        optimizer: 'adam',
-        momentum: 0.9,
-        batch: 32,
         epochs: Number(args.epochs),
-        l2: 0,
-        classWeights: 'none',
-        seed: 0,
-        patience: null,
-        val: 0.2,
-        test: 0,
-        trainer: 'auto',
         standardize,
         dataset,
-        json: false,
       };
       const result = await runTrainHead(cmd);
       rows.push({

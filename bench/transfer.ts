@@ -21,9 +21,9 @@ import { parseArgs } from 'node:util';
 import { cutLabel } from '../src/backbones/cut.ts';
 import { loadBackbone } from '../src/backbones/zoo.ts';
 import { loadDataset } from '../src/extract/dataset.ts';
-import { runExtract } from '../src/extract/run-extract.ts';
+import { DEFAULT_EXTRACT_SETTINGS, runExtract } from '../src/extract/run-extract.ts';
 import { runSweep } from '../src/sweep/sweep-command.ts';
-import { runTrainHead, type TrainHeadCommand } from '../src/train-head/train-command.ts';
+import { DEFAULT_HEAD_TRAINING, runTrainHead, type TrainHeadCommand } from '../src/train-head/train-command.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const SHARED = path.resolve(ROOT, '..', 'shared');
@@ -63,23 +63,12 @@ const views = Number(args.views);
 const out = path.join(ROOT, 'bench', 'results', 'transfer');
 await mkdir(out, { recursive: true });
 const head = (codes: string, dir: string, dataset: string): TrainHeadCommand => ({
+  ...DEFAULT_HEAD_TRAINING,
   codes,
   dataset,
   cacheRoot: args.cache!,
   out: dir,
-  hidden: [256],
-  dropout: 0.5,
-  optimizer: 'adam',
-  momentum: 0,
-  batch: 32,
   epochs,
-  l2: 0,
-  classWeights: 'none',
-  seed: 0,
-  patience: null,
-  val: 0.2,
-  test: 0,
-  trainer: 'auto',
   standardize: true,
   json: true,
   quiet: true,
@@ -95,10 +84,7 @@ for (const name of args.datasets!.split(',')) {
     dataset: dataset.name,
     datasetRoot: dataset.root,
     backbone,
-    resize: 'squash',
-    interpolation: 'linear',
-    background: [255, 255, 255],
-    dtype: 'float32',
+    ...DEFAULT_EXTRACT_SETTINGS,
     batch: 8,
     concurrency: 4,
     engine: 'auto',
