@@ -16,7 +16,7 @@ import sharp from 'sharp';
 import type { Pair } from '../../src/backbones/layer-graph.ts';
 import type { DecodeErrorReason } from '../../src/extract/decode-image.ts';
 import { writeNoisePng } from './make-dataset.ts';
-import { makeImage, pixelAt, pngDeclaring, samplesOff, type ColourSample, type ImageKind, type Rgb } from './make-images.ts';
+import { makeImage, pixelAt, pngChunk, pngDeclaring, samplesOff, type ColourSample, type ImageKind, type Rgb } from './make-images.ts';
 
 /**
  * - decoded: one cached row, and decodeImage gives the pixels `check` wants.
@@ -105,28 +105,6 @@ function startOfFrame(jpeg: Buffer): number {
 }
 
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-
-const crc32: (data: Uint8Array) => number =
-  typeof zlib.crc32 === 'function'
-    ? (data) => zlib.crc32(data)
-    : (data) => {
-        // zlib.crc32 arrived in Node 20.15: the same CRC-32 (IEEE, reflected) for older 20.x.
-        let crc = ~0;
-        for (const byte of data) {
-          crc ^= byte;
-          for (let k = 0; k < 8; k++) crc = (crc >>> 1) ^ (0xedb88320 & -(crc & 1));
-        }
-        return ~crc >>> 0;
-      };
-
-function pngChunk(type: string, data: Uint8Array): Buffer {
-  const typeAndData = Buffer.concat([Buffer.from(type, 'latin1'), data]);
-  const out = Buffer.alloc(12 + data.length);
-  out.writeUInt32BE(data.length, 0);
-  typeAndData.copy(out, 4);
-  out.writeUInt32BE(crc32(typeAndData), 8 + data.length);
-  return out;
-}
 
 /** A well-formed PNG (correct CRCs) from an IHDR and the raw, filter-prefixed scanlines. */
 function handMadePng(width: number, height: number, bitDepth: number, colourType: number, scanlines: Buffer): Buffer {

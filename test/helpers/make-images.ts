@@ -166,7 +166,8 @@ function tableCrc32(data: Uint8Array): number {
   return ~crc >>> 0;
 }
 
-function pngChunk(type: string, data: Uint8Array): Buffer {
+/** One PNG chunk (length, type, data, CRC), for hand-built files. */
+export function pngChunk(type: string, data: Uint8Array): Buffer {
   const typeAndData = Buffer.concat([Buffer.from(type, 'latin1'), data]);
   const out = Buffer.alloc(12 + data.length);
   out.writeUInt32BE(data.length, 0);
