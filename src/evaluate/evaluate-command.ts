@@ -16,8 +16,8 @@ import { loadHeadBackbone } from '../train-head/head-backbone.ts';
 import type { EpochStats } from '../train-head/fit.ts';
 import { loadHead, type Head } from '../train-head/head-folder.ts';
 import { createHeadPredictor } from '../train-head/head-predictor.ts';
-import { planSplits } from '../train-head/splits.ts';
 import { gather, readCodeTable, type CodeTable } from '../train-head/train-command.ts';
+import { splitRows } from '../train-head/training-rows.ts';
 import { UsageError } from '../util/errors.ts';
 import type { EvaluationReport } from './evaluation-report.ts';
 import { computeMetrics, type ScoredRow } from './metrics.ts';
@@ -86,13 +86,9 @@ async function heldOutRows(head: Head, cacheRoot: string): Promise<Selection> {
   }
   const cache = await FeatureCache.open(cacheRoot, cacheKey);
   const table = await readCodeTable(cache, dataset ?? undefined);
-  const plan = planSplits(
-    table.labels.map((label, i) => ({ label, sha256: table.sha256[i], split: table.splits[i] })),
-    training.splits.fractions,
-  );
-  const byPath = (a: number, b: number) => (table.paths[a] < table.paths[b] ? -1 : table.paths[a] > table.paths[b] ? 1 : 0);
-  if (plan.test.length > 0) return { table, cache, rows: [...plan.test].sort(byPath), source: `test split of ${cacheKey}` };
-  return { table, cache, rows: [...plan.validation].sort(byPath), source: `validation split of ${cacheKey} (it has no test split)` };
+  const split = splitRows(table, training.splits.fractions);
+  if (split.test.length > 0) return { table, cache, rows: split.test, source: `test split of ${cacheKey}` };
+  return { table, cache, rows: split.validation, source: `validation split of ${cacheKey} (it has no test split)` };
 }
 
 /** Every image of --data, extracted into the head's cache key (computing only what is new). */

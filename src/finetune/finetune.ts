@@ -35,8 +35,8 @@ import { runExtract, type ExtractSummary } from '../extract/run-extract.ts';
 import { fineTunedWeightsId, loadHeadBackbone } from '../train-head/head-backbone.ts';
 import { formatEpoch, shuffle, type EpochStats } from '../train-head/fit.ts';
 import { FINETUNE_WEIGHTS_FILE, loadHead, saveHead, type Head, type HeadConfig } from '../train-head/head-folder.ts';
-import { planSplits } from '../train-head/splits.ts';
 import { readCodeTable, type CodeTable } from '../train-head/train-command.ts';
+import { splitRows, viewsOfRows } from '../train-head/training-rows.ts';
 import { UsageError } from '../util/errors.ts';
 import { TOOL_VERSION } from '../util/version.ts';
 import { resolveUnfreeze, type UnfreezePlan } from './blocks.ts';
@@ -150,16 +150,12 @@ export async function runFineTune(cmd: FineTuneCommand): Promise<FineTuneResult>
   const table = await readCodeTable(frozen, dataset.name);
   const inFolder = new Set(dataset.items.map((i) => i.path));
   const rows = [...table.paths.keys()].filter((r) => inFolder.has(table.paths[r]));
-  const plan = planSplits(
-    rows.map((r) => ({ label: table.labels[r], sha256: table.sha256[r], split: table.splits[r] })),
-    head.config.training.splits.fractions,
-  );
+  const split = splitRows(table, head.config.training.splits.fractions, rows);
   const { classes } = head.config;
   const classIndex = new Map(classes.map((c, i) => [c, i]));
-  const byPath = (a: number, b: number) => (table.paths[a] < table.paths[b] ? -1 : table.paths[a] > table.paths[b] ? 1 : 0);
-  const pick = (part: readonly number[]) => part.map((i) => rows[i]).filter((r) => classIndex.has(table.labels[r])).sort(byPath);
-  const trainRows = pick(plan.train);
-  const valRows = pick(plan.validation);
+  const ofHeadClasses = (part: readonly number[]) => part.filter((r) => classIndex.has(table.labels[r]));
+  const trainRows = ofHeadClasses(split.train);
+  const valRows = ofHeadClasses(split.validation);
   if (trainRows.length === 0) throw new UsageError(`${dataset.root}: no training rows of the head's classes (${classes.join(', ')})`);
   const train: RowRef[] = trainRows.map((row) => ({ table, row, y: classIndex.get(table.labels[row])! }));
   const validation: RowRef[] = valRows.map((row) => ({ table, row, y: classIndex.get(table.labels[row])! }));
@@ -167,11 +163,7 @@ export async function runFineTune(cmd: FineTuneCommand): Promise<FineTuneResult>
   let viewRows = 0;
   if (viewsKey) {
     const views = await readCodeTable(await FeatureCache.open(cacheRoot, viewsKey), dataset.name);
-    const rowKey = (t: CodeTable, i: number) => `${t.sha256[i]}\u0000${t.paths[i]}\u0000${t.labels[i]}`;
-    const wanted = new Set(trainRows.map((r) => rowKey(table, r)));
-    const picked = [...views.paths.keys()]
-      .filter((i) => wanted.has(rowKey(views, i)) && views.views[i] <= cmd.augment)
-      .sort((a, b) => (views.paths[a] < views.paths[b] ? -1 : views.paths[a] > views.paths[b] ? 1 : views.views[a] - views.views[b]));
+    const picked = viewsOfRows(table, trainRows, views, cmd.augment);
     for (const row of picked) train.push({ table: views, row, y: classIndex.get(views.labels[row])! });
     viewRows = picked.length;
   }
@@ -243,7 +235,7 @@ export async function runFineTune(cmd: FineTuneCommand): Promise<FineTuneResult>
       seed: cmd.seed,
       patience: null,
       classWeights: null,
-      splits: { ...recorded, source: plan.source, train: trainRows.length, validation: valRows.length, test: plan.test.length },
+      splits: { ...recorded, source: split.plan.source, train: trainRows.length, validation: valRows.length, test: split.test.length },
       augmented: viewsKey ? { key: viewsKey, views: cmd.augment, seed: cmd.seed, recipe: (await FeatureCache.open(cacheRoot, viewsKey)).spec.augment!.recipe, rows: viewRows } : null,
     },
     bestEpoch: history.length,

@@ -99,6 +99,44 @@ export function checkDataset(cache: FeatureCache, datasets: readonly string[], d
   }
 }
 
+/** Shard order depends on flush timing and resumes; path (then view) order does not. */
+function byPath(t: RowIndex): (a: number, b: number) => number {
+  return (a, b) => (t.paths[a] < t.paths[b] ? -1 : t.paths[a] > t.paths[b] ? 1 : t.views[a] - t.views[b]);
+}
+
+export interface SplitRows {
+  readonly plan: SplitPlan;
+  /** Row indices of `index` per split, in path order. */
+  readonly train: readonly number[];
+  readonly validation: readonly number[];
+  readonly test: readonly number[];
+}
+
+/**
+ * The rows of each split by the one rule train-head, evaluate and fine-tune share (planSplits),
+ * in path order. `among` restricts it to some rows of `index` (default: all).
+ */
+export function splitRows(index: RowIndex, fractions: SplitFractions, among?: readonly number[]): SplitRows {
+  const rows = among ?? [...index.paths.keys()];
+  const plan = planSplits(
+    rows.map((r) => ({ label: index.labels[r], sha256: index.sha256[r], split: index.splits[r] })),
+    fractions,
+  );
+  const rowsOf = (part: readonly number[]) => part.map((i) => rows[i]).sort(byPath(index));
+  return { plan, train: rowsOf(plan.train), validation: rowsOf(plan.validation), test: rowsOf(plan.test) };
+}
+
+/**
+ * The cached views (indices into `views`) of the training images `train` (indices into
+ * `images`), view indices up to `maxView`, in path then view order. Only training images:
+ * a view of a validation image would leak it into training.
+ */
+export function viewsOfRows(images: RowIndex, train: readonly number[], views: RowIndex, maxView = Infinity): number[] {
+  const rowKey = (t: RowIndex, i: number) => `${t.sha256[i]}\u0000${t.paths[i]}\u0000${t.labels[i]}`;
+  const wanted = new Set(train.map((i) => rowKey(images, i)));
+  return [...views.paths.keys()].filter((i) => views.views[i] <= maxView && wanted.has(rowKey(views, i))).sort(byPath(views));
+}
+
 /** Which rows train and validate, in training order. */
 interface Selection {
   readonly classes: readonly string[];
@@ -110,26 +148,16 @@ interface Selection {
 }
 
 function select(images: RowIndex, views: RowIndex | null, fractions: SplitFractions, where: string): Selection {
-  const plan = planSplits(
-    images.labels.map((label, i) => ({ label, sha256: images.sha256[i], split: images.splits[i] })),
-    fractions,
-  );
-  const classes = [...new Set(plan.train.map((i) => images.labels[i]))].sort();
+  const split = splitRows(images, fractions);
+  const classes = [...new Set(split.train.map((i) => images.labels[i]))].sort();
   if (classes.length < 2) throw new UsageError(`${where}: the training rows hold ${classes.length} class(es); a classifier needs at least two`);
-  // Shard order depends on flush timing and resumes; path order does not.
-  const byPath = (t: RowIndex) => (a: number, b: number) =>
-    t.paths[a] < t.paths[b] ? -1 : t.paths[a] > t.paths[b] ? 1 : t.views[a] - t.views[b];
-  // Views of training images only: a view of a validation image would leak it into training.
-  const rowKey = (t: RowIndex, i: number) => `${t.sha256[i]}\u0000${t.paths[i]}\u0000${t.labels[i]}`;
-  const wanted = new Set(plan.train.map((i) => rowKey(images, i)));
-  const trainViews = views ? [...views.paths.keys()].filter((i) => wanted.has(rowKey(views, i))).sort(byPath(views)) : [];
   return {
     classes,
-    plan,
-    trainImages: [...plan.train].sort(byPath(images)),
-    trainViews,
+    plan: split.plan,
+    trainImages: split.train,
+    trainViews: views ? viewsOfRows(images, split.train, views) : [],
     // Validation rows of a class the head never trained on cannot be scored; they are left out.
-    validation: plan.validation.filter((i) => classes.includes(images.labels[i])).sort(byPath(images)),
+    validation: split.validation.filter((i) => classes.includes(images.labels[i])),
   };
 }
 
