@@ -12,7 +12,6 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { loadImageNetClasses } from '../src/predict/imagenet.ts';
 import { classIndexUrl, findImageNetClasses, IMAGENET_CLASS_INDEX, imagenetClasses } from '../src/predict/imagenet-classes.ts';
 import { UsageError } from '../src/util/errors.ts';
 import { NEEDS_SHARED_MODELS, hasSharedModels, SHARED_MODELS } from './helpers/shared.ts';
@@ -80,8 +79,8 @@ describe('imagenetClasses', () => {
     expect(second.source).toBe(path.join(weightsDir, IMAGENET_CLASS_INDEX.file));
     expect(second.classes).toEqual(first.classes);
     expect(requests).toHaveLength(1);
-    // The read-only helper finds the same file.
-    expect((await loadImageNetClasses(weightsDir))?.[281]).toBe('tabby');
+    // The read-only lookup finds the same file.
+    expect((await findImageNetClasses([weightsDir]))?.classes[281].name).toBe('tabby');
   });
 
   it('takes the URL from $BOTTLENECK_CLASSES_URL, as a folder or a .json URL', async () => {

@@ -12,15 +12,6 @@ export interface ImageNetPrediction {
   readonly top: readonly ClassScore[];
 }
 
-/**
- * The class names in `imagenet-classes.json` (a JSON array of 1000 names) or Keras'
- * `imagenet_class_index.json` in the weights folder, if either is there; never downloads
- * (imagenetClasses in imagenet-classes.ts does). A malformed file throws a UsageError naming it.
- */
-export async function loadImageNetClasses(weightsDir: string): Promise<readonly string[] | undefined> {
-  return (await findImageNetClasses([weightsDir]))?.classes.map((c) => c.name);
-}
-
 /** The backbone's classifier as a Classifier; `engine` must run the single cut `backbone.classifier`. */
 export function imagenetClassifier(backbone: Backbone, engine: FeatureEngine, classes?: readonly string[]): Classifier {
   const names = classes ?? Array.from({ length: engine.outputs[0].size }, (_, i) => `class ${i}`);
