@@ -5,7 +5,6 @@
 import type { Backbone } from '../backbones/backbone.ts';
 import type { FeatureEngine } from '../engines/engine.ts';
 import { classify, type ClassScore, type Classifier } from './classifier.ts';
-import { findImageNetClasses } from './imagenet-classes.ts';
 
 export interface ImageNetPrediction {
   readonly file: string;
