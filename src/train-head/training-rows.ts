@@ -161,6 +161,11 @@ function select(images: RowIndex, views: RowIndex | null, fractions: SplitFracti
   };
 }
 
+/** Where fill() puts each code: a row of an in-memory matrix or of a scratch file. */
+interface RowSink {
+  write(row: number, code: Float32Array): void;
+}
+
 function labelsOf(index: RowIndex, rows: readonly number[], classes: readonly string[]): Int32Array {
   const at = new Map(classes.map((c, i) => [c, i]));
   return Int32Array.from(rows, (r) => at.get(index.labels[r]) ?? -1);
@@ -178,19 +183,33 @@ export async function loadTrainingData(images: FeatureCache, views: FeatureCache
   const yVal = labelsOf(imageIndex, sel.validation, sel.classes);
   const common = { dataset: imageIndex.dataset, dim, classes: sel.classes, plan: sel.plan, trainImages: sel.trainImages.length, trainViews: sel.trainViews.length };
 
-  if (opts.maxMemoryBytes === undefined || bytes <= opts.maxMemoryBytes) {
-    const fill = async (cache: FeatureCache, dataset: string | null, rows: readonly number[], out: Float32Array, offset: number) => {
-      const position = new Map(rows.map((r, i) => [r, offset + i]));
-      await forEachCode(cache, dataset, (row, code) => {
-        const p = position.get(row);
-        if (p !== undefined) out.set(code, p * dim);
+  /**
+   * One pass over each key's shards puts every selected code at its place: training images,
+   * then their views, in one matrix; validation rows in another.
+   */
+  const fill = async (train: RowSink, validation: RowSink) => {
+    const trainAt = new Map(sel.trainImages.map((r, i) => [r, i]));
+    const valAt = new Map(sel.validation.map((r, i) => [r, i]));
+    await forEachCode(images, imageIndex.dataset, (row, code) => {
+      const t = trainAt.get(row);
+      if (t !== undefined) train.write(t, code);
+      const v = valAt.get(row);
+      if (v !== undefined) validation.write(v, code);
+    });
+    if (views && viewIndex) {
+      const viewAt = new Map(sel.trainViews.map((r, i) => [r, sel.trainImages.length + i]));
+      await forEachCode(views, viewIndex.dataset, (row, code) => {
+        const t = viewAt.get(row);
+        if (t !== undefined) train.write(t, code);
       });
-    };
+    }
+  };
+
+  if (opts.maxMemoryBytes === undefined || bytes <= opts.maxMemoryBytes) {
     const x = new Float32Array(trainN * dim);
-    await fill(images, imageIndex.dataset, sel.trainImages, x, 0);
-    if (views && viewIndex) await fill(views, viewIndex.dataset, sel.trainViews, x, sel.trainImages.length);
     const xVal = new Float32Array(sel.validation.length * dim);
-    await fill(images, imageIndex.dataset, sel.validation, xVal, 0);
+    const into = (out: Float32Array): RowSink => ({ write: (row, code) => out.set(code, row * dim) });
+    await fill(into(x), into(xVal));
     const standardizer = opts.standardize ? fitStandardizer(x, trainN, dim) : null;
     const scaled = (d: LabelledCodes): LabelledCodes => (standardizer ? { ...d, x: standardize(standardizer, d.x, d.n) } : d);
     return {
@@ -212,21 +231,7 @@ export async function loadTrainingData(images: FeatureCache, views: FeatureCache
     await rm(opts.scratchDir, { recursive: true, force: true });
   };
   try {
-    const trainAt = new Map(sel.trainImages.map((r, i) => [r, i]));
-    const valAt = new Map(sel.validation.map((r, i) => [r, i]));
-    await forEachCode(images, imageIndex.dataset, (row, code) => {
-      const t = trainAt.get(row);
-      if (t !== undefined) trainFile.write(t, code);
-      const v = valAt.get(row);
-      if (v !== undefined) valFile.write(v, code);
-    });
-    if (views && viewIndex) {
-      const viewAt = new Map(sel.trainViews.map((r, i) => [r, sel.trainImages.length + i]));
-      await forEachCode(views, viewIndex.dataset, (row, code) => {
-        const t = viewAt.get(row);
-        if (t !== undefined) trainFile.write(t, code);
-      });
-    }
+    await fill(trainFile, valFile);
     const standardizer = opts.standardize ? fitStandardizerFrom(chunks(trainFile), dim) : null;
     const scaled = (m: FileMatrix) => (standardizer ? standardizedMatrix(m, standardizer) : m);
     return {
