@@ -8,6 +8,7 @@ import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import cliProgress from 'cli-progress';
 import { fsyncPath } from '../util/atomic-file.ts';
+import { UserError } from '../util/errors.ts';
 
 export interface DownloadOptions {
   readonly url: string;
@@ -21,14 +22,13 @@ export interface DownloadOptions {
   readonly signal?: AbortSignal;
 }
 
-export class DownloadError extends Error {
+export class DownloadError extends UserError {
   constructor(
     message: string,
     readonly url: string,
     readonly dest: string,
   ) {
     super(message);
-    this.name = 'DownloadError';
   }
 }
 

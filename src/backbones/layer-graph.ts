@@ -10,6 +10,7 @@
  * - A node's output is post-activation, which is what Keras' layer outputs and Caffe's
  *   in-place ReLU blobs both mean by a layer name.
  */
+import { UserError } from '../util/errors.ts';
 
 export type Activation = 'linear' | 'relu' | 'softmax';
 
@@ -104,7 +105,7 @@ export function biasName(node: LayerNode): string {
   return `${node.name}.bias`;
 }
 
-export class UnknownLayerError extends Error {
+export class UnknownLayerError extends UserError {
   constructor(
     readonly layer: string,
     readonly graphName: string,
@@ -112,7 +113,6 @@ export class UnknownLayerError extends Error {
   ) {
     const sample = known.length > 12 ? [...known.slice(0, 6), '…', ...known.slice(-5)] : known;
     super(`unknown layer '${layer}' in ${graphName}; layers are: ${sample.join(', ')}`);
-    this.name = 'UnknownLayerError';
   }
 }
 

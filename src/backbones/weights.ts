@@ -2,6 +2,7 @@
  * Weight tensors, and binding them to a LayerGraph in its canonical layout
  * (conv OIHW, dense [out, in]) whatever format they were stored in.
  */
+import { UserError } from '../util/errors.ts';
 import { biasName, hasWeights, weightName, type LayerGraph } from './layer-graph.ts';
 import type { GraphPlan } from './graph-plan.ts';
 
@@ -25,12 +26,7 @@ export interface WeightSource {
   readonly files: readonly string[];
 }
 
-export class WeightsError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'WeightsError';
-  }
-}
+export class WeightsError extends UserError {}
 
 /** Converts a source to the canonical layout, for every weighted node of the graph. */
 export function bindWeights(graph: LayerGraph, source: WeightSource): WeightMap {

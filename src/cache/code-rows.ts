@@ -1,15 +1,16 @@
-/** Rows of codes as they move between the extractor, the shard writer and the reader. */
+/**
+ * Rows of codes as they move between the extractor, the shard writer and the readers. A code
+ * belongs to content, not to a file name: rows are keyed by the image's sha256 (and, in a key
+ * of augmented views, the view index). Which paths, labels and splits a dataset gives that
+ * content is its membership (membership.ts), kept apart so that a moved, renamed or relabelled
+ * image needs no new code and leaves no stale row behind.
+ */
 import { createHash } from 'node:crypto';
 
 export type Split = 'train' | 'validation' | 'test';
 
 export interface CodeRows {
   readonly sha256: readonly string[];
-  /** Which dataset listed the image (the data folder's or manifest's name): one key can serve several. */
-  readonly dataset: readonly string[];
-  readonly path: readonly string[];
-  readonly label: readonly string[];
-  readonly split: readonly (Split | null)[];
   /**
    * Augmented-view index per row (1..K), for keys of cached augmentations; absent means every
    * row is the image itself (view 0).
@@ -23,13 +24,9 @@ export function rowCount(rows: CodeRows): number {
   return rows.sha256.length;
 }
 
-/**
- * Identity of a row: the same content listed by the same dataset under the same path, label
- * and split (and, for an augmented view, the same view index).
- */
-export function rowIdentity(sha256: string, dataset: string, path: string, label: string, split: Split | null, view = 0): string {
-  const base = `${sha256}\u0000${dataset}\u0000${path}\u0000${label}\u0000${split ?? ''}`;
-  return view === 0 ? base : `${base}\u0000${view}`;
+/** What a row's code is of: the content, and which of its views (0: the image itself). */
+export function contentId(sha256: string, view = 0): string {
+  return view === 0 ? sha256 : `${sha256}#${view}`;
 }
 
 export function concatRows(parts: readonly CodeRows[], dim: number): CodeRows {
@@ -42,10 +39,6 @@ export function concatRows(parts: readonly CodeRows[], dim: number): CodeRows {
   }
   return {
     sha256: parts.flatMap((p) => p.sha256),
-    dataset: parts.flatMap((p) => p.dataset),
-    path: parts.flatMap((p) => p.path),
-    label: parts.flatMap((p) => p.label),
-    split: parts.flatMap((p) => p.split),
     ...(parts.some((p) => p.view) ? { view: parts.flatMap((p) => p.view ?? p.sha256.map(() => 0)) } : {}),
     codes,
   };
@@ -57,9 +50,7 @@ export function concatRows(parts: readonly CodeRows[], dim: number): CodeRows {
  */
 export function rowsChecksum(rows: CodeRows, storedCodes: Uint8Array): string {
   const hash = createHash('sha256');
-  for (let i = 0; i < rows.sha256.length; i++) {
-    hash.update(`${rowIdentity(rows.sha256[i], rows.dataset[i], rows.path[i], rows.label[i], rows.split[i], rows.view?.[i] ?? 0)}\u0001`);
-  }
+  for (let i = 0; i < rows.sha256.length; i++) hash.update(`${contentId(rows.sha256[i], rows.view?.[i] ?? 0)}\u0001`);
   hash.update(storedCodes);
   return hash.digest('hex');
 }

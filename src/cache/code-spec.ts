@@ -5,8 +5,20 @@
  * The engine is not part of it: both engines agree within 1e-4 (it is recorded, not keyed).
  */
 import { createHash } from 'node:crypto';
+import { z } from 'zod';
 
 export type CodeDtype = 'float32' | 'float16';
+
+/** squash: stretch to size (Keras' load_img); crop: shorter side to size, centre crop; pad: letterbox. */
+export type ResizeMode = 'squash' | 'crop' | 'pad';
+export const RESIZE_MODES = ['squash', 'crop', 'pad'] as const satisfies readonly ResizeMode[];
+
+/**
+ * sharp kernels; cubic is Catmull-Rom and lanczos3 is Lanczos a=3, as in PIL. 'nearest' point-
+ * samples, except that JPEGs shrunk 4× or more are first averaged by the decoder's DCT scaling.
+ */
+export type Interpolation = 'nearest' | 'linear' | 'cubic' | 'lanczos3';
+export const INTERPOLATIONS = ['nearest', 'linear', 'cubic', 'lanczos3'] as const satisfies readonly Interpolation[];
 
 export interface CodeSpec {
   readonly backbone: string;
@@ -20,8 +32,8 @@ export interface CodeSpec {
   readonly dtype: CodeDtype;
   readonly preprocessing: {
     readonly size: readonly [number, number];
-    readonly resize: 'squash' | 'crop' | 'pad';
-    readonly interpolation: string;
+    readonly resize: ResizeMode;
+    readonly interpolation: Interpolation;
     readonly background: readonly [number, number, number];
     readonly channels: 'rgb' | 'bgr';
     readonly mean: readonly number[];
@@ -42,8 +54,36 @@ export interface AugmentSpec {
   readonly recipe: string;
 }
 
-// Bumped when the shard layout changes (2: the dataset column), so old shards are never misread.
-export const CODE_SPEC_VERSION = 2;
+// Bumped when the shard layout changes, so old shards are never misread: 2 added the dataset
+// column; 3 made shards content-addressed (sha256 → code), with membership kept per dataset.
+export const CODE_SPEC_VERSION = 3;
+
+const rgb = z.tuple([z.number(), z.number(), z.number()]);
+
+/** What spec.json, a shard's metadata and head.json must hold; checked wherever one is read. */
+export const codeSpecSchema = z.object({
+  backbone: z.string().min(1),
+  weights: z.string().min(1),
+  layer: z.string().min(1),
+  pool: z.enum(['avg', 'max']).nullable(),
+  shape: z.array(z.number().int().positive()).min(1),
+  dtype: z.enum(['float32', 'float16']),
+  preprocessing: z.object({
+    size: z.tuple([z.number().int().positive(), z.number().int().positive()]),
+    resize: z.enum(RESIZE_MODES),
+    interpolation: z.enum(INTERPOLATIONS),
+    background: rgb,
+    channels: z.enum(['rgb', 'bgr']),
+    mean: z.array(z.number()),
+    std: z.array(z.number()),
+  }),
+  augment: z.object({ views: z.number().int().positive(), seed: z.number(), recipe: z.string() }).nullable(),
+}) satisfies z.ZodType<CodeSpec>;
+
+/** Floats per code. */
+export function codeDim(spec: Pick<CodeSpec, 'shape'>): number {
+  return spec.shape.reduce((a, b) => a * b, 1);
+}
 
 /** `<backbone>-<layer>[-<pool>]-<16 hex>`: readable in `ls cache/`, unique by the hash. */
 export function cacheKey(spec: CodeSpec): string {
@@ -60,4 +100,28 @@ export function canonicalJson(value: unknown): string {
       ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
       : v,
   );
+}
+
+/** The extract settings that produce a spec's codes: what a stage re-extracting for a head or a key passes on. */
+export interface SpecSettings {
+  readonly cut: { readonly layer: string; readonly pool?: 'avg' | 'max' };
+  readonly size: readonly [number, number];
+  readonly resize: ResizeMode;
+  readonly interpolation: Interpolation;
+  readonly background: readonly [number, number, number];
+  readonly dtype: CodeDtype;
+  readonly augment?: { readonly views: number; readonly seed: number };
+}
+
+export function settingsOfSpec(spec: CodeSpec): SpecSettings {
+  const p = spec.preprocessing;
+  return {
+    cut: { layer: spec.layer, ...(spec.pool ? { pool: spec.pool } : {}) },
+    size: p.size,
+    resize: p.resize,
+    interpolation: p.interpolation,
+    background: p.background,
+    dtype: spec.dtype,
+    ...(spec.augment ? { augment: { views: spec.augment.views, seed: spec.augment.seed } } : {}),
+  };
 }

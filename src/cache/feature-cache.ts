@@ -1,45 +1,38 @@
 /**
- * One cache key's folder: `spec.json`, Arrow shards `codes-<writer>-<seq>.arrow`, and the
- * latest run's `errors.arrow`. This module is the public face of the cache: the extractor
- * writes through it and every later stage reads through it.
+ * One cache key's folder: `spec.json`, content-addressed Arrow shards `codes-<writer>-<seq>.arrow`,
+ * each writer's list of them (`shards-<writer>.json`), and the latest run's `errors.arrow`. This
+ * module is the public face of a key: the extractor writes through it and every later stage
+ * reads through it (joined with the datasets' memberships by code-table.ts).
  */
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
+import { asFileSystemError, UserError } from '../util/errors.ts';
 import { writeFileAtomic } from '../util/atomic-file.ts';
-import { cacheKey, canonicalJson, type CodeSpec } from './code-spec.ts';
-import { concatRows, rowCount, rowIdentity, type CodeRows, type Split } from './code-rows.ts';
+import { InvalidFileError, readJsonFile } from '../util/json-file.ts';
+import { z } from 'zod';
+import { cacheKey, canonicalJson, codeDim, codeSpecSchema, CODE_SPEC_VERSION, type CodeSpec } from './code-spec.ts';
+import { concatRows, contentId, rowCount, type CodeRows } from './code-rows.ts';
 import { decodeShard, encodeShard, type ShardFacts } from './shard-format.ts';
+import { readKeyListing, readShardList, unlistedShards, writeShardList, type KeyListing, type ListedShard, type ShardList } from './shard-list.ts';
+import { waitForWriters } from './cache-lock.ts';
 
-const SHARD_PATTERN = /^codes-(.+)-(\d{6})\.arrow$/;
+/** The key's files disagree with each other (a listed shard is gone, a shard is of another key). */
+export class CacheDamagedError extends UserError {}
 
-export interface SplitCodes {
-  readonly codes: Float32Array;
-  readonly labels: readonly string[];
-  readonly paths: readonly string[];
-  readonly sha256: readonly string[];
-  /** Augmented-view index per row (0 for the images themselves). */
-  readonly views: readonly number[];
-}
-
-export interface CachedCodes {
-  /** Every dataset name in the key, whether or not it was selected. */
-  readonly datasets: readonly string[];
-  readonly dim: number;
-  readonly shape: readonly number[];
-  /** Rows by split; rows without a split are under 'none'. */
-  readonly splits: ReadonlyMap<Split | 'none', SplitCodes>;
-}
+const specFileSchema = codeSpecSchema.extend({ format: z.literal(`bottleneck-codes/${CODE_SPEC_VERSION}`) });
 
 export class FeatureCache {
   private constructor(
+    /** The cache folder holding this key (and the datasets' memberships). */
+    readonly root: string,
     readonly dir: string,
     readonly key: string,
     readonly spec: CodeSpec,
   ) {}
 
   get dim(): number {
-    return this.spec.shape.reduce((a, b) => a * b, 1);
+    return codeDim(this.spec);
   }
 
   /** Opens the key's folder, creating it with its spec.json on first use. */
@@ -47,41 +40,66 @@ export class FeatureCache {
     const key = cacheKey(spec);
     const dir = path.join(root, key);
     const specFile = path.join(dir, 'spec.json');
-    if (!existsSync(specFile)) {
+    if (existsSync(specFile)) return FeatureCache.open(root, key);
+    try {
       await mkdir(dir, { recursive: true });
-      await writeFileAtomic(specFile, `${JSON.stringify(JSON.parse(canonicalJson(spec)), null, 2)}\n`);
+    } catch (err) {
+      throw asFileSystemError(dir, err);
     }
-    return new FeatureCache(dir, key, spec);
+    await writeFileAtomic(specFile, `${JSON.stringify(JSON.parse(canonicalJson({ format: `bottleneck-codes/${CODE_SPEC_VERSION}`, ...spec })), null, 2)}\n`);
+    return new FeatureCache(root, dir, key, spec);
   }
 
+  /** Opens an existing key, checking its spec.json (and that it names this key). */
   static async open(root: string, key: string): Promise<FeatureCache> {
     const dir = path.join(root, key);
     const specFile = path.join(dir, 'spec.json');
-    if (!existsSync(specFile)) throw new Error(`no cache '${key}' in ${root} (missing ${specFile})`);
-    return new FeatureCache(dir, key, JSON.parse(await readFile(specFile, 'utf8')) as CodeSpec);
+    if (!existsSync(specFile)) throw new UserError(`no cache key '${key}' in ${root} (missing ${specFile})`);
+    const raw = await readJsonFile(specFile, z.object({ format: z.string().optional() }).loose(), 'a code spec');
+    if (raw.format !== `bottleneck-codes/${CODE_SPEC_VERSION}`) {
+      throw new InvalidFileError(specFile, `written by another version of bottleneck (cache format ${raw.format ?? '2 or older'}, this one reads ${CODE_SPEC_VERSION}): delete ${dir} and extract again`);
+    }
+    const { format: _format, ...spec } = await readJsonFile(specFile, specFileSchema, 'a code spec');
+    if (cacheKey(spec) !== key) throw new InvalidFileError(specFile, `describes key ${cacheKey(spec)}, not the folder's ${key} (edited, or copied from another key?)`);
+    return new FeatureCache(root, dir, key, spec);
   }
 
-  /**
-   * Where each dataset's images were read from (`datasets.json`), so later stages can show the
-   * images behind rows (evaluate's thumbnails). Rows store paths relative to this root.
-   */
-  async datasetRoots(): Promise<Record<string, string>> {
-    const file = path.join(this.dir, 'datasets.json');
-    if (!existsSync(file)) return {};
-    return JSON.parse(await readFile(file, 'utf8')) as Record<string, string>;
+  /** A key folder (`cache/<key>`), or a key name under `cacheRoot`. */
+  static async locate(codes: string, cacheRoot: string): Promise<FeatureCache> {
+    const dir = existsSync(path.join(codes, 'spec.json')) ? codes : path.join(cacheRoot, codes);
+    if (!existsSync(path.join(dir, 'spec.json'))) {
+      throw new UserError(`${codes}: not a cache key folder (run \`bottleneck extract\` first; it prints the key and its folder)`);
+    }
+    const resolved = path.resolve(dir);
+    return FeatureCache.open(path.dirname(resolved), path.basename(resolved));
   }
 
-  /** Call holding the cache lock: the file is read, updated and replaced atomically. */
-  async recordDatasetRoot(dataset: string, root: string): Promise<void> {
-    const roots = await this.datasetRoots();
-    if (roots[dataset] === root) return;
-    await writeFileAtomic(path.join(this.dir, 'datasets.json'), `${JSON.stringify({ ...roots, [dataset]: root }, null, 2)}\n`);
+  /** Readers: waits for (or refuses, after `waitSeconds`) an extract that is writing this key. */
+  async waitForWriters(waitSeconds = 0): Promise<void> {
+    await waitForWriters(this.dir, waitSeconds);
   }
 
-  /** Shard files, in writer then sequence order, so reads are deterministic. */
+  /** Every writer's shard list, checked against the folder: a listed shard that is gone is damage. */
+  async listing(): Promise<KeyListing> {
+    const listing = await readKeyListing(this.dir);
+    const gone = listing.shards.filter((s) => !existsSync(s.file));
+    if (gone.length > 0) {
+      throw new CacheDamagedError(
+        `${this.dir}: ${gone.length} listed shard(s) are missing (${gone.map((s) => path.basename(s.file)).slice(0, 3).join(', ')}): run \`bottleneck cache repair ${this.key}\``,
+      );
+    }
+    return listing;
+  }
+
+  /** Listed shards, in writer then sequence order, so reads are deterministic. */
   async shardFiles(): Promise<string[]> {
-    if (!existsSync(this.dir)) return [];
-    return (await readdir(this.dir)).filter((f) => SHARD_PATTERN.test(f)).sort().map((f) => path.join(this.dir, f));
+    return (await this.listing()).shards.map((s) => s.file);
+  }
+
+  /** The datasets extracted into this key, newest last. */
+  async datasets(): Promise<string[]> {
+    const { datasets } = await readKeyListing(this.dir);
+    return [...datasets.entries()].sort((a, b) => (a[1] < b[1] ? -1 : 1)).map(([name]) => name);
   }
 
   /**
@@ -90,124 +108,82 @@ export class FeatureCache {
    */
   async removeOrphans(writerId?: string): Promise<string[]> {
     // A sharded run's processes sweep only their own files: the others are still writing theirs.
-    const mine = (f: string) => writerId === undefined || f.startsWith(`codes-${writerId}-`) || f.startsWith(`errors-${writerId}.`);
+    const mine = (f: string) => writerId === undefined || f.startsWith(`codes-${writerId}-`) || f.startsWith(`errors-${writerId}.`) || f.startsWith(`shards-${writerId}.`);
     const orphans = (await readdir(this.dir)).filter((f) => f.endsWith('.tmp') && mine(f));
     await Promise.all(orphans.map((f) => rm(path.join(this.dir, f), { force: true })));
     return orphans;
   }
 
   /** Rows shard by shard: memory is bounded by one shard, whatever the cache's size. */
-  async *shards(): AsyncGenerator<{ file: string; rows: CodeRows }> {
-    for (const file of await this.shardFiles()) {
-      const { rows } = decodeShard(await readFile(file), file);
-      yield { file, rows };
+  async *shards(opts: { readonly verify?: boolean } = {}): AsyncGenerator<{ file: string; rows: CodeRows }> {
+    for (const file of await this.shardFiles()) yield { file, rows: await this.readShard(file, opts) };
+  }
+
+  /** One listed shard, checked to belong to this key. */
+  async readShard(file: string, opts: { readonly verify?: boolean } = {}): Promise<CodeRows> {
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(file);
+    } catch (err) {
+      throw asFileSystemError(file, err);
     }
+    const decoded = decodeShard(bytes, file, opts);
+    if (decoded.key !== this.key || canonicalJson(decoded.spec) !== canonicalJson(this.spec)) {
+      throw new CacheDamagedError(`${file}: holds codes of key ${decoded.key}, not of ${this.key} (copied between keys?): run \`bottleneck cache repair ${this.key}\``);
+    }
+    return decoded.rows;
+  }
+
+  /** Which contents (sha256, and view) the key holds, and the first shard holding each. */
+  async contents(): Promise<Map<string, string>> {
+    const where = new Map<string, string>();
+    for await (const { file, rows } of this.shards({ verify: false })) {
+      for (let i = 0; i < rowCount(rows); i++) {
+        const id = contentId(rows.sha256[i], rows.view?.[i] ?? 0);
+        if (!where.has(id)) where.set(id, file);
+      }
+    }
+    return where;
   }
 
   /**
-   * Every row (of one dataset, if named), as one Float32Array per split plus labels and paths,
-   * for data that fits in memory.
+   * A writer for one writer id (`w`, or `sKofN` for a process of a sharded run). Call it holding
+   * that writer's lock. Shards the writer finished but was killed before listing are adopted.
    */
-  async readAll(opts: { dataset?: string } = {}): Promise<CachedCodes> {
-    const bySplit = new Map<Split | 'none', CodeRows[]>();
-    const datasets = new Set<string>();
-    for await (const { rows } of this.shards()) {
-      const n = rowCount(rows);
-      for (const d of rows.dataset) datasets.add(d);
-      const wanted = (k: number) => opts.dataset === undefined || rows.dataset[k] === opts.dataset;
-      for (let i = 0; i < n; ) {
-        if (!wanted(i)) {
-          i++;
-          continue;
-        }
-        // Runs of one split are copied in one go.
-        const split = rows.split[i] ?? 'none';
-        let j = i + 1;
-        while (j < n && wanted(j) && (rows.split[j] ?? 'none') === split) j++;
-        const part: CodeRows = {
-          sha256: rows.sha256.slice(i, j),
-          dataset: rows.dataset.slice(i, j),
-          path: rows.path.slice(i, j),
-          label: rows.label.slice(i, j),
-          split: rows.split.slice(i, j),
-          ...(rows.view ? { view: rows.view.slice(i, j) } : {}),
-          codes: rows.codes.subarray(i * this.dim, j * this.dim),
-        };
-        const parts = bySplit.get(split);
-        if (parts) parts.push(part);
-        else bySplit.set(split, [part]);
-        i = j;
-      }
-    }
-    const splits = new Map<Split | 'none', SplitCodes>();
-    for (const [split, parts] of bySplit) {
-      const all = concatRows(parts, this.dim);
-      splits.set(split, { codes: all.codes, labels: all.label, paths: all.path, sha256: all.sha256, views: all.view ?? all.sha256.map(() => 0) });
-    }
-    return { datasets: [...datasets].sort(), dim: this.dim, shape: this.spec.shape, splits };
-  }
-
-  /** Which rows exist, and where each content hash's code can be found. */
-  async index(): Promise<CacheIndex> {
-    const rows = new Set<string>();
-    const contents = new Map<string, string>();
-    for (const file of await this.shardFiles()) {
-      const { rows: r } = decodeShard(await readFile(file), file);
-      for (let i = 0; i < rowCount(r); i++) {
-        rows.add(rowIdentity(r.sha256[i], r.dataset[i], r.path[i], r.label[i], r.split[i], r.view?.[i] ?? 0));
-        if (!contents.has(r.sha256[i])) contents.set(r.sha256[i], file);
-      }
-    }
-    return { rows, contents };
-  }
-
-  /** Codes for the given content hashes, read from the shards that hold them. */
-  async codesFor(wanted: ReadonlyMap<string, string>): Promise<Map<string, Float32Array>> {
-    const byShard = new Map<string, string[]>();
-    for (const [sha, file] of wanted) byShard.set(file, [...(byShard.get(file) ?? []), sha]);
-    const out = new Map<string, Float32Array>();
-    for (const [file, shas] of byShard) {
-      const { rows } = decodeShard(await readFile(file), file);
-      const want = new Set(shas);
-      for (let i = 0; i < rowCount(rows); i++) {
-        if (want.has(rows.sha256[i]) && !out.has(rows.sha256[i])) {
-          out.set(rows.sha256[i], rows.codes.slice(i * this.dim, (i + 1) * this.dim));
-        }
-      }
-    }
-    return out;
-  }
-
   async writer(opts: { writerId: string; engine: string; toolVersion: string; maxShardBytes?: number }): Promise<ShardWriter> {
-    const files = await this.shardFiles();
-    const mine = files.map((f) => path.basename(f).match(SHARD_PATTERN)!).filter((m) => m[1] === opts.writerId);
-    const next = mine.length ? Math.max(...mine.map((m) => Number(m[2]))) + 1 : 0;
+    const list = await readShardList(this.dir, opts.writerId);
+    for (const name of await unlistedShards(this.dir, list)) {
+      // Renamed into place whole, so complete; a damaged one is left for verify and repair.
+      const rows = await this.readShard(path.join(this.dir, name)).catch(() => null);
+      if (rows) list.shards.push({ file: name, rows: rowCount(rows) });
+    }
+    const seqs = list.shards.map((s) => Number(s.file.match(/-(\d{6})\.arrow$/)![1]));
+    const onDisk = (await readdir(this.dir)).map((n) => n.match(new RegExp(`^codes-${escapeRegExp(opts.writerId)}-(\\d{6})\\.arrow$`))?.[1]).filter((m): m is string => !!m).map(Number);
+    const next = Math.max(-1, ...seqs, ...onDisk) + 1;
     const facts: ShardFacts = { key: this.key, spec: this.spec, engine: opts.engine, toolVersion: opts.toolVersion };
-    return new ShardWriter(this.dir, opts.writerId, next, facts, this.dim, opts.maxShardBytes ?? 256 * 2 ** 20);
+    return new ShardWriter(this.dir, list, next, facts, this.dim, opts.maxShardBytes ?? 256 * 2 ** 20);
   }
 }
 
-export interface CacheIndex {
-  /** rowIdentity(...) of every row. */
-  readonly rows: ReadonlySet<string>;
-  /** Content hash → a shard holding its code. */
-  readonly contents: ReadonlyMap<string, string>;
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
+
+export type { ListedShard };
 
 /**
- * Buffers rows and writes them as complete shards (temporary file, fsync, rename): a crash
- * loses at most the rows not yet flushed, and never leaves a partial shard behind.
+ * Buffers rows and writes them as complete shards (temporary file, fsync, rename), each then
+ * added to the writer's shard list: a crash loses at most the rows not yet flushed, and never
+ * leaves a partial shard behind.
  */
 export class ShardWriter {
   private pending: CodeRows[] = [];
   private pendingRows = 0;
   readonly written: string[] = [];
-  /** Content hash → the shard this writer put its code in. */
-  readonly located = new Map<string, string>();
 
   constructor(
     private readonly dir: string,
-    private readonly writerId: string,
+    private readonly list: ShardList,
     private seq: number,
     private facts: ShardFacts,
     private readonly dim: number,
@@ -220,7 +196,7 @@ export class ShardWriter {
   }
 
   private get rowBytes(): number {
-    return this.dim * (this.facts.spec.dtype === 'float16' ? 2 : 4) + 256;
+    return this.dim * (this.facts.spec.dtype === 'float16' ? 2 : 4) + 80;
   }
 
   get bufferedRows(): number {
@@ -237,12 +213,20 @@ export class ShardWriter {
   async flush(): Promise<void> {
     if (this.pendingRows === 0) return;
     const rows = concatRows(this.pending, this.dim);
-    const file = path.join(this.dir, `codes-${this.writerId}-${String(this.seq).padStart(6, '0')}.arrow`);
-    await writeFileAtomic(file, encodeShard(rows, this.facts));
+    const name = `codes-${this.list.writer}-${String(this.seq).padStart(6, '0')}.arrow`;
+    await writeFileAtomic(path.join(this.dir, name), encodeShard(rows, this.facts));
     this.seq++;
-    this.written.push(file);
-    for (const sha of rows.sha256) if (!this.located.has(sha)) this.located.set(sha, file);
+    this.written.push(path.join(this.dir, name));
+    this.list.shards.push({ file: name, rows: rowCount(rows) });
+    await writeShardList(this.dir, this.list);
     this.pending = [];
     this.pendingRows = 0;
+  }
+
+  /** Records that a dataset was extracted into the key (by the end of a complete run). */
+  async recordDataset(name: string): Promise<void> {
+    await this.flush();
+    this.list.datasets[name] = new Date().toISOString();
+    await writeShardList(this.dir, this.list);
   }
 }

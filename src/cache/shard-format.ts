@@ -1,7 +1,8 @@
 /**
- * The Arrow layout of a cache shard: one row per image (sha256, dataset, path, label, split, code),
- * with the code spec and run facts in the schema metadata. Shards are Arrow IPC *files*,
- * each complete and self-describing, so DuckDB, pyarrow or arrow-js read any one alone.
+ * The Arrow layout of a cache shard: one row per content (sha256, [view], code), with the code
+ * spec and run facts in the schema metadata. Shards are Arrow IPC *files*, each complete and
+ * self-describing, so DuckDB, pyarrow or arrow-js read any one alone; paths and labels are in
+ * the datasets' membership files, which join on sha256.
  */
 import {
   Field,
@@ -21,8 +22,10 @@ import {
   vectorFromArray,
   type Vector,
 } from 'apache-arrow';
-import { canonicalJson, type CodeSpec } from './code-spec.ts';
-import { rowsChecksum, type CodeRows, type Split } from './code-rows.ts';
+import { UserError } from '../util/errors.ts';
+import { checkJson } from '../util/json-file.ts';
+import { canonicalJson, codeDim, codeSpecSchema, type CodeSpec } from './code-spec.ts';
+import { rowsChecksum, type CodeRows } from './code-rows.ts';
 
 export interface ShardFacts {
   readonly key: string;
@@ -40,18 +43,13 @@ export const META = {
   checksum: 'bottleneck.rows_sha256',
 } as const;
 
-export class CorruptShardError extends Error {
+export class CorruptShardError extends UserError {
   constructor(
     readonly shard: string,
     readonly reason: string,
   ) {
     super(`cache shard ${shard} is corrupt: ${reason}. Run \`bottleneck cache verify\` to list damaged shards and \`bottleneck cache repair\` to recompute them`);
-    this.name = 'CorruptShardError';
   }
-}
-
-function codeDim(spec: CodeSpec): number {
-  return spec.shape.reduce((a, b) => a * b, 1);
 }
 
 export function encodeShard(rows: CodeRows, facts: ShardFacts): Uint8Array {
@@ -64,10 +62,6 @@ export function encodeShard(rows: CodeRows, facts: ShardFacts): Uint8Array {
   const codeType = new FixedSizeList(dim, new Field('item', element, false));
   const fields = [
     new Field('sha256', new Utf8(), false),
-    new Field('dataset', new Utf8(), false),
-    new Field('path', new Utf8(), false),
-    new Field('label', new Utf8(), false),
-    new Field('split', new Utf8(), true),
     new Field('code', codeType, false),
     // Only keys of cached augmentations have views; plain shards keep the original layout.
     ...(rows.view ? [new Field('view', new Int16(), false)] : []),
@@ -80,13 +74,8 @@ export function encodeShard(rows: CodeRows, facts: ShardFacts): Uint8Array {
     [META.checksum, rowsChecksum(rows, storedBytes)],
   ]);
   const schema = new Schema(fields, metadata);
-  const text = (values: readonly (string | null)[]) => vectorFromArray(values as (string | null)[], new Utf8()).data[0];
   const children = [
-    text(rows.sha256),
-    text(rows.dataset),
-    text(rows.path),
-    text(rows.label),
-    text(rows.split),
+    vectorFromArray(rows.sha256 as string[], new Utf8()).data[0],
     makeData({ type: codeType, length: n, nullCount: 0, child: makeData({ type: element, length: n * dim, data: stored }) }),
     ...(rows.view ? [makeData({ type: new Int16(), length: n, nullCount: 0, data: Int16Array.from(rows.view) })] : []),
   ];
@@ -101,8 +90,12 @@ export interface DecodedShard {
   readonly engine: string;
 }
 
-/** Parses and verifies a shard; any damage becomes a CorruptShardError naming the file. */
-export function decodeShard(bytes: Uint8Array, shard: string): DecodedShard {
+/**
+ * Parses and verifies a shard; any damage becomes a CorruptShardError naming the file.
+ * `verify: false` skips the checksum, for reads that only need to know which contents a shard
+ * holds (its codes are checked whenever they are read for use).
+ */
+export function decodeShard(bytes: Uint8Array, shard: string, opts: { readonly verify?: boolean } = {}): DecodedShard {
   let table: Table;
   try {
     table = tableFromIPC(bytes);
@@ -115,29 +108,22 @@ export function decodeShard(bytes: Uint8Array, shard: string): DecodedShard {
   if (!specJson || !checksum) throw new CorruptShardError(shard, 'its bottleneck metadata is missing');
   let spec: CodeSpec;
   try {
-    spec = JSON.parse(specJson) as CodeSpec;
+    spec = checkJson(JSON.parse(specJson), codeSpecSchema, shard, 'a code spec');
   } catch {
-    throw new CorruptShardError(shard, 'its code spec is not valid JSON');
+    throw new CorruptShardError(shard, 'its code spec is not valid');
   }
   const dim = codeDim(spec);
-  const strings = (name: string) => {
-    const col = table.getChild(name);
-    if (!col) throw new CorruptShardError(shard, `column '${name}' is missing`);
-    return col.toArray() as (string | null)[];
-  };
+  const shaCol = table.getChild('sha256');
   const codeCol = table.getChild('code');
-  if (!codeCol) throw new CorruptShardError(shard, "column 'code' is missing");
+  if (!shaCol || !codeCol) throw new CorruptShardError(shard, `column '${shaCol ? 'code' : 'sha256'}' is missing (written by an older version?)`);
   const { stored, codes } = readCodes(codeCol, table.numRows * dim, shard);
+  const viewCol = table.getChild('view');
   const rows: CodeRows = {
-    sha256: strings('sha256') as string[],
-    dataset: strings('dataset') as string[],
-    path: strings('path') as string[],
-    label: strings('label') as string[],
-    split: strings('split') as (Split | null)[],
-    ...(table.getChild('view') ? { view: Array.from(table.getChild('view')!.toArray() as Int16Array) } : {}),
+    sha256: shaCol.toArray() as string[],
+    ...(viewCol ? { view: Array.from(viewCol.toArray() as Int16Array) } : {}),
     codes,
   };
-  if (rowsChecksum(rows, stored) !== checksum) throw new CorruptShardError(shard, 'its checksum does not match its contents');
+  if (opts.verify !== false && rowsChecksum(rows, stored) !== checksum) throw new CorruptShardError(shard, 'its checksum does not match its contents');
   return { rows, key: meta.get(META.key) ?? '', spec, engine: meta.get(META.engine) ?? '' };
 }
 

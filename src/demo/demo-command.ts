@@ -18,8 +18,22 @@ import { loadDataset } from '../extract/dataset.ts';
 import { progressSink } from '../extract/progress-reporter.ts';
 import { DEFAULT_EXTRACT_SETTINGS, runExtract } from '../extract/run-extract.ts';
 import { DEFAULT_HEAD_TRAINING, runTrainHead } from '../train-head/train-command.ts';
+import { cacheRootOf, defineCommand, numberOption, withCache, withEngine, withWeights, WHOLE_POSITIVE } from '../util/cli-options.ts';
 import { UsageError } from '../util/errors.ts';
 import { generateShapesDataset } from './shapes-dataset.ts';
+
+export const demoCommand = defineCommand(
+  'demo',
+  'the whole recipe on generated images: extract → train-head → evaluate, with an HTML report',
+  (y) =>
+    withEngine(withWeights(withCache(y)))
+      .option('data', { type: 'string', default: path.join('fixtures', 'generated', 'shapes'), describe: 'where to generate the demo images' })
+      .option('out', { type: 'string', default: 'demo-output', describe: 'where the head and the report go' })
+      .option('epochs', numberOption('epochs', 'passes over the training rows', WHOLE_POSITIVE, 20)),
+  async (argv) => {
+    await runDemo({ ...argv, cacheRoot: cacheRootOf(argv.cache) });
+  },
+);
 
 export interface DemoCommand {
   /** Where the generated images go. */
@@ -49,8 +63,7 @@ export async function runDemo(cmd: DemoCommand): Promise<void> {
   const sink = progressSink('bar');
   const extracted = await runExtract({
     items: dataset.items,
-    dataset: dataset.name,
-    datasetRoot: dataset.root,
+    dataset,
     backbone,
     cut,
     ...DEFAULT_EXTRACT_SETTINGS,
@@ -65,7 +78,8 @@ export async function runDemo(cmd: DemoCommand): Promise<void> {
   log(`extract: ${extracted.new} new, ${extracted.reused} cached codes in ${extracted.seconds.toFixed(1)} s → ${extracted.path}`);
 
   const headDir = path.resolve(cmd.out, 'head');
-  await runTrainHead({ ...DEFAULT_HEAD_TRAINING, codes: extracted.path, cacheRoot: cmd.cacheRoot, out: headDir, epochs: cmd.epochs });
+  // The demo's own dataset, by name: the key may also hold other datasets the user extracted.
+  await runTrainHead({ ...DEFAULT_HEAD_TRAINING, codes: extracted.path, cacheRoot: cmd.cacheRoot, out: headDir, epochs: cmd.epochs, dataset: dataset.name });
 
   const report = await runEvaluate({ head: headDir, cacheRoot: path.resolve(cmd.cacheRoot), batch: 8, concurrency: 4, engine: cmd.engine, device: cmd.device });
   console.log(`\n${formatReport(report, { mistakes: 5 })}`);

@@ -7,6 +7,8 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { gather, indexOfMembers, readCodes, readCodeTable, resolveDataset, type CodeTable } from '../cache/code-table.ts';
+import { settingsOfSpec } from '../cache/code-spec.ts';
 import { FeatureCache } from '../cache/feature-cache.ts';
 import type { DeviceChoice, EngineChoice } from '../engines/engine.ts';
 import { loadDataset } from '../extract/dataset.ts';
@@ -16,17 +18,42 @@ import { loadHeadBackbone } from '../train-head/head-backbone.ts';
 import type { EpochStats } from '../train-head/fit.ts';
 import { loadHead, type Head } from '../train-head/head-folder.ts';
 import { createHeadPredictor } from '../train-head/head-predictor.ts';
-import { gather, readCodeTable, type CodeTable } from '../train-head/train-command.ts';
 import { splitRows } from '../train-head/training-rows.ts';
+import { cacheRootOf, defineCommand, numberOption, withBatching, withCache, withEngine, withWait, withWeights } from '../util/cli-options.ts';
 import { UsageError } from '../util/errors.ts';
 import type { EvaluationReport } from './evaluation-report.ts';
+import { formatReport } from './format-report.ts';
+import { writeHtmlReport } from './report-html.ts';
 import { computeMetrics, type ScoredRow } from './metrics.ts';
+
+export const evaluateCommand = defineCommand(
+  'evaluate [head]',
+  "report a head's test accuracy: per-class precision/recall/F1, confusion matrix, worst mistakes",
+  (y) =>
+    withWait(withBatching(withEngine(withWeights(withCache(y)))))
+      .positional('head', { type: 'string', describe: 'head folder written by train-head (or --head)' })
+      .option('data', { type: 'string', describe: "a folder or manifest to evaluate instead of the head's test (or validation) rows" })
+      .option('report', { type: 'string', describe: 'write a self-contained HTML report (and PNG plots) into this folder' })
+      .option('mistakes', numberOption('mistakes', 'worst mistakes to list', { integer: true, min: 0 }, 10))
+      .option('json', { type: 'boolean', default: false, describe: 'the whole evaluation as JSON on stdout' }),
+  async (argv) => {
+    if (!argv.head) throw new UsageError('evaluate needs a head folder: bottleneck evaluate HEAD (as train-head wrote it)');
+    const report = await runEvaluate({ ...argv, head: argv.head, cacheRoot: argv.cache, quiet: argv.json });
+    if (argv.json) console.log(JSON.stringify(report));
+    else console.log(formatReport(report, { mistakes: argv.mistakes }));
+    if (argv.report) {
+      const { html } = await writeHtmlReport(argv.report, report);
+      console.error(`report: ${html}`);
+    }
+  },
+);
 
 export interface EvaluateCommand {
   readonly head: string;
   /** A folder or manifest to evaluate instead of the head's own held-out rows. */
   readonly data?: string;
-  readonly cacheRoot: string;
+  /** Default: the cache folder the head recorded, else ./cache. */
+  readonly cacheRoot?: string;
   /** For --data: the backbone weights, as extract takes them. */
   readonly weights?: string;
   readonly batch: number;
@@ -35,20 +62,22 @@ export interface EvaluateCommand {
   readonly device: DeviceChoice;
   /** Progress as JSON lines rather than a bar (for --json). */
   readonly quiet?: boolean;
+  /** Seconds to wait for an extract that is writing the head's key. */
+  readonly wait?: number;
 }
 
 interface Selection {
   readonly table: CodeTable;
   readonly rows: readonly number[];
   readonly source: string;
-  readonly cache: FeatureCache;
 }
 
 export async function runEvaluate(cmd: EvaluateCommand): Promise<EvaluationReport> {
   const started = performance.now();
   const head = await loadHead(cmd.head);
-  const selection = cmd.data ? await extractedRows(head, cmd) : await heldOutRows(head, cmd.cacheRoot);
-  const { table, rows, cache } = selection;
+  const cacheRoot = cacheRootOf(cmd.cacheRoot, head.config.cacheRoot);
+  const selection = cmd.data ? await extractedRows(head, cmd, cacheRoot) : await heldOutRows(head, cacheRoot, cmd.wait ?? 0);
+  const { table, rows } = selection;
   if (rows.length === 0) throw new UsageError(`${selection.source}: no rows to evaluate`);
 
   const { classes, architecture } = head.config;
@@ -60,11 +89,9 @@ export async function runEvaluate(cmd: EvaluateCommand): Promise<EvaluationRepor
   } finally {
     await predictor.dispose();
   }
-  const roots = await cache.datasetRoots();
-  const root = table.dataset === null ? undefined : roots[table.dataset];
   const scored: ScoredRow[] = rows.map((r) => {
-    const file = root ? path.join(root, table.paths[r]) : null;
-    return { path: table.paths[r], label: table.labels[r], file: file && existsSync(file) ? file : null };
+    const file = path.join(table.root, table.paths[r]);
+    return { path: table.paths[r], label: table.labels[r] ?? '', sha256: table.sha256[r], file: existsSync(file) ? file : null };
   });
   return {
     head: head.dir,
@@ -79,41 +106,36 @@ export async function runEvaluate(cmd: EvaluateCommand): Promise<EvaluationRepor
 }
 
 /** The head's own codes: test rows, else validation rows, by the split rule it trained with. */
-async function heldOutRows(head: Head, cacheRoot: string): Promise<Selection> {
+async function heldOutRows(head: Head, cacheRoot: string, waitSeconds: number): Promise<Selection> {
   const { cacheKey, dataset, training } = head.config;
   if (!existsSync(path.join(cacheRoot, cacheKey, 'spec.json'))) {
     throw new UsageError(`head ${head.dir} was trained on codes ${cacheKey}, which are not in ${cacheRoot} (pass --cache, or --data to extract them)`);
   }
   const cache = await FeatureCache.open(cacheRoot, cacheKey);
-  const table = await readCodeTable(cache, dataset ?? undefined);
+  await cache.waitForWriters(waitSeconds);
+  const table = await readCodeTable(cache, dataset ?? (await resolveDataset(cache)));
   const split = splitRows(table, training.splits.fractions);
-  if (split.test.length > 0) return { table, cache, rows: split.test, source: `test split of ${cacheKey}` };
-  return { table, cache, rows: split.validation, source: `validation split of ${cacheKey} (it has no test split)` };
+  if (split.test.length > 0) return { table, rows: split.test, source: `test split of ${cacheKey}` };
+  return { table, rows: split.validation, source: `validation split of ${cacheKey} (it has no test split)` };
 }
 
 /** Every image of --data, extracted into the head's cache key (computing only what is new). */
-async function extractedRows(head: Head, cmd: EvaluateCommand): Promise<Selection> {
+async function extractedRows(head: Head, cmd: EvaluateCommand, cacheRoot: string): Promise<Selection> {
   const spec = head.config.codeSpec;
   const dataset = await loadDataset(cmd.data!);
-  const cut = { layer: spec.layer, ...(spec.pool ? { pool: spec.pool } : {}) };
   const backbone = await loadHeadBackbone(head, { weights: cmd.weights });
   const sink = progressSink(cmd.quiet ? 'none' : 'bar');
   const summary = await runExtract({
     items: dataset.items,
-    dataset: dataset.name,
-    datasetRoot: dataset.root,
     backbone,
-    cut,
-    size: spec.preprocessing.size,
-    resize: spec.preprocessing.resize,
-    interpolation: spec.preprocessing.interpolation as Parameters<typeof runExtract>[0]['interpolation'],
-    background: spec.preprocessing.background,
-    dtype: spec.dtype,
+    ...settingsOfSpec(spec),
+    augment: undefined,
     batch: cmd.batch,
     concurrency: cmd.concurrency,
     engine: cmd.engine,
     device: cmd.device,
-    cacheRoot: path.resolve(cmd.cacheRoot),
+    cacheRoot,
+    waitForLockSeconds: cmd.wait,
     onProgress: (p) => sink.update(p),
   }).finally(() => sink.stop());
   if (summary.key !== head.config.cacheKey) {
@@ -121,12 +143,9 @@ async function extractedRows(head: Head, cmd: EvaluateCommand): Promise<Selectio
     throw new UsageError(`${cmd.data}: extracted as ${summary.key}, but head ${head.dir} was trained on ${head.config.cacheKey} (other backbone weights?)`);
   }
   for (const f of summary.failures) console.error(`warning: ${f.path}: ${f.message} (not evaluated)`);
-  const cache = await FeatureCache.open(path.resolve(cmd.cacheRoot), summary.key);
-  const table = await readCodeTable(cache, dataset.name);
-  // The dataset name may have collected rows of earlier, larger versions of the folder.
-  const wanted = new Set(dataset.items.map((i) => i.path));
-  const rows = [...table.paths.keys()].filter((r) => wanted.has(table.paths[r])).sort((a, b) => (table.paths[a] < table.paths[b] ? -1 : 1));
-  return { table, cache, rows, source: cmd.data! };
+  const cache = await FeatureCache.open(cacheRoot, summary.key);
+  const table = await readCodes(cache, indexOfMembers(summary.members, { dataset: dataset.name, root: dataset.root, dim: cache.dim }));
+  return { table, rows: [...table.paths.keys()], source: cmd.data! };
 }
 
 async function readHistory(dir: string): Promise<EpochStats[]> {

@@ -22,6 +22,8 @@ export interface Mistake {
   readonly path: string;
   /** Where the image can be read, for thumbnails; null when it is gone. */
   readonly file: string | null;
+  /** The content its code was computed from. */
+  readonly sha256: string;
   readonly label: string;
   readonly predicted: string;
   /** Probability of the predicted class. */
@@ -34,6 +36,8 @@ export interface ScoredRow {
   readonly path: string;
   readonly file: string | null;
   readonly label: string;
+  /** The content extract accepted; a report shows the file only while it still has it. */
+  readonly sha256: string;
 }
 
 export interface Metrics {
@@ -90,7 +94,7 @@ export function computeMetrics(classes: readonly string[], rows: readonly Scored
     logLoss -= Math.log(clip(p[truth]) / total);
     if (predicted === truth) correct++;
     else {
-      mistakes.push({ path: row.path, file: row.file, label: row.label, predicted: classes[predicted], probability: p[predicted], trueProbability: p[truth] });
+      mistakes.push({ path: row.path, file: row.file, sha256: row.sha256, label: row.label, predicted: classes[predicted], probability: p[predicted], trueProbability: p[truth] });
     }
     // Rank of the true class: how many classes score strictly higher.
     let higher = 0;

@@ -2,13 +2,14 @@
  * What to extract: a folder of class subfolders (Keras' flow_from_directory layout, with
  * optional train/validation/test folders above them) or a CSV/JSONL manifest.
  */
-import { createReadStream, existsSync, type Dirent } from 'node:fs';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { existsSync, type Dirent } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import readline from 'node:readline';
-import { parse as parseCsv } from 'csv-parse/sync';
+import { CsvError, parse as parseCsv } from 'csv-parse/sync';
 import type { Split } from '../cache/code-rows.ts';
-import { UsageError } from '../util/errors.ts';
+import type { DatasetSource } from '../cache/membership.ts';
+import { readTextCapped } from '../util/bounded-read.ts';
+import { asFileSystemError, UsageError } from '../util/errors.ts';
 import { IMAGE_EXTENSIONS } from './decode-image.ts';
 
 export type { Split };
@@ -22,21 +23,31 @@ export interface DatasetItem {
   readonly split: Split | null;
 }
 
-export interface Dataset {
-  /** The folder's or manifest's name, recorded on every cached row. */
-  readonly name: string;
-  readonly root: string;
+/** A scanned folder or manifest: its items, and (as a DatasetSource) where they came from. */
+export interface Dataset extends DatasetSource {
   readonly items: readonly DatasetItem[];
   readonly classes: readonly string[];
   /** Entries that looked like images but could not even be listed (broken links, loops). */
   readonly unlisted: readonly { readonly path: string; readonly reason: string }[];
+  /** Things the user should know, such as manifest rows listed twice (kept once). */
+  readonly warnings: readonly string[];
 }
 
-const SPLIT_NAMES: Readonly<Record<string, Split>> = { train: 'train', validation: 'validation', val: 'validation', test: 'test' };
+/** The largest manifest read (about five million rows); a bigger one is refused, not read without end. */
+const MAX_MANIFEST_BYTES = 512 << 20;
+/** No real manifest row is longer; a longer one is a binary or runaway file. */
+const MAX_ROW_CHARS = 64 << 10;
+
+const SPLIT_NAMES: ReadonlyMap<string, Split> = new Map([
+  ['train', 'train'],
+  ['validation', 'validation'],
+  ['val', 'validation'],
+  ['test', 'test'],
+]);
 
 export function parseSplit(value: string | undefined | null, where: string): Split | null {
   if (value === undefined || value === null || value === '') return null;
-  const split = SPLIT_NAMES[value.toLowerCase()];
+  const split = SPLIT_NAMES.get(value.toLowerCase());
   if (!split) throw new UsageError(`${where}: unknown split '${value}' (use train, validation/val or test)`);
   return split;
 }
@@ -44,7 +55,9 @@ export function parseSplit(value: string | undefined | null, where: string): Spl
 /** A folder or a manifest (.csv, .jsonl), checked for the mistakes that make extraction pointless. */
 export async function loadDataset(source: string): Promise<Dataset> {
   if (!existsSync(source)) throw new UsageError(`${source}: no such folder or manifest`);
-  const info = await stat(source);
+  const info = await stat(source).catch((err: unknown) => {
+    throw asFileSystemError(source, err);
+  });
   const dataset = info.isDirectory() ? await scanFolder(source) : await readManifest(source);
   if (dataset.items.length === 0) {
     throw new UsageError(`${source}: no images found (looked for ${[...IMAGE_EXTENSIONS].join(' ')} in class subfolders)`);
@@ -58,10 +71,10 @@ export async function loadDataset(source: string): Promise<Dataset> {
 export async function scanFolder(root: string): Promise<Dataset> {
   const unlisted: { path: string; reason: string }[] = [];
   const top = (await listEntries(root, unlisted, root, false)).filter((e) => e.dirent.isDirectory()).map((e) => e.name);
-  const splitDirs = top.filter((name) => SPLIT_NAMES[name.toLowerCase()]);
+  const splitDirs = top.filter((name) => SPLIT_NAMES.has(name.toLowerCase()));
   // With split folders, class folders sit one level down; a mix of both is a layout error.
   const layout: { dir: string; split: Split | null }[] =
-    splitDirs.length > 0 ? splitDirs.map((d) => ({ dir: d, split: SPLIT_NAMES[d.toLowerCase()] })) : [{ dir: '', split: null }];
+    splitDirs.length > 0 ? splitDirs.map((d) => ({ dir: d, split: SPLIT_NAMES.get(d.toLowerCase())! })) : [{ dir: '', split: null }];
   if (splitDirs.length > 0 && splitDirs.length !== top.length) {
     const others = top.filter((t) => !splitDirs.includes(t));
     throw new UsageError(`${root}: mixes split folders (${splitDirs.join(', ')}) with other folders (${others.join(', ')})`);
@@ -77,7 +90,8 @@ export async function scanFolder(root: string): Promise<Dataset> {
     }
   }
   items.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  return { name: path.basename(path.resolve(root)), root: path.resolve(root), items, classes: [...new Set(items.map((i) => i.label))].sort(), unlisted };
+  const abs = path.resolve(root);
+  return { name: path.basename(abs), root: abs, source: abs, items, classes: [...new Set(items.map((i) => i.label))].sort(), unlisted, warnings: [] };
 }
 
 /** Image files under a class folder, recursively; symlinks are followed once, loops reported. */
@@ -113,7 +127,16 @@ const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
  */
 async function listEntries(dir: string, unlisted: { path: string; reason: string }[], root: string, files = true): Promise<{ name: string; dirent: Dirent<Buffer> }[]> {
   const entries: { name: string; dirent: Dirent<Buffer> }[] = [];
-  for (const dirent of await readdir(dir, { withFileTypes: true, encoding: 'buffer' })) {
+  let dirents: Dirent<Buffer>[];
+  try {
+    dirents = await readdir(dir, { withFileTypes: true, encoding: 'buffer' });
+  } catch (err) {
+    // The data folder itself is the user's error; one unreadable folder inside it is one entry's.
+    if (path.resolve(dir) === path.resolve(root)) throw asFileSystemError(dir, err);
+    unlisted.push({ path: toPosix(path.relative(root, dir)), reason: `the folder cannot be listed (${(err as NodeJS.ErrnoException).code ?? String(err)})` });
+    return [];
+  }
+  for (const dirent of dirents) {
     let name: string;
     try {
       name = strictUtf8.decode(dirent.name);
@@ -131,51 +154,82 @@ async function listEntries(dir: string, unlisted: { path: string; reason: string
   return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
-interface ManifestRow {
-  path?: unknown;
-  label?: unknown;
-  split?: unknown;
-}
+type ManifestRow = Readonly<Record<string, unknown>>;
 
 /** `path,label[,split]` as CSV with a header, or JSON lines; paths are relative to the manifest. */
 export async function readManifest(file: string): Promise<Dataset> {
   const root = path.dirname(path.resolve(file));
-  const rows: { row: ManifestRow; line: number }[] = [];
-  if (/\.jsonl?$/i.test(file)) {
-    const lines = readline.createInterface({ input: createReadStream(file), crlfDelay: Infinity });
-    let line = 0;
-    for await (const text of lines) {
-      line++;
-      if (!text.trim()) continue;
-      try {
-        rows.push({ row: JSON.parse(text) as ManifestRow, line });
-      } catch {
-        throw new UsageError(`${file}:${line}: not valid JSON`);
-      }
-    }
-  } else if (/\.csv$/i.test(file)) {
-    const records = parseCsv(await readFile(file), { columns: true, skip_empty_lines: true, trim: true }) as ManifestRow[];
-    records.forEach((row, i) => rows.push({ row, line: i + 2 }));
-    if (records.length && (!('path' in records[0]) || !('label' in records[0]))) {
-      throw new UsageError(`${file}: the CSV header must name the columns path,label[,split]`);
-    }
-  } else {
-    throw new UsageError(`${file}: a manifest must be .csv or .jsonl`);
-  }
-  const items = rows.map(({ row, line }) => {
-    const where = `${file}:${line}`;
-    if (typeof row.path !== 'string' || !row.path) throw new UsageError(`${where}: missing 'path'`);
-    if (row.label === undefined || row.label === null || row.label === '') throw new UsageError(`${where}: missing 'label'`);
-    const abs = path.resolve(root, row.path);
-    return {
-      file: abs,
-      path: toPosix(path.relative(root, abs)),
-      label: String(row.label),
-      split: parseSplit(row.split === undefined ? undefined : String(row.split), where),
-    };
-  });
+  const text = /\.(jsonl?|csv)$/i.test(file) ? await readTextCapped(file, MAX_MANIFEST_BYTES) : '';
+  let rows: { row: ManifestRow; line: number }[];
+  if (/\.jsonl?$/i.test(file)) rows = jsonLines(text, file);
+  else if (/\.csv$/i.test(file)) rows = csvRows(text, file);
+  else throw new UsageError(`${file}: a manifest must be .csv or .jsonl`);
+  const { items, warnings } = uniqueItems(rows.map(({ row, line }) => ({ item: manifestItem(row, `${file}:${line}`, root), line })), file);
   const name = path.basename(file).replace(/\.(csv|jsonl?)$/i, '');
-  return { name, root, items, classes: [...new Set(items.map((i) => i.label))].sort(), unlisted: [] };
+  return { name, root, source: path.resolve(file), items, classes: [...new Set(items.map((i) => i.label))].sort(), unlisted: [], warnings };
+}
+
+function jsonLines(text: string, file: string): { row: ManifestRow; line: number }[] {
+  const rows: { row: ManifestRow; line: number }[] = [];
+  text.split(/\r?\n/).forEach((line, i) => {
+    if (!line.trim()) return;
+    const where = `${file}:${i + 1}`;
+    if (line.length > MAX_ROW_CHARS) throw new UsageError(`${where}: the line is over ${MAX_ROW_CHARS} characters long; is this a manifest?`);
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch {
+      throw new UsageError(`${where}: not valid JSON`);
+    }
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new UsageError(`${where}: each line must be a JSON object such as {"path": "a.jpg", "label": "cat"}`);
+    rows.push({ row: value as ManifestRow, line: i + 1 });
+  });
+  return rows;
+}
+
+function csvRows(text: string, file: string): { row: ManifestRow; line: number }[] {
+  let records: ManifestRow[];
+  try {
+    records = parseCsv(text, { columns: true, skip_empty_lines: true, trim: true, bom: true, max_record_size: MAX_ROW_CHARS }) as ManifestRow[];
+  } catch (err) {
+    if (err instanceof CsvError) throw new UsageError(`${file}:${String((err as CsvError & { lines?: number }).lines ?? '?')}: ${err.message.replace(/^Invalid Record Length: /, '')}`);
+    throw err;
+  }
+  if (records.length && (!('path' in records[0]) || !('label' in records[0]))) {
+    throw new UsageError(`${file}: the CSV header must name the columns path,label[,split]`);
+  }
+  return records.map((row, i) => ({ row, line: i + 2 }));
+}
+
+function manifestItem(row: ManifestRow, where: string, root: string): DatasetItem {
+  const { path: p, label, split } = row;
+  if (typeof p !== 'string' || !p) throw new UsageError(`${where}: missing 'path' (a string)`);
+  if (label === undefined || label === null || label === '') throw new UsageError(`${where}: missing 'label'`);
+  if (typeof label !== 'string' && !(typeof label === 'number' && Number.isFinite(label))) {
+    throw new UsageError(`${where}: 'label' must be a string (or a number), not ${Array.isArray(label) ? 'an array' : typeof label}`);
+  }
+  if (split !== undefined && split !== null && typeof split !== 'string') throw new UsageError(`${where}: 'split' must be a string`);
+  const abs = path.resolve(root, p);
+  return { file: abs, path: toPosix(path.relative(root, abs)), label: String(label), split: parseSplit(split, where) };
+}
+
+/** A path listed twice is one image: kept once, with a warning; listed with two labels or splits, an error. */
+function uniqueItems(rows: readonly { item: DatasetItem; line: number }[], file: string): { items: DatasetItem[]; warnings: string[] } {
+  const first = new Map<string, { item: DatasetItem; line: number }>();
+  const repeats = new Map<string, number[]>();
+  for (const r of rows) {
+    const seen = first.get(r.item.path);
+    if (!seen) {
+      first.set(r.item.path, r);
+      continue;
+    }
+    if (seen.item.label !== r.item.label || seen.item.split !== r.item.split) {
+      throw new UsageError(`${file}:${r.line}: ${r.item.path} is listed again with another label or split (first at line ${seen.line})`);
+    }
+    repeats.set(r.item.path, [...(repeats.get(r.item.path) ?? [seen.line]), r.line]);
+  }
+  const warnings = [...repeats].map(([p, lines]) => `${file}: ${p} is listed ${lines.length} times (lines ${lines.join(', ')}); it is one image`);
+  return { items: [...first.values()].map((r) => r.item), warnings };
 }
 
 function toPosix(p: string): string {

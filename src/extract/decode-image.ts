@@ -20,18 +20,14 @@ import { constants as fsConstants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import sharp, { type FitEnum, type KernelEnum, type Sharp, type SharpOptions } from 'sharp';
 import type { Pair } from '../backbones/layer-graph.ts';
+import type { Interpolation, ResizeMode } from '../cache/code-spec.ts';
+import { FileTooLargeError, formatBytes, readHandleCapped } from '../util/bounded-read.ts';
+import { UserError } from '../util/errors.ts';
+
+export type { Interpolation, ResizeMode };
 
 // Every file is decoded once, so libvips' operation cache only holds memory that is never reused.
 sharp.cache(false);
-
-/** squash: stretch to size (Keras' load_img); crop: shorter side to size, centre crop; pad: letterbox. */
-export type ResizeMode = 'squash' | 'crop' | 'pad';
-
-/**
- * sharp kernels; cubic is Catmull-Rom and lanczos3 is Lanczos a=3, as in PIL. 'nearest' point-
- * samples, except that JPEGs shrunk 4× or more are first averaged by the decoder's DCT scaling.
- */
-export type Interpolation = 'nearest' | 'linear' | 'cubic' | 'lanczos3';
 
 /**
  * What happens to transparency.
@@ -90,9 +86,7 @@ export type DecodeErrorReason =
   | 'timeout';
 
 /** This one file cannot become pixels; the message names it and says why in plain words. */
-export class DecodeError extends Error {
-  override readonly name = 'DecodeError';
-
+export class DecodeError extends UserError {
   constructor(
     readonly reason: DecodeErrorReason,
     /** The path, or DecodeOptions.source; undefined for an anonymous buffer. */
@@ -129,9 +123,11 @@ function fsError(file: string, err: unknown): unknown {
 /**
  * Reads a whole image file, so the caller can hash exactly the bytes it then decodes.
  * Refuses folders, FIFOs and devices named like images: O_NONBLOCK keeps open() of a FIFO
- * from waiting forever for a writer, and fstat tells what was opened.
+ * from waiting forever for a writer, and fstat tells what was opened. The size fstat reports
+ * is not trusted either: a pseudo-file can report 0 bytes and stream without end, so the read
+ * itself stops at `maxBytes`.
  */
-export async function readImageFile(file: string, opts: { readonly maxBytes?: number } = {}): Promise<Buffer> {
+export async function readImageFile(file: string, opts: { readonly maxBytes?: number; readonly signal?: AbortSignal } = {}): Promise<Buffer> {
   const maxBytes = opts.maxBytes ?? DEFAULT_MAX_FILE_BYTES;
   let handle: FileHandle;
   try {
@@ -140,6 +136,7 @@ export async function readImageFile(file: string, opts: { readonly maxBytes?: nu
   } catch (err) {
     throw fsError(file, err);
   }
+  const tooLarge = () => new DecodeError('too-large', file, `is over the ${formatBytes(maxBytes)} limit for one image`);
   try {
     const stat = await handle.stat();
     if (stat.isDirectory()) throw new DecodeError('not-a-file', file, FS_ERRORS.EISDIR[1]);
@@ -147,9 +144,10 @@ export async function readImageFile(file: string, opts: { readonly maxBytes?: nu
     if (stat.size > maxBytes) {
       throw new DecodeError('too-large', file, `is ${formatBytes(stat.size)}, over the ${formatBytes(maxBytes)} limit for one image`);
     }
-    return await handle.readFile();
+    return await readHandleCapped(handle, file, maxBytes, opts.signal);
   } catch (err) {
-    throw err instanceof DecodeError ? err : fsError(file, err);
+    if (err instanceof FileTooLargeError) throw tooLarge();
+    throw err instanceof DecodeError || opts.signal?.aborted ? err : fsError(file, err);
   } finally {
     await handle.close();
   }
@@ -206,6 +204,23 @@ function sniffIsoMedia(bytes: Uint8Array): Sniffed {
   return { kind: 'not-an-image', looksLike: `an MP4/QuickTime media file (brand '${brands[0]}')` };
 }
 
+/** Magic numbers of common non-image files, so the message names what the file is. */
+const KNOWN_BINARIES: readonly (readonly [readonly number[], string])[] = [
+  [[0x50, 0x4b, 0x03, 0x04], 'a ZIP archive (or a file format built on ZIP)'],
+  [[0x1f, 0x8b], 'a gzip archive'],
+  [[0x7f, 0x45, 0x4c, 0x46], 'an ELF executable'],
+  [[0x4d, 0x5a], 'a Windows executable'],
+  [[0x37, 0x7a, 0xbc, 0xaf, 0x27, 0x1c], 'a 7-Zip archive'],
+  [[0x52, 0x61, 0x72, 0x21], 'a RAR archive'],
+  [[0x53, 0x51, 0x4c, 0x69, 0x74, 0x65], 'an SQLite database'],
+  [[0x49, 0x44, 0x33], 'an MP3 audio file'],
+  [[0x4f, 0x67, 0x67, 0x53], 'an Ogg media file'],
+];
+
+/**
+ * Says what kind of file this is without quoting any of it: a file named like an image may be
+ * an .env file or whatever a symlink points to, and messages and errors.arrow are shared.
+ */
 function describeNonImage(bytes: Uint8Array): string {
   // The cut at 512 bytes may split a UTF-8 character into a trailing U+FFFD; that one is fine.
   const text = Buffer.from(bytes.subarray(0, 512)).toString('utf8').replace(/^\uFEFF/, '').replace(/\uFFFD$/, '');
@@ -213,14 +228,17 @@ function describeNonImage(bytes: Uint8Array): string {
   const lower = text.trimStart().slice(0, 256).toLowerCase();
   if (lower.includes('<svg')) return 'an SVG drawing, which is not decoded (render it to PNG first)';
   if (lower.startsWith('<!doctype html') || lower.startsWith('<html')) return 'an HTML page (a failed download?)';
-  if (lower.startsWith('<')) return 'XML or HTML text';
+  if (lower.startsWith('<')) return 'an XML or HTML file';
+  const known = KNOWN_BINARIES.find(([magic]) => startsWith(bytes, magic));
+  if (known) return known[1];
+  if (ascii(bytes, 0, 4) === 'RIFF') return 'a RIFF media file (audio or video)';
   // Printable text: tabs, newlines and anything from space up, except DEL and U+FFFD (invalid UTF-8).
   if (!/[\x00-\x08\x0e-\x1f\x7f\ufffd]/.test(text)) {
-    const firstLine = text.trim().split('\n', 1)[0] ?? '';
-    return `text ("${firstLine.length > 40 ? `${firstLine.slice(0, 40)}…` : firstLine}")`;
+    if (lower.startsWith('{') || lower.startsWith('[')) return 'a JSON file';
+    if (lower.startsWith('#!')) return 'a script';
+    return 'a text file';
   }
-  const hex = Buffer.from(bytes.subarray(0, 8)).toString('hex').replace(/(..)(?!$)/g, '$1 ');
-  return `unrecognised binary data (first bytes ${hex})`;
+  return 'unrecognised binary data';
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -415,8 +433,24 @@ function formatPixels(pixels: number): string {
   return pixels % 1_000_000 === 0 ? `${pixels / 1_000_000}-megapixel` : `${pixels.toLocaleString('en-US')}-pixel`;
 }
 
-function formatBytes(bytes: number): string {
-  if (bytes >= 1024 ** 3) return `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
-  if (bytes >= 1024 ** 2) return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
-  return `${bytes} bytes`;
+/**
+ * A small JPEG of an image for a report, with extract's checks: the bytes are sniffed first
+ * (never a non-image handed to libvips), and the pixel limit, timeout and first-page rule are
+ * extract's. Rejects with a DecodeError like decodeImage.
+ */
+export async function thumbnailJpeg(bytes: Buffer, source: string, maxSide: number): Promise<{ data: Buffer; width: number; height: number }> {
+  const sniffed = sniffImageFormat(bytes);
+  if (sniffed.kind !== 'image') throw new DecodeError(sniffed.kind === 'unsupported' ? 'unsupported-format' : 'not-an-image', source, 'is not an image extract accepts');
+  const s = settingsFrom({ size: [maxSide, maxSide] });
+  const input: SharpOptions = { failOn: 'error', limitInputPixels: s.maxPixels, autoOrient: true, pages: 1, page: 0 };
+  try {
+    const { data, info } = await withTimeout(sharp(bytes, input), s)
+      .resize(maxSide, maxSide, { fit: 'inside' })
+      .flatten({ background: '#ffffff' })
+      .jpeg({ quality: 82 })
+      .toBuffer({ resolveWithObject: true });
+    return { data, width: info.width, height: info.height };
+  } catch (err) {
+    throw await sharpFailure(err, bytes, sniffed.format, source, s, 0);
+  }
 }

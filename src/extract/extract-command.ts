@@ -1,15 +1,17 @@
-/** `bottleneck extract`: flags in, a summary out. The work itself is runExtract's. */
+/** `bottleneck extract DATA`: flags in, a summary out. The work itself is runExtract's. */
 import path from 'node:path';
 import type { Backbone } from '../backbones/backbone.ts';
 import { cutLabel, planCuts, type Cut, type CutPool } from '../backbones/cut.ts';
 import type { Pair } from '../backbones/layer-graph.ts';
 import { resolveLayer } from '../backbones/layer-graph.ts';
-import { loadBackbone } from '../backbones/zoo.ts';
-import type { DeviceChoice, EngineChoice } from '../engines/engine.ts';
-import { UsageError } from '../util/errors.ts';
-import { loadDataset } from './dataset.ts';
-import type { Interpolation, ResizeMode } from './decode-image.ts';
+import { loadBackbone, ZOO_NAMES } from '../backbones/zoo.ts';
+import { INTERPOLATIONS, RESIZE_MODES, type Interpolation, type ResizeMode } from '../cache/code-spec.ts';
 import { errorsTableName } from '../cache/errors-table.ts';
+import type { DeviceChoice, EngineChoice } from '../engines/engine.ts';
+import { cacheRootOf, defineCommand, numberOption, withBackbone, withBatching, withCache, withEngine, withWeights, WHOLE_POSITIVE } from '../util/cli-options.ts';
+import { UsageError } from '../util/errors.ts';
+import { listenForInterrupts } from '../util/interrupt.ts';
+import { loadDataset } from './dataset.ts';
 import { progressSink } from './progress-reporter.ts';
 import { runExtract, shardWriterId } from './run-extract.ts';
 
@@ -42,9 +44,45 @@ export interface ExtractCommand {
   readonly shard?: string;
 }
 
+/** The options that decide which codes are computed: extract's, and those of commands that extract (train-head DATA, audit). */
+export function withExtractSettings<T>(y: import('yargs').Argv<T>) {
+  return withWeights(withBackbone(y, ZOO_NAMES))
+    .option('layer', { type: 'string', describe: "cut point: any layer name (default: the backbone's bottleneck); several, comma-separated, are computed in one pass" })
+    .option('pool', { choices: ['avg', 'max'] as const, describe: 'global pooling of the cut' })
+    .option('size', { type: 'string', describe: "network input size, e.g. 224 or 150x150 (default: the backbone's)" })
+    .option('resize', { choices: RESIZE_MODES, default: 'squash' as const, describe: 'squash (as Keras), centre crop, or letterbox' })
+    .option('interpolation', { choices: INTERPOLATIONS, default: 'linear' as const })
+    .option('background', { type: 'string', default: '255,255,255', describe: 'R,G,B that alpha is flattened on (and pad fills with)' })
+    .option('float16', { type: 'boolean', default: false, describe: 'store codes as float16 (half the disk)' });
+}
+
+export const extractCommand = defineCommand(
+  'extract <data>',
+  'push every image once through the frozen backbone and cache the codes (Arrow files under --cache)',
+  (y) =>
+    withBatching(withEngine(withCache(withExtractSettings(y))))
+      .positional('data', { type: 'string', demandOption: true, describe: 'folder of class subfolders, or a .csv/.jsonl manifest (path,label[,split])' })
+      .option('shard', { type: 'string', describe: 'K/N: take the K-th of N parts by content hash; N processes (K = 0..N-1) fill one cache' })
+      .option('augment', numberOption('augment', 'also cache K augmented views (flip, rotation, crop, colour) of each training image', { integer: true, min: 0, max: 100 }, 0))
+      .option('augment-seed', numberOption('augment-seed', 'the views are a function of this seed and the image', { integer: true }, 0))
+      .option('strict', { type: 'boolean', default: false, describe: 'exit 1 if any image could not be used' })
+      .option('wait', numberOption('wait', 'seconds to wait for another extract holding the cache lock', { min: 0 }, 0))
+      .option('flush-seconds', numberOption('flush-seconds', 'write computed codes to disk at least this often (what a crash can lose)', { min: 0, minExclusive: true }, 30))
+      .option('name', { type: 'string', describe: "the dataset's name in the cache (default: the folder's or manifest's name)" })
+      .option('json', { type: 'boolean', default: false, describe: 'JSON progress lines and summary on stdout' }),
+  async (argv) => {
+    process.exitCode = await runExtractCommand({
+      ...argv,
+      data: argv.data!,
+      cacheRoot: cacheRootOf(argv.cache),
+      augmentSeed: argv['augment-seed'],
+      flushSeconds: argv['flush-seconds'],
+    });
+  },
+);
+
 /** Returns the exit code: 0, or 1 under --strict when images failed. */
 export async function runExtractCommand(cmd: ExtractCommand): Promise<number> {
-  if (!Number.isInteger(cmd.augment) || cmd.augment < 0 || cmd.augment > 100) throw new UsageError(`--augment ${cmd.augment}: use a whole number of views, 0 to 100`);
   const shard = cmd.shard ? parseShard(cmd.shard) : undefined;
   const dataset = await loadDataset(cmd.data);
   const size = cmd.size ? parseSize(cmd.size) : undefined;
@@ -56,21 +94,16 @@ export async function runExtractCommand(cmd: ExtractCommand): Promise<number> {
   const log = (line: string) => console.error(line);
   log(`${dataset.items.length} images, ${dataset.classes.length} classes (${dataset.classes.slice(0, 8).join(', ')}${dataset.classes.length > 8 ? ', …' : ''})`);
   for (const u of dataset.unlisted) log(`warning: ${u.path}: ${u.reason}`);
+  for (const w of dataset.warnings) log(`warning: ${w}`);
 
   const sink = progressSink(cmd.json ? 'json' : 'bar');
-  const abort = new AbortController();
-  const onSignal = () => {
-    if (abort.signal.aborted) process.exit(130);
-    log('\ninterrupted: saving what is done (Ctrl-C again to quit at once)');
-    abort.abort();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const interrupts = listenForInterrupts((why) => {
+    if (why === 'signal') log('\ninterrupted: saving what is done (Ctrl-C again to quit at once)');
+  });
   try {
     const summary = await runExtract({
       items: dataset.items,
-      dataset: cmd.name ?? dataset.name,
-      datasetRoot: dataset.root,
+      dataset: { name: cmd.name ?? dataset.name, root: dataset.root, source: dataset.source },
       backbone,
       cut: cuts[0],
       moreCuts: cuts.slice(1),
@@ -88,15 +121,17 @@ export async function runExtractCommand(cmd: ExtractCommand): Promise<number> {
       cacheRoot: path.resolve(cmd.cacheRoot),
       waitForLockSeconds: cmd.wait,
       flushSeconds: cmd.flushSeconds,
-      signal: abort.signal,
+      signal: interrupts.signal,
       onProgress: (p) => sink.update(p),
+      onNote: (note) => log(`note: ${note}`),
       onEngine: (engine) => {
         log(`engine: ${engine.name}/${engine.provider}`);
         for (const note of engine.notes) log(`note: ${note}`);
       },
     });
     sink.stop();
-    const { failures, ...facts } = summary;
+    if (interrupts.pipeClosed()) return 0;
+    const { failures, members: _members, ...facts } = summary;
     if (cmd.json) {
       console.log(
         JSON.stringify({
@@ -128,8 +163,7 @@ export async function runExtractCommand(cmd: ExtractCommand): Promise<number> {
     return cmd.strict && failures.length > 0 ? 1 : 0;
   } finally {
     sink.stop();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    interrupts.dispose();
   }
 }
 
@@ -148,21 +182,25 @@ function cutsFor(backbone: Backbone, layers: readonly string[] | undefined, pool
   });
 }
 
-function parseShard(s: string): { index: number; count: number } {
+export function parseShard(s: string): { index: number; count: number } {
   const m = s.match(/^(\d+)\/(\d+)$/);
   const index = Number(m?.[1]);
   const count = Number(m?.[2]);
-  if (!m || count < 1 || index >= count) throw new UsageError(`--shard ${s}: use K/N with 0 ≤ K < N, e.g. 0/4 (K is JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID)`);
+  if (!m || count < 1 || count > 100_000 || index >= count) throw new UsageError(`--shard ${s}: use K/N with 0 ≤ K < N, e.g. 0/4 (K is JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID)`);
   return { index, count };
 }
 
-function parseSize(s: string): Pair {
+/** Far beyond any backbone's input, far below what would exhaust memory for one batch. */
+const MAX_SIZE = 4096;
+
+export function parseSize(s: string): Pair {
   const m = s.match(/^(\d+)(?:[x×,](\d+))?$/);
-  if (!m) throw new UsageError(`--size ${s}: use N or HxW, e.g. 224 or 150x150`);
-  return [Number(m[1]), Number(m[2] ?? m[1])];
+  const size: Pair = [Number(m?.[1]), Number(m?.[2] ?? m?.[1])];
+  if (!m || size.some((v) => v < 8 || v > MAX_SIZE)) throw new UsageError(`--size ${s}: use N or HxW with sides from 8 to ${MAX_SIZE}, e.g. 224 or 150x150`);
+  return size;
 }
 
-function parseBackground(s: string): [number, number, number] {
+export function parseBackground(s: string): [number, number, number] {
   const parts = s.split(',').map(Number);
   if (parts.length !== 3 || parts.some((v) => !Number.isInteger(v) || v < 0 || v > 255)) {
     throw new UsageError(`--background ${s}: use R,G,B with values 0-255`);

@@ -1,36 +1,40 @@
 /**
  * The extract stage: every image of a dataset once through the frozen backbone, codes into
- * the cache. Data flows one way: dataset → read + hash → decode (p-queue, sharp on libuv's
- * threads) → batch → engine → shard writer. While batch k runs in the engine, batch k+1 is
- * being decoded. Only images whose content the cache lacks reach the engine.
+ * the cache. Data flows one way, in named steps:
+ *   open the targets (lock each key, read what it holds)
+ *   → prepare each image (read + hash, decode only what a key lacks; p-queue, in input order)
+ *   → batch runner (batch → engine → shard writers, decoding k+1 while k runs)
+ *   → record (the dataset's membership, the failures) → summary.
+ * Codes are content-addressed: an image whose content the cache holds, under any name, costs a
+ * read and a hash, never a forward pass.
  */
-import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Backbone } from '../backbones/backbone.ts';
-import { codeShape, cutLabel, planCuts, type Cut } from '../backbones/cut.ts';
+import type { Cut } from '../backbones/cut.ts';
 import type { Pair } from '../backbones/layer-graph.ts';
-import { resolveLayer } from '../backbones/layer-graph.ts';
-import { preprocessInto } from '../backbones/preprocess.ts';
-import { acquireCacheLock, type CacheLock } from '../cache/cache-lock.ts';
-import type { CodeDtype, CodeSpec } from '../cache/code-spec.ts';
-import { rowIdentity, type CodeRows } from '../cache/code-rows.ts';
+import type { CodeDtype, Interpolation, ResizeMode } from '../cache/code-spec.ts';
 import { writeErrorsTable, type FailedImage } from '../cache/errors-table.ts';
-import { FeatureCache, type CacheIndex, type ShardWriter } from '../cache/feature-cache.ts';
+import { datasetDir, recordedSource, writeMembership, type DatasetSource, type Member } from '../cache/membership.ts';
 import type { DeviceChoice, EngineChoice, FeatureEngine } from '../engines/engine.ts';
-import { createEngine } from '../engines/select-engine.ts';
 import { UsageError } from '../util/errors.ts';
 import { TOOL_VERSION } from '../util/version.ts';
+import { BatchRunner } from './batch-runner.ts';
 import type { DatasetItem } from './dataset.ts';
-import { DecodeError, decodeImage, readImageFile, type Interpolation, type ResizeMode } from './decode-image.ts';
-import { augmentedView, augmentSpec } from './augment.ts';
+import { keysLacking, openTargets, type KeyTarget, type Target } from './extract-targets.ts';
 import { orderedPool } from './ordered-pool.ts';
+import { prepareImage, type PrepareContext } from './prepare-image.ts';
+
+export { codeSpecFor } from './extract-targets.ts';
 
 export interface ExtractOptions {
   readonly items: readonly DatasetItem[];
-  /** Recorded on every row, so one cache key can hold several datasets apart. */
-  readonly dataset: string;
-  /** The folder or manifest's folder that item paths are relative to, recorded in the cache. */
-  readonly datasetRoot?: string;
+  /**
+   * The dataset the items are, when they are one: a complete run records its membership under
+   * this name (what train-head, evaluate and the rest read as "the dataset"). Without it (a
+   * folder to evaluate or predict once) only codes are cached.
+   */
+  readonly dataset?: DatasetSource;
   readonly backbone: Backbone;
   readonly cut: Cut;
   /**
@@ -69,6 +73,8 @@ export interface ExtractOptions {
   readonly signal?: AbortSignal;
   /** Called once the engine is running, e.g. to print which one `auto` chose. */
   readonly onEngine?: (engine: FeatureEngine) => void;
+  /** Things worth telling the user (a dataset found at a new place, say). */
+  readonly onNote?: (note: string) => void;
 }
 
 export interface ExtractProgress {
@@ -86,7 +92,7 @@ export interface ExtractSummary {
   readonly new: number;
   /** Forward passes run for augmented views. */
   readonly views: number;
-  /** Rows already cached, or whose content was already cached or computed in this run. */
+  /** Images whose content was already cached, or met earlier in this run. */
   readonly reused: number;
   readonly failed: number;
   /** Images left to the other processes of a sharded run. */
@@ -105,6 +111,8 @@ export interface ExtractSummary {
     readonly views?: { readonly key: string; readonly path: string };
   }[];
   readonly engine: string | null;
+  /** The images that now have codes (this process's part of them, in a sharded run). */
+  readonly members: readonly Member[];
   readonly failures: readonly FailedImage[];
   readonly interrupted: boolean;
 }
@@ -120,23 +128,6 @@ export const DEFAULT_EXTRACT_SETTINGS = {
   dtype: 'float32',
 } as const satisfies Pick<ExtractOptions, 'resize' | 'interpolation' | 'background' | 'dtype'>;
 
-/** One forward pass's worth of input: an image (view 0) or one of its augmented views. */
-interface Job {
-  readonly item: DatasetItem;
-  readonly sha256: string;
-  readonly view: number;
-}
-
-/** Views a training image still needs, decoded. Validation and test images are never augmented. */
-type Views = readonly { readonly view: number; readonly pixels: Uint8Array }[];
-
-type Prepared =
-  | { readonly kind: 'cached'; readonly item: DatasetItem; readonly sha256: string; readonly views: Views }
-  | { readonly kind: 'copy'; readonly item: DatasetItem; readonly sha256: string; readonly views: Views }
-  | { readonly kind: 'decoded'; readonly item: DatasetItem; readonly sha256: string; readonly pixels: Uint8Array; readonly views: Views }
-  | { readonly kind: 'failed'; readonly failure: FailedImage }
-  | { readonly kind: 'elsewhere' };
-
 /** The writer id (in shard and errors-table names) of one process of a sharded run. */
 export function shardWriterId(shard: { readonly index: number; readonly count: number } | undefined): string {
   return shard ? `s${shard.index}of${shard.count}` : 'w';
@@ -147,251 +138,42 @@ export function shardOf(sha256: string, count: number): number {
   return parseInt(sha256.slice(0, 12), 16) % count;
 }
 
-/** The spec (hence the cache key) that extracting with these options produces. */
-export function codeSpecFor(opts: Pick<ExtractOptions, 'backbone' | 'cut' | 'size' | 'resize' | 'interpolation' | 'background' | 'dtype' | 'augment'>): CodeSpec {
-  const { backbone, cut } = opts;
-  const size = opts.size ?? backbone.preprocessing.size;
-  const plan = planCuts(backbone.graph, size, [cut]);
-  const p = backbone.preprocessing;
-  return {
-    backbone: backbone.id,
-    weights: backbone.weightsId,
-    layer: resolveLayer(backbone.graph, cut.layer).name,
-    pool: cut.pool ?? null,
-    shape: [...codeShape(plan, cut)],
-    dtype: opts.dtype,
-    preprocessing: {
-      size: [size[0], size[1]],
-      resize: opts.resize,
-      interpolation: opts.interpolation,
-      background: opts.background,
-      channels: p.channels,
-      mean: p.mean,
-      std: p.std,
-    },
-    augment: opts.augment ? augmentSpec(opts.augment.views, opts.augment.seed) : null,
-  };
-}
-
-/** One cache key's share of a run: its lock, what it already holds, and its writer. */
-interface KeyTarget {
-  readonly cache: FeatureCache;
-  readonly lock: CacheLock;
-  readonly index: CacheIndex;
-  writer?: ShardWriter;
-  /** Rows whose content this cache already holds: their codes are copied, never recomputed. */
-  readonly copies: Job[];
-}
-
-/** One cut: the key of the images' codes and, with augmentation, the key of their views' codes. */
-interface Target extends KeyTarget {
-  readonly cut: Cut;
-  readonly views?: KeyTarget;
-}
-
 export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> {
   const started = performance.now();
-  const cuts = [opts.cut, ...(opts.moreCuts ?? [])];
-  const targets: Target[] = [];
-  const locks: CacheLock[] = [];
-  let engine: FeatureEngine | undefined;
-  let engineLabel: string | null = null;
+  if (opts.dataset) await claimDatasetName(opts.cacheRoot, opts.dataset, opts.onNote);
   const writerId = shardWriterId(opts.shard);
-  /** Locks the key and reads what it holds; every key is locked before any work. */
-  const openKey = async (spec: CodeSpec): Promise<KeyTarget> => {
-    const cache = await FeatureCache.forSpec(opts.cacheRoot, spec);
-    const lock = await acquireCacheLock(cache.dir, { waitSeconds: opts.waitForLockSeconds, writer: opts.shard ? writerId : undefined });
-    locks.push(lock);
-    await cache.removeOrphans(opts.shard ? writerId : undefined);
-    if (opts.datasetRoot) await cache.recordDatasetRoot(opts.dataset, path.resolve(opts.datasetRoot));
-    return { cache, lock, index: await cache.index(), copies: [] };
-  };
-  try {
-    for (const cut of cuts) {
-      const spec = codeSpecFor({ ...opts, cut, augment: undefined });
-      if (targets.some((t) => t.cache.spec.layer === spec.layer && t.cache.spec.pool === spec.pool)) throw new UsageError(`--layer lists ${cutLabel(cut)} twice`);
-      const plain = await openKey(spec);
-      const views = opts.augment ? await openKey(codeSpecFor({ ...opts, cut })) : undefined;
-      targets.push({ ...plain, cut, views });
-    }
-    const size = targets[0].cache.spec.preprocessing.size;
-    const [h, w] = size;
-    const prep = { ...opts.backbone.preprocessing, size };
-    const decodeOpts = {
+  const opened = await openTargets({ ...opts, writerId, sharded: opts.shard !== undefined, waitSeconds: opts.waitForLockSeconds });
+  const { targets } = opened;
+  const size = targets[0].cache.spec.preprocessing.size;
+  const runner = new BatchRunner(
+    {
+      backbone: opts.backbone,
+      cuts: targets.map((t) => t.cut),
       size,
-      resize: opts.resize,
-      interpolation: opts.interpolation,
-      background: { r: opts.background[0], g: opts.background[1], b: opts.background[2] },
-    };
-    const identity = (j: Job) => rowIdentity(j.sha256, opts.dataset, j.item.path, j.item.label, j.item.split, j.view);
-    /** The keys a job's row must still go to: images to the plain keys, views to the views keys. */
-    const lacking = (j: Job): KeyTarget[] =>
-      targets.flatMap((t) => (j.view === 0 ? [t] : t.views ? [t.views] : [])).filter((k) => !k.index.rows.has(identity(j)));
-    const viewCount = (item: DatasetItem) => (opts.augment && item.split !== 'validation' && item.split !== 'test' ? opts.augment.views : 0);
-
-    const prepare = async (item: DatasetItem): Promise<Prepared> => {
-      try {
-        // Read once: the same bytes are hashed and decoded.
-        const bytes = await readImageFile(item.file);
-        const sha256 = createHash('sha256').update(bytes).digest('hex');
-        if (opts.shard && shardOf(sha256, opts.shard.count) !== opts.shard.index) return { kind: 'elsewhere' };
-        const source = { ...decodeOpts, source: item.path };
-        const views: { view: number; pixels: Uint8Array }[] = [];
-        for (let view = 1; view <= viewCount(item); view++) {
-          if (lacking({ item, sha256, view }).length === 0) continue;
-          views.push({ view, pixels: await augmentedView(bytes, sha256, view, opts.augment!.seed, source) });
-        }
-        const missing = lacking({ item, sha256, view: 0 });
-        if (missing.length === 0) return { kind: 'cached', item, sha256, views };
-        if (missing.every((t) => t.index.contents.has(sha256))) return { kind: 'copy', item, sha256, views };
-        return { kind: 'decoded', item, sha256, pixels: await decodeImage(bytes, source), views };
-      } catch (err) {
-        const reason = err instanceof DecodeError ? err.reason : 'error';
-        const message = err instanceof Error ? err.message : String(err);
-        return { kind: 'failed', failure: { path: item.path, label: item.label, split: item.split, reason, message } };
-      }
-    };
-
-    const keys = targets.flatMap((t) => (t.views ? [t, t.views] : [t]));
-    for (const k of keys) {
-      k.writer = await k.cache.writer({ writerId, engine: 'pending', toolVersion: TOOL_VERSION, maxShardBytes: opts.maxShardBytes });
-    }
-    const failures: FailedImage[] = [];
-    const computedThisRun = new Map<string, true>();
-    let reused = 0;
-    let copied = 0;
-    let computed = 0;
-    let viewsComputed = 0;
-    let elsewhere = 0;
-    let done = 0;
-    let lastFlush = performance.now();
-    const report = () =>
-      opts.onProgress?.({ done, total: opts.items.length, computed, reused: reused + copied, failed: failures.length, seconds: (performance.now() - started) / 1000 });
-    const queueCopy = (j: Job) => {
-      copied++;
-      for (const k of lacking(j)) k.copies.push(j);
-    };
-
-    // Two input buffers: one is being filled while the engine reads the other.
-    const buffers = [new Float32Array(opts.batch * h * w * 3), new Float32Array(opts.batch * h * w * 3)];
-    let current = 0;
-    let batch: Job[] = [];
-    let running: Promise<void> = Promise.resolve();
-    // Writing (Arrow encoding, fsync) runs behind the engine, never between two forward passes.
-    let writing: Promise<void> = Promise.resolve();
-    let writeError: unknown;
-
-    const forward = async (jobs: Job[], input: Float32Array): Promise<void> => {
-      if (!engine) {
-        // One engine, one forward pass, an output per cut.
-        engine = await createEngine({ engine: opts.engine, backbone: opts.backbone, cuts, inputSize: size, device: opts.device, cacheDir: opts.cacheRoot });
-        engineLabel = `${engine.name}/${engine.provider}`;
-        for (const k of keys) k.writer!.engine = engineLabel;
-        opts.onEngine?.(engine);
-      }
-      const outputs = await engine.run(input, jobs.length);
-      for (const j of jobs) {
-        if (j.view === 0) computed++;
-        else viewsComputed++;
-      }
-      writing = writing
-        .then(async () => {
-          for (const [c, t] of targets.entries()) {
-            for (const k of t.views ? [t, t.views] : [t]) {
-              const keep = jobs.map((j, i) => [j, i] as const).filter(([j]) => lacking(j).includes(k));
-              if (keep.length === 0) continue;
-              const codes = keep.length === jobs.length ? outputs[c] : gatherRows(outputs[c], keep.map(([, i]) => i), t.cache.dim);
-              await k.writer!.append(rowsOf(opts.dataset, keep.map(([j]) => j), codes));
-            }
-          }
-          if (performance.now() - lastFlush > (opts.flushSeconds ?? 30) * 1000) {
-            for (const k of keys) await k.writer!.flush();
-            lastFlush = performance.now();
-          }
-        })
-        .catch((err: unknown) => {
-          writeError ??= err;
-        });
-    };
-
-    const launch = async () => {
-      await running;
-      // Surface a failed write (a full disk) now, not after the whole dataset.
-      if (writeError) throw writeError;
-      const jobs = batch;
-      const input = buffers[current];
-      current = 1 - current;
-      batch = [];
-      running = forward(jobs, input);
-    };
-    const enqueue = async (job: Job, pixels: Uint8Array) => {
-      preprocessInto(pixels, prep, buffers[current], batch.length * h * w * 3);
-      batch.push(job);
-      if (batch.length === opts.batch) await launch();
-    };
-
-    for await (const prepared of orderedPool(opts.items, prepare, { concurrency: opts.concurrency, window: opts.concurrency + opts.batch })) {
-      if (opts.signal?.aborted) break;
-      done++;
-      if (prepared.kind === 'failed' || prepared.kind === 'elsewhere') {
-        if (prepared.kind === 'failed') failures.push(prepared.failure);
-        else elsewhere++;
-        report();
-        continue;
-      }
-      const job: Job = { item: prepared.item, sha256: prepared.sha256, view: 0 };
-      switch (prepared.kind) {
-        case 'cached':
-          reused++;
-          break;
-        case 'copy':
-          queueCopy(job);
-          break;
-        case 'decoded':
-          if (computedThisRun.has(prepared.sha256)) {
-            queueCopy(job);
-            break;
-          }
-          computedThisRun.set(prepared.sha256, true);
-          await enqueue(job, prepared.pixels);
-          break;
-      }
-      for (const v of prepared.views) await enqueue({ ...job, view: v.view }, v.pixels);
-      report();
-    }
-    if (batch.length > 0) await launch();
-    await running;
-    await writing;
-    if (writeError) throw writeError;
-    for (const k of keys) await k.writer!.flush();
-
-    if (!opts.signal?.aborted) {
-      for (const t of targets) {
-        // Same content under another path or label: its code is copied, never recomputed.
-        if (t.copies.length > 0) {
-          const sources = new Map<string, string>();
-          for (const { sha256 } of t.copies) sources.set(sha256, t.index.contents.get(sha256) ?? t.writer!.located.get(sha256)!);
-          const codes = await t.cache.codesFor(sources);
-          const dim = t.cache.dim;
-          const all = new Float32Array(t.copies.length * dim);
-          t.copies.forEach((c, i) => all.set(codes.get(c.sha256)!, i * dim));
-          await t.writer!.append(rowsOf(opts.dataset, t.copies, all));
-          await t.writer!.flush();
-        }
-      }
-      for (const k of keys) await writeErrorsTable(k.cache.dir, failures, writerId);
-    }
-
+      batch: opts.batch,
+      engine: opts.engine,
+      device: opts.device,
+      cacheDir: opts.cacheRoot,
+      flushSeconds: opts.flushSeconds ?? 30,
+      onEngine: opts.onEngine,
+    },
+    targets,
+  );
+  try {
+    const tally = await runAll(opts, targets, runner, size, started);
+    await runner.finish();
+    const interrupted = opts.signal?.aborted ?? false;
+    if (!interrupted) await record(opts, opened.keys, tally, writerId);
     const seconds = (performance.now() - started) / 1000;
     return {
       images: opts.items.length,
-      new: computed,
-      views: viewsComputed,
-      reused: reused + copied,
-      failed: failures.length,
-      otherShards: elsewhere,
+      new: runner.images,
+      views: runner.views,
+      reused: tally.members.length - runner.images,
+      failed: tally.failures.length,
+      otherShards: tally.elsewhere,
       seconds,
-      imgPerSec: (computed + viewsComputed) / seconds,
+      imgPerSec: (runner.images + runner.views) / seconds,
       key: targets[0].cache.key,
       path: targets[0].cache.dir,
       caches: targets.map((t) => ({
@@ -400,32 +182,84 @@ export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> 
         path: t.cache.dir,
         ...(t.views ? { views: { key: t.views.cache.key, path: t.views.cache.dir } } : {}),
       })),
-      engine: engineLabel,
-      failures,
-      interrupted: opts.signal?.aborted ?? false,
+      engine: runner.engineLabel,
+      members: tally.members,
+      failures: tally.failures,
+      interrupted,
     };
   } finally {
-    await engine?.dispose();
-    for (const lock of locks) await lock.release();
+    await runner.dispose();
+    await opened.release();
   }
 }
 
-/** Rows `rows` of a row-major n × dim array, as one new array. */
-function gatherRows(all: Float32Array, rows: readonly number[], dim: number): Float32Array {
-  const out = new Float32Array(rows.length * dim);
-  rows.forEach((r, i) => out.set(all.subarray(r * dim, (r + 1) * dim), i * dim));
-  return out;
+interface Tally {
+  readonly members: Member[];
+  readonly failures: FailedImage[];
+  elsewhere: number;
 }
 
-function rowsOf(dataset: string, jobs: readonly Job[], codes: Float32Array): CodeRows {
-  return {
-    sha256: jobs.map((j) => j.sha256),
-    dataset: jobs.map(() => dataset),
-    path: jobs.map((j) => j.item.path),
-    label: jobs.map((j) => j.item.label),
-    split: jobs.map((j) => j.item.split),
-    // A views key's rows are all views; an image key's rows never carry the column.
-    ...(jobs.some((j) => j.view > 0) ? { view: jobs.map((j) => j.view) } : {}),
-    codes,
+/** Every image through prepare and into the runner, in input order. */
+async function runAll(opts: ExtractOptions, targets: readonly Target[], runner: BatchRunner, size: Pair, started: number): Promise<Tally> {
+  const tally: Tally = { members: [], failures: [], elsewhere: 0 };
+  const ctx: PrepareContext = {
+    decode: { size, resize: opts.resize, interpolation: opts.interpolation, background: { r: opts.background[0], g: opts.background[1], b: opts.background[2] } },
+    viewCount: (item) => (opts.augment && item.split !== 'validation' && item.split !== 'test' ? opts.augment.views : 0),
+    augmentSeed: opts.augment?.seed ?? 0,
+    needs: (sha256, view) => keysLacking(targets, sha256, view).length > 0,
+    mine: (sha256) => !opts.shard || shardOf(sha256, opts.shard.count) === opts.shard.index,
+    signal: opts.signal,
   };
+  let done = 0;
+  const report = () =>
+    opts.onProgress?.({
+      done,
+      total: opts.items.length,
+      computed: runner.images,
+      reused: tally.members.length - runner.images,
+      failed: tally.failures.length,
+      seconds: (performance.now() - started) / 1000,
+    });
+  for await (const prepared of orderedPool(opts.items, (item) => prepareImage(item, ctx), { concurrency: opts.concurrency, window: opts.concurrency + opts.batch })) {
+    if (opts.signal?.aborted) break;
+    done++;
+    if (prepared.kind === 'failed') tally.failures.push(prepared.failure);
+    else if (prepared.kind === 'elsewhere') tally.elsewhere++;
+    else {
+      tally.members.push(prepared.member);
+      for (const input of prepared.inputs) {
+        const job = { sha256: prepared.member.sha256, view: input.view };
+        await runner.add(job, input.pixels, keysLacking(targets, job.sha256, job.view));
+      }
+    }
+    report();
+  }
+  return tally;
+}
+
+/**
+ * The end of a complete run: each key's failures table, the dataset's membership (this
+ * process's part of it, in a sharded run), and, in every key, that the dataset was extracted.
+ */
+async function record(opts: ExtractOptions, keys: readonly KeyTarget[], tally: Tally, writerId: string): Promise<void> {
+  for (const k of keys) await writeErrorsTable(k.cache.dir, tally.failures, writerId);
+  if (!opts.dataset) return;
+  await writeMembership(opts.cacheRoot, opts.dataset, opts.shard ?? { index: 0, count: 1 }, tally.members, TOOL_VERSION);
+  for (const k of keys) await k.writer.recordDataset(opts.dataset.name);
+}
+
+/**
+ * Two different folders with the same name are two datasets: the name cannot silently take
+ * another folder's images. A dataset whose folder or manifest is gone has moved, and its name
+ * follows it.
+ */
+async function claimDatasetName(cacheRoot: string, dataset: DatasetSource, onNote?: (note: string) => void): Promise<void> {
+  const recorded = await recordedSource(cacheRoot, dataset.name);
+  if (!recorded || path.resolve(recorded.source) === path.resolve(dataset.source)) return;
+  if (existsSync(recorded.source)) {
+    throw new UsageError(
+      `${dataset.source}: the cache already holds a dataset named '${dataset.name}' read from ${recorded.source}; give this one another name with --name (or delete ${datasetDir(cacheRoot, dataset.name)} to forget the other)`,
+    );
+  }
+  onNote?.(`dataset '${dataset.name}' was read from ${recorded.source}, which is gone: it is now ${dataset.source}`);
 }

@@ -11,8 +11,7 @@
  * weights, and the codes of its images at the head's cut are written into that key, so
  * predict, export and evaluate take it as any other head.
  */
-import { existsSync, statSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Tensor, Tensor2D } from '@tensorflow/tfjs';
 import type { Backbone } from '../backbones/backbone.ts';
@@ -22,21 +21,20 @@ import { readSafetensors, writeSafetensors } from '../backbones/weights/safetens
 import type { WeightTensor } from '../backbones/weights.ts';
 import { mulberry32 } from '../backbones/zoo/random-weights.ts';
 import { acquireCacheLock } from '../cache/cache-lock.ts';
-import { rowIdentity } from '../cache/code-rows.ts';
-import { cacheKey, type CodeSpec } from '../cache/code-spec.ts';
+import { membershipIndex, readCodes, readCodeTable, resolveDataset, viewsIndex, type CodeTable } from '../cache/code-table.ts';
+import { contentId } from '../cache/code-rows.ts';
+import { cacheKey, settingsOfSpec, type CodeSpec } from '../cache/code-spec.ts';
 import { FeatureCache } from '../cache/feature-cache.ts';
 import type { DeviceChoice, EngineChoice, FeatureEngine } from '../engines/engine.ts';
 import { createEngine } from '../engines/select-engine.ts';
 import { tfBackend } from '../engines/tfjs-backend.ts';
 import { loadDataset, type Dataset } from '../extract/dataset.ts';
-import type { Interpolation, ResizeMode } from '../extract/decode-image.ts';
 import { progressSink } from '../extract/progress-reporter.ts';
 import { runExtract, type ExtractSummary } from '../extract/run-extract.ts';
 import { fineTunedWeightsId, loadHeadBackbone } from '../train-head/head-backbone.ts';
 import { formatEpoch, shuffle, type EpochStats } from '../train-head/fit.ts';
 import { FINETUNE_WEIGHTS_FILE, loadHead, saveHead, type Head, type HeadConfig } from '../train-head/head-folder.ts';
-import { readCodeTable, type CodeTable } from '../train-head/train-command.ts';
-import { splitRows, viewsOfRows } from '../train-head/training-rows.ts';
+import { splitRows } from '../train-head/training-rows.ts';
 import { UsageError } from '../util/errors.ts';
 import { TOOL_VERSION } from '../util/version.ts';
 import { resolveUnfreeze, type UnfreezePlan } from './blocks.ts';
@@ -125,15 +123,11 @@ export async function runFineTune(cmd: FineTuneCommand): Promise<FineTuneResult>
   const sink = progressSink(quiet ? 'none' : cmd.json ? 'json' : 'bar');
   const summary = await runExtract({
     items: dataset.items,
-    dataset: dataset.name,
-    datasetRoot: dataset.root,
+    dataset,
     backbone,
+    ...settingsOfSpec(spec),
     cut: { layer: unfreeze.frozenCut },
     augment: cmd.augment > 0 ? { views: cmd.augment, seed: cmd.seed } : undefined,
-    size,
-    resize: spec.preprocessing.resize as ResizeMode,
-    interpolation: spec.preprocessing.interpolation as Interpolation,
-    background: spec.preprocessing.background,
     dtype: 'float32',
     batch: 8,
     concurrency: cmd.concurrency ?? 4,
@@ -148,24 +142,24 @@ export async function runFineTune(cmd: FineTuneCommand): Promise<FineTuneResult>
   // 2. The rows, split exactly as the head's were.
   const frozen = await FeatureCache.open(cacheRoot, summary.key);
   const table = await readCodeTable(frozen, dataset.name);
-  const inFolder = new Set(dataset.items.map((i) => i.path));
-  const rows = [...table.paths.keys()].filter((r) => inFolder.has(table.paths[r]));
+  const rows = [...table.paths.keys()];
   const split = splitRows(table, head.config.training.splits.fractions, rows);
   const { classes } = head.config;
   const classIndex = new Map(classes.map((c, i) => [c, i]));
-  const ofHeadClasses = (part: readonly number[]) => part.filter((r) => classIndex.has(table.labels[r]));
+  const ofHeadClasses = (part: readonly number[]) => part.filter((r) => classIndex.has(table.labels[r] ?? ''));
   const trainRows = ofHeadClasses(split.train);
   const valRows = ofHeadClasses(split.validation);
   if (trainRows.length === 0) throw new UsageError(`${dataset.root}: no training rows of the head's classes (${classes.join(', ')})`);
-  const train: RowRef[] = trainRows.map((row) => ({ table, row, y: classIndex.get(table.labels[row])! }));
-  const validation: RowRef[] = valRows.map((row) => ({ table, row, y: classIndex.get(table.labels[row])! }));
+  const refOf = (t: CodeTable, row: number): RowRef => ({ table: t, row, y: classIndex.get(t.labels[row]!)! });
+  const train: RowRef[] = trainRows.map((row) => refOf(table, row));
+  const validation: RowRef[] = valRows.map((row) => refOf(table, row));
   const viewsKey = summary.caches[0].views?.key ?? null;
   let viewRows = 0;
   if (viewsKey) {
-    const views = await readCodeTable(await FeatureCache.open(cacheRoot, viewsKey), dataset.name);
-    const picked = viewsOfRows(table, trainRows, views, cmd.augment);
-    for (const row of picked) train.push({ table: views, row, y: classIndex.get(views.labels[row])! });
-    viewRows = picked.length;
+    const viewsCache = await FeatureCache.open(cacheRoot, viewsKey);
+    const views = await readCodes(viewsCache, await viewsIndex(viewsCache, table, trainRows, cmd.augment));
+    for (const row of views.paths.keys()) train.push(refOf(views, row));
+    viewRows = views.paths.length;
   }
   const recorded = head.config.training.splits;
   if (recorded.train !== trainRows.length || recorded.validation !== valRows.length) {
@@ -225,6 +219,7 @@ export async function runFineTune(cmd: FineTuneCommand): Promise<FineTuneResult>
     cacheKey: key,
     codeSpec: tunedSpec,
     dataset: dataset.name,
+    cacheRoot,
     training: {
       ...head.config.training,
       trainer,
@@ -259,10 +254,9 @@ export async function runFineTune(cmd: FineTuneCommand): Promise<FineTuneResult>
     },
   };
   const out = path.resolve(cmd.out);
-  await mkdir(out, { recursive: true });
-  // The tensors before head.json, which saveHead writes last: a folder with head.json is complete.
-  await writeSafetensors(path.join(out, FINETUNE_WEIGHTS_FILE), tensors, { format: 'bottleneck-finetune/1', base: baseWeights });
-  await saveHead(out, config, trained.head, history);
+  await saveHead(out, config, trained.head, history, (staging) =>
+    writeSafetensors(path.join(staging, FINETUNE_WEIGHTS_FILE), tensors, { format: 'bottleneck-finetune/1', base: baseWeights }),
+  );
 
   const seconds = { extract: extractSeconds, train: trainSeconds, codes: codesSeconds };
   emit({ event: 'summary', head: out, cacheKey: key, frozenKey: summary.key, ...config.metrics, seconds, trainer });
@@ -387,7 +381,8 @@ async function scoreRows(tf: Tf, net: TrainableNet, refs: readonly RowRef[], sha
 /**
  * The fine-tuned codes of every image row, at the head's cut, into the fine-tuned key: computed
  * by the engine on the tuned sub-graph from the cached frozen codes, never through the frozen
- * layers again. Rows the key already holds are left as they are.
+ * layers again. Contents the key already holds are left as they are; the dataset is recorded
+ * as extracted into the key, so evaluate finds its rows.
  */
 async function writeTunedCodes(o: {
   cacheRoot: string;
@@ -405,53 +400,45 @@ async function writeTunedCodes(o: {
   let engine: FeatureEngine | undefined;
   try {
     await cache.removeOrphans();
-    await cache.recordDatasetRoot(o.dataset.name, o.dataset.root);
-    const index = await cache.index();
+    const held = await cache.contents();
     const { table } = o;
-    const todo = o.rows.filter((r) => !index.rows.has(rowIdentity(table.sha256[r], o.dataset.name, table.paths[r], table.labels[r], table.splits[r])));
-    if (todo.length === 0) return;
+    const seen = new Set<string>();
+    const todo = o.rows.filter((r) => {
+      const id = contentId(table.sha256[r]);
+      if (held.has(id) || seen.has(id)) return false;
+      seen.add(id);
+      return true;
+    });
     const [h, w] = o.sub.preprocessing.size;
-    engine = await createEngine({ engine: o.cmd.engine, backbone: o.sub, cuts: [{ layer: o.headCut, ...(o.pool ? { pool: o.pool } : {}) }], inputSize: [h, w], device: o.cmd.device, cacheDir: o.cacheRoot });
-    const writer = await cache.writer({ writerId: 'finetune', engine: `${engine.name}/${engine.provider}`, toolVersion: TOOL_VERSION });
+    engine = todo.length === 0 ? undefined : await createEngine({ engine: o.cmd.engine, backbone: o.sub, cuts: [{ layer: o.headCut, ...(o.pool ? { pool: o.pool } : {}) }], inputSize: [h, w], device: o.cmd.device, cacheDir: o.cacheRoot });
+    const writer = await cache.writer({ writerId: 'finetune', engine: engine ? `${engine.name}/${engine.provider}` : 'none', toolVersion: TOOL_VERSION });
     const dim = table.dim;
     const batch = 16;
     const input = new Float32Array(batch * dim);
-    for (let start = 0; start < todo.length; start += batch) {
+    for (let start = 0; engine && start < todo.length; start += batch) {
       const part = todo.slice(start, start + batch);
       part.forEach((r, i) => input.set(table.codes.subarray(r * dim, (r + 1) * dim), i * dim));
       const [codes] = await engine.run(input, part.length);
-      await writer.append({
-        sha256: part.map((r) => table.sha256[r]),
-        dataset: part.map(() => o.dataset.name),
-        path: part.map((r) => table.paths[r]),
-        label: part.map((r) => table.labels[r]),
-        split: part.map((r) => table.splits[r]),
-        codes: codes.slice(0, part.length * cache.dim),
-      });
+      await writer.append({ sha256: part.map((r) => table.sha256[r]), codes: codes.slice(0, part.length * cache.dim) });
     }
-    await writer.flush();
+    await writer.recordDataset(o.dataset.name);
   } finally {
     await engine?.dispose();
     await lock.release();
   }
 }
 
-/** The folder (or manifest) the head's codes were extracted from, as its cache key recorded it. */
+/** The folder (or manifest) the head's codes were extracted from, as its dataset's membership records it. */
 async function recordedDataset(head: Head, cacheRoot: string): Promise<string> {
   const { cacheKey: key, dataset } = head.config;
   const hint = 'pass --data with the images it was trained on';
   if (!existsSync(path.join(cacheRoot, key, 'spec.json'))) {
     throw new UsageError(`head ${head.dir} was trained on codes ${key}, which are not in ${cacheRoot}: ${hint} (or --cache)`);
   }
-  const roots = await (await FeatureCache.open(cacheRoot, key)).datasetRoots();
-  const root = dataset === null ? undefined : roots[dataset];
-  if (!root) throw new UsageError(`${path.join(cacheRoot, key)} does not record where dataset '${dataset}' was read from: ${hint}`);
-  if (!existsSync(root)) throw new UsageError(`the images of dataset '${dataset}' were read from ${root}, which is gone: ${hint}`);
-  if (path.basename(root) === dataset && statSync(root).isDirectory()) return root;
-  // A manifest's rows are relative to its folder, which is what the cache records.
-  const manifest = ['.csv', '.jsonl', '.json'].map((ext) => path.join(root, `${dataset}${ext}`)).find((f) => existsSync(f));
-  if (!manifest) throw new UsageError(`dataset '${dataset}' came from a manifest in ${root} that is not there now: ${hint}`);
-  return manifest;
+  const cache = await FeatureCache.open(cacheRoot, key);
+  const { membership } = await membershipIndex(cache, dataset ?? (await resolveDataset(cache)));
+  if (!existsSync(membership.source)) throw new UsageError(`the images of dataset '${membership.name}' were read from ${membership.source}, which is gone: ${hint}`);
+  return membership.source;
 }
 
 function checkNumbers(cmd: FineTuneCommand): void {

@@ -3,17 +3,36 @@
  * model that other tools load, with the preprocessing it expects written beside it.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { loadHead, type Head } from '../train-head/head-folder.ts';
-import { writeFileAtomic } from '../util/atomic-file.ts';
+import { replaceFolder, writeFileAtomic } from '../util/atomic-file.ts';
 import { ONNX_INPUT } from '../engines/onnx-model.ts';
+import ort from '../engines/onnxruntime.ts';
+import { tfBackend } from '../engines/tfjs-backend.ts';
 import { EXPORTED_OUTPUT, exportOnnx } from './export-onnx.ts';
 import { loadHeadBackbone } from '../train-head/head-backbone.ts';
 import { PROBABILITIES, stitchHead } from './stitch-head.ts';
 import type { Backbone } from '../backbones/backbone.ts';
+import { defineCommand, withWeights } from '../util/cli-options.ts';
+import { UsageError, UserError } from '../util/errors.ts';
 
 export type ExportFormat = 'onnx' | 'tfjs';
+
+export const exportCommand = defineCommand(
+  'export [head]',
+  'write backbone + head as one model file (ONNX or TF.js layers) with its preprocessing.json',
+  (y) =>
+    withWeights(y)
+      .positional('head', { type: 'string', describe: 'head folder written by train-head (or --head)' })
+      .option('format', { choices: ['onnx', 'tfjs'] as const, demandOption: true })
+      .option('out', { type: 'string', demandOption: true, describe: 'folder to write the model and preprocessing.json into' }),
+  async (argv) => {
+    if (!argv.head) throw new UsageError('export needs a head folder: bottleneck export HEAD --format onnx --out DIR');
+    const { files } = await runExport({ ...argv, head: argv.head });
+    for (const f of files) console.log(f);
+  },
+);
 
 export interface ExportCommand {
   readonly head: string;
@@ -51,19 +70,73 @@ export async function runExport(cmd: ExportCommand): Promise<{ files: string[] }
   const head = await loadHead(cmd.head);
   const backbone = await loadHeadBackbone(head, { weights: cmd.weights });
   const stitched = stitchHead(backbone, head);
-  // A refused export (a layer the format lacks) leaves no empty folder behind.
-  const created = !existsSync(cmd.out);
-  await mkdir(cmd.out, { recursive: true });
-  let written: Written;
+  await assertReplaceable(cmd.out);
+  const out = path.resolve(cmd.out);
+  let names: string[] = [];
+  // Written whole into a staging folder, loaded back and run once, and only then in place: a
+  // refused or failed export leaves the old folder (or none) as it was.
+  await replaceFolder(out, async (staging) => {
+    const written = cmd.format === 'onnx' ? await writeOnnx(stitched, staging) : await writeTfjs(stitched, staging);
+    await checkExport(cmd.format, written, stitched, head.config.classes.length);
+    const prepFile = path.join(staging, 'preprocessing.json');
+    await writeFileAtomic(prepFile, `${JSON.stringify(preprocessingFor(head, stitched, written), null, 2)}\n`);
+    names = [...written.files, prepFile].map((f) => path.basename(f));
+  });
+  return { files: names.map((n) => path.join(out, n)) };
+}
+
+/** The folder must be new, empty, or an earlier export: anything else holds the user's files. */
+async function assertReplaceable(out: string): Promise<void> {
+  if (!existsSync(out)) return;
+  if (!(await stat(out)).isDirectory()) throw new UsageError(`--out ${out} is a file, not a folder`);
+  if ((await readdir(out)).length === 0) return;
+  const prep = path.join(out, 'preprocessing.json');
+  const earlier = existsSync(prep) && (await readFile(prep, 'utf8').catch(() => '')).includes('"bottleneck-export/1"');
+  if (!earlier) throw new UsageError(`--out ${out} exists and is not an earlier export; choose a new folder`);
+}
+
+/**
+ * Loads what was written with the runtime that will read it (onnxruntime, TF.js) and runs one
+ * input through it: an export that does not load, or answers with the wrong shape, fails here
+ * rather than in the user's application.
+ */
+async function checkExport(format: ExportFormat, written: Written, stitched: Backbone, classes: number): Promise<void> {
+  const [h, w] = stitched.preprocessing.size;
+  const zeros = new Float32Array(h * w * 3);
+  let out: ArrayLike<number>;
   try {
-    written = cmd.format === 'onnx' ? await writeOnnx(stitched, cmd.out) : await writeTfjs(stitched, cmd.out);
+    if (format === 'onnx') {
+      const session = await ort.InferenceSession.create(written.model);
+      const result = await session.run({ [written.input]: new ort.Tensor('float32', zeros, [1, h, w, 3]) });
+      out = result[written.output].data as Float32Array;
+      await session.release();
+    } else {
+      out = await runTfjsExport(written, zeros, [h, w]);
+    }
   } catch (err) {
-    if (created) await rm(cmd.out, { recursive: true, force: true });
-    throw err;
+    throw new UserError(`the exported ${format} model could not be loaded back (${(err instanceof Error ? err.message : String(err)).split('\n')[0]}); nothing was written`);
   }
-  const prepFile = path.join(cmd.out, 'preprocessing.json');
-  await writeFileAtomic(prepFile, `${JSON.stringify(preprocessingFor(head, stitched, written), null, 2)}\n`);
-  return { files: [...written.files, prepFile] };
+  const sum = Array.from(out).reduce((a, b) => a + b, 0);
+  if (out.length !== classes || !Number.isFinite(sum) || Math.abs(sum - 1) > 1e-3) {
+    throw new UserError(`the exported ${format} model answers ${out.length} values summing to ${sum}, not ${classes} probabilities; nothing was written`);
+  }
+}
+
+async function runTfjsExport(written: Written, input: Float32Array, size: readonly [number, number]): Promise<ArrayLike<number>> {
+  const { tf } = await tfBackend('cpu');
+  const model = JSON.parse(await readFile(written.model, 'utf8')) as { modelTopology: object; weightsManifest: { paths: string[]; weights: import('@tensorflow/tfjs').io.WeightsManifestEntry[] }[] };
+  const manifest = model.weightsManifest[0];
+  const data = await readFile(path.join(path.dirname(written.model), manifest.paths[0]));
+  const loaded = await tf.loadLayersModel(tf.io.fromMemory({ modelTopology: model.modelTopology, weightSpecs: manifest.weights, weightData: data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) }));
+  try {
+    const x = tf.tensor4d(input, [1, size[0], size[1], 3]);
+    const y = loaded.predict(x) as import('@tensorflow/tfjs').Tensor;
+    const values = await y.data();
+    tf.dispose([x, y]);
+    return values;
+  } finally {
+    loaded.dispose();
+  }
 }
 
 interface Written {

@@ -6,16 +6,40 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { defaultWeightsDir, loadBackbone } from '../backbones/zoo.ts';
+import { defaultWeightsDir, loadBackbone, ZOO_NAMES } from '../backbones/zoo.ts';
 import type { DeviceChoice, EngineChoice } from '../engines/engine.ts';
 import { createEngine } from '../engines/select-engine.ts';
 import { loadHead } from '../train-head/head-folder.ts';
+import { cacheRootOf, defineCommand, numberOption, withBackbone, withCache, withEngine, withWeights, WHOLE_POSITIVE } from '../util/cli-options.ts';
 import { UsageError } from '../util/errors.ts';
 import { classify, headClassifier, type Classifier, type ClassScore } from './classifier.ts';
 import { loadHeadBackbone } from '../train-head/head-backbone.ts';
 import { expandImageInputs } from './image-inputs.ts';
 import { imagenetClassifier } from './imagenet.ts';
 import { IMAGENET_CLASS_COUNT, imagenetClasses } from './imagenet-classes.ts';
+
+export const predictCommand = defineCommand(
+  'predict <images..>',
+  'classify images (files, folders or quoted globs) with a trained head (--head DIR) or the backbone’s ImageNet classifier (--imagenet)',
+  (y) =>
+    withEngine(withWeights(withBackbone(withCache(y), ZOO_NAMES)))
+      .positional('images', { type: 'string', array: true, demandOption: true })
+      .option('head', { type: 'string', describe: 'a head folder written by train-head; its backbone, cut and preprocessing are used' })
+      .option('imagenet', { type: 'boolean', default: false, describe: "use the backbone's 1000-class output" })
+      .option('imagenet-classes', { type: 'string', describe: "ImageNet class names file (Keras' imagenet_class_index.json or a JSON array); default: downloaded once into the weights folder" })
+      .option('top-k', numberOption('top-k', 'classes shown per image', WHOLE_POSITIVE, 5))
+      .option('batch', numberOption('batch', 'images per forward pass', WHOLE_POSITIVE, 8))
+      .option('json', { type: 'boolean', default: false, describe: 'one JSON line per image' }),
+  async (argv) => {
+    process.exitCode = await runPredictCommand({
+      ...argv,
+      images: argv.images!,
+      imagenetClasses: argv['imagenet-classes'],
+      topK: argv['top-k'],
+      cacheRoot: cacheRootOf(argv.cache),
+    });
+  },
+);
 
 export interface PredictCommand {
   readonly images: readonly string[];

@@ -8,13 +8,38 @@ import path from 'node:path';
 import type { Backbone } from '../backbones/backbone.ts';
 import { cutLabel, planCuts, type Cut, type CutPool } from '../backbones/cut.ts';
 import { resolveLayer } from '../backbones/layer-graph.ts';
-import { loadBackbone } from '../backbones/zoo.ts';
+import { loadBackbone, ZOO_NAMES } from '../backbones/zoo.ts';
 import type { DeviceChoice, EngineChoice } from '../engines/engine.ts';
 import { loadDataset } from '../extract/dataset.ts';
 import { progressSink } from '../extract/progress-reporter.ts';
 import { DEFAULT_EXTRACT_SETTINGS, runExtract } from '../extract/run-extract.ts';
-import { DEFAULT_HEAD_TRAINING, runTrainHead } from '../train-head/train-command.ts';
+import { DEFAULT_HEAD_TRAINING, runTrainHead, withHeadOptions } from '../train-head/train-command.ts';
+import { cacheRootOf, defineCommand, numberOption, withBackbone, withBatching, withCache, withEngine, withWeights, WHOLE_POSITIVE } from '../util/cli-options.ts';
 import { UsageError } from '../util/errors.ts';
+
+export const sweepCommand = defineCommand(
+  'sweep [data]',
+  'which cut suits your data? extracts several cuts in one pass, trains a head on each, ranks them',
+  (y) =>
+    withBatching(withEngine(withWeights(withBackbone(withCache(withHeadOptions(y)), ZOO_NAMES))))
+      .positional('data', { type: 'string', describe: 'folder or manifest, as for extract (or --data)' })
+      .option('layer', { type: 'string', describe: "cuts to compare, comma-separated (default: the backbone's named cuts)" })
+      .option('pool', { choices: ['avg', 'max'] as const, default: 'avg' as const, describe: 'global pooling of spatial cuts' })
+      .option('epochs', numberOption('epochs', 'passes over the training rows, per head', WHOLE_POSITIVE, 30))
+      .option('out', { type: 'string', default: 'sweeps', describe: 'folder for the heads, one per cut' })
+      .option('json', { type: 'boolean', default: false }),
+  async (argv) => {
+    if (!argv.data) throw new UsageError('sweep needs a dataset: bottleneck sweep DATA (a folder or manifest, as for extract)');
+    const result = await runSweep({
+      ...argv,
+      data: argv.data,
+      layers: argv.layer?.split(',').map((l) => l.trim()).filter(Boolean),
+      cacheRoot: cacheRootOf(argv.cache),
+      quiet: argv.json,
+    });
+    console.log(argv.json ? JSON.stringify(result) : formatSweep(result));
+  },
+);
 
 export interface SweepCommand {
   readonly data: string;
@@ -68,8 +93,7 @@ export async function runSweep(cmd: SweepCommand): Promise<SweepResult> {
   const sink = progressSink(cmd.quiet ? 'none' : 'bar');
   const extracted = await runExtract({
     items: dataset.items,
-    dataset: dataset.name,
-    datasetRoot: dataset.root,
+    dataset,
     backbone,
     cut: cuts[0],
     moreCuts: cuts.slice(1),

@@ -3,15 +3,11 @@
  * stopping on validation loss that keeps the best epoch's weights. It drives any HeadTrainer.
  */
 import { mulberry32 } from '../backbones/zoo/random-weights.ts';
+import type { LabelledCodes } from '../cache/code-table.ts';
 import { memoryMatrix, type CodeMatrix } from './code-matrix.ts';
 import type { HeadArchitecture, HeadParams, HeadTrainer, TrainBatch } from './trainer.ts';
 
-export interface LabelledCodes {
-  /** n × dim, row-major. */
-  readonly x: Float32Array;
-  readonly y: Int32Array;
-  readonly n: number;
-}
+export type { LabelledCodes };
 
 /** Labelled codes that may live on disk (train-head --max-memory). */
 export interface LabelledMatrix {

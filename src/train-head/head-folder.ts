@@ -1,15 +1,20 @@
 /**
  * A trained head on disk: `head.json` (architecture, classes, the cache key and code spec it
  * was trained on, training settings, metrics), `weights.safetensors` (dense layers, canonical
- * [out, in]), `history.json`, and the training curves as SVG and PNG.
+ * [out, in]), `history.json`, and the training curves as SVG and PNG. A head folder is written
+ * whole (staged, then renamed into place) and checked whole when loaded: head.json against
+ * itself and against the weights' shapes.
  */
-import { readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { AugmentSpec, CodeSpec } from '../cache/code-spec.ts';
+import { z } from 'zod';
+import { codeSpecSchema, type AugmentSpec, type CodeSpec } from '../cache/code-spec.ts';
 import { readSafetensors, writeSafetensors } from '../backbones/weights/safetensors.ts';
 import type { WeightTensor } from '../backbones/weights.ts';
-import { writeFileAtomic } from '../util/atomic-file.ts';
-import { UsageError } from '../util/errors.ts';
+import { replaceFolder, restoreFolder, writeFileAtomic } from '../util/atomic-file.ts';
+import { UsageError, UserError } from '../util/errors.ts';
+import { InvalidFileError, readJsonFile } from '../util/json-file.ts';
 import type { EpochStats } from './fit.ts';
 import { historyPlotSvg, renderPng } from './history-plot.ts';
 import type { SplitFractions } from './splits.ts';
@@ -26,6 +31,8 @@ export interface HeadConfig {
   readonly codeSpec: CodeSpec;
   /** The dataset (of the cache key) it was trained on; evaluate scores that dataset's test rows. */
   readonly dataset: string | null;
+  /** The cache folder the codes were read from, so later commands find them without --cache. */
+  readonly cacheRoot?: string;
   readonly training: {
     readonly trainer: string;
     readonly optimizer: OptimizerConfig;
@@ -90,37 +97,120 @@ export interface Head {
   readonly params: HeadParams;
 }
 
-export async function saveHead(dir: string, config: HeadConfig, params: HeadParams, history: readonly EpochStats[]): Promise<void> {
+const positive = z.number().int().positive();
+const optimizerSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('adam'), lr: z.number(), beta1: z.number(), beta2: z.number(), epsilon: z.number() }),
+  z.object({ kind: z.literal('rmsprop'), lr: z.number(), rho: z.number(), epsilon: z.number() }),
+  z.object({ kind: z.literal('sgd'), lr: z.number(), momentum: z.number() }),
+]);
+
+/** What head.json must hold; every reader (evaluate, predict, export, fine-tune) relies on it. */
+const headConfigSchema = z.object({
+  format: z.literal(HEAD_FORMAT),
+  architecture: z.object({ inputDim: positive, hidden: z.array(positive), dropout: z.number().min(0).max(1), classes: positive }),
+  classes: z.array(z.string()).min(1),
+  cacheKey: z.string().min(1),
+  codeSpec: codeSpecSchema,
+  dataset: z.string().nullable(),
+  cacheRoot: z.string().optional(),
+  training: z.object({
+    trainer: z.string(),
+    optimizer: optimizerSchema,
+    l2: z.number(),
+    standardized: z.boolean(),
+    epochs: z.number().int(),
+    batch: z.number().int(),
+    seed: z.number(),
+    patience: z.number().nullable(),
+    classWeights: z.array(z.number()).nullable(),
+    splits: z.object({
+      source: z.enum(['folders', 'hash']),
+      fractions: z.object({ val: z.number(), test: z.number() }),
+      train: z.number().int(),
+      validation: z.number().int(),
+      test: z.number().int(),
+    }),
+    augmented: z.object({ views: z.number(), seed: z.number(), recipe: z.string(), key: z.string(), rows: z.number() }).nullable().optional(),
+  }).loose(),
+  bestEpoch: z.number().int(),
+  metrics: z.object({ valLoss: z.number().nullable(), valAcc: z.number().nullable(), trainAcc: z.number().nullable() }),
+  finetune: z
+    .object({
+      baseWeights: z.string(),
+      block: z.string(),
+      frozenCut: z.string(),
+      headCut: z.string(),
+      nodes: z.array(z.string()),
+      frozenKey: z.string(),
+      viewsKey: z.string().nullable(),
+      fromHead: z.string(),
+      fromCacheKey: z.string(),
+      lr: z.number(),
+      momentum: z.number(),
+      epochs: z.number(),
+      batch: z.number(),
+      augment: z.number(),
+      seed: z.number(),
+    })
+    .optional(),
+}) satisfies z.ZodType<HeadConfig>;
+
+/**
+ * Writes a head folder as one unit: into a staging folder that then replaces `dir`, so a
+ * re-train killed midway (or out of disk) leaves the old head whole, never new weights beside
+ * an old head.json. `extra` writes further files into the same staging folder (fine-tune's
+ * backbone tensors). `dir` must be a head folder, or absent, or empty: a folder of other files
+ * is not replaced.
+ */
+export async function saveHead(dir: string, config: HeadConfig, params: HeadParams, history: readonly EpochStats[], extra?: (staging: string) => Promise<void>): Promise<void> {
+  await assertReplaceable(dir);
   const dims = [config.architecture.inputDim, ...config.architecture.hidden, config.architecture.classes];
   const tensors = new Map<string, WeightTensor>();
   params.forEach((layer, i) => {
     tensors.set(`dense_${i}.weight`, { shape: [dims[i + 1], dims[i]], data: layer.weight });
     tensors.set(`dense_${i}.bias`, { shape: [dims[i + 1]], data: layer.bias });
   });
-  await writeSafetensors(path.join(dir, 'weights.safetensors'), tensors, { format: HEAD_FORMAT });
-  await writeFileAtomic(path.join(dir, 'history.json'), `${JSON.stringify(history, null, 2)}\n`);
   const svg = historyPlotSvg(history, `${config.codeSpec.backbone} ${config.codeSpec.layer}${config.codeSpec.pool ? `:${config.codeSpec.pool}` : ''} → head`);
-  await writeFileAtomic(path.join(dir, 'history.svg'), svg);
-  await writeFileAtomic(path.join(dir, 'history.png'), await renderPng(svg));
-  // head.json last: a folder with head.json is a complete head.
-  await writeFileAtomic(path.join(dir, 'head.json'), `${JSON.stringify(config, null, 2)}\n`);
+  const png = await renderPng(svg);
+  await replaceFolder(dir, async (staging) => {
+    await extra?.(staging);
+    await writeSafetensors(path.join(staging, 'weights.safetensors'), tensors, { format: HEAD_FORMAT });
+    await writeFileAtomic(path.join(staging, 'history.json'), `${JSON.stringify(history, null, 2)}\n`);
+    await writeFileAtomic(path.join(staging, 'history.svg'), svg);
+    await writeFileAtomic(path.join(staging, 'history.png'), png);
+    await writeFileAtomic(path.join(staging, 'head.json'), `${JSON.stringify(config, null, 2)}\n`);
+  });
+}
+
+/** Refuses to replace a folder that is not a head: its files are the user's. */
+async function assertReplaceable(dir: string): Promise<void> {
+  if (!existsSync(dir)) return;
+  if (!(await stat(dir)).isDirectory()) throw new UsageError(`--out ${dir} is a file, not a folder`);
+  if (existsSync(path.join(dir, 'head.json')) || (await readdir(dir)).length === 0) return;
+  throw new UsageError(`--out ${dir} exists and is not a head folder; choose a new folder (or an old head's, to replace it)`);
 }
 
 export async function loadHead(dir: string): Promise<Head> {
+  await restoreFolder(dir);
   const file = path.join(dir, 'head.json');
-  let config: HeadConfig;
-  try {
-    config = JSON.parse(await readFile(file, 'utf8')) as HeadConfig;
-  } catch {
-    throw new UsageError(`${dir}: not a head folder (no readable head.json)`);
-  }
-  if (config.format !== HEAD_FORMAT) throw new UsageError(`${file}: unknown head format '${String(config.format)}'`);
-  const { source } = await readSafetensors(path.join(dir, 'weights.safetensors'));
-  const layers = config.architecture.hidden.length + 1;
-  const params = Array.from({ length: layers }, (_, i) => {
+  if (!existsSync(file)) throw new UserError(`${dir}: not a head folder (no head.json; train-head writes one)`);
+  const config: HeadConfig = await readJsonFile(file, headConfigSchema, 'a head (bottleneck-head/1)');
+  const { architecture: a, classes } = config;
+  if (classes.length !== a.classes) throw new InvalidFileError(file, `lists ${classes.length} classes, its architecture has ${a.classes} outputs`);
+  if (new Set(classes).size !== classes.length) throw new InvalidFileError(file, 'lists a class twice');
+  const dim = config.codeSpec.shape.reduce((x, y) => x * y, 1);
+  if (a.inputDim !== dim) throw new InvalidFileError(file, `takes ${a.inputDim}-d codes, its code spec gives ${dim}`);
+  const weightsFile = path.join(dir, 'weights.safetensors');
+  if (!existsSync(weightsFile)) throw new UserError(`${dir}: weights.safetensors is missing`);
+  const { source } = await readSafetensors(weightsFile);
+  const dims = [a.inputDim, ...a.hidden, a.classes];
+  const params = dims.slice(1).map((out, i) => {
     const weight = source.tensors.get(`dense_${i}.weight`);
     const bias = source.tensors.get(`dense_${i}.bias`);
-    if (!weight || !bias) throw new UsageError(`${dir}/weights.safetensors: missing dense_${i}`);
+    if (!weight || !bias) throw new InvalidFileError(weightsFile, `dense_${i} is missing (head.json describes ${dims.length - 1} layers)`);
+    if (weight.shape.join() !== `${out},${dims[i]}` || bias.shape.join() !== `${out}`) {
+      throw new InvalidFileError(weightsFile, `dense_${i} is [${weight.shape}] + [${bias.shape}], head.json needs [${out},${dims[i]}] + [${out}]`);
+    }
     return { weight: weight.data, bias: bias.data };
   });
   return { dir, config, params };

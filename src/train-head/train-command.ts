@@ -3,22 +3,91 @@
  * it, trains with the chosen trainer and saves the head with its history and curves.
  */
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { cacheKey } from '../cache/code-spec.ts';
 import { FeatureCache } from '../cache/feature-cache.ts';
 import { tfBackend } from '../engines/tfjs-backend.ts';
 import { UsageError } from '../util/errors.ts';
 import { isInstalled } from '../util/installed.ts';
-import { fit, formatEpoch, type EpochStats, type LabelledCodes } from './fit.ts';
+import { fit, formatEpoch, type EpochStats } from './fit.ts';
 import { HEAD_FORMAT, saveHead, type HeadConfig } from './head-folder.ts';
 import { initHeadParams } from './head-init.ts';
 import { createOnnxTrainer } from './onnx-trainer.ts';
 import type { SplitPlan } from './splits.ts';
 import { foldStandardizer } from './standardize.ts';
-import { checkDataset, loadTrainingData, type RowIndex, type TrainingData } from './training-rows.ts';
+import { loadTrainingData, type TrainingData } from './training-rows.ts';
 import { createTfjsTrainer } from './tfjs-trainer.ts';
 import type { HeadArchitecture, HeadTrainer, OptimizerConfig, TrainerOptions } from './trainer.ts';
+import { cacheRootOf, checkNumber, defineCommand, FRACTION, numberOption, optionalNumber, parseBytes, withCache, withWait, WHOLE_POSITIVE, type NumberRule } from '../util/cli-options.ts';
+
+/** `--hidden 256`, `512,128`, or 0 for a plain softmax (logistic regression). */
+export function parseHidden(value: string): number[] {
+  const hidden = value.trim() === '0' ? [] : value.split(',').map((h) => Number(h.trim()));
+  if (hidden.some((h) => !Number.isInteger(h) || h <= 0 || h > 1 << 16)) throw new UsageError(`--hidden ${value}: use sizes like 256 or 512,128, or 0`);
+  return hidden;
+}
+
+/** The rules every numeric training option follows, from the CLI and the API alike. */
+const RULES = {
+  dropout: FRACTION,
+  epochs: WHOLE_POSITIVE,
+  seed: { integer: true },
+  val: FRACTION,
+  test: FRACTION,
+  lr: { min: 0, minExclusive: true, max: 10 },
+  momentum: FRACTION,
+  batch: WHOLE_POSITIVE,
+  l2: { min: 0 },
+  patience: WHOLE_POSITIVE,
+} as const satisfies Record<string, NumberRule>;
+
+function checkOptions(cmd: TrainHeadCommand): void {
+  for (const flag of ['dropout', 'epochs', 'seed', 'val', 'test', 'momentum', 'batch', 'l2'] as const) checkNumber(flag, cmd[flag], RULES[flag]);
+  if (cmd.lr !== undefined) checkNumber('lr', cmd.lr, RULES.lr);
+  if (cmd.patience !== null) checkNumber('patience', cmd.patience, RULES.patience);
+}
+
+/** The head's options, shared with the commands that train heads on the user's behalf (sweep). */
+export function withHeadOptions<T>(y: import('yargs').Argv<T>) {
+  return y
+    .option('hidden', { type: 'string', default: '256', describe: 'hidden layer sizes, e.g. 256 or 512,128; 0 for a plain softmax', coerce: parseHidden })
+    .option('dropout', numberOption('dropout', 'dropout after each hidden layer', RULES.dropout, 0.5))
+    .option('epochs', numberOption('epochs', 'passes over the training rows', RULES.epochs, 50))
+    .option('seed', numberOption('seed', 'initial weights, batch order and dropout', RULES.seed, 0))
+    .option('val', numberOption('val', 'validation fraction when rows have no split folders', RULES.val, 0.2));
+}
+
+export const trainHeadCommand = defineCommand(
+  'train-head <codes>',
+  'train a small classifier on cached codes, in seconds',
+  (y) =>
+    withWait(withCache(withHeadOptions(y)))
+      .positional('codes', { type: 'string', demandOption: true, describe: 'cache key folder (cache/<key>) or key, as extract printed it' })
+      .option('out', { type: 'string', describe: 'head folder to write (default heads/<key>-<time>)' })
+      .option('optimizer', { choices: ['adam', 'rmsprop', 'sgd'] as const, default: 'adam' as const })
+      .option('lr', optionalNumber('lr', 'learning rate (default 1e-3; 1e-2 for sgd)', RULES.lr))
+      .option('momentum', numberOption('momentum', 'sgd momentum', RULES.momentum, 0.9))
+      .option('batch', numberOption('batch', 'rows per training step', RULES.batch, 32))
+      .option('l2', numberOption('l2', "L2 penalty on kernels, as Keras' l2(…)", RULES.l2, 0))
+      .option('class-weights', { type: 'string', default: 'none', describe: 'none | balanced | CLASS=W,… (weights > 0)' })
+      .option('patience', optionalNumber('patience', 'stop after N epochs without a better validation loss (keeps the best)', RULES.patience))
+      .option('test', numberOption('test', 'test fraction held out when rows have no split folders', RULES.test, 0))
+      .option('trainer', { choices: ['auto', 'onnx', 'tfjs'] as const, default: 'auto' as const })
+      .option('dataset', { type: 'string', describe: 'which dataset of the cache key, when it holds several' })
+      .option('standardize', { type: 'boolean', default: false, describe: 'train on per-feature standardised codes (helps --hidden 0); folded into the saved weights' })
+      .option('max-memory', { type: 'string', describe: 'memory for codes, e.g. 2GB; bigger codes are read from disk batch by batch (same result)', coerce: (v: string) => parseBytes(v, '--max-memory') })
+      .option('json', { type: 'boolean', default: false, describe: 'JSON lines per epoch and a summary on stdout' }),
+  async (argv) => {
+    await runTrainHead({
+      ...argv,
+      codes: argv.codes!,
+      cacheRoot: cacheRootOf(argv.cache),
+      classWeights: argv['class-weights'],
+      patience: argv.patience ?? null,
+      maxMemory: argv['max-memory'],
+    });
+  },
+);
 
 export interface TrainHeadCommand {
   /** A cache key folder (cache/<key>), or a key name under cacheRoot. */
@@ -48,11 +117,8 @@ export interface TrainHeadCommand {
   readonly quiet?: boolean;
   /** Bytes of codes to hold in memory; beyond it they are read from a scratch file batch by batch. */
   readonly maxMemory?: number;
-}
-
-/** All rows of a cache key as one table, whatever split they were stored under. */
-export interface CodeTable extends RowIndex {
-  readonly codes: Float32Array;
+  /** Seconds to wait for an extract that is writing the key. */
+  readonly wait?: number;
 }
 
 /**
@@ -77,46 +143,11 @@ export const DEFAULT_HEAD_TRAINING = {
   json: false,
 } as const satisfies Omit<TrainHeadCommand, 'codes' | 'cacheRoot'>;
 
-export async function readCodeTable(cache: FeatureCache, dataset?: string): Promise<CodeTable> {
-  const all = await cache.readAll({ dataset });
-  checkDataset(cache, all.datasets, dataset);
-  const parts = [...all.splits.entries()];
-  const n = parts.reduce((s, [, p]) => s + p.labels.length, 0);
-  const codes = new Float32Array(n * all.dim);
-  let offset = 0;
-  for (const [, p] of parts) {
-    codes.set(p.codes, offset);
-    offset += p.codes.length;
-  }
-  return {
-    dataset: dataset ?? all.datasets[0] ?? null,
-    codes,
-    dim: all.dim,
-    labels: parts.flatMap(([, p]) => p.labels),
-    sha256: parts.flatMap(([, p]) => p.sha256),
-    paths: parts.flatMap(([, p]) => p.paths),
-    splits: parts.flatMap(([split, p]) => p.labels.map(() => (split === 'none' ? null : split))),
-    views: parts.flatMap(([, p]) => p.views),
-  };
-}
-
-export function gather(table: CodeTable, rows: readonly number[], classes: readonly string[]): LabelledCodes {
-  const x = new Float32Array(rows.length * table.dim);
-  const y = new Int32Array(rows.length);
-  const index = new Map(classes.map((c, i) => [c, i]));
-  rows.forEach((r, i) => {
-    x.set(table.codes.subarray(r * table.dim, (r + 1) * table.dim), i * table.dim);
-    y[i] = index.get(table.labels[r]) ?? -1;
-  });
-  return { x, y, n: rows.length };
-}
-
-export async function openCodes(codes: string, cacheRoot: string): Promise<FeatureCache> {
-  const dir = existsSync(path.join(codes, 'spec.json')) ? codes : path.join(cacheRoot, codes);
-  if (!existsSync(path.join(dir, 'spec.json'))) {
-    throw new UsageError(`${codes}: not a cache key folder (run \`bottleneck extract\` first; it prints the key and its folder)`);
-  }
-  return FeatureCache.open(path.dirname(path.resolve(dir)), path.basename(dir));
+/** A key folder or key name, once no extract is writing it (or after waiting `waitSeconds`). */
+export async function openCodes(codes: string, cacheRoot: string, waitSeconds = 0): Promise<FeatureCache> {
+  const cache = await FeatureCache.locate(codes, cacheRoot);
+  await cache.waitForWriters(waitSeconds);
+  return cache;
 }
 
 function optimizerConfig(cmd: TrainHeadCommand): OptimizerConfig {
@@ -142,7 +173,7 @@ export function classWeightsFor(spec: string, classes: readonly string[], train:
   for (const part of spec.split(',')) {
     const [name, value] = part.split('=');
     const i = classes.indexOf(name);
-    if (i < 0 || !Number.isFinite(Number(value))) throw new UsageError(`--class-weights ${spec}: use balanced, none, or CLASS=WEIGHT,… with classes ${classes.join(', ')}`);
+    if (i < 0 || !(Number(value) > 0) || !Number.isFinite(Number(value))) throw new UsageError(`--class-weights ${spec}: use balanced, none, or CLASS=WEIGHT,… with weights > 0 and classes ${classes.join(', ')}`);
     weights[i] = Number(value);
   }
   return weights;
@@ -158,7 +189,8 @@ export async function createTrainer(choice: 'auto' | 'onnx' | 'tfjs', opts: Trai
 }
 
 export async function runTrainHead(cmd: TrainHeadCommand): Promise<TrainHeadResult> {
-  const { cache, viewsCache } = await withViews(await openCodes(cmd.codes, cmd.cacheRoot));
+  checkOptions(cmd);
+  const { cache, viewsCache } = await withViews(await openCodes(cmd.codes, cmd.cacheRoot, cmd.wait), cmd.wait);
   const data = await loadTrainingData(cache, viewsCache, {
     dataset: cmd.dataset,
     fractions: { val: cmd.val, test: cmd.test },
@@ -239,6 +271,7 @@ async function trainOn(cmd: TrainHeadCommand, cache: FeatureCache, viewsCache: F
       cacheKey: cache.key,
       codeSpec: cache.spec,
       dataset: data.dataset,
+      cacheRoot: cache.root,
       training: {
         trainer: `${trainer.name} (${trainer.provider})`,
         optimizer,
@@ -255,7 +288,6 @@ async function trainOn(cmd: TrainHeadCommand, cache: FeatureCache, viewsCache: F
       bestEpoch: result.bestEpoch,
       metrics: { valLoss: last.valLoss, valAcc: last.valAcc, trainAcc: last.acc },
     };
-    await mkdir(out, { recursive: true });
     await saveHead(out, config, standardizer ? foldStandardizer(standardizer, result.params) : result.params, result.history);
     const seconds = result.history.reduce((s, h) => s + h.seconds, 0);
     if (cmd.json) {
@@ -277,14 +309,16 @@ async function trainOn(cmd: TrainHeadCommand, cache: FeatureCache, viewsCache: F
  * Given a key of augmented views, the key of the images themselves (which holds the validation
  * and test rows) and the views key; given an images key, just it.
  */
-async function withViews(opened: FeatureCache): Promise<{ cache: FeatureCache; viewsCache: FeatureCache | null }> {
+async function withViews(opened: FeatureCache, waitSeconds = 0): Promise<{ cache: FeatureCache; viewsCache: FeatureCache | null }> {
   if (!opened.spec.augment) return { cache: opened, viewsCache: null };
   const root = path.dirname(opened.dir);
   const imagesKey = cacheKey({ ...opened.spec, augment: null });
   if (!existsSync(path.join(root, imagesKey, 'spec.json'))) {
     throw new UsageError(`${opened.dir} holds augmented views, but the images' own codes (${imagesKey}) are not in ${root}: run extract again`);
   }
-  return { cache: await FeatureCache.open(root, imagesKey), viewsCache: opened };
+  const images = await FeatureCache.open(root, imagesKey);
+  await images.waitForWriters(waitSeconds);
+  return { cache: images, viewsCache: opened };
 }
 
 function describeSplits(plan: SplitPlan): string {

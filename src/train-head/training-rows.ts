@@ -9,7 +9,7 @@
  */
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import type { Split } from '../cache/code-rows.ts';
+import { assertNoMissing, forEachCode, membershipIndex, resolveDataset, viewsIndex, type RowIndex } from '../cache/code-table.ts';
 import type { FeatureCache } from '../cache/feature-cache.ts';
 import { UsageError } from '../util/errors.ts';
 import { FileMatrix, standardizedMatrix } from './code-matrix.ts';
@@ -17,21 +17,10 @@ import type { LabelledCodes, TrainingRows } from './fit.ts';
 import { planSplits, type SplitFractions, type SplitPlan } from './splits.ts';
 import { fitStandardizer, fitStandardizerFrom, standardize, type Standardizer } from './standardize.ts';
 
-/** Every row's facts (not its code), in the order `forEachCode` visits the codes. */
-export interface RowIndex {
-  /** The dataset the rows belong to (null when the key holds no rows). */
-  readonly dataset: string | null;
-  readonly dim: number;
-  readonly labels: readonly string[];
-  readonly sha256: readonly string[];
-  readonly paths: readonly string[];
-  readonly splits: readonly (Split | null)[];
-  /** Augmented-view index per row (0 for the images themselves). */
-  readonly views: readonly number[];
-}
+export type { RowIndex };
 
 export interface TrainingData {
-  readonly dataset: string | null;
+  readonly dataset: string;
   readonly dim: number;
   readonly classes: readonly string[];
   readonly plan: SplitPlan;
@@ -40,6 +29,8 @@ export interface TrainingData {
   /** Training rows that are images (the rest of `train` are their views). */
   readonly trainImages: number;
   readonly trainViews: number;
+  /** Images without a label, which train nothing. */
+  readonly unlabeled: number;
   readonly standardizer: Standardizer | null;
   /** 'memory', or the scratch folder holding the codes. */
   readonly storage: string;
@@ -54,49 +45,6 @@ export interface TrainingDataOptions {
   readonly maxMemoryBytes?: number;
   /** Where the on-disk codes go (deleted by dispose). */
   readonly scratchDir: string;
-}
-
-/** One pass over a key's shards: the facts of every row of one dataset, codes left on disk. */
-export async function readRowIndex(cache: FeatureCache, dataset?: string): Promise<RowIndex> {
-  const labels: string[] = [];
-  const sha256: string[] = [];
-  const paths: string[] = [];
-  const splits: (Split | null)[] = [];
-  const views: number[] = [];
-  const datasets = new Set<string>();
-  for await (const { rows } of cache.shards()) {
-    rows.sha256.forEach((sha, i) => {
-      datasets.add(rows.dataset[i]);
-      if (dataset !== undefined && rows.dataset[i] !== dataset) return;
-      labels.push(rows.label[i]);
-      sha256.push(sha);
-      paths.push(rows.path[i]);
-      splits.push(rows.split[i]);
-      views.push(rows.view?.[i] ?? 0);
-    });
-  }
-  checkDataset(cache, [...datasets].sort(), dataset);
-  return { dataset: dataset ?? [...datasets][0] ?? null, dim: cache.dim, labels, sha256, paths, splits, views };
-}
-
-/** The same rows as readRowIndex, in the same order, with their codes: calls `visit(row, code)`. */
-async function forEachCode(cache: FeatureCache, dataset: string | null, visit: (row: number, code: Float32Array) => void): Promise<void> {
-  let row = 0;
-  for await (const { rows } of cache.shards()) {
-    for (let i = 0; i < rows.sha256.length; i++) {
-      if (dataset !== null && rows.dataset[i] !== dataset) continue;
-      visit(row++, rows.codes.subarray(i * cache.dim, (i + 1) * cache.dim));
-    }
-  }
-}
-
-export function checkDataset(cache: FeatureCache, datasets: readonly string[], dataset: string | undefined): void {
-  if (dataset === undefined && datasets.length > 1) {
-    throw new UsageError(`${cache.dir} holds ${datasets.length} datasets (${datasets.join(', ')}): choose one with --dataset`);
-  }
-  if (dataset !== undefined && !datasets.includes(dataset)) {
-    throw new UsageError(`${cache.dir} has no dataset '${dataset}' (it has ${datasets.join(', ') || 'no rows'})`);
-  }
 }
 
 /** Shard order depends on flush timing and resumes; path (then view) order does not. */
@@ -117,47 +65,34 @@ export interface SplitRows {
  * in path order. `among` restricts it to some rows of `index` (default: all).
  */
 export function splitRows(index: RowIndex, fractions: SplitFractions, among?: readonly number[]): SplitRows {
-  const rows = among ?? [...index.paths.keys()];
+  const rows = (among ?? [...index.paths.keys()]).filter((r) => index.labels[r] !== null);
   const plan = planSplits(
-    rows.map((r) => ({ label: index.labels[r], sha256: index.sha256[r], split: index.splits[r] })),
+    rows.map((r) => ({ label: index.labels[r]!, sha256: index.sha256[r], split: index.splits[r] })),
     fractions,
   );
   const rowsOf = (part: readonly number[]) => part.map((i) => rows[i]).sort(byPath(index));
   return { plan, train: rowsOf(plan.train), validation: rowsOf(plan.validation), test: rowsOf(plan.test) };
 }
 
-/**
- * The cached views (indices into `views`) of the training images `train` (indices into
- * `images`), view indices up to `maxView`, in path then view order. Only training images:
- * a view of a validation image would leak it into training.
- */
-export function viewsOfRows(images: RowIndex, train: readonly number[], views: RowIndex, maxView = Infinity): number[] {
-  const rowKey = (t: RowIndex, i: number) => `${t.sha256[i]}\u0000${t.paths[i]}\u0000${t.labels[i]}`;
-  const wanted = new Set(train.map((i) => rowKey(images, i)));
-  return [...views.paths.keys()].filter((i) => views.views[i] <= maxView && wanted.has(rowKey(views, i))).sort(byPath(views));
-}
-
 /** Which rows train and validate, in training order. */
 interface Selection {
   readonly classes: readonly string[];
   readonly plan: SplitPlan;
-  /** Image rows, then view rows (indices into the views index). */
+  /** Image rows (indices into the images' index). */
   readonly trainImages: readonly number[];
-  readonly trainViews: readonly number[];
   readonly validation: readonly number[];
 }
 
-function select(images: RowIndex, views: RowIndex | null, fractions: SplitFractions, where: string): Selection {
+function select(images: RowIndex, fractions: SplitFractions, where: string): Selection {
   const split = splitRows(images, fractions);
-  const classes = [...new Set(split.train.map((i) => images.labels[i]))].sort();
+  const classes = [...new Set(split.train.map((i) => images.labels[i]!))].sort();
   if (classes.length < 2) throw new UsageError(`${where}: the training rows hold ${classes.length} class(es); a classifier needs at least two`);
   return {
     classes,
     plan: split.plan,
     trainImages: split.train,
-    trainViews: views ? viewsOfRows(images, split.train, views) : [],
     // Validation rows of a class the head never trained on cannot be scored; they are left out.
-    validation: split.validation.filter((i) => classes.includes(images.labels[i])),
+    validation: split.validation.filter((i) => classes.includes(images.labels[i]!)),
   };
 }
 
@@ -168,20 +103,24 @@ interface RowSink {
 
 function labelsOf(index: RowIndex, rows: readonly number[], classes: readonly string[]): Int32Array {
   const at = new Map(classes.map((c, i) => [c, i]));
-  return Int32Array.from(rows, (r) => at.get(index.labels[r]) ?? -1);
+  return Int32Array.from(rows, (r) => at.get(index.labels[r] ?? '') ?? -1);
 }
 
 export async function loadTrainingData(images: FeatureCache, views: FeatureCache | null, opts: TrainingDataOptions): Promise<TrainingData> {
-  const imageIndex = await readRowIndex(images, opts.dataset);
-  const viewIndex = views ? await readRowIndex(views, imageIndex.dataset ?? undefined) : null;
-  const sel = select(imageIndex, viewIndex, opts.fractions, images.dir);
+  const imageIndex = await membershipIndex(images, await resolveDataset(images, opts.dataset));
+  const sel = select(imageIndex, opts.fractions, images.dir);
+  // Views of training images only: a view of a validation image would leak it into training.
+  const viewIndex = views ? await viewsIndex(views, imageIndex, sel.trainImages) : null;
+  const trainViews = viewIndex ? viewIndex.paths.length : 0;
   const dim = imageIndex.dim;
-  const trainN = sel.trainImages.length + sel.trainViews.length;
+  const trainN = sel.trainImages.length + trainViews;
   // Codes, plus a standardised copy of them while it is made.
   const bytes = (trainN + sel.validation.length) * dim * 4 * (opts.standardize ? 2 : 1);
-  const y = Int32Array.from([...labelsOf(imageIndex, sel.trainImages, sel.classes), ...(viewIndex ? labelsOf(viewIndex, sel.trainViews, sel.classes) : [])]);
+  const allViews = viewIndex ? [...viewIndex.paths.keys()] : [];
+  const y = Int32Array.from([...labelsOf(imageIndex, sel.trainImages, sel.classes), ...(viewIndex ? labelsOf(viewIndex, allViews, sel.classes) : [])]);
   const yVal = labelsOf(imageIndex, sel.validation, sel.classes);
-  const common = { dataset: imageIndex.dataset, dim, classes: sel.classes, plan: sel.plan, trainImages: sel.trainImages.length, trainViews: sel.trainViews.length };
+  const unlabeled = imageIndex.labels.filter((l) => l === null).length;
+  const common = { dataset: imageIndex.dataset, dim, classes: sel.classes, plan: sel.plan, trainImages: sel.trainImages.length, trainViews, unlabeled };
 
   /**
    * One pass over each key's shards puts every selected code at its place: training images,
@@ -190,18 +129,15 @@ export async function loadTrainingData(images: FeatureCache, views: FeatureCache
   const fill = async (train: RowSink, validation: RowSink) => {
     const trainAt = new Map(sel.trainImages.map((r, i) => [r, i]));
     const valAt = new Map(sel.validation.map((r, i) => [r, i]));
-    await forEachCode(images, imageIndex.dataset, (row, code) => {
+    const missing = await forEachCode(images, imageIndex, (row, code) => {
       const t = trainAt.get(row);
       if (t !== undefined) train.write(t, code);
       const v = valAt.get(row);
       if (v !== undefined) validation.write(v, code);
     });
+    assertNoMissing(images, imageIndex, missing);
     if (views && viewIndex) {
-      const viewAt = new Map(sel.trainViews.map((r, i) => [r, sel.trainImages.length + i]));
-      await forEachCode(views, viewIndex.dataset, (row, code) => {
-        const t = viewAt.get(row);
-        if (t !== undefined) train.write(t, code);
-      });
+      await forEachCode(views, viewIndex, (row, code) => train.write(sel.trainImages.length + row, code));
     }
   };
 

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { DiskFullError, isDiskFull } from './errors.ts';
+import { asFileSystemError } from './errors.ts';
 
 /**
  * Writes a file so that readers see either the old content or all of the new: `fill` writes a
@@ -13,7 +14,7 @@ export async function writeAtomically(dest: string, fill: (tmpPath: string) => P
   try {
     await mkdir(path.dirname(dest), { recursive: true });
   } catch (error) {
-    throw isDiskFull(error) ? new DiskFullError(dest, error) : error;
+    throw asFileSystemError(path.dirname(dest), error);
   }
   const tmp = `${dest}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   try {
@@ -21,8 +22,8 @@ export async function writeAtomically(dest: string, fill: (tmpPath: string) => P
     await fsyncPath(tmp);
     await rename(tmp, dest);
   } catch (error) {
-    await rm(tmp, { force: true });
-    throw isDiskFull(error) ? new DiskFullError(dest, error) : error;
+    await rm(tmp, { force: true }).catch(() => undefined);
+    throw asFileSystemError(dest, error);
   }
 }
 
@@ -33,6 +34,16 @@ export async function writeFileAtomic(dest: string, data: Uint8Array | string): 
 /** Flushes a closed file to disk; writers such as h5wasm do not expose their descriptor. */
 export async function fsyncPath(file: string): Promise<void> {
   const handle = await open(file, 'r+');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Flushes a folder's entries (the names of files just renamed into it) to disk. */
+export async function fsyncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
   try {
     await handle.sync();
   } finally {
@@ -54,14 +65,71 @@ export async function sweepDeadWritersTemps(dir: string): Promise<string[]> {
   }
   const dead = names.filter((name) => {
     const pid = Number(name.match(/\.(\d+)\.[0-9a-f]{8}\.tmp$/)?.[1]);
-    if (!pid || pid === process.pid) return false;
-    try {
-      process.kill(pid, 0);
-      return false;
-    } catch (err) {
-      return (err as NodeJS.ErrnoException).code === 'ESRCH';
-    }
+    return pid > 0 && !isAlive(pid);
   });
   await Promise.all(dead.map((name) => rm(path.join(dir, name), { force: true })));
   return dead;
+}
+
+/**
+ * Writes a whole folder (a head, an export) so that readers see the old folder or all of the
+ * new one: `fill` writes into a staging folder beside `dest`, which then takes its place by
+ * rename. Replacing an existing folder takes two renames (old aside, new in); a crash between
+ * them leaves the old folder aside, and the next writer or reader puts it back
+ * (restoreFolder). A failed `fill` leaves `dest` as it was.
+ */
+export async function replaceFolder(dest: string, fill: (staging: string) => Promise<void>): Promise<void> {
+  const abs = path.resolve(dest);
+  await restoreFolder(abs);
+  const tag = `${process.pid}.${randomBytes(4).toString('hex')}`;
+  const staging = `${abs}.staging.${tag}.tmp`;
+  try {
+    await mkdir(staging, { recursive: true });
+    await fill(staging);
+    await fsyncDir(staging);
+    if (existsSync(abs)) {
+      const aside = `${abs}.old.${tag}.tmp`;
+      await rename(abs, aside);
+      await rename(staging, abs);
+      await rm(aside, { recursive: true, force: true });
+    } else {
+      await rename(staging, abs);
+    }
+  } catch (error) {
+    await rm(staging, { recursive: true, force: true });
+    throw asFileSystemError(dest, error);
+  }
+}
+
+/**
+ * Cleans up after a replaceFolder that was killed: a staging folder of a dead process is
+ * deleted, and an old folder set aside is put back if nothing took its place.
+ */
+export async function restoreFolder(dest: string): Promise<void> {
+  const abs = path.resolve(dest);
+  const parent = path.dirname(abs);
+  const base = path.basename(abs);
+  let names: string[];
+  try {
+    names = await readdir(parent);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = name.startsWith(`${base}.`) ? name.slice(base.length).match(/^\.(staging|old)\.(\d+)\.[0-9a-f]{8}\.tmp$/) : null;
+    if (!m || isAlive(Number(m[2]))) continue;
+    const leftover = path.join(parent, name);
+    if (m[1] === 'old' && !existsSync(abs)) await rename(leftover, abs).catch(() => undefined);
+    else await rm(leftover, { recursive: true, force: true });
+  }
+}
+
+function isAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
 }

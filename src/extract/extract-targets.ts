@@ -1,0 +1,115 @@
+/**
+ * The cache keys one extract writes: a key per cut (and, with augmentation, a key of views
+ * beside each), every one locked before any work, with what it already holds and its writer.
+ */
+import type { Backbone } from '../backbones/backbone.ts';
+import { codeShape, cutLabel, planCuts, type Cut } from '../backbones/cut.ts';
+import type { Pair } from '../backbones/layer-graph.ts';
+import { resolveLayer } from '../backbones/layer-graph.ts';
+import { acquireCacheLock, type CacheLock } from '../cache/cache-lock.ts';
+import { contentId } from '../cache/code-rows.ts';
+import type { CodeDtype, CodeSpec, Interpolation, ResizeMode } from '../cache/code-spec.ts';
+import { FeatureCache, type ShardWriter } from '../cache/feature-cache.ts';
+import { UsageError } from '../util/errors.ts';
+import { TOOL_VERSION } from '../util/version.ts';
+import { augmentSpec } from './augment.ts';
+
+/** One cache key's share of a run. */
+export interface KeyTarget {
+  readonly cache: FeatureCache;
+  /** contentIds the key holds: what it held at the start, plus what this run has sent to its writer. */
+  readonly held: Set<string>;
+  readonly writer: ShardWriter;
+}
+
+/** One cut: the key of the images' codes and, with augmentation, the key of their views' codes. */
+export interface Target extends KeyTarget {
+  readonly cut: Cut;
+  readonly views?: KeyTarget;
+}
+
+export interface SpecOptions {
+  readonly backbone: Backbone;
+  readonly cut: Cut;
+  /** Network input size; defaults to the backbone's own. */
+  readonly size?: Pair;
+  readonly resize: ResizeMode;
+  readonly interpolation: Interpolation;
+  readonly background: readonly [number, number, number];
+  readonly dtype: CodeDtype;
+  readonly augment?: { readonly views: number; readonly seed: number };
+}
+
+/** The spec (hence the cache key) that extracting with these options produces. */
+export function codeSpecFor(opts: SpecOptions): CodeSpec {
+  const { backbone, cut } = opts;
+  const size = opts.size ?? backbone.preprocessing.size;
+  const plan = planCuts(backbone.graph, size, [cut]);
+  const p = backbone.preprocessing;
+  return {
+    backbone: backbone.id,
+    weights: backbone.weightsId,
+    layer: resolveLayer(backbone.graph, cut.layer).name,
+    pool: cut.pool ?? null,
+    shape: [...codeShape(plan, cut)],
+    dtype: opts.dtype,
+    preprocessing: {
+      size: [size[0], size[1]],
+      resize: opts.resize,
+      interpolation: opts.interpolation,
+      background: opts.background,
+      channels: p.channels,
+      mean: p.mean,
+      std: p.std,
+    },
+    augment: opts.augment ? augmentSpec(opts.augment.views, opts.augment.seed) : null,
+  };
+}
+
+export interface OpenedTargets {
+  readonly targets: readonly Target[];
+  /** Every key, images' and views' alike. */
+  readonly keys: readonly KeyTarget[];
+  release(): Promise<void>;
+}
+
+/**
+ * Locks every key the cuts need and reads what each holds. A sharded run's process locks and
+ * writes as its own writer (`sKofN`), so the N processes fill one key side by side.
+ */
+export async function openTargets(
+  opts: SpecOptions & { readonly moreCuts?: readonly Cut[]; readonly cacheRoot: string; readonly writerId: string; readonly sharded: boolean; readonly waitSeconds?: number; readonly maxShardBytes?: number },
+): Promise<OpenedTargets> {
+  const locks: CacheLock[] = [];
+  const release = async () => {
+    for (const lock of locks.splice(0)) await lock.release();
+  };
+  const openKey = async (spec: CodeSpec): Promise<KeyTarget> => {
+    const cache = await FeatureCache.forSpec(opts.cacheRoot, spec);
+    locks.push(await acquireCacheLock(cache.dir, { waitSeconds: opts.waitSeconds, writer: opts.sharded ? opts.writerId : undefined }));
+    await cache.removeOrphans(opts.sharded ? opts.writerId : undefined);
+    const held = new Set((await cache.contents()).keys());
+    const writer = await cache.writer({ writerId: opts.writerId, engine: 'pending', toolVersion: TOOL_VERSION, maxShardBytes: opts.maxShardBytes });
+    return { cache, held, writer };
+  };
+  try {
+    const targets: Target[] = [];
+    for (const cut of [opts.cut, ...(opts.moreCuts ?? [])]) {
+      const spec = codeSpecFor({ ...opts, cut, augment: undefined });
+      if (targets.some((t) => t.cache.spec.layer === spec.layer && t.cache.spec.pool === spec.pool)) throw new UsageError(`--layer lists ${cutLabel(cut)} twice`);
+      const plain = await openKey(spec);
+      const views = opts.augment ? await openKey(codeSpecFor({ ...opts, cut })) : undefined;
+      targets.push({ ...plain, cut, views });
+    }
+    return { targets, keys: targets.flatMap((t) => (t.views ? [t, t.views] : [t])), release };
+  } catch (err) {
+    await release();
+    throw err;
+  }
+}
+
+/** The keys that still lack a job's code: an image's go to the plain keys, a view's to the views keys. */
+export function keysLacking(targets: readonly Target[], sha256: string, view: number): KeyTarget[] {
+  const id = contentId(sha256, view);
+  return targets.flatMap((t) => (view === 0 ? [t] : t.views ? [t.views] : [])).filter((k) => !k.held.has(id));
+}
