@@ -29,7 +29,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
-import { rowCount, rowIdentity } from '../src/cache/code-rows.ts';
+import { contentId, rowCount } from '../src/cache/code-rows.ts';
+import { readCodeTable } from '../src/cache/code-table.ts';
 import { FeatureCache } from '../src/cache/feature-cache.ts';
 import { decodeShard } from '../src/cache/shard-format.ts';
 import { cacheKeys, isHealthy, verifyKey } from '../src/cache/verify.ts';
@@ -157,7 +158,7 @@ async function onDisk(cacheRoot: string) {
       const { rows: r } = decodeShard(await readFile(path.join(cacheRoot, f)), f);
       for (let i = 0; i < rowCount(r); i++) {
         rows++;
-        const id = rowIdentity(r.sha256[i], r.dataset[i], r.path[i], r.label[i], r.split[i], r.view?.[i] ?? 0);
+        const id = contentId(r.sha256[i], r.view?.[i] ?? 0);
         if (ids.has(id)) duplicates++;
         ids.add(id);
       }
@@ -181,12 +182,13 @@ async function rowsByPath(cacheRoot: string): Promise<{ count: number; byPath: M
   const byPath = new Map<string, string>();
   let count = 0;
   for (const key of keys) {
-    const all = await (await FeatureCache.open(cacheRoot, key)).readAll();
-    for (const [split, s] of all.splits) {
+    const cache = await FeatureCache.open(cacheRoot, key);
+    for (const dataset of await cache.datasets()) {
+      const s = await readCodeTable(cache, dataset);
       s.paths.forEach((p, i) => {
         count++;
-        const code = Buffer.from(s.codes.buffer, s.codes.byteOffset + i * all.dim * 4, all.dim * 4).toString('hex');
-        byPath.set(`${key}:${p}`, `${s.sha256[i]} ${s.labels[i]} ${split} ${code}`);
+        const code = Buffer.from(s.codes.buffer, s.codes.byteOffset + i * s.dim * 4, s.dim * 4).toString('hex');
+        byPath.set(`${key}:${dataset}:${p}`, `${s.sha256[i]} ${s.labels[i]} ${s.splits[i]} ${code}`);
       });
     }
   }

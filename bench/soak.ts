@@ -176,8 +176,7 @@ async function main(): Promise<number> {
     const timer = setInterval(sample, INTERVAL);
     const summary = await runExtract({
       items: ds.items,
-      dataset: ds.name,
-      datasetRoot: ds.root,
+      dataset: ds,
       backbone,
       cut: backbone.defaultCut,
       resize: 'squash',

@@ -81,8 +81,7 @@ for (const name of args.datasets!.split(',')) {
   const backbone = await loadBackbone(args.backbone!);
   const common = {
     items: dataset.items,
-    dataset: dataset.name,
-    datasetRoot: dataset.root,
+    dataset: dataset,
     backbone,
     ...DEFAULT_EXTRACT_SETTINGS,
     batch: 8,

@@ -38,7 +38,9 @@ async function main(): Promise<void> {
     .strict()
     .help()
     .fail((msg, err) => {
-      throw err ?? new UsageError(msg);
+      // yargs reports its own checks, and errors thrown by an option's coerce, as a YError.
+      if (!err || err.name === 'YError') throw new UsageError(err?.message ?? msg);
+      throw err;
     })
     .parseAsync();
 }

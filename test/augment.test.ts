@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { membershipIndex, viewsIndex } from '../src/cache/code-table.ts';
 import { FeatureCache } from '../src/cache/feature-cache.ts';
 import { runEvaluate } from '../src/evaluate/evaluate-command.ts';
 import { augmentedView, viewParams } from '../src/extract/augment.ts';
@@ -77,10 +78,11 @@ describe('augmented views', () => {
 
     const views = await FeatureCache.open(cacheRoot, viewsKey.key);
     expect(views.spec.augment).toMatchObject({ views: 2, seed: 3 });
-    const rows = await views.readAll();
-    expect([...rows.splits.keys()]).toEqual(['train']);
-    const train = rows.splits.get('train')!;
-    expect([...train.views].sort()).toEqual([...Array(12).fill(1), ...Array(12).fill(2)]);
+    // Views of the training images only: 12 images × 2 views, no validation image among them.
+    const images = await membershipIndex(await FeatureCache.open(cacheRoot, first.key), 'folders');
+    const all = await viewsIndex(views, images, [...images.paths.keys()]);
+    expect(new Set(all.splits)).toEqual(new Set(['train']));
+    expect([...all.views].sort()).toEqual([...Array(12).fill(1), ...Array(12).fill(2)]);
 
     // The images' own key is exactly what a run without --augment writes.
     const plain = await extractWithTinyBackbone(data, cacheRoot);

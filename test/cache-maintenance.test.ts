@@ -4,12 +4,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FeatureCache } from '../src/cache/feature-cache.ts';
 import { CorruptShardError } from '../src/cache/shard-format.ts';
 import { isHealthy, verifyKey } from '../src/cache/verify.ts';
 import { runCli } from './helpers/cli.ts';
 import { extractWithTinyBackbone } from './helpers/extract-options.ts';
 import { makeDataset } from './helpers/make-dataset.ts';
+import { readRows } from './helpers/read-codes.ts';
 
 
 let tmp: string;
@@ -19,13 +19,11 @@ let before: Map<string, Buffer>;
 
 const cli = (args: string[]) => runCli(args, { cwd: tmp });
 
-/** "path|label" → code bytes, over every readable shard. */
+/** "path|label" → code bytes, for the dataset as readers see it. */
 async function codes(): Promise<Map<string, Buffer>> {
-  const cache = await FeatureCache.open(root, key);
+  const table = await readRows(root, key);
   const out = new Map<string, Buffer>();
-  for await (const { rows } of cache.shards()) {
-    rows.path.forEach((p, i) => out.set(`${p}|${rows.label[i]}`, Buffer.from(rows.codes.slice(i * cache.dim, (i + 1) * cache.dim).buffer)));
-  }
+  table.paths.forEach((p, i) => out.set(`${p}|${table.labels[i]}`, Buffer.from(table.codes.slice(i * table.dim, (i + 1) * table.dim).buffer)));
   return out;
 }
 
@@ -34,7 +32,7 @@ beforeAll(async () => {
   root = path.join(tmp, 'cache');
   await makeDataset(path.join(tmp, 'data'), { classes: ['ant', 'bee'], perClass: 12, splits: ['train', 'validation'] });
   // Small shards, so damage hits some rows and not others.
-  const summary = await extractWithTinyBackbone(path.join(tmp, 'data'), root, { maxShardBytes: 2500 });
+  const summary = await extractWithTinyBackbone(path.join(tmp, 'data'), root, { maxShardBytes: 1000 });
   key = summary.key;
   before = await codes();
 }, 60_000);
@@ -83,9 +81,8 @@ describe('cache verify and repair', () => {
     for (let i = 0; i < 8; i++) bytes[Math.floor(bytes.length / 2) + i] ^= 0xff;
     await writeFile(flipped, bytes);
 
-    const cache = await FeatureCache.open(root, key);
-    await expect(cache.readAll()).rejects.toThrow(CorruptShardError);
-    await expect(cache.readAll()).rejects.toThrow(new RegExp(shards[1].replace('.', '\\.')));
+    await expect(readRows(root, key)).rejects.toThrow(CorruptShardError);
+    await expect(readRows(root, key)).rejects.toThrow(new RegExp(shards[1].replace('.', '\\.')));
 
     const verify = await cli(['cache', 'verify', '--cache', root]);
     expect(verify.code).toBe(1);
@@ -95,7 +92,7 @@ describe('cache verify and repair', () => {
 
     const repair = await cli(['cache', 'repair', '--cache', root, '--engine', 'onnx', '--device', 'cpu']);
     expect(repair.code, repair.stderr).toBe(0);
-    expect(repair.stdout).toMatch(/2 shard\(s\) set aside, \d+ row\(s\) restored/);
+    expect(repair.stdout).toMatch(/2 shard\(s\) set aside, 0 duplicate row\(s\) removed, [1-9]\d* code\(s\) recomputed/);
     expect((await readdir(path.join(root, key, 'quarantine'))).sort()).toEqual([shards[1], shards[2]].sort());
 
     expect(isHealthy(await verifyKey(root, key))).toBe(true);

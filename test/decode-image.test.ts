@@ -298,17 +298,22 @@ describe('damaged and non-image content', () => {
       ['version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 123\n', 'not-an-image', /Git LFS pointer/],
       ['<!DOCTYPE html><html><body>Access denied</body></html>', 'not-an-image', /HTML page/],
       ['<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>', 'not-an-image', /SVG/],
-      ['just some words\n', 'not-an-image', /text \("just some words"\)/],
+      ['just some words\n', 'not-an-image', /a text file$/],
+      ['{"token": "abc"}', 'not-an-image', /a JSON file$/],
+      ['PK\x03\x04\x14\x00\x00\x00', 'not-an-image', /a ZIP archive/],
       ['BM\x36\x00\x00\x00\x00\x00\x00\x00\x36\x00\x00\x00', 'unsupported-format', /BMP/],
       ['\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic', 'unsupported-format', /HEIC/],
       ['\x00\x00\x00\x18ftypisom\x00\x00\x00\x00isomavc1', 'not-an-image', /MP4/],
-      ['\x00\x01\x02\x03\x04\x05\x06\x07', 'not-an-image', /binary data \(first bytes 00 01 02 03/],
+      ['\x00\x01\x02\x03\x04\x05\x06\x07', 'not-an-image', /unrecognised binary data$/],
     ];
     for (const [content, reason, message] of cases) {
       const err = await expectRejects(Buffer.from(content, 'latin1'), reason, { source: 'cats/x.jpg' });
       expect(err.message).toMatch(/^cats\/x\.jpg: /);
       expect(err.message).toMatch(message);
     }
+    // A secret in a file named like an image (an .env, or what a symlink points to) is never quoted.
+    const secret = await expectRejects(Buffer.from('AWS_SECRET_ACCESS_KEY=hunter2xyz\nDB_PASSWORD=s3cr3t\n'), 'not-an-image', { source: 'cats/x.jpg' });
+    expect(secret.message).toBe('cats/x.jpg: is not an image: it looks like a text file');
     const anonymous = await expectRejects(Buffer.alloc(0), 'empty-file');
     expect(anonymous.message).toBe('image buffer: is empty (0 bytes)');
   });

@@ -10,7 +10,7 @@ import path from 'node:path';
 import ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tinyRandomBackbone } from '../src/backbones/zoo/tiny-random.ts';
-import { FeatureCache } from '../src/cache/feature-cache.ts';
+import { gather } from '../src/cache/code-table.ts';
 import { runEvaluate } from '../src/evaluate/evaluate-command.ts';
 import { computeMetrics } from '../src/evaluate/metrics.ts';
 import { classify, headClassifier } from '../src/predict/classifier.ts';
@@ -21,6 +21,7 @@ import { createHeadPredictor } from '../src/train-head/head-predictor.ts';
 import { runTrainHead } from '../src/train-head/train-command.ts';
 import { relativeError } from './helpers/compare.ts';
 import { runCli } from './helpers/cli.ts';
+import { readRows, rowsOfSplit } from './helpers/read-codes.ts';
 import { extractWithTinyBackbone } from './helpers/extract-options.ts';
 import { makeDataset, writeNoisePng } from './helpers/make-dataset.ts';
 
@@ -67,22 +68,22 @@ const cli = (args: string[], env: NodeJS.ProcessEnv = {}) => runCli(args, { cwd:
 /** The head applied to the cached codes of the test split, by path. */
 async function cachedProbabilities(): Promise<Map<string, Float32Array>> {
   const head = await loadHead(headDir);
-  const cache = await FeatureCache.open(cacheRoot, head.config.cacheKey);
-  const { splits, dim } = await cache.readAll();
-  const test = splits.get('test')!;
+  const table = await readRows(cacheRoot, head.config.cacheKey);
+  const test = rowsOfSplit(table, 'test');
+  const x = gather(table, test, CLASSES).x;
   const predictor = await createHeadPredictor(head.config.architecture, head.params);
-  const probs = await predictor.predict(test.codes, test.labels.length);
+  const probs = await predictor.predict(x, test.length);
   await predictor.dispose();
   const c = CLASSES.length;
-  expect(dim).toBe(head.config.architecture.inputDim);
-  return new Map(test.paths.map((p, i) => [p, probs.slice(i * c, (i + 1) * c)]));
+  expect(table.dim).toBe(head.config.architecture.inputDim);
+  return new Map(test.map((r, i) => [table.paths[r], probs.slice(i * c, (i + 1) * c)]));
 }
 
 describe('computeMetrics', () => {
   it('matches scikit-learn on a small worked example', () => {
     // y_true = [a, a, b, b, c], y_pred = [a, b, b, b, a]; sklearn: accuracy 0.6,
     // precision a 0.5 b 0.667 c 0, recall a 0.5 b 1 c 0, macro f1 (0.5 + 0.8 + 0) / 3.
-    const rows = ['a', 'a', 'b', 'b', 'c'].map((label, i) => ({ path: `p${i}`, file: null, label }));
+    const rows = ['a', 'a', 'b', 'b', 'c'].map((label, i) => ({ path: `p${i}`, file: null, label, sha256: '' }));
     const probs = Float32Array.from([0.7, 0.2, 0.1, 0.3, 0.6, 0.1, 0.1, 0.8, 0.1, 0.2, 0.7, 0.1, 0.5, 0.1, 0.4]);
     const m = computeMetrics(['a', 'b', 'c'], rows, probs);
     expect(m.accuracy).toBeCloseTo(0.6, 10);
@@ -101,8 +102,8 @@ describe('computeMetrics', () => {
 
   it('counts labels the head never saw apart, and scores only the rest', () => {
     const rows = [
-      { path: 'x', file: null, label: 'a' },
-      { path: 'y', file: null, label: 'zebra' },
+      { path: 'x', file: null, label: 'a', sha256: '' },
+      { path: 'y', file: null, label: 'zebra', sha256: '' },
     ];
     const m = computeMetrics(['a', 'b'], rows, Float32Array.from([0.9, 0.1, 0.5, 0.5]));
     expect(m.n).toBe(1);
@@ -112,7 +113,7 @@ describe('computeMetrics', () => {
 
   it('gives top-k only where there are more than k classes', () => {
     const classes = ['a', 'b', 'c', 'd'];
-    const rows = [{ path: 'x', file: null, label: 'd' }];
+    const rows = [{ path: 'x', file: null, label: 'd', sha256: '' }];
     const m = computeMetrics(classes, rows, Float32Array.from([0.4, 0.3, 0.2, 0.1]));
     expect(m.accuracy).toBe(0);
     expect(m.topK).toEqual({ 3: 0 });

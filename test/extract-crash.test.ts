@@ -8,8 +8,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FeatureCache } from '../src/cache/feature-cache.ts';
 import { makeDataset } from './helpers/make-dataset.ts';
+import { readRows } from './helpers/read-codes.ts';
 import { REPO_ROOT } from './helpers/shared.ts';
 
 const BIN = path.join(REPO_ROOT, 'bin', 'bottleneck');
@@ -42,7 +42,7 @@ function runAndKill(cacheRoot: string, shards: number): Promise<void> {
     const child = spawn(BIN, extractArgs(cacheRoot), { stdio: 'ignore' });
     const timer = setInterval(() => {
       const keyDir = existsSync(cacheRoot) ? readdirSync(cacheRoot).find((d) => d.startsWith('tiny-vgg-random')) : undefined;
-      const count = keyDir ? readdirSync(path.join(cacheRoot, keyDir)).filter((f) => f.endsWith('.arrow')).length : 0;
+      const count = keyDir ? readdirSync(path.join(cacheRoot, keyDir)).filter((f) => /^codes-.*\.arrow$/.test(f)).length : 0;
       if (count >= shards) child.kill('SIGKILL');
     }, 5);
     child.on('exit', (code, signal) => {
@@ -55,10 +55,9 @@ function runAndKill(cacheRoot: string, shards: number): Promise<void> {
 
 async function rowsOf(cacheRoot: string) {
   const key = readdirSync(cacheRoot).find((d) => d.startsWith('tiny-vgg-random'))!;
-  const all = await (await FeatureCache.open(cacheRoot, key)).readAll();
-  const rows = all.splits.get('none')!;
+  const rows = await readRows(cacheRoot, key);
   const byPath = new Map<string, string>();
-  rows.paths.forEach((p, i) => byPath.set(p, Buffer.from(rows.codes.slice(i * all.dim, (i + 1) * all.dim).buffer).toString('hex')));
+  rows.paths.forEach((p, i) => byPath.set(p, Buffer.from(rows.codes.slice(i * rows.dim, (i + 1) * rows.dim).buffer).toString('hex')));
   return { count: rows.paths.length, byPath };
 }
 

@@ -1,9 +1,12 @@
 /**
- * The CI cut of bench/faults.ts: SIGKILL extract at 5 seeded random points (two in start-up,
- * three mid-extraction: after a random number of this run's new shards, up to half of those
- * still to come, plus a random 0-20 ms, so often mid-write), resume, and end with exactly the
- * rows of a clean run. Complements extract-crash.test.ts, whose kills land at fixed shard
- * counts. BOTTLENECK_FAULTS_SEED=N replays another sequence of kill points.
+ * The CI cut of bench/faults.ts: SIGKILL extract at 5 seeded random points, resume, and end with
+ * exactly the rows of a clean run. Every kill is anchored to something the test observes, never
+ * to a wall-clock offset from the spawn (which a fast machine finishes before): two in start-up
+ * (once the lock file exists; once the engine has started), three mid-extraction (after a random
+ * number of this run's new shards, up to half of those still to come), each plus a random
+ * 0-20 ms, so often mid-write. So every kill lands while work remains. Complements
+ * extract-crash.test.ts, whose kills land at fixed shard counts. BOTTLENECK_FAULTS_SEED=N
+ * replays another sequence of kill points.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
@@ -11,10 +14,10 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rowCount, rowIdentity } from '../src/cache/code-rows.ts';
-import { FeatureCache } from '../src/cache/feature-cache.ts';
+import { contentId, rowCount } from '../src/cache/code-rows.ts';
 import { decodeShard } from '../src/cache/shard-format.ts';
 import { makeDataset } from './helpers/make-dataset.ts';
+import { readRows } from './helpers/read-codes.ts';
 import { REPO_ROOT } from './helpers/shared.ts';
 import { mulberry32 } from '../src/backbones/zoo/random-weights.ts';
 
@@ -47,9 +50,9 @@ interface Attempt {
   readonly stderr: string;
 }
 
-type Kill = { readonly anchor: 'spawn'; readonly delayMs: number } | { readonly anchor: 'shard'; readonly shards: number; readonly delayMs: number };
+type Kill = { readonly anchor: 'lock' | 'engine'; readonly delayMs: number } | { readonly anchor: 'shard'; readonly shards: number; readonly delayMs: number };
 
-/** Runs extract; with `kill`, SIGKILLs it `delayMs` after the spawn, or after its `shards`-th new shard. */
+/** Runs extract; with `kill`, SIGKILLs it `delayMs` after its anchor: the lock file, the engine's start, or its `shards`-th new shard. */
 function run(cacheRoot: string, kill?: Kill): Promise<Attempt> {
   return new Promise((resolve) => {
     const before = new Set(shardFiles(cacheRoot));
@@ -57,14 +60,17 @@ function run(cacheRoot: string, kill?: Kill): Promise<Attempt> {
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     let killed = false;
     let timer: NodeJS.Timeout | undefined;
-    const arm = (ms: number) => (timer = setTimeout(() => (killed = child.kill('SIGKILL')), ms));
-    if (kill?.anchor === 'spawn') arm(kill.delayMs);
+    const arm = (ms: number) => (timer ??= setTimeout(() => (killed = child.kill('SIGKILL')), ms));
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      if (kill?.anchor === 'engine' && /^engine: /m.test(stderr)) arm(kill.delayMs);
+    });
     const poll = setInterval(() => {
-      if (kill?.anchor !== 'shard' || timer) return;
-      if (shardFiles(cacheRoot).filter((f) => !before.has(f)).length >= kill.shards) arm(kill.delayMs);
+      if (!kill || timer) return;
+      if (kill.anchor === 'lock' && lockFiles(cacheRoot).length > 0) arm(kill.delayMs);
+      if (kill.anchor === 'shard' && shardFiles(cacheRoot).filter((f) => !before.has(f)).length >= kill.shards) arm(kill.delayMs);
     }, 2);
     child.on('exit', (code, signal) => {
       clearTimeout(timer);
@@ -74,23 +80,25 @@ function run(cacheRoot: string, kill?: Kill): Promise<Attempt> {
   });
 }
 
-/** Rows on disk right now, shard by shard: every shard must decode, no row twice. */
+const lockFiles = (cacheRoot: string): string[] =>
+  existsSync(cacheRoot) ? readdirSync(cacheRoot).filter((d) => d.startsWith('tiny-vgg-random')).flatMap((d) => readdirSync(path.join(cacheRoot, d)).filter((f) => f.startsWith('.lock'))) : [];
+
+/** Rows on disk right now, shard by shard: every shard must decode, no content twice. */
 async function rowsOnDisk(cacheRoot: string): Promise<{ rows: number; unique: number }> {
   const ids = new Set<string>();
   let rows = 0;
   for (const file of shardFiles(cacheRoot)) {
     const { rows: r } = decodeShard(await readFile(file), file);
-    for (let i = 0; i < rowCount(r); i++, rows++) ids.add(rowIdentity(r.sha256[i], r.dataset[i], r.path[i], r.label[i], r.split[i], r.view?.[i] ?? 0));
+    for (let i = 0; i < rowCount(r); i++, rows++) ids.add(contentId(r.sha256[i], r.view?.[i] ?? 0));
   }
   return { rows, unique: ids.size };
 }
 
 async function codesByPath(cacheRoot: string): Promise<{ count: number; byPath: Map<string, string> }> {
   const key = readdirSync(cacheRoot).find((d) => d.startsWith('tiny-vgg-random'))!;
-  const all = await (await FeatureCache.open(cacheRoot, key)).readAll();
-  const rows = all.splits.get('none')!;
+  const rows = await readRows(cacheRoot, key);
   const byPath = new Map<string, string>();
-  rows.paths.forEach((p, i) => byPath.set(p, `${rows.sha256[i]} ${rows.labels[i]} ${Buffer.from(rows.codes.slice(i * all.dim, (i + 1) * all.dim).buffer).toString('hex')}`));
+  rows.paths.forEach((p, i) => byPath.set(p, `${rows.sha256[i]} ${rows.labels[i]} ${Buffer.from(rows.codes.slice(i * rows.dim, (i + 1) * rows.dim).buffer).toString('hex')}`));
   return { count: rows.paths.length, byPath };
 }
 
@@ -108,23 +116,23 @@ describe('extract survives SIGKILL at random points', () => {
     let kills = 0;
     let rows = 0;
     for (let i = 0; i < 5; i++) {
-      // Kills 2 and 4 in start-up (node, lock, sweep, index, ONNX model), the others mid-extraction.
+      // Kills 2 and 4 in start-up (after the lock: sweep, index, ONNX model; after the engine's
+      // start: the first batches), the others mid-extraction.
       const toCome = (IMAGES - rows) / 2; // shards, at --batch 2
+      const delayMs = Math.round(random() * 20);
       const kill: Kill =
-        i === 1 || i === 3
-          ? { anchor: 'spawn', delayMs: Math.round(random() * 1500) }
-          : { anchor: 'shard', shards: 1 + Math.floor(random() * Math.max(1, toCome / 2)), delayMs: Math.round(random() * 20) };
-      const label = kill.anchor === 'spawn' ? `spawn + ${kill.delayMs} ms` : `shard ${kill.shards} + ${kill.delayMs} ms`;
+        i === 1 ? { anchor: 'lock', delayMs } : i === 3 ? { anchor: 'engine', delayMs } : { anchor: 'shard', shards: 1 + Math.floor(random() * Math.max(1, toCome / 2)), delayMs };
+      const label = kill.anchor === 'shard' ? `shard ${kill.shards} + ${kill.delayMs} ms` : `${kill.anchor} + ${kill.delayMs} ms`;
       const attempt = await run(killed, kill);
-      // Killed, or done before the kill came: anything else (a lock refusal, a crash) is a failure.
-      expect(attempt.killed || attempt.code === 0, `${label}: exit ${attempt.code}\n${attempt.stderr}`).toBe(true);
-      if (attempt.killed) kills++;
+      // Every kill lands while work remains: a finished run (or a lock refusal, a crash) is a failure.
+      expect(attempt.killed, `${label}: exit ${attempt.code}\n${attempt.stderr}`).toBe(true);
+      kills++;
       const onDisk = await rowsOnDisk(killed);
       expect(onDisk.unique, 'a row stored twice after a kill').toBe(onDisk.rows);
       rows = onDisk.rows;
       log.push(`${label}: ${attempt.killed ? 'killed' : 'finished'}, ${onDisk.rows} rows on disk`);
     }
-    expect(kills, log.join('\n')).toBeGreaterThanOrEqual(3);
+    expect(kills, log.join('\n')).toBe(5);
 
     const resumed = await run(killed);
     expect(resumed.code, resumed.stderr).toBe(0);

@@ -4,7 +4,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadBackbone } from '../src/backbones/zoo.ts';
+import { indexOfMembers, readCodes } from '../src/cache/code-table.ts';
 import { FeatureCache } from '../src/cache/feature-cache.ts';
+import { readRows } from './helpers/read-codes.ts';
 import { loadDataset } from '../src/extract/dataset.ts';
 import { runExtract } from '../src/extract/run-extract.ts';
 import { TEST_EXTRACT_DEFAULTS } from './helpers/extract-options.ts';
@@ -24,7 +26,7 @@ describe.skipIf(!ready)(`extract on real images${NEEDS_SHARED_DATASETS}${NEEDS_S
     const items = dataset.items.filter((_, i) => i % 100 === 0); // 2 per class
     const summary = await runExtract({
       items,
-      dataset: 'cifar10-mini',
+      dataset,
       backbone,
       cut: backbone.defaultCut,
       ...TEST_EXTRACT_DEFAULTS,
@@ -36,7 +38,7 @@ describe.skipIf(!ready)(`extract on real images${NEEDS_SHARED_DATASETS}${NEEDS_S
     const cache = await FeatureCache.open(tmp, summary.key);
     expect(cache.spec.preprocessing.size).toEqual([227, 227]);
     expect(cache.spec.dtype).toBe('float16');
-    const rows = (await cache.readAll()).splits.get('none')!;
+    const rows = await readCodes(cache, indexOfMembers(summary.members, { dataset: 'cifar10-mini', root: dataset.root, dim: cache.dim }));
     expect(rows.codes).toHaveLength(20 * 512);
     // Real features: non-negative (post-ReLU average), not constant across images.
     expect(Math.min(...rows.codes)).toBeGreaterThanOrEqual(0);
@@ -52,16 +54,17 @@ describe.skipIf(!ready)(`extract on real images${NEEDS_SHARED_DATASETS}${NEEDS_S
       manifest,
       ['path,label', `${flowers}/roses/${name},roses`, `${flowers}/tulips/${name},tulips`, `${flowers}/daisy/${(await loadDataset(flowers)).items[0].path.split('/')[1]},daisy`].join('\n'),
     );
+    const listed = await loadDataset(manifest);
     const summary = await runExtract({
-      items: (await loadDataset(manifest)).items,
-      dataset: 'flowers',
+      items: listed.items,
+      dataset: listed,
       backbone,
       cut: backbone.defaultCut,
       ...TEST_EXTRACT_DEFAULTS,
       cacheRoot: path.join(tmp, 'flowers-cache'),
     });
     expect(summary).toMatchObject({ images: 3, new: 2, reused: 1 });
-    const rows = (await (await FeatureCache.open(path.join(tmp, 'flowers-cache'), summary.key)).readAll()).splits.get('none')!;
+    const rows = await readRows(path.join(tmp, 'flowers-cache'), summary.key);
     expect(rows.labels.slice().sort()).toEqual(['daisy', 'roses', 'tulips']);
     const roses = rows.labels.indexOf('roses');
     const tulips = rows.labels.indexOf('tulips');

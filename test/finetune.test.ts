@@ -15,7 +15,7 @@ import { subgraphFrom } from '../src/backbones/subgraph.ts';
 import { readSafetensors } from '../src/backbones/weights/safetensors.ts';
 import { tinyRandomBackbone } from '../src/backbones/zoo/tiny-random.ts';
 import { vgg16Graph } from '../src/backbones/zoo/vgg16.ts';
-import { FeatureCache } from '../src/cache/feature-cache.ts';
+import { gather } from '../src/cache/code-table.ts';
 import { createEngine } from '../src/engines/select-engine.ts';
 import { tfBackend } from '../src/engines/tfjs-backend.ts';
 import { runEvaluate } from '../src/evaluate/evaluate-command.ts';
@@ -36,6 +36,7 @@ import { UsageError } from '../src/util/errors.ts';
 import { relativeError } from './helpers/compare.ts';
 import { extractWithTinyBackbone, TEST_EXTRACT_DEFAULTS } from './helpers/extract-options.ts';
 import { makeDataset } from './helpers/make-dataset.ts';
+import { readRows, rowsOfSplit } from './helpers/read-codes.ts';
 import { hasSharedDatasets, hasSharedModels, NEEDS_SHARED_DATASETS, NEEDS_SHARED_MODELS, SHARED_DATASETS, SHARED_MODELS } from './helpers/shared.ts';
 
 const SETTINGS = { engine: 'onnx', device: 'cpu' } as const;
@@ -230,15 +231,16 @@ describe('fine-tune on the tiny backbone', () => {
 
   it('writes the fine-tuned codes, and the head on them gives the validation loss training reported', async () => {
     const tuned = await loadHead(tunedDir);
-    const { splits } = await (await FeatureCache.open(cacheRoot, tuned.config.cacheKey)).readAll();
-    expect(splits.get('train')!.labels).toHaveLength(8);
-    const validation = splits.get('validation')!;
+    const table = await readRows(cacheRoot, tuned.config.cacheKey);
+    expect(rowsOfSplit(table, 'train')).toHaveLength(8);
+    const validation = rowsOfSplit(table, 'validation');
+    const { x, y } = gather(table, validation, CLASSES);
     const predictor = await createHeadPredictor(tuned.config.architecture, tuned.params);
-    const probs = await predictor.predict(validation.codes, validation.labels.length);
+    const probs = await predictor.predict(x, validation.length);
     await predictor.dispose();
     let loss = 0;
-    validation.labels.forEach((label, i) => (loss -= Math.log(probs[i * 2 + CLASSES.indexOf(label)])));
-    loss /= validation.labels.length;
+    y.forEach((label, i) => (loss -= Math.log(probs[i * 2 + label])));
+    loss /= validation.length;
     // TF.js (training) and onnxruntime (the written codes) agree on the trained network.
     expect(Math.abs(loss - tuned.config.metrics.valLoss!)).toBeLessThan(1e-4 * Math.max(1, loss));
   });
@@ -309,7 +311,7 @@ describe('fine-tune on real weights', () => {
       const dataset = await loadDataset(subset);
       const { loadBackbone } = await import('../src/backbones/zoo.ts');
       const backbone = await loadBackbone('squeezenet1_1', { weights: SHARED_MODELS });
-      const summary = await runExtract({ items: dataset.items, dataset: dataset.name, datasetRoot: dataset.root, backbone, cut: { layer: 'fire9/concat', pool: 'avg' }, ...TEST_EXTRACT_DEFAULTS, cacheRoot });
+      const summary = await runExtract({ items: dataset.items, dataset, backbone, cut: { layer: 'fire9/concat', pool: 'avg' }, ...TEST_EXTRACT_DEFAULTS, cacheRoot });
       const head = path.join(tmp, 'squeeze-head');
       await runTrainHead({ ...headCommand(summary.path, head), hidden: [32], epochs: 10, batch: 8 });
       const result = await runFineTune(tune({ head, unfreeze: 'fire9', weights: SHARED_MODELS, epochs: 1, lr: 1e-4, batch: 8, augment: 0, out: path.join(tmp, 'squeeze-tuned') }));

@@ -12,13 +12,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { preprocessInto } from '../src/backbones/preprocess.ts';
 import { tinyRandomBackbone } from '../src/backbones/zoo/tiny-random.ts';
 import { readErrorsTable, type FailedImage } from '../src/cache/errors-table.ts';
-import { FeatureCache } from '../src/cache/feature-cache.ts';
 import { createOnnxEngine } from '../src/engines/onnx-engine.ts';
 import { loadDataset } from '../src/extract/dataset.ts';
 import { decodeImage, type DecodeOptions } from '../src/extract/decode-image.ts';
 import { runExtract } from '../src/extract/run-extract.ts';
 import { relativeError } from './helpers/compare.ts';
 import { TEST_EXTRACT_DEFAULTS } from './helpers/extract-options.ts';
+import { readRows } from './helpers/read-codes.ts';
 import { makeHostileCorpus, type HostileKind } from './helpers/hostile-corpus.ts';
 import { writeNoisePng } from './helpers/make-dataset.ts';
 import { makeImage } from './helpers/make-images.ts';
@@ -57,7 +57,7 @@ describe('hostile inputs', () => {
     const cacheRoot = path.join(tmp, 'cache');
     const summary = await runExtract({
       items: dataset.items,
-      dataset: dataset.name,
+      dataset,
       backbone,
       cut: CUT,
       ...TEST_EXTRACT_DEFAULTS,
@@ -68,7 +68,7 @@ describe('hostile inputs', () => {
     const extracted = performance.now();
 
     const errors = await readErrorsTable(summary.path);
-    const rows = (await (await FeatureCache.open(cacheRoot, summary.key)).readAll()).splits.get('none')!;
+    const rows = await readRows(cacheRoot, summary.key);
     const itemPaths = dataset.items.map((i) => i.path);
     const problems = new Map<string, string[]>(kinds.map((k) => [k.kind, []]));
     const fail = (k: HostileKind, problem: string) => problems.get(k.kind)!.push(problem);
@@ -258,7 +258,7 @@ const { tinyRandomBackbone } = await import(${src('src/backbones/zoo/tiny-random
 const { TEST_EXTRACT_DEFAULTS } = await import(${src('test/helpers/extract-options.ts')});
 const [data, cacheRoot] = process.argv.slice(2);
 const dataset = await loadDataset(data);
-const summary = await runExtract({ items: dataset.items, dataset: dataset.name, backbone: tinyRandomBackbone(3), cut: ${JSON.stringify(CUT)}, ...TEST_EXTRACT_DEFAULTS, cacheRoot });
+const summary = await runExtract({ items: dataset.items, dataset, backbone: tinyRandomBackbone(3), cut: ${JSON.stringify(CUT)}, ...TEST_EXTRACT_DEFAULTS, cacheRoot });
 console.log(JSON.stringify({ uid: process.getuid(), images: summary.images, new: summary.new, failures: summary.failures }));
 `,
   );

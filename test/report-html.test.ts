@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
@@ -72,15 +73,15 @@ async function buildReport(root: string): Promise<EvaluationReport> {
         .composite([{ input: Buffer.from(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}"><circle cx="${width / 2}" cy="${height / 2}" r="${Math.min(width, height) / 3}" fill="${colours[(c + 1) % 4]}"/></svg>`) }])
         .toFormat(ext === 'jpg' ? 'jpeg' : (ext as 'png' | 'webp'))
         .toFile(await ensureDir(file));
-      rows.push({ path: rel, file, label });
+      rows.push({ path: rel, file, label, sha256: createHash('sha256').update(await readFile(file)).digest('hex') });
       predicted.push(i === c % 3 ? (c + 1) % CLASSES.length : c);
     }
   }
-  rows.push({ path: 'dog/gone.jpg', file: path.join(root, 'images', 'does-not-exist.jpg'), label: 'dog' });
+  rows.push({ path: 'dog/gone.jpg', file: path.join(root, 'images', 'does-not-exist.jpg'), label: 'dog', sha256: '' });
   predicted.push(0);
-  rows.push({ path: 'bird/remote.jpg', file: null, label: 'bird' });
+  rows.push({ path: 'bird/remote.jpg', file: null, label: 'bird', sha256: '' });
   predicted.push(2);
-  rows.push({ path: 'zebra/z0.jpg', file: null, label: 'zebra' });
+  rows.push({ path: 'zebra/z0.jpg', file: null, label: 'zebra', sha256: '' });
   predicted.push(0);
 
   const c = CLASSES.length;
@@ -163,7 +164,7 @@ describe('writeHtmlReport', () => {
     for (const [, , w, h] of images) expect(Math.max(Number(w), Number(h))).toBe(128);
     expect(html.match(/<div class="placeholder">/g)?.length).toBe(UNSHOWABLE);
     expect(html).toContain('image file not available');
-    expect(html).toMatch(/<div class="placeholder">cannot read image: [^<]*missing/i);
+    expect(html).toMatch(/<div class="placeholder">cannot read image: [^<]*does not exist/i);
     // Worst first, as metrics.mistakes orders them.
     const captions = [...html.matchAll(/<div class="path">([^<]*)<\/div>/g)].map((m) => m[1]);
     expect(captions).toEqual(report.metrics.mistakes.map((m) => m.path.replace('&', '&amp;').replace('<', '&lt;')));

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FeatureCache } from '../src/cache/feature-cache.ts';
+import { readRows } from './helpers/read-codes.ts';
 import { shardOf } from '../src/extract/run-extract.ts';
 import { makeDataset } from './helpers/make-dataset.ts';
 import { REPO_ROOT } from './helpers/shared.ts';
@@ -28,18 +29,20 @@ afterAll(() => rm(tmp, { recursive: true, force: true }));
 const extract = (cache: string, extra: string[] = []) =>
   run(BIN, ['extract', data, '--backbone', 'tiny-vgg-random', '--engine', 'onnx', '--device', 'cpu', '--cache', cache, '--json', ...extra], { cwd: tmp });
 
-/** key → "path|label" → code bytes (hex), over every shard of the key. */
+/** "path|label" → code bytes (hex), for the dataset as the cache now reads it; no content stored twice. */
 async function contents(cacheRoot: string): Promise<Map<string, string>> {
   const [key] = (await readdir(cacheRoot)).filter((d) => d.startsWith('tiny-vgg-random'));
   const cache = await FeatureCache.open(cacheRoot, key);
-  const rows = new Map<string, string>();
+  const seen = new Set<string>();
   for await (const { rows: r } of cache.shards()) {
-    r.path.forEach((p, i) => {
-      const id = `${p}|${r.label[i]}`;
-      expect(rows.has(id), `${id} twice`).toBe(false);
-      rows.set(id, Buffer.from(r.codes.buffer, r.codes.byteOffset + i * cache.dim * 4, cache.dim * 4).toString('hex'));
-    });
+    for (const sha of r.sha256) {
+      expect(seen.has(sha), `${sha} stored twice`).toBe(false);
+      seen.add(sha);
+    }
   }
+  const table = await readRows(cacheRoot, key);
+  const rows = new Map<string, string>();
+  table.paths.forEach((p, i) => rows.set(`${p}|${table.labels[i]}`, Buffer.from(table.codes.buffer, table.codes.byteOffset + i * table.dim * 4, table.dim * 4).toString('hex')));
   return rows;
 }
 

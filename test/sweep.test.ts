@@ -5,6 +5,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tinyRandomBackbone } from '../src/backbones/zoo/tiny-random.ts';
 import { FeatureCache } from '../src/cache/feature-cache.ts';
+import { readRows } from './helpers/read-codes.ts';
 import { loadDataset, type Dataset } from '../src/extract/dataset.ts';
 import { runExtract } from '../src/extract/run-extract.ts';
 import { formatSweep, runSweep } from '../src/sweep/sweep-command.ts';
@@ -25,7 +26,7 @@ const CUTS = [{ layer: 'block1_pool', pool: 'avg' as const }, { layer: 'block2_p
 async function extract(cacheRoot: string, cuts: typeof CUTS) {
   return runExtract({
     items: dataset.items,
-    dataset: dataset.name,
+    dataset,
     backbone: tinyRandomBackbone(),
     cut: cuts[0],
     moreCuts: cuts.slice(1),
@@ -34,16 +35,19 @@ async function extract(cacheRoot: string, cuts: typeof CUTS) {
   });
 }
 
-/** Every code of a key, ordered by path, as bytes. */
+/** Every code of a key, by path, as bytes; no content stored twice. */
 async function codesByPath(cacheRoot: string, key: string): Promise<Map<string, Buffer>> {
   const cache = await FeatureCache.open(cacheRoot, key);
-  const out = new Map<string, Buffer>();
+  const seen = new Set<string>();
   for await (const { rows } of cache.shards()) {
-    rows.path.forEach((p, i) => {
-      expect(out.has(p), `${p} twice in ${key}`).toBe(false);
-      out.set(p, Buffer.from(rows.codes.buffer, rows.codes.byteOffset + i * cache.dim * 4, cache.dim * 4));
-    });
+    for (const sha of rows.sha256) {
+      expect(seen.has(sha), `${sha} twice in ${key}`).toBe(false);
+      seen.add(sha);
+    }
   }
+  const table = await readRows(cacheRoot, key);
+  const out = new Map<string, Buffer>();
+  table.paths.forEach((p, i) => out.set(p, Buffer.from(table.codes.buffer, table.codes.byteOffset + i * table.dim * 4, table.dim * 4)));
   return out;
 }
 

@@ -129,7 +129,16 @@ describe('head folders', () => {
     const trainer = await createOnnxTrainer(options(arch, 2));
     const result = await train(trainer, arch, data, 2, 2);
     const before = await trainer.predict(data.x, data.n);
-    const spec = { backbone: 'tiny-vgg-random', layer: 'block2_pool', pool: 'avg', shape: [64], preprocessing: { size: [32, 32], resize: 'squash' } } as unknown as CodeSpec;
+    const spec: CodeSpec = {
+      backbone: 'tiny-vgg-random',
+      weights: 'seed-1',
+      layer: 'block2_pool',
+      pool: 'avg',
+      shape: [arch.inputDim],
+      dtype: 'float32',
+      preprocessing: { size: [32, 32], resize: 'squash', interpolation: 'linear', background: [255, 255, 255], channels: 'rgb', mean: [0, 0, 0], std: [1, 1, 1] },
+      augment: null,
+    };
     const dir = path.join(tmp, 'head');
     await saveHead(
       dir,
@@ -176,7 +185,7 @@ describe('head folders', () => {
     const dataset = await loadDataset(data);
     const summary = await runExtract({
       items: dataset.items,
-      dataset: dataset.name,
+      dataset,
       backbone: tinyRandomBackbone(),
       cut: { layer: 'block2_pool', pool: 'avg' },
       ...TEST_EXTRACT_DEFAULTS,

@@ -152,11 +152,13 @@ export class FeatureCache {
    */
   async writer(opts: { writerId: string; engine: string; toolVersion: string; maxShardBytes?: number }): Promise<ShardWriter> {
     const list = await readShardList(this.dir, opts.writerId);
+    const listed = list.shards.length;
     for (const name of await unlistedShards(this.dir, list)) {
       // Renamed into place whole, so complete; a damaged one is left for verify and repair.
       const rows = await this.readShard(path.join(this.dir, name)).catch(() => null);
       if (rows) list.shards.push({ file: name, rows: rowCount(rows) });
     }
+    if (list.shards.length > listed) await writeShardList(this.dir, list);
     const seqs = list.shards.map((s) => Number(s.file.match(/-(\d{6})\.arrow$/)![1]));
     const onDisk = (await readdir(this.dir)).map((n) => n.match(new RegExp(`^codes-${escapeRegExp(opts.writerId)}-(\\d{6})\\.arrow$`))?.[1]).filter((m): m is string => !!m).map(Number);
     const next = Math.max(-1, ...seqs, ...onDisk) + 1;

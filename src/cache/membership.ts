@@ -57,7 +57,7 @@ const FORMAT = 'bottleneck-members/1' as const;
 const META_KEY = 'bottleneck.membership';
 const PART_PATTERN = /^members-(\d+)of(\d+)\.arrow$/;
 /** A membership of ten million images is about 1.5 GB. */
-const MAX_PART_BYTES = 4 << 30;
+const MAX_PART_BYTES = 4 * 2 ** 30;
 
 const metaSchema = z.object({
   format: z.literal(FORMAT),

@@ -87,7 +87,10 @@ export class BatchRunner {
     for (const t of this.targets) for (const k of t.views ? [t, t.views] : [t]) await k.writer.flush();
   }
 
+  /** Waits for writes in flight (an error leaves no temporary file behind), then frees the engine. */
   async dispose(): Promise<void> {
+    await this.running.catch(() => undefined);
+    await this.writing;
     await this.engine?.dispose();
   }
 
@@ -109,7 +112,8 @@ export class BatchRunner {
       if (job.view === 0) this.images++;
       else this.views++;
     }
-    this.writing = this.writing.then(() => this.write(queued, outputs)).catch((err: unknown) => {
+    // After a failed write (a full disk) nothing more is written: the run is about to stop.
+    this.writing = this.writing.then(() => (this.writeError ? undefined : this.write(queued, outputs))).catch((err: unknown) => {
       this.writeError ??= err;
     });
   }

@@ -67,7 +67,7 @@ export const extractCommand = defineCommand(
       .option('augment-seed', numberOption('augment-seed', 'the views are a function of this seed and the image', { integer: true }, 0))
       .option('strict', { type: 'boolean', default: false, describe: 'exit 1 if any image could not be used' })
       .option('wait', numberOption('wait', 'seconds to wait for another extract holding the cache lock', { min: 0 }, 0))
-      .option('flush-seconds', numberOption('flush-seconds', 'write computed codes to disk at least this often (what a crash can lose)', { min: 0, minExclusive: true }, 30))
+      .option('flush-seconds', numberOption('flush-seconds', 'write computed codes to disk at least this often (what a crash can lose; 0: after every batch)', { min: 0 }, 30))
       .option('name', { type: 'string', describe: "the dataset's name in the cache (default: the folder's or manifest's name)" })
       .option('json', { type: 'boolean', default: false, describe: 'JSON progress lines and summary on stdout' }),
   async (argv) => {

@@ -88,8 +88,10 @@ export async function openTargets(
     const cache = await FeatureCache.forSpec(opts.cacheRoot, spec);
     locks.push(await acquireCacheLock(cache.dir, { waitSeconds: opts.waitSeconds, writer: opts.sharded ? opts.writerId : undefined }));
     await cache.removeOrphans(opts.sharded ? opts.writerId : undefined);
-    const held = new Set((await cache.contents()).keys());
+    // The writer first: it lists the shards a killed run of it finished but never listed, so
+    // what they hold counts as held and is not computed again.
     const writer = await cache.writer({ writerId: opts.writerId, engine: 'pending', toolVersion: TOOL_VERSION, maxShardBytes: opts.maxShardBytes });
+    const held = new Set((await cache.contents()).keys());
     return { cache, held, writer };
   };
   try {

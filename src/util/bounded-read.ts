@@ -71,7 +71,7 @@ export const READ_LIMITS = {
   /** spec.json, head.json, shard lists, preprocessing.json: small by construction. */
   json: 64 << 20,
   /** A manifest of a few million rows. */
-  manifest: 2 << 30,
+  manifest: 512 * 2 ** 20,
 } as const;
 
 export function formatBytes(bytes: number): string {

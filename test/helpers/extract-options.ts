@@ -19,8 +19,7 @@ export async function extractWithTinyBackbone(data: string, cacheRoot: string, o
   const dataset = await loadDataset(data);
   return runExtract({
     items: dataset.items,
-    dataset: dataset.name,
-    datasetRoot: dataset.root,
+    dataset,
     backbone: tinyRandomBackbone(),
     cut: { layer: 'block2_pool', pool: 'avg' },
     ...TEST_EXTRACT_DEFAULTS,

@@ -315,7 +315,8 @@ export async function makeHostileCorpus(root: string): Promise<HostileKind[]> {
     reason: 'corrupt',
     message: /corrupt PNG \(Input buffer has corrupt header\)$/,
   });
-  await recipe('bad', 'text.jpg', 'text-named-jpg', 'not-an-image', { description: 'a text file named .jpg', message: /looks like text \("This is not an image/ });
+  // Named as a text file, never quoted: a file named like an image may hold secrets.
+  await recipe('bad', 'text.jpg', 'text-named-jpg', 'not-an-image', { description: 'a text file named .jpg', message: /^bad\/text\.jpg: is not an image: it looks like a text file$/ });
   await write('bad', 'download.jpg', 'html-named-jpg', Buffer.from('<!DOCTYPE html>\n<html><body>403 Forbidden</body></html>\n'), {
     description: 'an HTML error page saved as .jpg',
     expect: 'skipped',
