@@ -5,10 +5,10 @@
  * reads through it (joined with the datasets' memberships by code-table.ts).
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { asFileSystemError, UserError } from '../util/errors.ts';
-import { writeFileAtomic } from '../util/atomic-file.ts';
+import { ensureDir, writeFileAtomic } from '../util/atomic-file.ts';
 import { InvalidFileError, readJsonFile } from '../util/json-file.ts';
 import { z } from 'zod';
 import { cacheKey, canonicalJson, codeDim, codeSpecSchema, CODE_SPEC_VERSION, type CodeSpec } from './code-spec.ts';
@@ -41,11 +41,7 @@ export class FeatureCache {
     const dir = path.join(root, key);
     const specFile = path.join(dir, 'spec.json');
     if (existsSync(specFile)) return FeatureCache.open(root, key);
-    try {
-      await mkdir(dir, { recursive: true });
-    } catch (err) {
-      throw asFileSystemError(dir, err);
-    }
+    await ensureDir(dir);
     await writeFileAtomic(specFile, `${JSON.stringify(JSON.parse(canonicalJson({ format: `bottleneck-codes/${CODE_SPEC_VERSION}`, ...spec })), null, 2)}\n`);
     return new FeatureCache(root, dir, key, spec);
   }

@@ -12,6 +12,7 @@ import ort from './onnxruntime.ts';
 import { codeShape, planCuts } from '../backbones/cut.ts';
 import { checkWeights } from '../backbones/weights.ts';
 import { sweepDeadWritersTemps, writeFileAtomic } from '../util/atomic-file.ts';
+import { UserError } from '../util/errors.ts';
 import type { DeviceChoice, EngineOptions, FeatureEngine } from './engine.ts';
 import { buildOnnxModel, ONNX_INPUT, onnxOutputName, type ConvAlgorithm } from './onnx-model.ts';
 import type { WinogradOptions } from './onnx-winograd.ts';
@@ -61,22 +62,30 @@ export async function createOnnxEngine(opts: OnnxEngineOptions): Promise<Feature
   const notes: string[] = [];
   const candidates = providerCandidates(opts.device);
   if (candidates.length === 0) {
-    throw new Error(
-      'no GPU provider for onnxruntime-node: CUDA needs `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node` and CUDA 12; WebGPU needs a Vulkan driver',
+    throw new UserError(
+      '--device gpu: no GPU provider for onnxruntime-node here (CUDA needs `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node` and CUDA 12; WebGPU needs a GPU and a Vulkan driver); use --device cpu or auto',
     );
   }
   const threads = opts.threads ?? os.availableParallelism();
   let session: ort.InferenceSession | undefined;
   let provider: OnnxProvider = 'cpu';
+  const startSession = (modelPath: string, candidate: OnnxProvider) =>
+    ort.InferenceSession.create(modelPath, {
+      executionProviders: [candidate],
+      graphOptimizationLevel: 'all',
+      intraOpNumThreads: threads,
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+    });
   for (const candidate of candidates) {
-    const modelPath = await cachedModel(opts, inputSize, candidate === 'cpu' ? (opts.convAlgorithm ?? DEFAULT_CPU_CONV_ALGORITHM) : 'direct');
+    const conv = candidate === 'cpu' ? (opts.convAlgorithm ?? DEFAULT_CPU_CONV_ALGORITHM) : 'direct';
+    const cached = await cachedModel(opts, inputSize, conv, false);
     try {
-      session = await ort.InferenceSession.create(modelPath, {
-        executionProviders: [candidate],
-        graphOptimizationLevel: 'all',
-        intraOpNumThreads: threads,
-        interOpNumThreads: 1,
-        executionMode: 'sequential',
+      session = await startSession(cached.file, candidate).catch(async (err: unknown) => {
+        // A cached model that no longer loads (cut short by a full disk, damaged on disk) is
+        // written again; if the fresh one fails too, it is the provider that cannot start.
+        if (!cached.reused) throw err;
+        return startSession((await cachedModel(opts, inputSize, conv, true)).file, candidate);
       });
       provider = candidate;
       break;
@@ -85,7 +94,10 @@ export async function createOnnxEngine(opts: OnnxEngineOptions): Promise<Feature
       notes.push(`onnxruntime ${candidate} provider unavailable (${reason})`);
     }
   }
-  if (!session) throw new Error(`onnxruntime could not start any provider: ${notes.join('; ')}`);
+  if (!session) {
+    const message = `onnxruntime could not start any provider: ${notes.join('; ')}`;
+    throw opts.device === 'gpu' ? new UserError(`--device gpu: ${message}`) : new Error(message);
+  }
 
   const outputs = cuts.map((cut) => {
     const shape = codeShape(plan, cut);
@@ -119,7 +131,7 @@ export async function createOnnxEngine(opts: OnnxEngineOptions): Promise<Feature
     },
   };
 
-  async function cachedModel(o: OnnxEngineOptions, size: readonly [number, number], conv: ConvAlgorithm): Promise<string> {
+  async function cachedModel(o: OnnxEngineOptions, size: readonly [number, number], conv: ConvAlgorithm, rebuild: boolean): Promise<{ file: string; reused: boolean }> {
     const winograd = conv === 'winograd' ? (o.winograd ?? {}) : undefined;
     const key = createHash('sha256')
       .update(JSON.stringify({ format: MODEL_FORMAT, graph: o.backbone.graph, cuts: o.cuts, size, weights: o.backbone.weightsId, conv, winograd }))
@@ -127,13 +139,12 @@ export async function createOnnxEngine(opts: OnnxEngineOptions): Promise<Feature
       .slice(0, 24);
     const dir = path.join(o.cacheDir, 'onnx');
     const file = path.join(dir, `${o.backbone.graph.name.replace(/[^\w.-]+/g, '_')}-${key}.onnx`);
-    if (!existsSync(file)) {
-      checkWeights(plan, o.backbone.weights);
-      await mkdir(dir, { recursive: true });
-      // A run killed while writing a model (VGG16's is 0.5 GB) leaves its temporary file here.
-      await sweepDeadWritersTemps(dir);
-      await writeFileAtomic(file, buildOnnxModel({ plan, cuts: o.cuts, weights: o.backbone.weights, convAlgorithm: conv, winograd }));
-    }
-    return file;
+    if (existsSync(file) && !rebuild) return { file, reused: true };
+    checkWeights(plan, o.backbone.weights);
+    await mkdir(dir, { recursive: true });
+    // A run killed while writing a model (VGG16's is 0.5 GB) leaves its temporary file here.
+    await sweepDeadWritersTemps(dir);
+    await writeFileAtomic(file, buildOnnxModel({ plan, cuts: o.cuts, weights: o.backbone.weights, convAlgorithm: conv, winograd }));
+    return { file, reused: false };
   }
 }

@@ -5,8 +5,9 @@
  * only when tfjs-node-gpu loads and onnxruntime found no GPU provider.
  */
 import { isInstalled } from '../util/installed.ts';
-import type { EngineChoice, EngineOptions, FeatureEngine } from './engine.ts';
-import { createOnnxEngine } from './onnx-engine.ts';
+import type { DeviceChoice, EngineChoice, EngineOptions, FeatureEngine } from './engine.ts';
+import { UserError } from '../util/errors.ts';
+import { createOnnxEngine, providerCandidates } from './onnx-engine.ts';
 import { tfBackend } from './tfjs-backend.ts';
 import { createTfjsEngine } from './tfjs-engine.ts';
 
@@ -25,6 +26,19 @@ export async function createEngine(opts: EngineOptions & { readonly engine: Engi
     return withNote(onnx, `auto: no GPU backend could start (${backend.notes.join('; ')})`);
   }
   return createOnnxEngine(opts);
+}
+
+/**
+ * `--device gpu` where no GPU engine can run is known before any work: checked up front, so the
+ * user hears it at once rather than after the dataset is scanned.
+ */
+export function assertDeviceUsable(engine: EngineChoice, device: DeviceChoice): void {
+  if (device !== 'gpu' || engine === 'tfjs') return;
+  if (providerCandidates('gpu').length > 0) return;
+  if (engine === 'auto' && isInstalled('@tensorflow/tfjs-node-gpu')) return;
+  throw new UserError(
+    '--device gpu: no GPU provider for onnxruntime-node here (CUDA needs `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node` and CUDA 12; WebGPU needs a GPU and a Vulkan driver); use --device cpu or auto',
+  );
 }
 
 function withNote(engine: FeatureEngine, note: string): FeatureEngine {

@@ -8,6 +8,7 @@ import { loadBackbone, ZOO_NAMES } from '../backbones/zoo.ts';
 import { INTERPOLATIONS, RESIZE_MODES, type Interpolation, type ResizeMode } from '../cache/code-spec.ts';
 import { errorsTableName } from '../cache/errors-table.ts';
 import type { DeviceChoice, EngineChoice } from '../engines/engine.ts';
+import { assertDeviceUsable } from '../engines/select-engine.ts';
 import { cacheRootOf, defineCommand, numberOption, withBackbone, withBatching, withCache, withEngine, withWeights, WHOLE_POSITIVE } from '../util/cli-options.ts';
 import { UsageError } from '../util/errors.ts';
 import { listenForInterrupts } from '../util/interrupt.ts';
@@ -83,18 +84,23 @@ export const extractCommand = defineCommand(
 
 /** Returns the exit code: 0, or 1 under --strict when images failed. */
 export async function runExtractCommand(cmd: ExtractCommand): Promise<number> {
+  // Everything that can be refused is checked before anything is printed or computed.
   const shard = cmd.shard ? parseShard(cmd.shard) : undefined;
-  const dataset = await loadDataset(cmd.data);
   const size = cmd.size ? parseSize(cmd.size) : undefined;
+  const background = parseBackground(cmd.background);
+  assertDeviceUsable(cmd.engine, cmd.device);
+  const dataset = await loadDataset(cmd.data);
   const requested = cmd.layer ? cmd.layer.split(',').map((l) => l.trim()).filter(Boolean) : undefined;
   const backbone = await loadBackbone(cmd.backbone, { weights: cmd.weights, cuts: requested?.map((layer) => ({ layer })) });
   const cuts = cutsFor(backbone, requested, cmd.pool, size);
 
   // Human-readable lines go to stderr in both modes; with --json, stdout stays machine-readable.
   const log = (line: string) => console.error(line);
-  log(`${dataset.items.length} images, ${dataset.classes.length} classes (${dataset.classes.slice(0, 8).join(', ')}${dataset.classes.length > 8 ? ', …' : ''})`);
-  for (const u of dataset.unlisted) log(`warning: ${u.path}: ${u.reason}`);
-  for (const w of dataset.warnings) log(`warning: ${w}`);
+  const announce = () => {
+    log(`${dataset.items.length} images, ${dataset.classes.length} classes (${dataset.classes.slice(0, 8).join(', ')}${dataset.classes.length > 8 ? ', …' : ''})`);
+    for (const u of dataset.unlisted) log(`warning: ${u.path}: ${u.reason}`);
+    for (const w of dataset.warnings) log(`warning: ${w}`);
+  };
 
   const sink = progressSink(cmd.json ? 'json' : 'bar');
   const interrupts = listenForInterrupts((why) => {
@@ -112,7 +118,7 @@ export async function runExtractCommand(cmd: ExtractCommand): Promise<number> {
       size,
       resize: cmd.resize,
       interpolation: cmd.interpolation,
-      background: parseBackground(cmd.background),
+      background,
       dtype: cmd.float16 ? 'float16' : 'float32',
       batch: cmd.batch,
       concurrency: cmd.concurrency,
@@ -124,6 +130,7 @@ export async function runExtractCommand(cmd: ExtractCommand): Promise<number> {
       signal: interrupts.signal,
       onProgress: (p) => sink.update(p),
       onNote: (note) => log(`note: ${note}`),
+      onStart: announce,
       onEngine: (engine) => {
         log(`engine: ${engine.name}/${engine.provider}`);
         for (const note of engine.notes) log(`note: ${note}`);

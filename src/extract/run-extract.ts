@@ -17,6 +17,7 @@ import type { CodeDtype, Interpolation, ResizeMode } from '../cache/code-spec.ts
 import { writeErrorsTable, type FailedImage } from '../cache/errors-table.ts';
 import { datasetDir, recordedSource, writeMembership, type DatasetSource, type Member } from '../cache/membership.ts';
 import type { DeviceChoice, EngineChoice, FeatureEngine } from '../engines/engine.ts';
+import { checkNumber, WHOLE_POSITIVE } from '../util/number-rules.ts';
 import { UsageError } from '../util/errors.ts';
 import { TOOL_VERSION } from '../util/version.ts';
 import { BatchRunner } from './batch-runner.ts';
@@ -75,6 +76,8 @@ export interface ExtractOptions {
   readonly onEngine?: (engine: FeatureEngine) => void;
   /** Things worth telling the user (a dataset found at a new place, say). */
   readonly onNote?: (note: string) => void;
+  /** Called once every key is locked and read, before the first image: the run will go ahead. */
+  readonly onStart?: () => void;
 }
 
 export interface ExtractProgress {
@@ -138,12 +141,24 @@ export function shardOf(sha256: string, count: number): number {
   return parseInt(sha256.slice(0, 12), 16) % count;
 }
 
+/** What the CLI checks per flag, checked again for callers of the API. */
+function checkOptions(opts: ExtractOptions): void {
+  checkNumber('batch', opts.batch, WHOLE_POSITIVE);
+  checkNumber('concurrency', opts.concurrency, WHOLE_POSITIVE);
+  if (opts.flushSeconds !== undefined) checkNumber('flush-seconds', opts.flushSeconds, { min: 0 });
+  if (opts.waitForLockSeconds !== undefined) checkNumber('wait', opts.waitForLockSeconds, { min: 0 });
+  if (opts.augment) checkNumber('augment', opts.augment.views, { integer: true, min: 0, max: 100 });
+  if (opts.dataset && (typeof opts.dataset.name !== 'string' || !opts.dataset.name)) throw new UsageError('extract: the dataset needs a name (and its root and source), as loadDataset gives them');
+}
+
 export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> {
   const started = performance.now();
+  checkOptions(opts);
   if (opts.dataset) await claimDatasetName(opts.cacheRoot, opts.dataset, opts.onNote);
   const writerId = shardWriterId(opts.shard);
   const opened = await openTargets({ ...opts, writerId, sharded: opts.shard !== undefined, waitSeconds: opts.waitForLockSeconds });
   const { targets } = opened;
+  opts.onStart?.();
   const size = targets[0].cache.spec.preprocessing.size;
   const runner = new BatchRunner(
     {

@@ -5,6 +5,7 @@
  * same batches and the same result, at the cost of reading them from disk (or the page cache).
  */
 import { closeSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import { asFileSystemError } from '../util/errors.ts';
 import type { Standardizer } from './standardize.ts';
 
 export interface CodeMatrix {
@@ -40,15 +41,23 @@ export class FileMatrix implements CodeMatrix {
     readonly n: number,
     readonly dim: number,
   ) {
-    this.fd = openSync(file, 'w+');
+    try {
+      this.fd = openSync(file, 'w+');
+    } catch (err) {
+      throw asFileSystemError(file, err);
+    }
     this.rowBytes = dim * 4;
   }
 
-  /** Stores `code` (dim floats) as row `row`. */
+  /** Stores `code` (dim floats) as row `row`. A full disk is a DiskFullError naming the file. */
   write(row: number, code: Float32Array): void {
     const bytes = new Uint8Array(code.buffer, code.byteOffset, this.rowBytes);
     let done = 0;
-    while (done < this.rowBytes) done += writeSync(this.fd, bytes, done, this.rowBytes - done, row * this.rowBytes + done);
+    try {
+      while (done < this.rowBytes) done += writeSync(this.fd, bytes, done, this.rowBytes - done, row * this.rowBytes + done);
+    } catch (err) {
+      throw asFileSystemError(this.file, err);
+    }
   }
 
   gather(rows: ArrayLike<number>, out: Float32Array, at: number): void {

@@ -182,8 +182,8 @@ export async function saveHead(dir: string, config: HeadConfig, params: HeadPara
   });
 }
 
-/** Refuses to replace a folder that is not a head: its files are the user's. */
-async function assertReplaceable(dir: string): Promise<void> {
+/** Refuses to replace a folder that is not a head: its files are the user's. Check before training. */
+export async function assertReplaceable(dir: string): Promise<void> {
   if (!existsSync(dir)) return;
   if (!(await stat(dir)).isDirectory()) throw new UsageError(`--out ${dir} is a file, not a folder`);
   if (existsSync(path.join(dir, 'head.json')) || (await readdir(dir)).length === 0) return;

@@ -7,10 +7,11 @@ import path from 'node:path';
 import { cacheKey } from '../cache/code-spec.ts';
 import { FeatureCache } from '../cache/feature-cache.ts';
 import { tfBackend } from '../engines/tfjs-backend.ts';
+import { sweepDeadWritersTemps, tempName } from '../util/atomic-file.ts';
 import { UsageError } from '../util/errors.ts';
 import { isInstalled } from '../util/installed.ts';
 import { fit, formatEpoch, type EpochStats } from './fit.ts';
-import { HEAD_FORMAT, saveHead, type HeadConfig } from './head-folder.ts';
+import { assertReplaceable, HEAD_FORMAT, saveHead, type HeadConfig } from './head-folder.ts';
 import { initHeadParams } from './head-init.ts';
 import { createOnnxTrainer } from './onnx-trainer.ts';
 import type { SplitPlan } from './splits.ts';
@@ -190,13 +191,14 @@ export async function createTrainer(choice: 'auto' | 'onnx' | 'tfjs', opts: Trai
 
 export async function runTrainHead(cmd: TrainHeadCommand): Promise<TrainHeadResult> {
   checkOptions(cmd);
+  if (cmd.out) await assertReplaceable(cmd.out);
   const { cache, viewsCache } = await withViews(await openCodes(cmd.codes, cmd.cacheRoot, cmd.wait), cmd.wait);
   const data = await loadTrainingData(cache, viewsCache, {
     dataset: cmd.dataset,
     fractions: { val: cmd.val, test: cmd.test },
     standardize: cmd.standardize,
     maxMemoryBytes: cmd.maxMemory,
-    scratchDir: path.join(path.dirname(cache.dir), '.scratch', `train-head-${process.pid}-${Date.now()}`),
+    scratchDir: await scratchFolder(cache.root),
   });
   try {
     return await trainOn(cmd, cache, viewsCache, data);
@@ -214,6 +216,7 @@ export interface TrainHeadResult {
 }
 
 async function trainOn(cmd: TrainHeadCommand, cache: FeatureCache, viewsCache: FeatureCache | null, data: TrainingData): Promise<TrainHeadResult> {
+  const out = path.resolve(cmd.out ?? path.join('heads', `${cache.key}-${new Date().toISOString().replace(/[:.]/g, '-')}`));
   const { classes, plan, train, validation, standardizer } = data;
   const architecture: HeadArchitecture = { inputDim: data.dim, hidden: cmd.hidden, dropout: cmd.dropout, classes: classes.length };
   const optimizer = optimizerConfig(cmd);
@@ -224,7 +227,7 @@ async function trainOn(cmd: TrainHeadCommand, cache: FeatureCache, viewsCache: F
     maxBatch: cmd.batch * 8,
   });
   const classWeights = classWeightsFor(cmd.classWeights, classes, train);
-  const out = path.resolve(cmd.out ?? path.join('heads', `${cache.key}-${new Date().toISOString().replace(/[:.]/g, '-')}`));
+
   const quiet = cmd.quiet ?? false;
   const log = (line: string) => {
     if (!quiet) console.error(line);
@@ -303,6 +306,16 @@ async function trainOn(cmd: TrainHeadCommand, cache: FeatureCache, viewsCache: F
   } finally {
     await trainer.dispose();
   }
+}
+
+/**
+ * Where --max-memory keeps codes: the cache's `.scratch/`, on the same disk as the codes. What
+ * a killed run left there is deleted first.
+ */
+async function scratchFolder(cacheRoot: string): Promise<string> {
+  const dir = path.join(cacheRoot, '.scratch');
+  await sweepDeadWritersTemps(dir);
+  return tempName(dir, 'train-head');
 }
 
 /**

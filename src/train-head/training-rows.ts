@@ -7,10 +7,11 @@
  * scratch files filled by streaming the shards one at a time and read a batch at a time while
  * training. Both give the training loop the same rows in the same order, so the same head.
  */
-import { mkdir, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { assertNoMissing, forEachCode, membershipIndex, resolveDataset, viewsIndex, type RowIndex } from '../cache/code-table.ts';
 import type { FeatureCache } from '../cache/feature-cache.ts';
+import { ensureDir } from '../util/atomic-file.ts';
 import { UsageError } from '../util/errors.ts';
 import { FileMatrix, standardizedMatrix } from './code-matrix.ts';
 import type { LabelledCodes, TrainingRows } from './fit.ts';
@@ -158,7 +159,7 @@ export async function loadTrainingData(images: FeatureCache, views: FeatureCache
     };
   }
 
-  await mkdir(opts.scratchDir, { recursive: true });
+  await ensureDir(opts.scratchDir);
   const trainFile = new FileMatrix(path.join(opts.scratchDir, 'train.f32'), trainN, dim);
   const valFile = new FileMatrix(path.join(opts.scratchDir, 'validation.f32'), sel.validation.length, dim);
   const dispose = async () => {

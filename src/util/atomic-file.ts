@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { asFileSystemError } from './errors.ts';
+import { asFileSystemError, errnoCode } from './errors.ts';
 
 /**
  * Writes a file so that readers see either the old content or all of the new: `fill` writes a
@@ -11,12 +11,8 @@ import { asFileSystemError } from './errors.ts';
  * under the real name; temporary names end in `.tmp`, so a later run can sweep them up.
  */
 export async function writeAtomically(dest: string, fill: (tmpPath: string) => Promise<void>): Promise<void> {
-  try {
-    await mkdir(path.dirname(dest), { recursive: true });
-  } catch (error) {
-    throw asFileSystemError(path.dirname(dest), error);
-  }
-  const tmp = `${dest}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  await ensureDir(path.dirname(dest));
+  const tmp = tempName(path.dirname(dest), path.basename(dest));
   try {
     await fill(tmp);
     await fsyncPath(tmp);
@@ -24,6 +20,26 @@ export async function writeAtomically(dest: string, fill: (tmpPath: string) => P
   } catch (error) {
     await rm(tmp, { force: true }).catch(() => undefined);
     throw asFileSystemError(dest, error);
+  }
+}
+
+/**
+ * mkdir -p with the real reason on failure: a recursive mkdir reports ENOENT on a read-only
+ * file system, so the first missing folder is created alone to learn why (EROFS, EACCES).
+ */
+export async function ensureDir(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (error) {
+    if (errnoCode(error) !== 'ENOENT') throw asFileSystemError(dir, error);
+    let missing = path.resolve(dir);
+    while (!existsSync(path.dirname(missing)) && path.dirname(missing) !== missing) missing = path.dirname(missing);
+    try {
+      await mkdir(missing);
+    } catch (inner) {
+      throw asFileSystemError(missing, inner);
+    }
+    throw asFileSystemError(dir, error);
   }
 }
 
@@ -51,10 +67,15 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
+/** A name for a temporary file or folder in `dir` that sweepDeadWritersTemps recognises. */
+export function tempName(dir: string, base: string): string {
+  return path.join(dir, `${base}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+}
+
 /**
- * Deletes the temporary files in `dir` left by writers that were killed mid-write: those whose
- * process (the pid in the name) no longer runs on this host. Safe without a lock, since a live
- * writer's files are never touched.
+ * Deletes the temporary files and folders in `dir` left by writers that were killed mid-write:
+ * those whose process (the pid in the name) no longer runs on this host. Safe without a lock,
+ * since a live writer's files are never touched.
  */
 export async function sweepDeadWritersTemps(dir: string): Promise<string[]> {
   let names: string[];
@@ -67,7 +88,7 @@ export async function sweepDeadWritersTemps(dir: string): Promise<string[]> {
     const pid = Number(name.match(/\.(\d+)\.[0-9a-f]{8}\.tmp$/)?.[1]);
     return pid > 0 && !isAlive(pid);
   });
-  await Promise.all(dead.map((name) => rm(path.join(dir, name), { force: true })));
+  await Promise.all(dead.map((name) => rm(path.join(dir, name), { recursive: true, force: true })));
   return dead;
 }
 
@@ -84,7 +105,7 @@ export async function replaceFolder(dest: string, fill: (staging: string) => Pro
   const tag = `${process.pid}.${randomBytes(4).toString('hex')}`;
   const staging = `${abs}.staging.${tag}.tmp`;
   try {
-    await mkdir(staging, { recursive: true });
+    await ensureDir(staging);
     await fill(staging);
     await fsyncDir(staging);
     if (existsSync(abs)) {

@@ -1,8 +1,8 @@
 /**
  * Option metadata the command modules share, defined once: numbers that are checked (finite,
- * in range, whole where they must be) before any work starts, and the option groups several
- * commands take (engine and device, cache, weights, batching). A bad value is a one-line
- * UsageError naming the flag and the value as typed.
+ * in range, whole where they must be; see number-rules.ts) before any work starts, and the
+ * option groups several commands take (engine and device, cache, weights, batching). A bad
+ * value is a one-line UsageError naming the flag and the value as typed.
  *
  * Numeric options carry no yargs `type`: yargs would turn "abc" into NaN and lose what the user
  * typed. Without it yargs keeps "abc" as text and numbers as numbers, and `coerce` checks both.
@@ -10,37 +10,9 @@
 import path from 'node:path';
 import type { Argv, CommandModule, Options } from 'yargs';
 import { UsageError } from './errors.ts';
+import { checkNumber, describeRule, WHOLE_POSITIVE, type NumberRule } from './number-rules.ts';
 
-export interface NumberRule {
-  readonly integer?: boolean;
-  readonly min?: number;
-  /** The value must be greater than min, not equal to it. */
-  readonly minExclusive?: boolean;
-  readonly max?: number;
-  readonly maxExclusive?: boolean;
-}
-
-/** The rule in words, for help text and errors: "a whole number ≥ 1", "a number in [0, 1)". */
-export function describeRule(rule: NumberRule): string {
-  const kind = rule.integer ? 'a whole number' : 'a number';
-  const { min, max } = rule;
-  if (min !== undefined && max !== undefined) return `${kind} in ${rule.minExclusive ? '(' : '['}${min}, ${max}${rule.maxExclusive ? ')' : ']'}`;
-  if (min !== undefined) return `${kind} ${rule.minExclusive ? '>' : '≥'} ${min}`;
-  if (max !== undefined) return `${kind} ${rule.maxExclusive ? '<' : '≤'} ${max}`;
-  return kind;
-}
-
-/** Parses and checks one value of `--flag`; throws a UsageError that quotes what was typed. */
-export function checkNumber(flag: string, value: unknown, rule: NumberRule): number {
-  const n = typeof value === 'number' ? value : typeof value === 'string' && value.trim() !== '' ? Number(value) : Number.NaN;
-  const bad = () => new UsageError(`--${flag} ${typeof value === 'string' || typeof value === 'number' ? value : JSON.stringify(value)}: must be ${describeRule(rule)}`);
-  if (Array.isArray(value)) throw new UsageError(`--${flag} is given ${value.length} times; give it once`);
-  if (!Number.isFinite(n)) throw bad();
-  if (rule.integer && !Number.isInteger(n)) throw bad();
-  if (rule.min !== undefined && (rule.minExclusive ? n <= rule.min : n < rule.min)) throw bad();
-  if (rule.max !== undefined && (rule.maxExclusive ? n >= rule.max : n > rule.max)) throw bad();
-  return n;
-}
+export { checkNumber, FRACTION, WHOLE_POSITIVE, type NumberRule } from './number-rules.ts';
 
 /** A checked number option with a default: `rule` is enforced, and stated in the help text. */
 export function numberOption(flag: string, describe: string, rule: NumberRule, defaultValue: number) {
@@ -60,9 +32,6 @@ export function optionalNumber(flag: string, describe: string, rule: NumberRule)
     coerce: (v: unknown): number | undefined => (v === undefined ? undefined : checkNumber(flag, v, rule)),
   } satisfies Options;
 }
-
-export const WHOLE_POSITIVE: NumberRule = { integer: true, min: 1 };
-export const FRACTION: NumberRule = { min: 0, max: 1, maxExclusive: true };
 
 /** "512MB", "2G", "1.5GiB" or a plain number of bytes. */
 export function parseBytes(value: string, flag: string): number {
