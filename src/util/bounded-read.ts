@@ -70,8 +70,6 @@ export async function readTextCapped(file: string, maxBytes: number): Promise<st
 export const READ_LIMITS = {
   /** spec.json, head.json, shard lists, preprocessing.json: small by construction. */
   json: 64 << 20,
-  /** A manifest of a few million rows. */
-  manifest: 512 * 2 ** 20,
 } as const;
 
 export function formatBytes(bytes: number): string {
