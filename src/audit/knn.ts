@@ -28,7 +28,7 @@ export interface Neighbours {
 }
 
 export interface KnnOptions {
-  /** Rows per block (default 2048: a 16 MB similarity block). */
+  /** Rows per block (default 4096: a 64 MB similarity block). */
   readonly block?: number;
   /** onnxruntime intra-op threads (default: every core). */
   readonly threads?: number;
@@ -96,7 +96,7 @@ export async function nearestNeighbours(x: Float32Array, n: number, dim: number,
     intraOpNumThreads: opts.threads ?? os.availableParallelism(),
     interOpNumThreads: 1,
   });
-  const size = Math.max(1, opts.block ?? 2048);
+  const size = Math.max(1, opts.block ?? 4096);
   const blocks = Math.ceil(n / size);
   const total = (blocks * (blocks + 1)) / 2;
   const rowsOf = (b: number) => x.subarray(b * size * dim, Math.min(n, (b + 1) * size) * dim);

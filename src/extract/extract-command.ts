@@ -138,7 +138,7 @@ export async function runExtractCommand(cmd: ExtractCommand): Promise<number> {
  * --pool applies to the spatial ones and vectors such as relu6 are taken as they are; with one,
  * pooling a vector is an error.
  */
-function cutsFor(backbone: Backbone, layers: readonly string[] | undefined, pool: CutPool | undefined, size: Pair | undefined): Cut[] {
+export function cutsFor(backbone: Backbone, layers: readonly string[] | undefined, pool: CutPool | undefined, size: Pair | undefined): Cut[] {
   if (!layers) return [pool ? { ...backbone.defaultCut, pool } : backbone.defaultCut];
   if (layers.length === 0) throw new UsageError('--layer: name at least one layer');
   const plan = planCuts(backbone.graph, size ?? backbone.preprocessing.size, layers.map((layer) => ({ layer })));
@@ -156,13 +156,13 @@ function parseShard(s: string): { index: number; count: number } {
   return { index, count };
 }
 
-function parseSize(s: string): Pair {
+export function parseSize(s: string): Pair {
   const m = s.match(/^(\d+)(?:[x×,](\d+))?$/);
   if (!m) throw new UsageError(`--size ${s}: use N or HxW, e.g. 224 or 150x150`);
   return [Number(m[1]), Number(m[2] ?? m[1])];
 }
 
-function parseBackground(s: string): [number, number, number] {
+export function parseBackground(s: string): [number, number, number] {
   const parts = s.split(',').map(Number);
   if (parts.length !== 3 || parts.some((v) => !Number.isInteger(v) || v < 0 || v > 255)) {
     throw new UsageError(`--background ${s}: use R,G,B with values 0-255`);

@@ -1,0 +1,209 @@
+/**
+ * bench/audit-calibrate: where audit's near-duplicate threshold comes from.
+ *
+ *   BOTTLENECK_WEIGHTS=../shared/models npm run calibrate:audit                      # squeezenet1_1 fire9/concat:avg
+ *   BOTTLENECK_WEIGHTS=../shared/models npm run calibrate:audit -- --backbone googlenet
+ *
+ * Takes a fixed sample of ../shared images (`--per-dataset` from each of dogs-vs-cats, flowers
+ * and cifar10-mini, by hash of the path), writes altered copies of each into a temporary folder
+ * (never the repo): resized to 50% and 75%, re-encoded as JPEG at quality 90/70/50/30, cropped
+ * by 5% and 10% per side, and mirrored. Every image of the three datasets and every copy go
+ * through the backbone at the named cut (into a temporary cache). Then:
+ *
+ * - recall at threshold t: the share of (original, copy) pairs with cosine ≥ t, per alteration;
+ * - false pairs at t: pairs of distinct images of the datasets (different content) with cosine
+ *   ≥ t, found by the same exact kNN audit runs (k = 20 per image), over all m(m−1)/2 pairs.
+ *
+ * The threshold is the lowest t (on a 0.001 grid) at which the datasets' distinct pairs above
+ * it are at most 1 per million pairs: near-copies the datasets really hold count as false here,
+ * so this errs on the side of fewer pairs. Writes src/audit/calibration/<backbone>-<cut>.json,
+ * which audit reads, and prints the tables.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import sharp, { type Sharp } from 'sharp';
+import { cutLabel } from '../src/backbones/cut.ts';
+import { loadBackbone } from '../src/backbones/zoo.ts';
+import { FeatureCache } from '../src/cache/feature-cache.ts';
+import { groupContents } from '../src/audit/audit-rows.ts';
+import { calibrationFile, type Calibration } from '../src/audit/calibration.ts';
+import { nearestNeighbours, normalizeRows } from '../src/audit/knn.ts';
+import { loadDataset, type DatasetItem } from '../src/extract/dataset.ts';
+import { DEFAULT_EXTRACT_SETTINGS, runExtract } from '../src/extract/run-extract.ts';
+import { readCodeTable } from '../src/train-head/train-command.ts';
+
+const ROOT = path.resolve(import.meta.dirname, '..');
+const SHARED = path.resolve(ROOT, '..', 'shared');
+const { values: args } = parseArgs({
+  options: {
+    backbone: { type: 'string', default: 'squeezenet1_1' },
+    datasets: { type: 'string', default: 'dogs-vs-cats,flowers,cifar10-mini' },
+    'per-dataset': { type: 'string', default: '150' },
+    'max-false-rate': { type: 'string', default: '1e-6' },
+    keep: { type: 'string', describe: 'keep the copies and the cache in this folder' },
+  },
+});
+
+/** Each alteration writes a JPEG from the original's bytes. */
+const ALTERATIONS: Record<string, (img: Sharp, w: number, h: number) => Sharp> = {
+  'resize-50%': (img, w) => img.resize({ width: Math.max(1, Math.round(w * 0.5)) }).jpeg({ quality: 90 }),
+  'resize-75%': (img, w) => img.resize({ width: Math.max(1, Math.round(w * 0.75)) }).jpeg({ quality: 90 }),
+  'jpeg-q90': (img) => img.jpeg({ quality: 90 }),
+  'jpeg-q70': (img) => img.jpeg({ quality: 70 }),
+  'jpeg-q50': (img) => img.jpeg({ quality: 50 }),
+  'jpeg-q30': (img) => img.jpeg({ quality: 30 }),
+  'crop-5%': (img, w, h) => crop(img, w, h, 0.05),
+  'crop-10%': (img, w, h) => crop(img, w, h, 0.1),
+  flip: (img) => img.flop().jpeg({ quality: 90 }),
+};
+
+function crop(img: Sharp, w: number, h: number, side: number): Sharp {
+  const dx = Math.max(1, Math.round(w * side));
+  const dy = Math.max(1, Math.round(h * side));
+  return img.extract({ left: dx, top: dy, width: w - 2 * dx, height: h - 2 * dy }).jpeg({ quality: 90 });
+}
+
+const sha = (s: string) => createHash('sha256').update(s).digest('hex');
+
+async function main(): Promise<void> {
+  process.env.BOTTLENECK_WEIGHTS ??= path.join(SHARED, 'models');
+  const backbone = await loadBackbone(args.backbone!);
+  const cut = backbone.defaultCut;
+  const work = args.keep ? path.resolve(args.keep) : await mkdtemp(path.join(os.tmpdir(), 'audit-calibrate-'));
+  const copiesDir = path.join(work, 'copies');
+  const cacheRoot = path.join(work, 'cache');
+  const perDataset = Number(args['per-dataset']);
+  const datasets = args.datasets!.split(',');
+  try {
+    const items: DatasetItem[] = [];
+    const copies: { original: string; alteration: string; path: string }[] = [];
+    for (const name of datasets) {
+      const dataset = await loadDataset(path.join(SHARED, 'datasets', name));
+      for (const item of dataset.items) items.push({ ...item, path: `${name}/${item.path}` });
+      const sample = [...dataset.items].sort((a, b) => (sha(a.path) < sha(b.path) ? -1 : 1)).slice(0, perDataset);
+      for (const item of sample) {
+        const meta = await sharp(item.file).metadata();
+        for (const [alteration, make] of Object.entries(ALTERATIONS)) {
+          const rel = `copies/${name}/${alteration}/${item.path.replaceAll('/', '__')}`;
+          const file = path.join(work, rel);
+          await mkdir(path.dirname(file), { recursive: true });
+          await make(sharp(item.file).rotate(), meta.width!, meta.height!).toFile(file);
+          copies.push({ original: `${name}/${item.path}`, alteration, path: rel });
+          items.push({ file, path: rel, label: alteration, split: null });
+        }
+      }
+    }
+    console.error(`${items.length - copies.length} dataset images and ${copies.length} copies (in ${copiesDir}); extracting ${backbone.id} ${cutLabel(cut)}…`);
+    const summary = await runExtract({
+      items,
+      dataset: 'calibration',
+      backbone,
+      cut,
+      ...DEFAULT_EXTRACT_SETTINGS,
+      batch: 8,
+      concurrency: 4,
+      engine: 'auto',
+      device: 'auto',
+      cacheRoot,
+    });
+    console.error(`extracted ${summary.new} in ${summary.seconds.toFixed(1)} s`);
+    const cache = await FeatureCache.open(cacheRoot, summary.key);
+    const table = await readCodeTable(cache);
+    const rowOf = new Map(table.paths.map((p, r) => [p, r]));
+    const dim = table.dim;
+    const unit = normalizeRows(table.codes, table.paths.length, dim);
+    const cosine = (a: number, b: number) => {
+      let s = 0;
+      for (let d = 0; d < dim; d++) s += unit[a * dim + d] * unit[b * dim + d];
+      return s;
+    };
+
+    const positives = new Map<string, number[]>();
+    for (const c of copies) {
+      const list = positives.get(c.alteration) ?? [];
+      list.push(cosine(rowOf.get(c.original)!, rowOf.get(c.path)!));
+      positives.set(c.alteration, list);
+    }
+
+    // Distinct images: every dataset row, one per content (byte-identical files are one image).
+    const originals = [...table.paths.keys()].filter((r) => !table.paths[r].startsWith('copies/'));
+    const contents = groupContents(originals.map((r) => table.sha256[r]));
+    const m = contents.count;
+    const x = new Float32Array(m * dim);
+    contents.first.forEach((i, c) => x.set(unit.subarray(originals[i] * dim, (originals[i] + 1) * dim), c * dim));
+    const k = 20;
+    const nb = await nearestNeighbours(x, m, dim, k);
+    const negatives: { sim: number; a: string; b: string }[] = [];
+    for (let a = 0; a < m; a++) {
+      for (let t = 0; t < k; t++) {
+        const b = nb.indices[a * k + t];
+        if (b > a) negatives.push({ sim: nb.similarities[a * k + t], a: table.paths[originals[contents.first[a]]], b: table.paths[originals[contents.first[b]]] });
+      }
+    }
+    negatives.sort((p, q) => q.sim - p.sim);
+    const pairs = (m * (m - 1)) / 2;
+    const falseAt = (t: number) => negatives.filter((n) => n.sim >= t).length;
+    const recallAt = (list: readonly number[], t: number) => list.filter((s) => s >= t).length / list.length;
+
+    const maxRate = Number(args['max-false-rate']);
+    let threshold = 1;
+    for (let t = 1; t >= 0.5; t = Math.round((t - 0.001) * 1000) / 1000) {
+      if (falseAt(t) / pairs > maxRate) break;
+      threshold = t;
+    }
+    // The kNN lists are complete above t only if no image's 20th neighbour reaches it.
+    let saturated = 0;
+    for (let a = 0; a < m; a++) if (nb.similarities[a * k + k - 1] >= threshold) saturated++;
+
+    const calibration: Calibration = {
+      backbone: cache.spec.backbone,
+      weights: cache.spec.weights,
+      layer: cache.spec.layer,
+      pool: cache.spec.pool,
+      threshold,
+      rule: `lowest cosine t (0.001 grid) with at most ${maxRate} false pairs per distinct-image pair of ${datasets.join(', ')}`,
+      command: `BOTTLENECK_WEIGHTS=../shared/models npm run calibrate:audit -- --backbone ${backbone.id}`,
+      measured: new Date().toISOString().slice(0, 10),
+      copies: { perDataset, datasets, alterations: Object.keys(ALTERATIONS) },
+      recall: Object.fromEntries([...positives].map(([alt, list]) => [alt, { pairs: list.length, recall: round(recallAt(list, threshold)), min: round(Math.min(...list)), median: round(median(list)) }])),
+      recallAll: round(recallAt([...positives.values()].flat(), threshold)),
+      distinct: { images: m, pairs, falsePairs: falseAt(threshold), falseRate: falseAt(threshold) / pairs, saturated, top: negatives.slice(0, 25).map((n) => ({ a: n.a, b: n.b, cosine: round(n.sim) })) },
+      grid: [0.9, 0.93, 0.95, 0.96, 0.97, 0.98, 0.99].map((t) => ({
+        threshold: t,
+        recall: round(recallAt([...positives.values()].flat(), t)),
+        falsePairs: falseAt(t),
+      })),
+    };
+    const out = calibrationFile(cache.spec.backbone, { layer: cache.spec.layer, pool: cache.spec.pool ?? undefined });
+    await mkdir(path.dirname(out), { recursive: true });
+    await writeFile(out, `${JSON.stringify(calibration, null, 2)}\n`);
+    print(calibration);
+    console.log(`\nwritten to ${path.relative(ROOT, out)}`);
+  } finally {
+    if (!args.keep) await rm(work, { recursive: true, force: true });
+  }
+}
+
+function print(c: Calibration): void {
+  console.log(`${c.backbone} ${c.layer}${c.pool ? `:${c.pool}` : ''}: threshold ${c.threshold} (${c.rule})\n`);
+  console.log('| alteration | pairs | recall | min cosine | median cosine |\n|---|---|---|---|---|');
+  for (const [alt, r] of Object.entries(c.recall)) console.log(`| ${alt} | ${r.pairs} | ${pct(r.recall)} | ${r.min} | ${r.median} |`);
+  console.log(`| all | | ${pct(c.recallAll)} | | |`);
+  console.log(`\ndistinct images: ${c.distinct.images}, ${c.distinct.pairs} pairs; at ${c.threshold}: ${c.distinct.falsePairs} pairs above (${c.distinct.falseRate.toExponential(2)}), ${c.distinct.saturated} lists saturated`);
+  console.log('\n| threshold | recall (all copies) | distinct pairs above |\n|---|---|---|');
+  for (const g of c.grid) console.log(`| ${g.threshold} | ${pct(g.recall)} | ${g.falsePairs} |`);
+  console.log('\nclosest distinct pairs:');
+  for (const t of c.distinct.top.slice(0, 15)) console.log(`  ${t.cosine}  ${t.a}  ${t.b}`);
+}
+
+const round = (v: number) => Math.round(v * 1e4) / 1e4;
+const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
+function median(list: readonly number[]): number {
+  const s = [...list].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+await main();
