@@ -30,7 +30,7 @@ import { loadBackbone } from '../src/backbones/zoo.ts';
 import { FeatureCache } from '../src/cache/feature-cache.ts';
 import { groupContents } from '../src/audit/audit-rows.ts';
 import { calibrationFile, type Calibration } from '../src/audit/calibration.ts';
-import { nearestNeighbours, normalizeRows } from '../src/audit/knn.ts';
+import { nearestNeighbours, normalizeRows, similarityVectors } from '../src/audit/knn.ts';
 import { loadDataset, type DatasetItem } from '../src/extract/dataset.ts';
 import { DEFAULT_EXTRACT_SETTINGS, runExtract } from '../src/extract/run-extract.ts';
 import { readCodeTable } from '../src/train-head/train-command.ts';
@@ -112,70 +112,23 @@ async function main(): Promise<void> {
     console.error(`extracted ${summary.new} in ${summary.seconds.toFixed(1)} s`);
     const cache = await FeatureCache.open(cacheRoot, summary.key);
     const table = await readCodeTable(cache);
-    const rowOf = new Map(table.paths.map((p, r) => [p, r]));
-    const dim = table.dim;
-    const unit = normalizeRows(table.codes, table.paths.length, dim);
-    const cosine = (a: number, b: number) => {
-      let s = 0;
-      for (let d = 0; d < dim; d++) s += unit[a * dim + d] * unit[b * dim + d];
-      return s;
-    };
-
-    const positives = new Map<string, number[]>();
-    for (const c of copies) {
-      const list = positives.get(c.alteration) ?? [];
-      list.push(cosine(rowOf.get(c.original)!, rowOf.get(c.path)!));
-      positives.set(c.alteration, list);
-    }
-
-    // Distinct images: every dataset row, one per content (byte-identical files are one image).
-    const originals = [...table.paths.keys()].filter((r) => !table.paths[r].startsWith('copies/'));
-    const contents = groupContents(originals.map((r) => table.sha256[r]));
-    const m = contents.count;
-    const x = new Float32Array(m * dim);
-    contents.first.forEach((i, c) => x.set(unit.subarray(originals[i] * dim, (originals[i] + 1) * dim), c * dim));
-    const k = 20;
-    const nb = await nearestNeighbours(x, m, dim, k);
-    const negatives: { sim: number; a: string; b: string }[] = [];
-    for (let a = 0; a < m; a++) {
-      for (let t = 0; t < k; t++) {
-        const b = nb.indices[a * k + t];
-        if (b > a) negatives.push({ sim: nb.similarities[a * k + t], a: table.paths[originals[contents.first[a]]], b: table.paths[originals[contents.first[b]]] });
-      }
-    }
-    negatives.sort((p, q) => q.sim - p.sim);
-    const pairs = (m * (m - 1)) / 2;
-    const falseAt = (t: number) => negatives.filter((n) => n.sim >= t).length;
-    const recallAt = (list: readonly number[], t: number) => list.filter((s) => s >= t).length / list.length;
-
-    const maxRate = Number(args['max-false-rate']);
-    let threshold = 1;
-    for (let t = 1; t >= 0.5; t = Math.round((t - 0.001) * 1000) / 1000) {
-      if (falseAt(t) / pairs > maxRate) break;
-      threshold = t;
-    }
-    // The kNN lists are complete above t only if no image's 20th neighbour reaches it.
-    let saturated = 0;
-    for (let a = 0; a < m; a++) if (nb.similarities[a * k + k - 1] >= threshold) saturated++;
-
+    const n = table.paths.length;
+    const measure = (vectors: Float32Array) => analyse(table, vectors, copies, Number(args['max-false-rate']));
+    const root = await measure(similarityVectors(table.codes, n, table.dim));
+    const plain = await measure(normalizeRows(table.codes, n, table.dim));
     const calibration: Calibration = {
       backbone: cache.spec.backbone,
       weights: cache.spec.weights,
       layer: cache.spec.layer,
       pool: cache.spec.pool,
-      threshold,
-      rule: `lowest cosine t (0.001 grid) with at most ${maxRate} false pairs per distinct-image pair of ${datasets.join(', ')}`,
+      similarity: 'cosine of signed square roots of the codes',
+      threshold: root.threshold,
+      rule: `lowest t (0.001 grid) with at most ${args['max-false-rate']} false pairs per pair of distinct images of ${datasets.join(', ')}`,
       command: `BOTTLENECK_WEIGHTS=../shared/models npm run calibrate:audit -- --backbone ${backbone.id}`,
       measured: new Date().toISOString().slice(0, 10),
       copies: { perDataset, datasets, alterations: Object.keys(ALTERATIONS) },
-      recall: Object.fromEntries([...positives].map(([alt, list]) => [alt, { pairs: list.length, recall: round(recallAt(list, threshold)), min: round(Math.min(...list)), median: round(median(list)) }])),
-      recallAll: round(recallAt([...positives.values()].flat(), threshold)),
-      distinct: { images: m, pairs, falsePairs: falseAt(threshold), falseRate: falseAt(threshold) / pairs, saturated, top: negatives.slice(0, 25).map((n) => ({ a: n.a, b: n.b, cosine: round(n.sim) })) },
-      grid: [0.9, 0.93, 0.95, 0.96, 0.97, 0.98, 0.99].map((t) => ({
-        threshold: t,
-        recall: round(recallAt([...positives.values()].flat(), t)),
-        falsePairs: falseAt(t),
-      })),
+      ...root.summary,
+      plainCosine: { threshold: plain.threshold, recallAll: plain.summary.recallAll, falsePairs: plain.summary.distinct.falsePairs, recall: Object.fromEntries(Object.entries(plain.summary.recall).map(([a, r]) => [a, r.recall])) },
     };
     const out = calibrationFile(cache.spec.backbone, { layer: cache.spec.layer, pool: cache.spec.pool ?? undefined });
     await mkdir(path.dirname(out), { recursive: true });
@@ -187,12 +140,92 @@ async function main(): Promise<void> {
   }
 }
 
+
+type CodeTable = Awaited<ReturnType<typeof readCodeTable>>;
+const datasetOf = (p: string) => (p.startsWith('copies/') ? p.split('/')[1] : p.split('/')[0]);
+
+/** Recall on the copies and false pairs among distinct images, for one way of turning codes into unit vectors. */
+async function analyse(table: CodeTable, unit: Float32Array, copies: readonly { original: string; alteration: string; path: string }[], maxRate: number) {
+  const dim = table.dim;
+  const rowOf = new Map(table.paths.map((p, r) => [p, r]));
+  const cosine = (a: number, b: number) => {
+    let s = 0;
+    for (let d = 0; d < dim; d++) s += unit[a * dim + d] * unit[b * dim + d];
+    return s;
+  };
+  const positives = copies.map((c) => ({ ...c, dataset: datasetOf(c.original), sim: cosine(rowOf.get(c.original)!, rowOf.get(c.path)!) }));
+
+  // Distinct images: every dataset row, one per content (byte-identical files are one image).
+  const originals = [...table.paths.keys()].filter((r) => !table.paths[r].startsWith('copies/'));
+  const contents = groupContents(originals.map((r) => table.sha256[r]));
+  const m = contents.count;
+  const x = new Float32Array(m * dim);
+  contents.first.forEach((i, c) => x.set(unit.subarray(originals[i] * dim, (originals[i] + 1) * dim), c * dim));
+  const k = 20;
+  const nb = await nearestNeighbours(x, m, dim, k);
+  const negatives: { sim: number; a: string; b: string }[] = [];
+  for (let a = 0; a < m; a++) {
+    for (let t = 0; t < k; t++) {
+      const b = nb.indices[a * k + t];
+      if (b > a) negatives.push({ sim: nb.similarities[a * k + t], a: table.paths[originals[contents.first[a]]], b: table.paths[originals[contents.first[b]]] });
+    }
+  }
+  negatives.sort((p, q) => q.sim - p.sim);
+  const pairs = (m * (m - 1)) / 2;
+  const falseAt = (t: number) => negatives.filter((q) => q.sim >= t).length;
+  const recall = (list: readonly { sim: number }[], t: number) => list.filter((q) => q.sim >= t).length / list.length;
+  let threshold = 1;
+  for (let t = 1; t >= 0.5; t = Math.round((t - 0.001) * 1000) / 1000) {
+    if (falseAt(t) / pairs > maxRate) break;
+    threshold = t;
+  }
+  // The kNN lists are complete above t only if no image's 20th neighbour reaches it.
+  let saturated = 0;
+  for (let a = 0; a < m; a++) if (nb.similarities[a * k + k - 1] >= threshold) saturated++;
+  const datasets = [...new Set(positives.map((p) => p.dataset))];
+  const alterations = [...new Set(positives.map((p) => p.alteration))];
+  const sims = (list: readonly { sim: number }[]) => list.map((q) => q.sim);
+  const imagesOf = (d: string) => new Set(originals.filter((r) => datasetOf(table.paths[r]) === d).map((r) => table.sha256[r])).size;
+  return {
+    threshold,
+    summary: {
+      recall: Object.fromEntries(
+        alterations.map((alt) => {
+          const list = positives.filter((p) => p.alteration === alt);
+          return [alt, { pairs: list.length, recall: round(recall(list, threshold)), min: round(Math.min(...sims(list))), median: round(median(sims(list))), byDataset: Object.fromEntries(datasets.map((d) => [d, round(recall(list.filter((p) => p.dataset === d), threshold))])) }];
+        }),
+      ),
+      recallAll: round(recall(positives, threshold)),
+      recallByDataset: Object.fromEntries(datasets.map((d) => [d, round(recall(positives.filter((p) => p.dataset === d), threshold))])),
+      distinct: {
+        images: m,
+        pairs,
+        falsePairs: falseAt(threshold),
+        falseRate: falseAt(threshold) / pairs,
+        saturated,
+        byDataset: Object.fromEntries(
+          datasets.map((d) => {
+            const mine = negatives.filter((q) => q.sim >= threshold && datasetOf(q.a) === d && datasetOf(q.b) === d).length;
+            const images = imagesOf(d);
+            return [d, { images, pairs: (images * (images - 1)) / 2, falsePairs: mine }];
+          }),
+        ),
+        top: negatives.slice(0, 30).map((q) => ({ a: q.a, b: q.b, cosine: round(q.sim) })),
+      },
+      grid: [0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99].map((t) => ({ threshold: t, recall: round(recall(positives, t)), falsePairs: falseAt(t) })),
+    },
+  };
+}
+
 function print(c: Calibration): void {
   console.log(`${c.backbone} ${c.layer}${c.pool ? `:${c.pool}` : ''}: threshold ${c.threshold} (${c.rule})\n`);
-  console.log('| alteration | pairs | recall | min cosine | median cosine |\n|---|---|---|---|---|');
-  for (const [alt, r] of Object.entries(c.recall)) console.log(`| ${alt} | ${r.pairs} | ${pct(r.recall)} | ${r.min} | ${r.median} |`);
-  console.log(`| all | | ${pct(c.recallAll)} | | |`);
+  const ds = c.copies.datasets;
+  console.log(`| alteration | pairs | recall | ${ds.join(' | ')} | min cosine | median cosine | plain cosine (t = ${c.plainCosine.threshold}) |\n|---|---|---|${ds.map(() => '---|').join('')}---|---|---|`);
+  for (const [alt, r] of Object.entries(c.recall)) console.log(`| ${alt} | ${r.pairs} | ${pct(r.recall)} | ${ds.map((d) => pct(r.byDataset[d])).join(' | ')} | ${r.min} | ${r.median} | ${pct(c.plainCosine.recall[alt])} |`);
+  console.log(`| all | | ${pct(c.recallAll)} | ${ds.map((d) => pct(c.recallByDataset[d])).join(' | ')} | | | ${pct(c.plainCosine.recallAll)} |`);
   console.log(`\ndistinct images: ${c.distinct.images}, ${c.distinct.pairs} pairs; at ${c.threshold}: ${c.distinct.falsePairs} pairs above (${c.distinct.falseRate.toExponential(2)}), ${c.distinct.saturated} lists saturated`);
+  for (const [d, f] of Object.entries(c.distinct.byDataset)) console.log(`  ${d}: ${f.falsePairs} of ${f.pairs} pairs`);
+  console.log(`plain cosine at the same rule: t = ${c.plainCosine.threshold}, ${c.plainCosine.falsePairs} pairs above, recall ${pct(c.plainCosine.recallAll)}`);
   console.log('\n| threshold | recall (all copies) | distinct pairs above |\n|---|---|---|');
   for (const g of c.grid) console.log(`| ${g.threshold} | ${pct(g.recall)} | ${g.falsePairs} |`);
   console.log('\nclosest distinct pairs:');

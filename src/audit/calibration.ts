@@ -15,23 +15,29 @@ export interface Calibration {
   readonly weights: string;
   readonly layer: string;
   readonly pool: string | null;
+  /** What is compared: see similarityVectors. */
+  readonly similarity: string;
   readonly threshold: number;
   readonly rule: string;
   readonly command: string;
   readonly measured: string;
   readonly copies: { readonly perDataset: number; readonly datasets: readonly string[]; readonly alterations: readonly string[] };
-  /** Per alteration: pairs, recall at the threshold, min and median cosine. */
-  readonly recall: Readonly<Record<string, { readonly pairs: number; readonly recall: number; readonly min: number; readonly median: number }>>;
+  /** Per alteration: pairs, recall at the threshold (overall and per dataset), min and median cosine. */
+  readonly recall: Readonly<Record<string, { readonly pairs: number; readonly recall: number; readonly min: number; readonly median: number; readonly byDataset: Readonly<Record<string, number>> }>>;
   readonly recallAll: number;
+  readonly recallByDataset: Readonly<Record<string, number>>;
   readonly distinct: {
     readonly images: number;
     readonly pairs: number;
     readonly falsePairs: number;
     readonly falseRate: number;
     readonly saturated: number;
+    readonly byDataset: Readonly<Record<string, { readonly images: number; readonly pairs: number; readonly falsePairs: number }>>;
     readonly top: readonly { readonly a: string; readonly b: string; readonly cosine: number }[];
   };
   readonly grid: readonly { readonly threshold: number; readonly recall: number; readonly falsePairs: number }[];
+  /** The same rule on plain cosine of the codes, for comparison. */
+  readonly plainCosine: { readonly threshold: number; readonly recallAll: number; readonly falsePairs: number; readonly recall: Readonly<Record<string, number>> };
 }
 
 const DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'calibration');

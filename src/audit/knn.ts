@@ -48,6 +48,19 @@ export function normalizeRows(codes: Float32Array, n: number, dim: number): Floa
   return out;
 }
 
+/**
+ * The vectors near-duplicate search compares: each value's signed square root, then unit L2
+ * norm, so their inner product is the cosine of power-normalised codes (the Hellinger kernel on
+ * ReLU features, as RootSIFT and Perronnin et al.'s power normalisation in image retrieval).
+ * It damps the few large activations that dominate plain cosine: at the same number of false
+ * pairs, it caught 88% of altered copies against 78% for plain cosine (bench/audit-calibrate.ts).
+ */
+export function similarityVectors(codes: Float32Array, n: number, dim: number): Float32Array {
+  const rooted = new Float32Array(n * dim);
+  for (let i = 0; i < n * dim; i++) rooted[i] = Math.sign(codes[i]) * Math.sqrt(Math.abs(codes[i]));
+  return normalizeRows(rooted, n, dim);
+}
+
 /** Names in the block graph. */
 const A = 'a';
 const B = 'b';

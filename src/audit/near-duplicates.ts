@@ -1,11 +1,11 @@
 /**
- * Near-duplicates: pairs of different contents whose codes have a cosine similarity at or above
- * a calibrated threshold (resized, re-encoded or slightly cropped copies of one photo). Search
+ * Near-duplicates: pairs of different contents whose codes have a cosine similarity (of
+ * power-normalised codes, see similarityVectors) at or above a calibrated threshold (resized, re-encoded or slightly cropped copies of one photo). Search
  * runs once per content, not per row, so exact copies never take each other's neighbour slots;
  * each content's k nearest others are candidates, and every pair above the threshold is kept.
  */
 import { groupContents, SPLIT_ORDER, type AuditRows, type Contents, type Split } from './audit-rows.ts';
-import { nearestNeighbours, normalizeRows, type KnnOptions } from './knn.ts';
+import { nearestNeighbours, similarityVectors, type KnnOptions } from './knn.ts';
 
 export interface NearPair {
   /** Rows of the two contents (each one or more rows, when a content is listed twice). */
@@ -47,7 +47,7 @@ export async function findNearDuplicates(rows: AuditRows, opts: NearDuplicateOpt
   const unique = new Float32Array(contents.count * dim);
   contents.first.forEach((row, c) => unique.set(rows.codes.subarray(row * dim, (row + 1) * dim), c * dim));
   const k = Math.max(1, Math.min(opts.k ?? 10, contents.count - 1));
-  const nb = await nearestNeighbours(normalizeRows(unique, contents.count, dim), contents.count, dim, k, opts);
+  const nb = await nearestNeighbours(similarityVectors(unique, contents.count, dim), contents.count, dim, k, opts);
 
   const seen = new Set<number>();
   const found: [number, number, number][] = [];
