@@ -11,6 +11,7 @@ import { KERAS_VGG16_FILES, KERAS_WEIGHTS_URL, defaultWeightsDir, loadBackbone, 
 import { downloadFile, progressBarReporter } from './backbones/download.ts';
 import type { DeviceChoice, EngineChoice } from './engines/engine.ts';
 import { isUserError, UsageError } from './util/errors.ts';
+import { AUDIT_COMMAND, AUDIT_DESCRIPTION, auditOptions } from './audit/audit-options.ts';
 
 const DEFAULT_CACHE = path.resolve('cache');
 
@@ -163,6 +164,10 @@ async function main(): Promise<void> {
         });
       },
     )
+    .command(AUDIT_COMMAND, AUDIT_DESCRIPTION, auditOptions, async (argv) => {
+      const { runAuditCommand } = await import('./audit/audit-command.ts');
+      process.exitCode = await runAuditCommand(argv);
+    })
     .command(
       'sweep',
       'which cut suits your data? extracts several cuts in one pass, trains a head on each, ranks them',
