@@ -1,7 +1,7 @@
 /** Blocked kNN on onnxruntime against a brute-force loop, across block edges. */
 import { describe, expect, it } from 'vitest';
 import { mulberry32 } from '../src/backbones/zoo/random-weights.ts';
-import { nearestNeighbours, normalizeRows } from '../src/audit/knn.ts';
+import { nearestNeighbours, normalizeRows, similarityVectors } from '../src/audit/knn.ts';
 
 function randomCodes(n: number, dim: number, seed: number): Float32Array {
   const random = mulberry32(seed);
@@ -65,5 +65,12 @@ describe('nearestNeighbours', () => {
   it('normalises rows to unit length and leaves an all-zero row at zero', () => {
     const x = normalizeRows(Float32Array.of(3, 4, 0, 0), 2, 2);
     expect([...x]).toEqual([0.6, 0.8, 0, 0].map((v) => Math.fround(v)));
+  });
+
+  it('compares signed square roots of the codes, at unit length, of the rows asked for', () => {
+    const codes = Float32Array.of(9, 16, 0, 0, -4, 0);
+    const v = similarityVectors(codes, 3, 2);
+    expect([...v]).toEqual([3 / 5, 4 / 5, 0, 0, -1, 0].map((x) => expect.closeTo(x, 6)));
+    expect([...similarityVectors(codes, 3, 2, [2, 0])]).toEqual([-1, 0, 3 / 5, 4 / 5].map((x) => expect.closeTo(x, 6)));
   });
 });

@@ -49,16 +49,27 @@ export function normalizeRows(codes: Float32Array, n: number, dim: number): Floa
 }
 
 /**
- * The vectors near-duplicate search compares: each value's signed square root, then unit L2
+ * The vectors near-duplicate search compares (of `rows` only, when given, in that order): each value's signed square root, then unit L2
  * norm, so their inner product is the cosine of power-normalised codes (the Hellinger kernel on
  * ReLU features, as RootSIFT and Perronnin et al.'s power normalisation in image retrieval).
  * It damps the few large activations that dominate plain cosine: at the same number of false
  * pairs, it caught 88% of altered copies against 78% for plain cosine (bench/audit-calibrate.ts).
  */
-export function similarityVectors(codes: Float32Array, n: number, dim: number): Float32Array {
-  const rooted = new Float32Array(n * dim);
-  for (let i = 0; i < n * dim; i++) rooted[i] = Math.sign(codes[i]) * Math.sqrt(Math.abs(codes[i]));
-  return normalizeRows(rooted, n, dim);
+export function similarityVectors(codes: Float32Array, n: number, dim: number, rows?: ArrayLike<number>): Float32Array {
+  const count = rows ? rows.length : n;
+  const out = new Float32Array(count * dim);
+  for (let i = 0; i < count; i++) {
+    const from = (rows ? rows[i] : i) * dim;
+    let sq = 0;
+    for (let d = 0; d < dim; d++) {
+      const v = codes[from + d];
+      out[i * dim + d] = Math.sign(v) * Math.sqrt(Math.abs(v));
+      sq += Math.abs(v);
+    }
+    const scale = sq > 0 ? 1 / Math.sqrt(sq) : 0;
+    for (let d = i * dim; d < (i + 1) * dim; d++) out[d] *= scale;
+  }
+  return out;
 }
 
 /** Names in the block graph. */

@@ -1,8 +1,9 @@
 /**
  * Near-duplicates: pairs of different contents whose codes have a cosine similarity (of
- * power-normalised codes, see similarityVectors) at or above a calibrated threshold (resized, re-encoded or slightly cropped copies of one photo). Search
- * runs once per content, not per row, so exact copies never take each other's neighbour slots;
- * each content's k nearest others are candidates, and every pair above the threshold is kept.
+ * power-normalised codes, see similarityVectors) at or above a calibrated threshold: resized,
+ * re-encoded or slightly cropped copies of one photo. Search runs once per content, not per
+ * row, so exact copies never take each other's neighbour slots; each content's k nearest
+ * others are candidates, and every pair above the threshold is kept.
  */
 import { groupContents, SPLIT_ORDER, type AuditRows, type Contents, type Split } from './audit-rows.ts';
 import { nearestNeighbours, similarityVectors, type KnnOptions } from './knn.ts';
@@ -44,10 +45,8 @@ export async function findNearDuplicates(rows: AuditRows, opts: NearDuplicateOpt
   const started = performance.now();
   const contents = groupContents(rows.sha256);
   const { dim } = rows;
-  const unique = new Float32Array(contents.count * dim);
-  contents.first.forEach((row, c) => unique.set(rows.codes.subarray(row * dim, (row + 1) * dim), c * dim));
   const k = Math.max(1, Math.min(opts.k ?? 10, contents.count - 1));
-  const nb = await nearestNeighbours(similarityVectors(unique, contents.count, dim), contents.count, dim, k, opts);
+  const nb = await nearestNeighbours(similarityVectors(rows.codes, rows.n, dim, contents.first), contents.count, dim, k, opts);
 
   const seen = new Set<number>();
   const found: [number, number, number][] = [];
