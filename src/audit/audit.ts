@@ -108,18 +108,33 @@ export async function runAudit(rows: AuditRows, files: readonly (string | null)[
 
   const exact = findExactDuplicates(audited).map((g) => ({ sha256: g.sha256, members: g.rows.map(member), labels: g.labels, splits: g.splits, leak: g.leak, conflict: g.conflict }));
   log(`exact duplicates: ${exact.length} group(s)`);
+  const { near, groupOfRow } = await nearSection(audited, spec, opts, member, log);
+  const labels = await labelSection(rows, groupOfRow, opts, member, log);
+  return {
+    rows: rows.n,
+    contents: new Set(rows.sha256).size,
+    classes: labels.classes,
+    splitSource: source,
+    fractions: opts.fractions,
+    splitCounts: countSplits(splits),
+    exact,
+    near,
+    labels: labels.section,
+  };
+}
 
+/** Near pairs, and a group per row for the folds: rows joined by copies share one (without near pairs, byte-identical rows still do). */
+async function nearSection(rows: AuditRows, spec: CodeSpec, opts: AuditOptions, member: (row: number) => Member, log: (line: string) => void): Promise<{ near: AuditResult['near']; groupOfRow: Int32Array }> {
   const threshold = await nearThreshold(spec, opts.threshold);
-  let near: AuditResult['near'];
-  let groupOfRow: Int32Array;
   if ('skipped' in threshold) {
-    near = threshold;
-    groupOfRow = Int32Array.from(rows.sha256, (_, r) => r);
-  } else {
-    log(`near-duplicates: exact ${opts.neighbours}-NN over the codes, cosine ≥ ${threshold.value}…`);
-    const found = await findNearDuplicates(audited, { threshold: threshold.value, k: opts.neighbours });
-    groupOfRow = found.groupOfRow;
-    near = {
+    const firstRowOf = new Map<string, number>();
+    return { near: threshold, groupOfRow: Int32Array.from(rows.sha256, (sha, r) => firstRowOf.get(sha) ?? (firstRowOf.set(sha, r), r)) };
+  }
+  log(`near-duplicates: exact ${opts.neighbours}-NN over the codes, cosine ≥ ${threshold.value}…`);
+  const found = await findNearDuplicates(rows, { threshold: threshold.value, k: opts.neighbours });
+  return {
+    groupOfRow: found.groupOfRow,
+    near: {
       threshold: threshold.value,
       thresholdSource: threshold.source,
       calibration: threshold.calibration,
@@ -127,14 +142,17 @@ export async function runAudit(rows: AuditRows, files: readonly (string | null)[
       pairs: found.pairs.map((p) => ({ similarity: p.similarity, a: p.rowsA.map(member), b: p.rowsB.map(member), leak: p.leak, labelsDiffer: p.labelsDiffer })),
       saturated: found.saturated,
       seconds: found.seconds,
-    };
-  }
-  if ('skipped' in near) {
-    // Without near pairs, folds still keep byte-identical rows together.
-    const firstRowOf = new Map<string, number>();
-    groupOfRow = Int32Array.from(rows.sha256, (sha, r) => firstRowOf.get(sha) ?? (firstRowOf.set(sha, r), r));
-  }
+    },
+  };
+}
 
+async function labelSection(
+  rows: AuditRows,
+  groupOfRow: Int32Array,
+  opts: AuditOptions,
+  member: (row: number) => Member,
+  log: (line: string) => void,
+): Promise<{ classes: string[]; section: AuditResult['labels'] }> {
   const classes = [...new Set(rows.labels.filter((l): l is string => l !== null))].sort();
   if (classes.length < 2) throw new UsageError(`the rows carry ${classes.length} label(s); finding label errors needs at least two classes`);
   const y = Int32Array.from(rows.labels, (l) => (l === null ? -1 : classes.indexOf(l)));
@@ -145,20 +163,13 @@ export async function runAudit(rows: AuditRows, files: readonly (string | null)[
     onFold: (f, k, s) => log(`  fold ${f + 1}/${k}: ${s.toFixed(1)} s`),
   });
   const cl = confidentLearning(oof.probabilities, y, classes.length);
-  const headName = `${opts.head.hidden.length === 0 ? 'logistic regression' : `Dense(${opts.head.hidden.join(', ')}) head`} on standardised codes, ${opts.head.epochs} epochs, Adam lr ${opts.head.lr}, seed ${opts.head.seed}; ${oof.trainer}`;
+  const h = opts.head;
   return {
-    rows: rows.n,
-    contents: new Set(rows.sha256).size,
     classes,
-    splitSource: source,
-    fractions: opts.fractions,
-    splitCounts: countSplits(splits),
-    exact,
-    near,
-    labels: {
+    section: {
       rule: CONFIDENT_LEARNING_RULE,
       folds: opts.folds,
-      head: headName,
+      head: `${h.hidden.length === 0 ? 'logistic regression' : `Dense(${h.hidden.join(', ')}) head`} on standardised codes, ${h.epochs} epochs, Adam lr ${h.lr}, seed ${h.seed}; ${oof.trainer}`,
       thresholds: Object.fromEntries(classes.map((c, j) => [c, Number.isNaN(cl.thresholds[j]) ? null : cl.thresholds[j]])),
       outOfFoldAccuracy: accuracy(oof.probabilities, y, classes.length),
       confidentRows: cl.confidentRows,
