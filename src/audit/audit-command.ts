@@ -98,6 +98,8 @@ function cutName(source: AuditSource): string {
 
 /** Everything, with the calibration's evidence reduced to the threshold's provenance. */
 function jsonOf(header: AuditHeader, source: AuditSource, r: AuditResult): unknown {
-  const near = 'skipped' in r.near ? r.near : { ...r.near, calibration: r.near.calibration ? { file: `${r.near.calibration.backbone} ${r.near.calibration.layer}`, recallAll: r.near.calibration.recallAll, falseRate: r.near.calibration.distinct.falseRate } : null };
+  const c = 'skipped' in r.near ? null : r.near.calibration;
+  const calibration = c && { measured: c.measured, command: c.command, rule: c.rule, recallAll: c.recallAll, falsePairs: c.distinct.falsePairs, distinctPairs: c.distinct.pairs };
+  const near = 'skipped' in r.near ? r.near : { ...r.near, calibration };
   return { event: 'audit', ...header, dataset: source.dataset, extracted: source.extracted, ...r, near };
 }

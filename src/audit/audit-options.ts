@@ -43,5 +43,3 @@ export function auditOptions<T>(y: Argv<T>) {
     .option('write-manifest', { type: 'string', describe: 'write a cleaned path,label,split CSV (leaks out of validation/test, conflicts dropped) for extract' })
     .option('drop-mislabelled', { type: 'boolean', default: false, describe: 'with --write-manifest, also drop the suspected label errors' });
 }
-
-export type AuditArgs = Awaited<ReturnType<typeof auditOptions>['argv']>;
