@@ -6,6 +6,7 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { adviseCommand } from './advise/advise-command.ts';
+import { auditCommand } from './audit/audit-command.ts';
 import { backbonesCommand, weightsDownloadCommand } from './backbones/backbones-command.ts';
 import { demoCommand } from './demo/demo-command.ts';
 import { evaluateCommand } from './evaluate/evaluate-command.ts';
@@ -28,6 +29,7 @@ async function main(): Promise<void> {
     .command(adviseCommand)
     .command(extractCommand)
     .command(sweepCommand)
+    .command(auditCommand)
     .command(trainHeadCommand)
     .command(fineTuneCommand)
     .command(evaluateCommand)

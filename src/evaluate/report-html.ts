@@ -3,13 +3,13 @@
  * data: URIs, a CSP that forbids every fetch) so it can be mailed, archived or opened offline,
  * plus PNG copies of the plots for slides and READMEs.
  */
-import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { readImageFile, thumbnailJpeg } from '../extract/decode-image.ts';
 import { historyPlotSvg, renderPng } from '../train-head/history-plot.ts';
 import { writeFileAtomic } from '../util/atomic-file.ts';
+import { escapeHtml as esc } from '../util/html.ts';
 import type { EvaluationReport } from './evaluation-report.ts';
+import { placeholderHtml as placeholder, thumbnailHtml } from './thumbnail-html.ts';
 import type { ClassMetrics, Metrics, Mistake } from './metrics.ts';
 
 const MAX_MISTAKES = 24;
@@ -213,31 +213,10 @@ function perClassSvg(classes: readonly ClassMetrics[]): string {
 
 /** A figure for one mistake; an unreadable image becomes a placeholder saying why, never an error. */
 async function mistakeFigure(m: Mistake): Promise<string> {
-  const thumb = await thumbnailOf(m);
+  const thumb = await thumbnailHtml(m.file, m.sha256, m.path, THUMB);
   return `<figure><div class="thumb">${thumb}</div><figcaption><div class="path">${esc(m.path)}</div><div>true: <strong>${esc(m.label)}</strong> (p=${fix(m.trueProbability)})</div><div class="bad">predicted: <strong>${esc(m.predicted)}</strong> (p=${fix(m.probability)})</div></figcaption></figure>`;
 }
 
-/**
- * Only the file extract accepted is shown: read with extract's byte cap, its content hash
- * checked against the row's (a file replaced since, or swapped for a link to something else,
- * is not inlined into a report), decoded with extract's checks.
- */
-async function thumbnailOf(m: Mistake): Promise<string> {
-  if (m.file === null) return placeholder('image file not available');
-  try {
-    const bytes = await readImageFile(m.file);
-    if (createHash('sha256').update(bytes).digest('hex') !== m.sha256) return placeholder('the file has changed since its code was extracted');
-    const { data, width, height } = await thumbnailJpeg(bytes, m.path, THUMB);
-    return `<img src="data:image/jpeg;base64,${data.toString('base64')}" width="${width}" height="${height}" alt="${esc(m.path)}">`;
-  } catch (error) {
-    return placeholder(`cannot read image: ${error instanceof Error ? error.message : String(error)}`);
-  }
-}
-
-function placeholder(reason: string): string {
-  const text = reason.length > 160 ? `${reason.slice(0, 157)}…` : reason;
-  return `<div class="placeholder">${esc(text)}</div>`;
-}
 
 function specLine(r: EvaluationReport): string {
   return `${r.codeSpec.backbone} ${r.codeSpec.layer}${r.codeSpec.pool ? `:${r.codeSpec.pool}` : ''}`;
@@ -262,9 +241,6 @@ function short(label: string): string {
 }
 
 /** Safe in HTML text, HTML attributes and XML (the SVGs are also rendered alone by librsvg). */
-function esc(s: string): string {
-  return s.replace(/[<>&"']/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&#39;' })[c]!);
-}
 
 function fix(v: number): string {
   return v.toFixed(3);

@@ -179,7 +179,7 @@ export async function runExtractCommand(cmd: ExtractCommand): Promise<number> {
  * --pool applies to the spatial ones and vectors such as relu6 are taken as they are; with one,
  * pooling a vector is an error.
  */
-function cutsFor(backbone: Backbone, layers: readonly string[] | undefined, pool: CutPool | undefined, size: Pair | undefined): Cut[] {
+export function cutsFor(backbone: Backbone, layers: readonly string[] | undefined, pool: CutPool | undefined, size: Pair | undefined): Cut[] {
   if (!layers) return [pool ? { ...backbone.defaultCut, pool } : backbone.defaultCut];
   if (layers.length === 0) throw new UsageError('--layer: name at least one layer');
   const plan = planCuts(backbone.graph, size ?? backbone.preprocessing.size, layers.map((layer) => ({ layer })));

@@ -6,19 +6,16 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { cacheKey } from '../cache/code-spec.ts';
 import { FeatureCache } from '../cache/feature-cache.ts';
-import { tfBackend } from '../engines/tfjs-backend.ts';
 import { sweepDeadWritersTemps, tempName } from '../util/atomic-file.ts';
 import { UsageError } from '../util/errors.ts';
-import { isInstalled } from '../util/installed.ts';
 import { fit, formatEpoch, type EpochStats } from './fit.ts';
 import { assertReplaceable, HEAD_FORMAT, saveHead, type HeadConfig } from './head-folder.ts';
 import { initHeadParams } from './head-init.ts';
-import { createOnnxTrainer } from './onnx-trainer.ts';
 import type { SplitPlan } from './splits.ts';
 import { foldStandardizer } from './standardize.ts';
 import { loadTrainingData, type TrainingData } from './training-rows.ts';
-import { createTfjsTrainer } from './tfjs-trainer.ts';
-import type { HeadArchitecture, HeadTrainer, OptimizerConfig, TrainerOptions } from './trainer.ts';
+import { createTrainer } from './create-trainer.ts';
+import type { HeadArchitecture, OptimizerConfig } from './trainer.ts';
 import { cacheRootOf, checkNumber, defineCommand, FRACTION, numberOption, optionalNumber, parseBytes, withCache, withWait, WHOLE_POSITIVE, type NumberRule } from '../util/cli-options.ts';
 
 /** `--hidden 256`, `512,128`, or 0 for a plain softmax (logistic regression). */
@@ -178,15 +175,6 @@ export function classWeightsFor(spec: string, classes: readonly string[], train:
     weights[i] = Number(value);
   }
   return weights;
-}
-
-export async function createTrainer(choice: 'auto' | 'onnx' | 'tfjs', opts: TrainerOptions): Promise<HeadTrainer> {
-  if (choice === 'onnx') return createOnnxTrainer(opts);
-  if (choice === 'tfjs') return createTfjsTrainer(opts);
-  // TF.js is only faster where its native GPU backend runs; everywhere else the ONNX trainer wins.
-  if (!isInstalled('@tensorflow/tfjs-node-gpu')) return createOnnxTrainer(opts);
-  const backend = await tfBackend('auto');
-  return backend.provider === 'tensorflow-gpu' ? createTfjsTrainer(opts) : createOnnxTrainer(opts);
 }
 
 export async function runTrainHead(cmd: TrainHeadCommand): Promise<TrainHeadResult> {
