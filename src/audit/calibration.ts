@@ -3,10 +3,10 @@
  * bench/audit-calibrate.ts with the evidence behind the number (recall on altered copies of
  * real photos, false pairs among distinct ones). A cut without one needs --threshold.
  */
+import { assetPath } from '../util/assets.ts';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Cut } from '../backbones/cut.ts';
 
 export interface Calibration {
@@ -40,7 +40,7 @@ export interface Calibration {
   readonly plainCosine: { readonly threshold: number; readonly recallAll: number; readonly falsePairs: number; readonly recall: Readonly<Record<string, number>> };
 }
 
-const DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'calibration');
+const DIR = assetPath('calibration');
 
 /** Where a cut's calibration lives: `<backbone>-<layer>[-<pool>].json`, '/' in names as '_'. */
 export function calibrationFile(backbone: string, cut: Pick<Cut, 'layer' | 'pool'>): string {

@@ -11,11 +11,12 @@ import { existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { assetPath } from '../util/assets.ts';
 import { hashFile } from '../util/file-hash.ts';
 import type { Backbone, Preprocessing } from './backbone.ts';
 import { graphFromCaffeArch, preprocessingFromCaffeArch, type CaffeArch } from './caffe-arch.ts';
 import type { Cut } from './cut.ts';
-import { downloadFile, progressBarReporter } from './download.ts';
+import { DownloadError, downloadFile, progressBarReporter } from './download.ts';
 import { planGraph } from './graph-plan.ts';
 import { graphFromKerasTopology } from './keras-topology.ts';
 import type { LayerGraph } from './layer-graph.ts';
@@ -59,6 +60,9 @@ const CAFFE_BACKBONES = {
   squeezenet1_1: { file: 'squeezenet1_1', defaultCut: { layer: 'fire9/concat', pool: 'avg' }, namedCuts: ['fire9/concat', 'pool5', 'pool3'], classifier: 'prob' },
   googlenet: { file: 'googlenet-bvlc', defaultCut: { layer: 'pool5/7x7_s1' }, namedCuts: ['pool5/7x7_s1', 'inception_4e/output', 'inception_5b/output'], classifier: 'prob' },
 } as const satisfies Record<string, { file: string; defaultCut: Cut; namedCuts: readonly string[]; classifier: string }>;
+
+/** The backbone whose weights ship with the package (BSD-2-Clause, 4.9 MB): works offline. */
+export const BUILT_IN_BACKBONE = 'squeezenet1_1';
 
 export function defaultWeightsDir(): string {
   return process.env.BOTTLENECK_WEIGHTS || path.join(os.homedir(), '.cache', 'bottleneck', 'weights');
@@ -111,16 +115,21 @@ async function findVgg16Weights(needsTop: boolean, opts: LoadBackboneOptions): P
   const dest = path.join(dir, target.file);
   if (opts.download === false) {
     throw new WeightsError(
-      `vgg16 weights not found: put ${target.file} (md5 ${target.md5}) in ${dir}, set BOTTLENECK_WEIGHTS, or pass --weights PATH`,
+      `vgg16 weights not found: put ${target.file} (md5 ${target.md5}) in ${dir}, set BOTTLENECK_WEIGHTS, or pass --weights PATH; or use --backbone ${BUILT_IN_BACKBONE}, built in (no download)`,
     );
   }
   const base = opts.downloadBaseUrl ?? process.env.BOTTLENECK_WEIGHTS_URL ?? KERAS_WEIGHTS_URL;
-  await downloadFile({
-    url: `${base.replace(/\/$/, '')}/${target.file}`,
-    dest,
-    md5: target.md5,
-    onProgress: progressBarReporter(target.file),
-  });
+  try {
+    await downloadFile({
+      url: `${base.replace(/\/$/, '')}/${target.file}`,
+      dest,
+      md5: target.md5,
+      onProgress: progressBarReporter(target.file),
+    });
+  } catch (err) {
+    if (!(err instanceof DownloadError)) throw err;
+    throw new DownloadError(`${err.message.replace(/\.$/, '')}; or use --backbone ${BUILT_IN_BACKBONE}, built in (no download)`, err.url, err.dest);
+  }
   return dest;
 }
 
@@ -130,7 +139,8 @@ function findIn(dir: string, names: readonly string[]): string | undefined {
 
 async function loadCaffeBackbone(name: keyof typeof CAFFE_BACKBONES, opts: LoadBackboneOptions): Promise<Backbone> {
   const spec = CAFFE_BACKBONES[name];
-  const dirs = [opts.weights, opts.weightsDir ?? defaultWeightsDir()].filter((d): d is string => !!d);
+  // The user's files first; squeezenet1_1 is also built into the package, so it never needs a download.
+  const dirs = [opts.weights, opts.weightsDir ?? defaultWeightsDir(), ...(name === BUILT_IN_BACKBONE ? [assetPath('weights')] : [])].filter((d): d is string => !!d);
   let weightsFile: string | undefined;
   for (const d of dirs) {
     if (d.endsWith('.safetensors') && existsSync(d)) weightsFile = d;

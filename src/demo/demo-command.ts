@@ -2,14 +2,14 @@
  * `bottleneck demo`: the whole recipe in one command on an image set the project draws itself
  * (fixtures/generated/shapes), so a new user sees extract → train-head → evaluate work before pointing it
  * at their own folder. The backbone is VGG16 when its weights are here or can be downloaded,
- * else the first other real backbone in the weights folder.
+ * else the built-in squeezenet1_1: the demo runs offline on a fresh install.
  */
 import path from 'node:path';
 import type { Backbone } from '../backbones/backbone.ts';
 import { cutLabel } from '../backbones/cut.ts';
 import { DownloadError } from '../backbones/download.ts';
 import { WeightsError } from '../backbones/weights.ts';
-import { defaultWeightsDir, KERAS_VGG16_FILES, loadBackbone } from '../backbones/zoo.ts';
+import { BUILT_IN_BACKBONE, defaultWeightsDir, loadBackbone } from '../backbones/zoo.ts';
 import type { DeviceChoice, EngineChoice } from '../engines/engine.ts';
 import { runEvaluate } from '../evaluate/evaluate-command.ts';
 import { formatReport } from '../evaluate/format-report.ts';
@@ -19,7 +19,6 @@ import { progressSink } from '../extract/progress-reporter.ts';
 import { DEFAULT_EXTRACT_SETTINGS, runExtract } from '../extract/run-extract.ts';
 import { DEFAULT_HEAD_TRAINING, runTrainHead } from '../train-head/train-command.ts';
 import { cacheRootOf, defineCommand, numberOption, withCache, withEngine, withWeights, WHOLE_POSITIVE } from '../util/cli-options.ts';
-import { UsageError } from '../util/errors.ts';
 import { generateShapesDataset } from './shapes-dataset.ts';
 
 export const demoCommand = defineCommand(
@@ -46,9 +45,6 @@ export interface DemoCommand {
   readonly device: DeviceChoice;
   readonly epochs: number;
 }
-
-/** Zoo backbones other than VGG16, fastest first: a demo should be quick. */
-const FALLBACKS = ['squeezenet1_1', 'googlenet'] as const;
 
 export async function runDemo(cmd: DemoCommand): Promise<void> {
   const started = performance.now();
@@ -88,27 +84,17 @@ export async function runDemo(cmd: DemoCommand): Promise<void> {
   console.log(`demo done in ${((performance.now() - started) / 1000).toFixed(1)} s. Next: bottleneck extract <your folder> --backbone ${backbone.id}`);
 }
 
+/**
+ * VGG16 when its weights are here or can be downloaded; else the built-in squeezenet1_1, which
+ * needs nothing. Says which and why.
+ */
 async function chooseBackbone(weights: string | undefined, log: (line: string) => void): Promise<Backbone> {
-  let vggProblem: string;
   try {
     return await loadBackbone('vgg16', { weights });
   } catch (err) {
     if (!(err instanceof WeightsError || err instanceof DownloadError)) throw err;
-    vggProblem = err.message;
+    const why = err instanceof DownloadError ? 'could not be downloaded' : 'are not in the weights folder';
+    log(`VGG16's weights ${why} (${defaultWeightsDir()}); using ${BUILT_IN_BACKBONE}, which is built in`);
+    return loadBackbone(BUILT_IN_BACKBONE, { weights, download: false });
   }
-  for (const name of FALLBACKS) {
-    try {
-      const backbone = await loadBackbone(name, { weights, download: false });
-      log(`VGG16 weights unavailable (${vggProblem.split('. ')[0]}); using ${name} instead`);
-      return backbone;
-    } catch (err) {
-      if (!(err instanceof WeightsError)) throw err;
-    }
-  }
-  const dir = weights ?? defaultWeightsDir();
-  throw new UsageError(
-    `the demo needs pretrained weights and found none: ${vggProblem}. ` +
-      `Put ${KERAS_VGG16_FILES.notop.file} (Keras' VGG16, md5 ${KERAS_VGG16_FILES.notop.md5}) in ${dir}, ` +
-      `or point BOTTLENECK_WEIGHTS (or --weights) at a folder with it or with ${FALLBACKS.map((f) => `${f}.safetensors`).join(' or ')}`,
-  );
 }
