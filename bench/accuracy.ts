@@ -76,6 +76,7 @@ for (const backbone of args.backbones!.split(',')) {
         epochs: Number(args.epochs),
         standardize,
         dataset,
+        json: false,
       };
       const result = await runTrainHead(cmd);
       rows.push({

@@ -69,7 +69,7 @@ async function ours(
   try {
     // Training time only, as the PyTorch script measures: no per-epoch evaluation.
     const started = performance.now();
-    await fit({ trainer, architecture, train: { x, y, n: rows }, epochs, batch: 32, seed: 1, classWeights: null, patience: null, evaluate: false });
+    await fit({ trainer, architecture, train: { x, y, n: rows }, epochs, batch: 32, seed: 1, classWeights: null, patience: null, keep: 'last', evaluate: false });
     return { perEpoch: (performance.now() - started) / 1000 / epochs, name: `${trainer.name} (${trainer.provider})` };
   } finally {
     await trainer.dispose();

@@ -6,7 +6,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hasSharedModels, NEEDS_SHARED_MODELS, REPO_ROOT, SHARED_MODELS } from './helpers/shared.ts';
+import { runCli } from './helpers/cli.ts';
+import { makeDataset } from './helpers/make-dataset.ts';
+import { REPO_ROOT } from './helpers/shared.ts';
 
 const run = promisify(execFile);
 const BIN = path.join(REPO_ROOT, 'bin', 'bottleneck');
@@ -32,24 +34,26 @@ async function demo(env: NodeJS.ProcessEnv, extra: string[] = []) {
 const OFFLINE = { BOTTLENECK_WEIGHTS_URL: 'http://127.0.0.1:9' };
 
 describe('bottleneck demo', () => {
-  it('says plainly what to download or set when there are no weights', async () => {
-    const r = await demo({ ...OFFLINE, BOTTLENECK_WEIGHTS: path.join(tmp, 'no-weights') });
-    expect(r.code).toBe(2);
-    const message = r.stderr.trim().split('\n').pop()!;
-    expect(message).toMatch(/^bottleneck: the demo needs pretrained weights and found none/);
-    expect(message).toMatch(/vgg16_weights_tf_dim_ordering_tf_kernels_notop\.h5/);
-    expect(message).toMatch(/BOTTLENECK_WEIGHTS/);
-  });
-
-  it.skipIf(!hasSharedModels)(`runs extract → train-head → evaluate on the generated shapes${NEEDS_SHARED_MODELS}`, async () => {
-    const r = await demo({ ...OFFLINE, BOTTLENECK_WEIGHTS: SHARED_MODELS }, ['--epochs', '10']);
+  it('runs offline, with an empty weights folder, on the built-in squeezenet1_1, and says why', async () => {
+    const r = await demo({ ...OFFLINE, BOTTLENECK_WEIGHTS: path.join(tmp, 'no-weights') }, ['--epochs', '10']);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toMatch(/using squeezenet1_1 instead/);
+    expect(r.stderr).toMatch(/VGG16's weights could not be downloaded .*; using squeezenet1_1, which is built in/);
+    expect(r.stderr).toMatch(/weights .*assets\/weights\/squeezenet1_1\.safetensors/);
     const accuracy = Number(r.stdout.match(/accuracy (\d+\.\d+)%/)![1]);
     // Three shapes a pretrained CNN tells apart at a glance; chance is 33%.
     expect(accuracy).toBeGreaterThan(90);
     expect(r.stdout).toMatch(/test split of squeezenet1_1-fire9_concat-avg-/);
     expect(existsSync(path.join(tmp, 'out', 'report', 'report.html'))).toBe(true);
     expect(existsSync(path.join(tmp, 'out', 'head', 'head.json'))).toBe(true);
+  }, 180_000);
+
+  it('works whatever else the cache holds: another dataset in the same key', async () => {
+    const other = path.join(tmp, 'other');
+    await makeDataset(other, { classes: ['x', 'y'], perClass: 4 });
+    const extracted = await runCli(['extract', other, '--backbone', 'squeezenet1_1', '--cache', path.join(tmp, 'cache')], { env: OFFLINE });
+    expect(extracted.code, extracted.stderr).toBe(0);
+    const r = await demo({ ...OFFLINE, BOTTLENECK_WEIGHTS: path.join(tmp, 'no-weights') }, ['--epochs', '5']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/3 classes/);
   }, 180_000);
 });

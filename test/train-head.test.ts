@@ -55,7 +55,7 @@ function flat(params: HeadParams): Float32Array {
 }
 
 async function train(trainer: HeadTrainer, a: HeadArchitecture, data: LabelledCodes, epochs: number, seed: number) {
-  return fit({ trainer, architecture: a, train: data, validation: blobs(60, a.inputDim, a.classes, 99), epochs, batch: 16, seed, classWeights: null, patience: null });
+  return fit({ trainer, architecture: a, train: data, validation: blobs(60, a.inputDim, a.classes, 99), epochs, batch: 16, seed, classWeights: null, patience: null, keep: 'last' });
 }
 
 describe('head trainers', () => {
@@ -95,7 +95,7 @@ describe('head trainers', () => {
     const validation = blobs(90, a.inputDim, a.classes, 6, 4);
     const opts = options(a, 1);
     const trainer = await createOnnxTrainer({ ...opts, training: { ...opts.training, optimizer: { kind: 'adam', lr: 0.05, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 } } });
-    const result = await fit({ trainer, architecture: a, train: data, validation, epochs: 60, batch: 8, seed: 1, classWeights: null, patience: 3 });
+    const result = await fit({ trainer, architecture: a, train: data, validation, epochs: 60, batch: 8, seed: 1, classWeights: null, patience: 3, keep: 'best' });
     expect(result.stoppedEarly).toBe(true);
     expect(result.history.length).toBe(result.bestEpoch + 3);
     const best = Math.min(...result.history.map((h) => h.valLoss!));

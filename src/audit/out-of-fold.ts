@@ -74,6 +74,7 @@ export async function outOfFoldProbabilities(
         classWeights: null,
         patience: null,
         evaluate: false,
+      keep: 'last',
       });
       const heldX = standardize(standardizer, gatherCodes(codes, dim, held), held.length);
       const scored = await evaluateCodes(trainer, { x: heldX, y: Int32Array.from(held, (r) => labels[r]), n: held.length }, classes, opts.batch * 8);

@@ -2,6 +2,7 @@
  * Downloads of pretrained weights: resumable (`<dest>.part` and HTTP Range), md5-checked, and
  * atomic, so `dest` only ever holds a complete file with the expected checksum.
  */
+import { isLiveTerminal } from '../util/terminal.ts';
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
@@ -203,7 +204,7 @@ function isProgressReporter(callback: DownloadOptions['onProgress']): callback i
  * stderr is not a terminal, so logs and CI output stay clean.
  */
 export function progressBarReporter(label: string, stream: NodeJS.WriteStream = process.stderr): ProgressReporter {
-  if (!stream.isTTY) return Object.assign(() => {}, { stop() {} });
+  if (!isLiveTerminal(stream)) return Object.assign(() => {}, { stop() {} });
   let bar: cliProgress.SingleBar | undefined;
   let done = false;
   let start = { time: 0, bytes: 0 };

@@ -75,7 +75,7 @@ export async function runDemo(cmd: DemoCommand): Promise<void> {
 
   const headDir = path.resolve(cmd.out, 'head');
   // The demo's own dataset, by name: the key may also hold other datasets the user extracted.
-  await runTrainHead({ ...DEFAULT_HEAD_TRAINING, codes: extracted.path, cacheRoot: cmd.cacheRoot, out: headDir, epochs: cmd.epochs, dataset: dataset.name });
+  await runTrainHead({ ...DEFAULT_HEAD_TRAINING, codes: extracted.path, cacheRoot: cmd.cacheRoot, out: headDir, epochs: cmd.epochs, dataset: dataset.name, json: false });
 
   const report = await runEvaluate({ head: headDir, cacheRoot: path.resolve(cmd.cacheRoot), batch: 8, concurrency: 4, engine: cmd.engine, device: cmd.device });
   console.log(`\n${formatReport(report, { mistakes: 5 })}`);

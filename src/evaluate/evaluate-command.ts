@@ -116,6 +116,9 @@ async function heldOutRows(head: Head, cacheRoot: string, waitSeconds: number): 
   const table = await readCodeTable(cache, dataset ?? (await resolveDataset(cache)));
   const split = splitRows(table, training.splits.fractions);
   if (split.test.length > 0) return { table, rows: split.test, source: `test split of ${cacheKey}` };
+  if (training.refit) {
+    throw new UsageError(`head ${head.dir} was refit on its training and validation rows, and ${cacheKey} has no test rows to score it on: train with --test 0.2 (or a test/ folder), or evaluate --data NEW_IMAGES`);
+  }
   return { table, rows: split.validation, source: `validation split of ${cacheKey} (it has no test split)` };
 }
 

@@ -2,6 +2,7 @@
  * How extract shows progress: a live bar with images/s and an ETA on a TTY, JSON lines with
  * `--json` (for logs and other programs), nothing otherwise.
  */
+import { isLiveTerminal } from '../util/terminal.ts';
 import cliProgress from 'cli-progress';
 import type { ExtractProgress } from './run-extract.ts';
 
@@ -24,7 +25,7 @@ export function progressSink(mode: 'bar' | 'json' | 'none', stream: NodeJS.Write
       stop() {},
     };
   }
-  if (mode === 'none' || !stream.isTTY) return { update() {}, stop() {} };
+  if (mode === 'none' || !isLiveTerminal(stream)) return { update() {}, stop() {} };
   const bar = new cliProgress.SingleBar(
     {
       stream,

@@ -11,6 +11,7 @@
  * weights, and the codes of its images at the head's cut are written into that key, so
  * predict, export and evaluate take it as any other head.
  */
+import { isLiveTerminal } from '../util/terminal.ts';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Tensor, Tensor2D } from '@tensorflow/tfjs';
@@ -178,7 +179,7 @@ export async function runFineTune(cmd: FineTuneCommand): Promise<FineTuneResult>
   const optimizer = tf.train.momentum(cmd.lr, cmd.momentum);
   const trainer = `tfjs (${provider})`;
   log(`trainer: ${trainer}; sgd lr ${cmd.lr} momentum ${cmd.momentum}, batch ${cmd.batch}, head dropout ${head.config.architecture.dropout}`);
-  const live = !quiet && !cmd.json && process.stderr.isTTY;
+  const live = !quiet && !cmd.json && isLiveTerminal(process.stderr);
   const trainStarted = performance.now();
   let history: EpochStats[];
   let trained: Awaited<ReturnType<TrainableNet['read']>>;

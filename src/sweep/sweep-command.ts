@@ -13,7 +13,8 @@ import type { DeviceChoice, EngineChoice } from '../engines/engine.ts';
 import { loadDataset } from '../extract/dataset.ts';
 import { progressSink } from '../extract/progress-reporter.ts';
 import { DEFAULT_EXTRACT_SETTINGS, runExtract } from '../extract/run-extract.ts';
-import { DEFAULT_HEAD_TRAINING, runTrainHead, withHeadOptions } from '../train-head/train-command.ts';
+import { withHeadOptions } from '../train-head/train-command.ts';
+import { DEFAULT_HEAD_TRAINING, trainHead } from '../train-head/train-head.ts';
 import { cacheRootOf, defineCommand, numberOption, withBackbone, withBatching, withCache, withEngine, withWeights, WHOLE_POSITIVE } from '../util/cli-options.ts';
 import { UsageError } from '../util/errors.ts';
 
@@ -110,7 +111,7 @@ export async function runSweep(cmd: SweepCommand): Promise<SweepResult> {
   for (const c of extracted.caches) {
     const head = path.resolve(cmd.out, c.key);
     const started = performance.now();
-    const { config } = await runTrainHead({
+    const { config } = await trainHead({
       ...DEFAULT_HEAD_TRAINING,
       codes: c.path,
       cacheRoot: cmd.cacheRoot,
@@ -123,7 +124,6 @@ export async function runSweep(cmd: SweepCommand): Promise<SweepResult> {
       // Cuts differ in scale by orders of magnitude; standardising puts every cut on equal terms.
       standardize: true,
       dataset: dataset.name,
-      quiet: true,
     });
     const row: SweepRow = {
       cut: c.cut,

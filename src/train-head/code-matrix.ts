@@ -105,3 +105,24 @@ export function standardizedMatrix(base: CodeMatrix, s: Standardizer): CodeMatri
     range: (start, count) => apply(Float32Array.from(base.range(start, count)), 0, count),
   };
 }
+
+/** `a`'s rows followed by `b`'s, without copying either. */
+export function concatMatrices(a: CodeMatrix, b: CodeMatrix): CodeMatrix {
+  const { dim } = a;
+  return {
+    n: a.n + b.n,
+    dim,
+    gather(rows, out, at) {
+      for (let i = 0; i < rows.length; i++) {
+        const r = rows[i];
+        if (r < a.n) a.gather([r], out, at + i);
+        else b.gather([r - a.n], out, at + i);
+      }
+    },
+    range(start, count) {
+      const out = new Float32Array(count * dim);
+      this.gather(Int32Array.from({ length: count }, (_, i) => start + i), out, 0);
+      return out;
+    },
+  };
+}

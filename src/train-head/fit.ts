@@ -46,11 +46,13 @@ export interface FitOptions {
   readonly seed: number;
   /** Per-class loss weight; null for equal weights. */
   readonly classWeights: Float32Array | null;
-  /**
-   * Stop after this many epochs without a better validation loss, and keep the best epoch's
-   * weights. null trains every epoch and keeps the last weights, as Keras does by default.
-   */
+  /** Stop after this many epochs without a better validation loss; null trains every epoch. */
   readonly patience: number | null;
+  /**
+   * The weights kept: the epoch with the lowest validation loss (Keras' restore_best_weights),
+   * or the last. Without validation rows there is no best, and the last is kept.
+   */
+  readonly keep: 'best' | 'last';
   readonly onEpoch?: (stats: EpochStats) => void;
   /** Score train and validation rows after each epoch (default true; benchmarks time training alone). */
   readonly evaluate?: boolean;
@@ -58,7 +60,7 @@ export interface FitOptions {
 
 export interface FitResult {
   readonly history: readonly EpochStats[];
-  /** 1-based epoch whose weights were kept (with patience, the best validation loss; else the last). */
+  /** 1-based epoch whose weights were kept (with keep 'best', the lowest validation loss; else the last). */
   readonly bestEpoch: number;
   readonly params: HeadParams;
   readonly stoppedEarly: boolean;
@@ -132,9 +134,10 @@ export async function fit(opts: FitOptions): Promise<FitResult> {
     history.push(stats);
     opts.onEpoch?.(stats);
 
-    if (val && opts.patience !== null) {
+    if (val) {
       if (!best || val.loss < best.loss) {
-        best = { loss: val.loss, epoch, params: await trainer.getParams() };
+        // Only a kept best needs its weights copied out of the trainer.
+        best = { loss: val.loss, epoch, params: opts.keep === 'best' ? await trainer.getParams() : [] };
         sinceBest = 0;
       } else if (opts.patience !== null && ++sinceBest >= opts.patience) {
         stoppedEarly = epoch < opts.epochs;
@@ -142,7 +145,7 @@ export async function fit(opts: FitOptions): Promise<FitResult> {
       }
     }
   }
-  if (opts.patience !== null && best) {
+  if (opts.keep === 'best' && best) {
     if (best.epoch !== history.length) await trainer.setParams(best.params);
     return { history, bestEpoch: best.epoch, params: best.params, stoppedEarly };
   }

@@ -43,6 +43,10 @@ export interface HeadConfig {
     readonly batch: number;
     readonly seed: number;
     readonly patience: number | null;
+    /** Which epoch's weights were kept (absent in heads from before --keep: 'best' with patience, else 'last'). */
+    readonly keep?: 'best' | 'last';
+    /** With --refit: trained again on training + validation rows for the epoch count validation chose. */
+    readonly refit?: { readonly epochs: number; readonly rows: number; readonly validationRows: number } | null;
     readonly classWeights: readonly number[] | null;
     readonly splits: {
       readonly source: 'folders' | 'hash';
@@ -122,6 +126,8 @@ const headConfigSchema = z.object({
     batch: z.number().int(),
     seed: z.number(),
     patience: z.number().nullable(),
+    keep: z.enum(['best', 'last']).optional(),
+    refit: z.object({ epochs: z.number().int().positive(), rows: z.number().int(), validationRows: z.number().int() }).nullable().optional(),
     classWeights: z.array(z.number()).nullable(),
     splits: z.object({
       source: z.enum(['folders', 'hash']),
