@@ -15,7 +15,7 @@ import type { Backbone } from '../backbones/backbone.ts';
 import { defaultWeightsDir } from '../backbones/zoo.ts';
 import type { DeviceChoice, EngineChoice } from '../engines/engine.ts';
 import { createEngine } from '../engines/select-engine.ts';
-import { loadDataset, type Dataset } from '../extract/dataset.ts';
+import { labelledItems, loadDataset, type Dataset } from '../extract/dataset.ts';
 import { classify } from '../predict/classifier.ts';
 import { imagenetClassifier } from '../predict/imagenet.ts';
 import { findImageNetClasses } from '../predict/imagenet-classes.ts';
@@ -58,9 +58,12 @@ export async function adviseDataset(opts: AdviseOptions): Promise<Advice> {
   if (!Number.isInteger(requested) || requested < 1) throw new UsageError(`--sample ${requested}: must be a whole number ≥ 1`);
   const seed = opts.seed ?? 0;
   const dataset: Dataset = await loadDataset(opts.data);
-  const size = sizeReport(dataset.items, dataset.classes, opts.smallBelow);
+  // Advice is about a classification task: unlabeled images have no class to count or sample.
+  const items = labelledItems(dataset.items);
+  if (dataset.classes.length < 2) throw new UsageError(`${opts.data}: advise needs labelled images of at least two classes (class subfolders, or a label column)`);
+  const size = sizeReport(items, dataset.classes, opts.smallBelow);
 
-  const sample = pickSample(dataset.items, requested, seed);
+  const sample = pickSample(items, requested, seed);
   // A manifest may list one file under two labels: labels queue per file, in sample order.
   const labelsOf = groupBy(sample, (i) => i.file);
   const engine = await createEngine({ engine: opts.engine, device: opts.device, cacheDir: opts.cacheDir, backbone, cuts: [{ layer: backbone.classifier }] });

@@ -50,14 +50,14 @@ export interface SizeReport {
   readonly imbalanced: boolean;
 }
 
-export function countStats(items: readonly Pick<DatasetItem, 'label'>[], classes: readonly string[]): CountStats {
+export function countStats(items: readonly { readonly label: string }[], classes: readonly string[]): CountStats {
   const perClass: Record<string, number> = Object.fromEntries(classes.map((c) => [c, 0]));
   for (const item of items) perClass[item.label] = (perClass[item.label] ?? 0) + 1;
   const counts = Object.values(perClass).sort((a, b) => a - b);
   return { total: items.length, min: counts[0] ?? 0, median: median(counts), max: counts[counts.length - 1] ?? 0, perClass };
 }
 
-export function sizeReport(items: readonly Pick<DatasetItem, 'label' | 'split'>[], classes: readonly string[], threshold = SMALL_DATA_PER_CLASS): SizeReport {
+export function sizeReport(items: readonly (Pick<DatasetItem, 'split'> & { readonly label: string })[], classes: readonly string[], threshold = SMALL_DATA_PER_CLASS): SizeReport {
   const all = countStats(items, classes);
   const splitNames = (['train', 'validation', 'test'] as const).filter((s) => items.some((i) => i.split === s));
   const splits = splitNames.map((split) => ({ split, stats: countStats(items.filter((i) => i.split === split), classes) }));

@@ -17,12 +17,12 @@ export const DEFAULT_SAMPLE = 64;
  * images moves it only where a new image hashes before the chosen ones. With more classes than
  * `n`, the classes taking part are chosen by hash too.
  */
-export function pickSample(items: readonly DatasetItem[], n: number, seed = 0): DatasetItem[] {
+export function pickSample<T extends DatasetItem>(items: readonly T[], n: number, seed = 0): T[] {
   const h = (s: string) => hashUnit(createHash('sha256').update(`${seed}\0${s}`).digest('hex'));
   const byClass = [...groupBy(items, (i) => i.label).entries()]
     .map(([label, group]) => ({ key: h(`class\0${label}`), queue: group.map((item) => ({ item, key: h(item.path) })).sort((a, b) => a.key - b.key || cmp(a.item.path, b.item.path)) }))
     .sort((a, b) => a.key - b.key);
-  const picked: DatasetItem[] = [];
+  const picked: T[] = [];
   for (let round = 0; picked.length < n; round++) {
     let took = false;
     for (const c of byClass) {

@@ -11,7 +11,7 @@ import { writeFileAtomic } from '../util/atomic-file.ts';
 
 export interface FailedImage {
   readonly path: string;
-  readonly label: string;
+  readonly label: string | null;
   readonly split: string | null;
   /** Short category, e.g. 'corrupt', 'not-an-image', 'too-large', 'unreadable'. */
   readonly reason: string;
@@ -43,7 +43,7 @@ export async function readErrorsTable(dir: string): Promise<FailedImage[]> {
     .flat()
     .map((row: Record<string, unknown>) => ({
       path: String(row.path),
-      label: String(row.label),
+      label: row.label === null ? null : String(row.label),
       split: row.split === null ? null : String(row.split),
       reason: String(row.reason),
       message: String(row.message),

@@ -77,8 +77,10 @@ export async function runEvaluate(cmd: EvaluateCommand): Promise<EvaluationRepor
   const head = await loadHead(cmd.head);
   const cacheRoot = cacheRootOf(cmd.cacheRoot, head.config.cacheRoot);
   const selection = cmd.data ? await extractedRows(head, cmd, cacheRoot) : await heldOutRows(head, cacheRoot, cmd.wait ?? 0);
-  const { table, rows } = selection;
-  if (rows.length === 0) throw new UsageError(`${selection.source}: no rows to evaluate`);
+  const { table } = selection;
+  // Unlabeled images (predict's kind) have no truth to score against.
+  const rows = selection.rows.filter((r) => table.labels[r] !== null);
+  if (rows.length === 0) throw new UsageError(`${selection.source}: no labelled rows to evaluate${selection.rows.length > 0 ? ` (its ${selection.rows.length} images have no label)` : ''}`);
 
   const { classes, architecture } = head.config;
   const codes = gather(table, rows, classes);

@@ -19,7 +19,8 @@ export interface DatasetItem {
   readonly file: string;
   /** Relative to the data root, with '/' separators: what the cache records. */
   readonly path: string;
-  readonly label: string;
+  /** null for an unlabeled image: one outside any class folder, or a manifest row without a label. */
+  readonly label: string | null;
   readonly split: Split | null;
 }
 
@@ -60,12 +61,22 @@ export async function loadDataset(source: string): Promise<Dataset> {
   });
   const dataset = info.isDirectory() ? await scanFolder(source) : await readManifest(source);
   if (dataset.items.length === 0) {
-    throw new UsageError(`${source}: no images found (looked for ${[...IMAGE_EXTENSIONS].join(' ')} in class subfolders)`);
+    throw new UsageError(`${source}: no images found (looked for ${[...IMAGE_EXTENSIONS].join(' ')} in it and in class subfolders)`);
   }
-  if (dataset.classes.length < 2) {
+  // One class folder and nothing else is most often the class folder itself given by mistake.
+  if (dataset.classes.length === 1 && dataset.items.every((i) => i.label !== null)) {
     throw new UsageError(`${source}: only one class (${dataset.classes[0]}); a classifier needs at least two class folders`);
   }
   return dataset;
+}
+
+/** Images with a label, and the classes they name. */
+export function labelledItems(items: readonly DatasetItem[]): (DatasetItem & { readonly label: string })[] {
+  return items.filter((i): i is DatasetItem & { readonly label: string } => i.label !== null);
+}
+
+function classesOf(items: readonly DatasetItem[]): string[] {
+  return [...new Set(labelledItems(items).map((i) => i.label))].sort();
 }
 
 export async function scanFolder(root: string): Promise<Dataset> {
@@ -81,26 +92,29 @@ export async function scanFolder(root: string): Promise<Dataset> {
   }
 
   const items: DatasetItem[] = [];
+  const add = (file: string, label: string | null, split: Split | null) => items.push({ file, path: toPosix(path.relative(root, file)), label, split });
   for (const { dir, split } of layout) {
     const classDirs = dir === '' ? top : (await listEntries(path.join(root, dir), unlisted, root, false)).filter((e) => e.dirent.isDirectory()).map((e) => e.name);
+    // Images beside the class folders (or in a folder with none) belong to no class.
+    for await (const entry of walkImages(path.join(root, dir), unlisted, root, false)) add(entry, null, split);
     for (const label of classDirs) {
-      for await (const entry of walkImages(path.join(root, dir, label), unlisted, root)) {
-        items.push({ file: entry, path: toPosix(path.relative(root, entry)), label, split });
-      }
+      for await (const entry of walkImages(path.join(root, dir, label), unlisted, root)) add(entry, label, split);
     }
   }
   items.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   const abs = path.resolve(root);
-  return { name: path.basename(abs), root: abs, source: abs, items, classes: [...new Set(items.map((i) => i.label))].sort(), unlisted, warnings: [] };
+  const unlabeled = items.filter((i) => i.label === null).length;
+  const warnings = unlabeled > 0 && unlabeled < items.length ? [`${unlabeled} image(s) outside the class folders are unlabeled (train-head leaves them out)`] : [];
+  return { name: path.basename(abs), root: abs, source: abs, items, classes: classesOf(items), unlisted, warnings };
 }
 
-/** Image files under a class folder, recursively; symlinks are followed once, loops reported. */
-async function* walkImages(dir: string, unlisted: { path: string; reason: string }[], root: string): AsyncGenerator<string> {
+/** Image files under a folder (recursively, unless told not to); symlinks are followed once, loops reported. */
+async function* walkImages(dir: string, unlisted: { path: string; reason: string }[], root: string, recursive = true): AsyncGenerator<string> {
   for (const { name, dirent: entry } of await listEntries(dir, unlisted, root)) {
     const full = path.join(dir, name);
     const isImageName = IMAGE_EXTENSIONS.has(path.extname(name).toLowerCase());
     if (entry.isDirectory()) {
-      yield* walkImages(full, unlisted, root);
+      if (recursive) yield* walkImages(full, unlisted, root);
     } else if (entry.isSymbolicLink()) {
       try {
         const target = await stat(full);
@@ -156,7 +170,7 @@ async function listEntries(dir: string, unlisted: { path: string; reason: string
 
 type ManifestRow = Readonly<Record<string, unknown>>;
 
-/** `path,label[,split]` as CSV with a header, or JSON lines; paths are relative to the manifest. */
+/** `path[,label][,split]` as CSV with a header, or JSON lines; paths are relative to the manifest; no label, no class. */
 export async function readManifest(file: string): Promise<Dataset> {
   const root = path.dirname(path.resolve(file));
   const text = /\.(jsonl?|csv)$/i.test(file) ? await readTextCapped(file, MAX_MANIFEST_BYTES) : '';
@@ -166,7 +180,7 @@ export async function readManifest(file: string): Promise<Dataset> {
   else throw new UsageError(`${file}: a manifest must be .csv or .jsonl`);
   const { items, warnings } = uniqueItems(rows.map(({ row, line }) => ({ item: manifestItem(row, `${file}:${line}`, root), line })), file);
   const name = path.basename(file).replace(/\.(csv|jsonl?)$/i, '');
-  return { name, root, source: path.resolve(file), items, classes: [...new Set(items.map((i) => i.label))].sort(), unlisted: [], warnings };
+  return { name, root, source: path.resolve(file), items, classes: classesOf(items), unlisted: [], warnings };
 }
 
 function jsonLines(text: string, file: string): { row: ManifestRow; line: number }[] {
@@ -195,8 +209,8 @@ function csvRows(text: string, file: string): { row: ManifestRow; line: number }
     if (err instanceof CsvError) throw new UsageError(`${file}:${String((err as CsvError & { lines?: number }).lines ?? '?')}: ${err.message.replace(/^Invalid Record Length: /, '')}`);
     throw err;
   }
-  if (records.length && (!('path' in records[0]) || !('label' in records[0]))) {
-    throw new UsageError(`${file}: the CSV header must name the columns path,label[,split]`);
+  if (records.length && !('path' in records[0])) {
+    throw new UsageError(`${file}: the CSV header must name the columns path[,label][,split]`);
   }
   return records.map((row, i) => ({ row, line: i + 2 }));
 }
@@ -204,13 +218,13 @@ function csvRows(text: string, file: string): { row: ManifestRow; line: number }
 function manifestItem(row: ManifestRow, where: string, root: string): DatasetItem {
   const { path: p, label, split } = row;
   if (typeof p !== 'string' || !p) throw new UsageError(`${where}: missing 'path' (a string)`);
-  if (label === undefined || label === null || label === '') throw new UsageError(`${where}: missing 'label'`);
-  if (typeof label !== 'string' && !(typeof label === 'number' && Number.isFinite(label))) {
+  const unlabeled = label === undefined || label === null || label === '';
+  if (!unlabeled && typeof label !== 'string' && !(typeof label === 'number' && Number.isFinite(label))) {
     throw new UsageError(`${where}: 'label' must be a string (or a number), not ${Array.isArray(label) ? 'an array' : typeof label}`);
   }
   if (split !== undefined && split !== null && typeof split !== 'string') throw new UsageError(`${where}: 'split' must be a string`);
   const abs = path.resolve(root, p);
-  return { file: abs, path: toPosix(path.relative(root, abs)), label: String(label), split: parseSplit(split, where) };
+  return { file: abs, path: toPosix(path.relative(root, abs)), label: unlabeled ? null : String(label), split: parseSplit(split, where) };
 }
 
 /** A path listed twice is one image: kept once, with a warning; listed with two labels or splits, an error. */

@@ -10,10 +10,12 @@ import { defaultWeightsDir, loadBackbone, ZOO_NAMES } from '../backbones/zoo.ts'
 import type { DeviceChoice, EngineChoice } from '../engines/engine.ts';
 import { createEngine } from '../engines/select-engine.ts';
 import { loadHead } from '../train-head/head-folder.ts';
-import { cacheRootOf, defineCommand, numberOption, withBackbone, withCache, withEngine, withWeights, WHOLE_POSITIVE } from '../util/cli-options.ts';
+import { cacheRootOf, defineCommand, numberOption, withBackbone, withBatching, withCache, withEngine, withWeights, WHOLE_POSITIVE } from '../util/cli-options.ts';
 import { UsageError } from '../util/errors.ts';
-import { classify, headClassifier, type Classifier, type ClassScore } from './classifier.ts';
-import { loadHeadBackbone } from '../train-head/head-backbone.ts';
+import { classify, type Classifier, type ClassScore, type ImagePrediction } from './classifier.ts';
+import { predictWithHead } from './predict-head.ts';
+import { progressSink } from '../extract/progress-reporter.ts';
+import { listenForInterrupts } from '../util/interrupt.ts';
 import { expandImageInputs } from './image-inputs.ts';
 import { imagenetClassifier } from './imagenet.ts';
 import { IMAGENET_CLASS_COUNT, imagenetClasses } from './imagenet-classes.ts';
@@ -22,13 +24,12 @@ export const predictCommand = defineCommand(
   'predict <images..>',
   'classify images (files, folders or quoted globs) with a trained head (--head DIR) or the backbone’s ImageNet classifier (--imagenet)',
   (y) =>
-    withEngine(withWeights(withBackbone(withCache(y), ZOO_NAMES)))
+    withBatching(withEngine(withWeights(withBackbone(withCache(y), ZOO_NAMES))))
       .positional('images', { type: 'string', array: true, demandOption: true })
       .option('head', { type: 'string', describe: 'a head folder written by train-head; its backbone, cut and preprocessing are used' })
       .option('imagenet', { type: 'boolean', default: false, describe: "use the backbone's 1000-class output" })
       .option('imagenet-classes', { type: 'string', describe: "ImageNet class names file (Keras' imagenet_class_index.json or a JSON array); default: downloaded once into the weights folder" })
       .option('top-k', numberOption('top-k', 'classes shown per image', WHOLE_POSITIVE, 5))
-      .option('batch', numberOption('batch', 'images per forward pass', WHOLE_POSITIVE, 8))
       .option('json', { type: 'boolean', default: false, describe: 'one JSON line per image' }),
   async (argv) => {
     process.exitCode = await runPredictCommand({
@@ -36,7 +37,7 @@ export const predictCommand = defineCommand(
       images: argv.images!,
       imagenetClasses: argv['imagenet-classes'],
       topK: argv['top-k'],
-      cacheRoot: cacheRootOf(argv.cache),
+      cacheRoot: argv.cache,
     });
   },
 );
@@ -56,31 +57,25 @@ export interface PredictCommand {
   readonly imagenetClasses?: string;
   readonly topK: number;
   readonly batch: number;
+  readonly concurrency: number;
   readonly json: boolean;
   readonly engine: EngineChoice;
   readonly device: DeviceChoice;
-  readonly cacheRoot: string;
+  /** Default: the head's recorded cache folder, else ./cache. */
+  readonly cacheRoot?: string;
 }
 
 export async function runPredictCommand(cmd: PredictCommand): Promise<number> {
   if (!cmd.head === !cmd.imagenet) throw new UsageError('predict needs either --head DIR (a trained head) or --imagenet (the backbone’s own classifier)');
   const files = await expandImageInputs(cmd.images);
-  const { classifier, wnids } = cmd.head ? { classifier: await openHeadClassifier(cmd), wnids: undefined } : await openImagenetClassifier(cmd);
+  if (cmd.head) return predictHeadCommand(cmd, files);
+  const { classifier, wnids } = await openImagenetClassifier(cmd);
   let failed = 0;
   try {
     for (const note of classifier.engine.notes) console.error(`note: ${note}`);
     if (!cmd.json) console.error(`${classifier.backbone.graph.name} on ${classifier.engine.name}/${classifier.engine.provider}, ${files.length} image(s)`);
     for await (const p of classify(classifier, files, { batch: cmd.batch, topK: cmd.topK })) {
-      if ('error' in p) {
-        failed++;
-        if (cmd.json) console.log(JSON.stringify({ file: p.file, error: p.error }));
-        else console.error(`bottleneck: skipped ${p.error}`);
-        continue;
-      }
-      if (cmd.json) {
-        const top = p.top.map(({ index, label, probability }) => ({ label, ...(wnids?.[index] ? { wnid: wnids[index] } : {}), probability }));
-        console.log(JSON.stringify({ file: p.file, top }));
-      } else console.log(formatPrediction(p.file, p.top));
+      if (!printPrediction(p, cmd.json, wnids)) failed++;
     }
   } finally {
     await classifier.dispose();
@@ -88,17 +83,42 @@ export async function runPredictCommand(cmd: PredictCommand): Promise<number> {
   return failed > 0 ? 1 : 0;
 }
 
-async function openHeadClassifier(cmd: PredictCommand): Promise<Classifier> {
+/** With a head: the images go through the head's cache key, then the head (predict-head.ts). */
+async function predictHeadCommand(cmd: PredictCommand, files: readonly string[]): Promise<number> {
   const head = await loadHead(cmd.head!);
-  const backbone = await loadHeadBackbone(head, { weights: cmd.weights });
-  return headClassifier(backbone, head, { engine: cmd.engine, device: cmd.device, cacheDir: cmd.cacheRoot });
+  const cacheRoot = cacheRootOf(cmd.cacheRoot, head.config.cacheRoot);
+  const sink = progressSink(cmd.json ? 'none' : 'bar');
+  const interrupts = listenForInterrupts();
+  try {
+    const result = await predictWithHead({ ...cmd, head, files, cacheRoot, signal: interrupts.signal, onProgress: (p) => sink.update(p) }).finally(() => sink.stop());
+    if (!cmd.json) console.error(`${head.config.codeSpec.backbone} ${head.config.codeSpec.layer} → head, ${files.length} image(s), ${result.computed} new to the cache${result.engine ? ` (${result.engine})` : ''}`);
+    let failed = 0;
+    for (const p of result.predictions) if (!printPrediction(p, cmd.json)) failed++;
+    return failed > 0 ? 1 : 0;
+  } finally {
+    interrupts.dispose();
+  }
+}
+
+/** One image's answer, as JSON or a small bar chart; false for an image that could not be read. */
+function printPrediction(p: ImagePrediction, json: boolean, wnids?: readonly (string | null)[]): boolean {
+  if ('error' in p) {
+    if (json) console.log(JSON.stringify({ file: p.file, error: p.error }));
+    else console.error(`bottleneck: skipped ${p.error}`);
+    return false;
+  }
+  if (json) {
+    const top = p.top.map(({ index, label, probability }) => ({ label, ...(wnids?.[index] ? { wnid: wnids[index] } : {}), probability }));
+    console.log(JSON.stringify({ file: p.file, top }));
+  } else console.log(formatPrediction(p.file, p.top));
+  return true;
 }
 
 /** The backbone's own classifier, and each class's WordNet id where known (for --json). */
 async function openImagenetClassifier(cmd: PredictCommand): Promise<{ classifier: Classifier; wnids?: readonly (string | null)[] }> {
   const backbone = await loadBackbone(cmd.backbone, { weights: cmd.weights, cuts: [{ layer: 'predictions' }] });
   if (!backbone.classifier) throw new UsageError(`${backbone.id} has no classifier output`);
-  const engine = await createEngine({ engine: cmd.engine, backbone, cuts: [{ layer: backbone.classifier }], device: cmd.device, cacheDir: cmd.cacheRoot });
+  const engine = await createEngine({ engine: cmd.engine, backbone, cuts: [{ layer: backbone.classifier }], device: cmd.device, cacheDir: cacheRootOf(cmd.cacheRoot) });
   try {
     const outputs = engine.outputs[0].size;
     if (outputs !== IMAGENET_CLASS_COUNT) {
