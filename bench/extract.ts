@@ -58,7 +58,7 @@ async function writeRandomVgg16(dir: string): Promise<string> {
 /** The images, optionally the first N, as a manifest both pipelines read. */
 async function imageList(dir: string, limit: number, tmp: string): Promise<{ manifest: string; folder: string; count: number }> {
   const { loadDataset } = await import('../src/extract/dataset.ts');
-  const dataset = await loadDataset(args.data!);
+  const dataset = await loadDataset(dir);
   const items = limit > 0 ? dataset.items.filter((_, i) => i % Math.ceil(dataset.items.length / limit) === 0).slice(0, limit) : dataset.items;
   const manifest = path.join(tmp, 'images.csv');
   await writeFile(manifest, ['path,label', ...items.map((i) => `${i.file},${i.label}`)].join('\n'));

@@ -5,14 +5,13 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import type { Cut, CutPool } from '../backbones/cut.ts';
-import { loadBackbone } from '../backbones/zoo.ts';
+import type { CutPool } from '../backbones/cut.ts';
 import type { CodeSpec, Interpolation, ResizeMode } from '../cache/code-spec.ts';
 import { readCodeTable, resolveDataset } from '../cache/code-table.ts';
 import { FeatureCache } from '../cache/feature-cache.ts';
 import type { DeviceChoice, EngineChoice } from '../engines/engine.ts';
 import { loadDataset } from '../extract/dataset.ts';
-import { cutsFor, parseBackground, parseSize } from '../extract/extract-command.ts';
+import { planExtract } from '../extract/extract-plan.ts';
 import { runExtract, type ExtractProgress } from '../extract/run-extract.ts';
 import { UsageError } from '../util/errors.ts';
 import type { AuditRows } from './audit-rows.ts';
@@ -66,20 +65,13 @@ export async function loadAuditSource(opts: AuditSourceOptions): Promise<AuditSo
     return readRows(cache, await resolveDataset(cache, opts.dataset), null);
   }
   const dataset = await loadDataset(opts.data);
-  const size = opts.size ? parseSize(opts.size) : undefined;
-  const backbone = await loadBackbone(opts.backbone, { weights: opts.weights, cuts: opts.layer ? [{ layer: opts.layer }] : undefined });
-  const [cut]: Cut[] = cutsFor(backbone, opts.layer ? [opts.layer] : undefined, opts.pool, size);
+  const plan = await planExtract({ ...opts, layer: opts.layer?.split(',')[0] });
   const name = opts.dataset ?? dataset.name;
   const summary = await runExtract({
     items: dataset.items,
     dataset: { name, root: dataset.root, source: dataset.source },
-    backbone,
-    cut,
-    size,
-    resize: opts.resize,
-    interpolation: opts.interpolation,
-    background: parseBackground(opts.background),
-    dtype: opts.float16 ? 'float16' : 'float32',
+    ...plan,
+    cut: plan.cuts[0],
     batch: opts.batch,
     concurrency: opts.concurrency,
     engine: opts.engine,

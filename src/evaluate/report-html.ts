@@ -9,7 +9,7 @@ import { historyPlotSvg, renderPng } from '../train-head/history-plot.ts';
 import { writeFileAtomic } from '../util/atomic-file.ts';
 import { escapeHtml as esc } from '../util/html.ts';
 import type { EvaluationReport } from './evaluation-report.ts';
-import { placeholderHtml as placeholder, thumbnailHtml } from './thumbnail-html.ts';
+import { thumbnailHtml } from './thumbnail-html.ts';
 import type { ClassMetrics, Metrics, Mistake } from './metrics.ts';
 
 const MAX_MISTAKES = 24;

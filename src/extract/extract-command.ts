@@ -1,19 +1,17 @@
 /** `bottleneck extract DATA`: flags in, a summary out. The work itself is runExtract's. */
 import path from 'node:path';
-import type { Backbone } from '../backbones/backbone.ts';
-import { cutLabel, planCuts, type Cut, type CutPool } from '../backbones/cut.ts';
-import type { Pair } from '../backbones/layer-graph.ts';
-import { resolveLayer } from '../backbones/layer-graph.ts';
-import { loadBackbone, ZOO_NAMES } from '../backbones/zoo.ts';
+import { cutLabel, type CutPool } from '../backbones/cut.ts';
+import { ZOO_NAMES } from '../backbones/zoo.ts';
 import { INTERPOLATIONS, RESIZE_MODES, type Interpolation, type ResizeMode } from '../cache/code-spec.ts';
 import { errorsTableName } from '../cache/errors-table.ts';
 import type { DeviceChoice, EngineChoice } from '../engines/engine.ts';
 import { assertDeviceUsable } from '../engines/select-engine.ts';
-import { cacheRootOf, defineCommand, numberOption, withBackbone, withBatching, withCache, withEngine, withWeights, WHOLE_POSITIVE } from '../util/cli-options.ts';
+import { cacheRootOf, defineCommand, numberOption, withBackbone, withBatching, withCache, withEngine, withWeights } from '../util/cli-options.ts';
 import { UsageError } from '../util/errors.ts';
 import { listenForInterrupts } from '../util/interrupt.ts';
 import { loadDataset } from './dataset.ts';
 import { progressSink } from './progress-reporter.ts';
+import { planExtract } from './extract-plan.ts';
 import { runExtract, shardWriterId } from './run-extract.ts';
 
 export interface ExtractCommand {
@@ -86,13 +84,10 @@ export const extractCommand = defineCommand(
 export async function runExtractCommand(cmd: ExtractCommand): Promise<number> {
   // Everything that can be refused is checked before anything is printed or computed.
   const shard = cmd.shard ? parseShard(cmd.shard) : undefined;
-  const size = cmd.size ? parseSize(cmd.size) : undefined;
-  const background = parseBackground(cmd.background);
   assertDeviceUsable(cmd.engine, cmd.device);
   const dataset = await loadDataset(cmd.data);
-  const requested = cmd.layer ? cmd.layer.split(',').map((l) => l.trim()).filter(Boolean) : undefined;
-  const backbone = await loadBackbone(cmd.backbone, { weights: cmd.weights, cuts: requested?.map((layer) => ({ layer })) });
-  const cuts = cutsFor(backbone, requested, cmd.pool, size);
+  const plan = await planExtract(cmd);
+  const { cuts } = plan;
 
   // Human-readable lines go to stderr in both modes; with --json, stdout stays machine-readable.
   const log = (line: string) => console.error(line);
@@ -110,16 +105,11 @@ export async function runExtractCommand(cmd: ExtractCommand): Promise<number> {
     const summary = await runExtract({
       items: dataset.items,
       dataset: { name: cmd.name ?? dataset.name, root: dataset.root, source: dataset.source },
-      backbone,
+      ...plan,
       cut: cuts[0],
       moreCuts: cuts.slice(1),
       ...(cmd.augment > 0 ? { augment: { views: cmd.augment, seed: cmd.augmentSeed } } : {}),
       ...(shard ? { shard } : {}),
-      size,
-      resize: cmd.resize,
-      interpolation: cmd.interpolation,
-      background,
-      dtype: cmd.float16 ? 'float16' : 'float32',
       batch: cmd.batch,
       concurrency: cmd.concurrency,
       engine: cmd.engine,
@@ -174,21 +164,6 @@ export async function runExtractCommand(cmd: ExtractCommand): Promise<number> {
   }
 }
 
-/**
- * The cuts to extract: the backbone's default, or each --layer. With several layers (a sweep),
- * --pool applies to the spatial ones and vectors such as relu6 are taken as they are; with one,
- * pooling a vector is an error.
- */
-export function cutsFor(backbone: Backbone, layers: readonly string[] | undefined, pool: CutPool | undefined, size: Pair | undefined): Cut[] {
-  if (!layers) return [pool ? { ...backbone.defaultCut, pool } : backbone.defaultCut];
-  if (layers.length === 0) throw new UsageError('--layer: name at least one layer');
-  const plan = planCuts(backbone.graph, size ?? backbone.preprocessing.size, layers.map((layer) => ({ layer })));
-  return layers.map((layer) => {
-    const spatial = plan.shapes.get(resolveLayer(backbone.graph, layer).name)!.length === 3;
-    return pool && (spatial || layers.length === 1) ? { layer, pool } : { layer };
-  });
-}
-
 export function parseShard(s: string): { index: number; count: number } {
   const m = s.match(/^(\d+)\/(\d+)$/);
   const index = Number(m?.[1]);
@@ -197,20 +172,3 @@ export function parseShard(s: string): { index: number; count: number } {
   return { index, count };
 }
 
-/** Far beyond any backbone's input, far below what would exhaust memory for one batch. */
-const MAX_SIZE = 4096;
-
-export function parseSize(s: string): Pair {
-  const m = s.match(/^(\d+)(?:[x×,](\d+))?$/);
-  const size: Pair = [Number(m?.[1]), Number(m?.[2] ?? m?.[1])];
-  if (!m || size.some((v) => v < 8 || v > MAX_SIZE)) throw new UsageError(`--size ${s}: use N or HxW with sides from 8 to ${MAX_SIZE}, e.g. 224 or 150x150`);
-  return size;
-}
-
-export function parseBackground(s: string): [number, number, number] {
-  const parts = s.split(',').map(Number);
-  if (parts.length !== 3 || parts.some((v) => !Number.isInteger(v) || v < 0 || v > 255)) {
-    throw new UsageError(`--background ${s}: use R,G,B with values 0-255`);
-  }
-  return [parts[0], parts[1], parts[2]];
-}
