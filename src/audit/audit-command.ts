@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { CutPool } from '../backbones/cut.ts';
 import type { Interpolation, ResizeMode } from '../cache/code-spec.ts';
 import type { DeviceChoice, EngineChoice } from '../engines/engine.ts';
-import { withExtractSettings } from '../extract/extract-command.ts';
+import { withExtractSettings } from '../extract/extract-plan.ts';
 import { progressSink } from '../extract/progress-reporter.ts';
 import { parseHidden } from '../train-head/train-command.ts';
 import { cacheRootOf, defineCommand, FRACTION, numberOption, optionalNumber, withBatching, withCache, withEngine, withWait, WHOLE_POSITIVE } from '../util/cli-options.ts';

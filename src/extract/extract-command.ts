@@ -1,17 +1,16 @@
 /** `bottleneck extract DATA`: flags in, a summary out. The work itself is runExtract's. */
 import path from 'node:path';
 import { cutLabel, type CutPool } from '../backbones/cut.ts';
-import { ZOO_NAMES } from '../backbones/zoo.ts';
-import { INTERPOLATIONS, RESIZE_MODES, type Interpolation, type ResizeMode } from '../cache/code-spec.ts';
+import type { Interpolation, ResizeMode } from '../cache/code-spec.ts';
 import { errorsTableName } from '../cache/errors-table.ts';
 import type { DeviceChoice, EngineChoice } from '../engines/engine.ts';
 import { assertDeviceUsable } from '../engines/select-engine.ts';
-import { cacheRootOf, defineCommand, numberOption, withBackbone, withBatching, withCache, withEngine, withWeights } from '../util/cli-options.ts';
+import { cacheRootOf, defineCommand, numberOption, withBatching, withCache, withEngine } from '../util/cli-options.ts';
 import { UsageError } from '../util/errors.ts';
 import { listenForInterrupts } from '../util/interrupt.ts';
 import { loadDataset } from './dataset.ts';
 import { progressSink } from './progress-reporter.ts';
-import { planExtract } from './extract-plan.ts';
+import { planExtract, withExtractSettings } from './extract-plan.ts';
 import { runExtract, shardWriterId } from './run-extract.ts';
 
 export interface ExtractCommand {
@@ -41,18 +40,6 @@ export interface ExtractCommand {
   readonly augmentSeed: number;
   /** `K/N`: this process takes the K-th of N parts (by content hash). */
   readonly shard?: string;
-}
-
-/** The options that decide which codes are computed: extract's, and those of commands that extract (train-head DATA, audit). */
-export function withExtractSettings<T>(y: import('yargs').Argv<T>) {
-  return withWeights(withBackbone(y, ZOO_NAMES))
-    .option('layer', { type: 'string', describe: "cut point: any layer name (default: the backbone's bottleneck); several, comma-separated, are computed in one pass" })
-    .option('pool', { choices: ['avg', 'max'] as const, describe: 'global pooling of the cut' })
-    .option('size', { type: 'string', describe: "network input size, e.g. 224 or 150x150 (default: the backbone's)" })
-    .option('resize', { choices: RESIZE_MODES, default: 'squash' as const, describe: 'squash (as Keras), centre crop, or letterbox' })
-    .option('interpolation', { choices: INTERPOLATIONS, default: 'linear' as const })
-    .option('background', { type: 'string', default: '255,255,255', describe: 'R,G,B that alpha is flattened on (and pad fills with)' })
-    .option('float16', { type: 'boolean', default: false, describe: 'store codes as float16 (half the disk)' });
 }
 
 export const extractCommand = defineCommand(

@@ -3,12 +3,14 @@
  * go into each code spec. Shared by extract and by the commands that name codes the way extract
  * does (train-head DATA, audit), so they resolve exactly the key extract writes.
  */
+import type { Argv } from 'yargs';
 import type { Backbone } from '../backbones/backbone.ts';
 import { planCuts, type Cut, type CutPool } from '../backbones/cut.ts';
 import type { Pair } from '../backbones/layer-graph.ts';
 import { resolveLayer } from '../backbones/layer-graph.ts';
-import { loadBackbone } from '../backbones/zoo.ts';
-import { cacheKey, type CodeDtype, type Interpolation, type ResizeMode } from '../cache/code-spec.ts';
+import { loadBackbone, ZOO_NAMES } from '../backbones/zoo.ts';
+import { cacheKey, INTERPOLATIONS, RESIZE_MODES, type CodeDtype, type Interpolation, type ResizeMode } from '../cache/code-spec.ts';
+import { withBackbone, withWeights } from '../util/cli-options.ts';
 import { UsageError } from '../util/errors.ts';
 import { codeSpecFor } from './extract-targets.ts';
 
@@ -34,6 +36,18 @@ export interface ExtractPlan {
   readonly interpolation: Interpolation;
   readonly background: readonly [number, number, number];
   readonly dtype: CodeDtype;
+}
+
+/** The flags above as yargs options: extract's, and those of the commands that name codes as extract does (train-head DATA, audit). */
+export function withExtractSettings<T>(y: Argv<T>) {
+  return withWeights(withBackbone(y, ZOO_NAMES))
+    .option('layer', { type: 'string', describe: "cut point: any layer name (default: the backbone's bottleneck); several, comma-separated, are computed in one pass" })
+    .option('pool', { choices: ['avg', 'max'] as const, describe: 'global pooling of the cut' })
+    .option('size', { type: 'string', describe: "network input size, e.g. 224 or 150x150 (default: the backbone's)" })
+    .option('resize', { choices: RESIZE_MODES, default: 'squash' as const, describe: 'squash (as Keras), centre crop, or letterbox' })
+    .option('interpolation', { choices: INTERPOLATIONS, default: 'linear' as const })
+    .option('background', { type: 'string', default: '255,255,255', describe: 'R,G,B that alpha is flattened on (and pad fills with)' })
+    .option('float16', { type: 'boolean', default: false, describe: 'store codes as float16 (half the disk)' });
 }
 
 /** Checks every flag before loading the backbone, so a typo costs nothing. */

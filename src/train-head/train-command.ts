@@ -6,6 +6,8 @@ import type { Argv } from 'yargs';
 import { cacheRootOf, defineCommand, numberOption, optionalNumber, parseBytes, withCache, withWait } from '../util/cli-options.ts';
 import { UsageError } from '../util/errors.ts';
 import { isLiveTerminal } from '../util/terminal.ts';
+import { withExtractSettings } from '../extract/extract-plan.ts';
+import { codesOfDataset, isKeyReference } from './dataset-codes.ts';
 import { formatEpoch } from './fit.ts';
 import { DEFAULT_HEAD_TRAINING, trainHead, TRAIN_RULES, type TrainHeadEvent, type TrainHeadOptions, type TrainHeadResult } from './train-head.ts';
 
@@ -32,8 +34,8 @@ export const trainHeadCommand = defineCommand(
   'train-head <codes>',
   'train a small classifier on cached codes, in seconds',
   (y) =>
-    withWait(withCache(withHeadOptions(y)))
-      .positional('codes', { type: 'string', demandOption: true, describe: 'cache key folder (cache/<key>) or key, as extract printed it' })
+    withWait(withCache(withExtractSettings(withHeadOptions(y))))
+      .positional('codes', { type: 'string', demandOption: true, describe: 'cache key folder (cache/<key>) or key, as extract printed it; or the dataset folder or manifest, with the options extract was given' })
       .option('out', { type: 'string', describe: 'head folder to write (default heads/<key>-<time>)' })
       .option('optimizer', { choices: ['adam', 'rmsprop', 'sgd'] as const, default: 'adam' as const })
       .option('lr', optionalNumber('lr', 'learning rate (default 1e-3; 1e-2 for sgd)', TRAIN_RULES.lr))
@@ -46,15 +48,18 @@ export const trainHeadCommand = defineCommand(
       .option('refit', { type: 'boolean', default: false, describe: 'choose the epoch count on validation, then train again on training + validation rows' })
       .option('test', numberOption('test', 'test fraction held out when rows have no split folders', TRAIN_RULES.test, 0))
       .option('trainer', { choices: ['auto', 'onnx', 'tfjs'] as const, default: 'auto' as const })
-      .option('dataset', { type: 'string', describe: 'which dataset of the cache key, when it holds several' })
+      .option('dataset', { type: 'string', describe: "which dataset of the cache key, when it holds several (with a dataset folder: its name in the cache, as extract's --name)" })
       .option('standardize', { type: 'boolean', default: false, describe: 'train on per-feature standardised codes (helps --hidden 0); folded into the saved weights' })
       .option('max-memory', { type: 'string', describe: 'memory for codes, e.g. 2GB; bigger codes are read from disk batch by batch (same result)', coerce: (v: string) => parseBytes(v, '--max-memory') })
       .option('json', { type: 'boolean', default: false, describe: 'JSON lines per epoch and a summary on stdout' }),
   async (argv) => {
+    const cacheRoot = cacheRootOf(argv.cache);
+    const resolved = isKeyReference(argv.codes!, cacheRoot) ? { keyDir: argv.codes!, dataset: argv.dataset } : await codesOfDataset(argv.codes!, { ...argv, name: argv.dataset }, cacheRoot);
     await runTrainHead({
       ...argv,
-      codes: argv.codes!,
-      cacheRoot: cacheRootOf(argv.cache),
+      codes: resolved.keyDir,
+      dataset: resolved.dataset,
+      cacheRoot,
       classWeights: argv['class-weights'],
       patience: argv.patience ?? null,
       maxMemory: argv['max-memory'],
