@@ -8,6 +8,7 @@ import { hideBin } from 'yargs/helpers';
 import { adviseCommand } from './advise/advise-command.ts';
 import { auditCommand } from './audit/audit-command.ts';
 import { backbonesCommand, weightsDownloadCommand } from './backbones/backbones-command.ts';
+import { showDownloadProgress } from './backbones/zoo.ts';
 import { demoCommand } from './demo/demo-command.ts';
 import { evaluateCommand } from './evaluate/evaluate-command.ts';
 import { cacheCommand } from './extract/cache-command.ts';
@@ -20,6 +21,7 @@ import { trainHeadCommand } from './train-head/train-command.ts';
 import { isUserError, UsageError } from './util/errors.ts';
 
 async function main(): Promise<void> {
+  showDownloadProgress();
   await yargs(hideBin(process.argv))
     .scriptName('bottleneck')
     .usage('$0 <command> [options]\n\nTransfer learning with cached CNN features.')

@@ -16,7 +16,7 @@ import { hashFile } from '../util/file-hash.ts';
 import type { Backbone, Preprocessing } from './backbone.ts';
 import { graphFromCaffeArch, preprocessingFromCaffeArch, type CaffeArch } from './caffe-arch.ts';
 import type { Cut } from './cut.ts';
-import { DownloadError, downloadFile, progressBarReporter } from './download.ts';
+import { DownloadError, downloadFile, progressBarReporter, type ProgressReporter } from './download.ts';
 import { planGraph } from './graph-plan.ts';
 import { graphFromKerasTopology } from './keras-topology.ts';
 import type { LayerGraph } from './layer-graph.ts';
@@ -60,6 +60,13 @@ const CAFFE_BACKBONES = {
   squeezenet1_1: { file: 'squeezenet1_1', defaultCut: { layer: 'fire9/concat', pool: 'avg' }, namedCuts: ['fire9/concat', 'pool5', 'pool3'], classifier: 'prob' },
   googlenet: { file: 'googlenet-bvlc', defaultCut: { layer: 'pool5/7x7_s1' }, namedCuts: ['pool5/7x7_s1', 'inception_4e/output', 'inception_5b/output'], classifier: 'prob' },
 } as const satisfies Record<string, { file: string; defaultCut: Cut; namedCuts: readonly string[]; classifier: string }>;
+
+/** Draws a download's progress; the CLI sets one (a bar on a terminal), the API draws nothing. */
+let downloadReporter: ((file: string) => ProgressReporter) | undefined;
+
+export function showDownloadProgress(reporter: (file: string) => ProgressReporter = progressBarReporter): void {
+  downloadReporter = reporter;
+}
 
 /** The backbone whose weights ship with the package (BSD-2-Clause, 4.9 MB): works offline. */
 export const BUILT_IN_BACKBONE = 'squeezenet1_1';
@@ -124,7 +131,7 @@ async function findVgg16Weights(needsTop: boolean, opts: LoadBackboneOptions): P
       url: `${base.replace(/\/$/, '')}/${target.file}`,
       dest,
       md5: target.md5,
-      onProgress: progressBarReporter(target.file),
+      onProgress: downloadReporter?.(target.file),
     });
   } catch (err) {
     if (!(err instanceof DownloadError)) throw err;

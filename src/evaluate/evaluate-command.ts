@@ -38,7 +38,7 @@ export const evaluateCommand = defineCommand(
       .option('json', { type: 'boolean', default: false, describe: 'the whole evaluation as JSON on stdout' }),
   async (argv) => {
     if (!argv.head) throw new UsageError('evaluate needs a head folder: bottleneck evaluate HEAD (as train-head wrote it)');
-    const report = await runEvaluate({ ...argv, head: argv.head, cacheRoot: argv.cache, quiet: argv.json });
+    const report = await runEvaluate({ ...argv, head: argv.head, cacheRoot: argv.cache, quiet: argv.json, onWarning: (m) => console.error(`warning: ${m}`) });
     if (argv.json) console.log(JSON.stringify(report));
     else console.log(formatReport(report, { mistakes: argv.mistakes }));
     if (argv.report) {
@@ -64,6 +64,8 @@ export interface EvaluateCommand {
   readonly quiet?: boolean;
   /** Seconds to wait for an extract that is writing the head's key. */
   readonly wait?: number;
+  /** Images of --data that could not be read. */
+  readonly onWarning?: (message: string) => void;
 }
 
 interface Selection {
@@ -147,7 +149,7 @@ async function extractedRows(head: Head, cmd: EvaluateCommand, cacheRoot: string
     // Same backbone name and settings but other weights: the codes would not be the head's.
     throw new UsageError(`${cmd.data}: extracted as ${summary.key}, but head ${head.dir} was trained on ${head.config.cacheKey} (other backbone weights?)`);
   }
-  for (const f of summary.failures) console.error(`warning: ${f.path}: ${f.message} (not evaluated)`);
+  for (const f of summary.failures) cmd.onWarning?.(`${f.path}: ${f.message} (not evaluated)`);
   const cache = await FeatureCache.open(cacheRoot, summary.key);
   const table = await readCodes(cache, indexOfMembers(summary.members, { dataset: dataset.name, root: dataset.root, dim: cache.dim }));
   return { table, rows: [...table.paths.keys()], source: cmd.data! };

@@ -42,7 +42,7 @@ export interface TrainHeadOptions {
   readonly seed: number;
   /** Stop after this many epochs without a better validation loss; null trains every epoch. */
   readonly patience: number | null;
-  /** Default 'best' (measured to do better on held-out data; see the README). */
+  /** Default 'last' (measured to do better on held-out data than 'best'; see the README). */
   readonly keep?: KeepEpoch;
   /**
    * Choose the epoch count on the validation rows, then train again from the same start on
@@ -108,7 +108,9 @@ export const DEFAULT_HEAD_TRAINING = {
   classWeights: 'none',
   seed: 0,
   patience: null,
-  keep: 'best',
+  // Measured by `npm run bench:keep` (README): the last epoch scored 0.3 points above the best
+  // validation-loss epoch on held-out data, over three datasets and a small-data cut.
+  keep: 'last',
   refit: false,
   val: 0.2,
   test: 0,
