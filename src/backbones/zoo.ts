@@ -22,6 +22,7 @@ import type { LayerGraph } from './layer-graph.ts';
 import { bindWeights, WeightsError, type WeightSource } from './weights.ts';
 import { readSafetensors } from './weights/safetensors.ts';
 import { readTfjsModel } from './weights/tfjs-folder.ts';
+import { readTeachableMachineMetadata, teachableMachineParts, teachableMachinePreprocessing } from './teachable-machine.ts';
 import { tinyRandomBackbone, TINY_RANDOM_ID } from './zoo/tiny-random.ts';
 import { VGG16_PREPROCESSING, vgg16Graph } from './zoo/vgg16.ts';
 
@@ -163,11 +164,30 @@ async function loadCaffeBackbone(name: keyof typeof CAFFE_BACKBONES, opts: LoadB
 /**
  * Any Keras-converted TF.js layers model. Its preprocessing cannot be known from the model;
  * a `preprocessing.json` beside model.json gives it, else inputs are scaled to [0, 1] RGB.
+ * A Teachable Machine export (metadata.json beside it) is recognised: its base's output is the
+ * default cut, its preprocessing Teachable Machine's own, its labels its classifier's names.
  */
 async function loadTfjsBackbone(location: string): Promise<Backbone> {
   const modelJson = location.endsWith('.json') ? location : path.join(location, 'model.json');
   const { topology, source } = await readTfjsModel(modelJson);
-  const { graph, inputSize } = graphFromKerasTopology(topology, path.basename(path.dirname(path.resolve(modelJson))));
+  const { graph, inputSize } = withFile(modelJson, () => graphFromKerasTopology(topology, path.basename(path.dirname(path.resolve(modelJson)))));
+  const weights = withFile(modelJson, () => bindWeights(graph, source));
+  const common = { id: path.resolve(modelJson), graph, weights, weightsId: await fingerprint([modelJson, ...source.files.slice(1)]), weightsFrom: modelJson };
+  const tm = await readTeachableMachineMetadata(modelJson);
+  if (tm) {
+    const { base, head } = teachableMachineParts(topology, graph, modelJson);
+    const baseNodes = new Set(planGraph(graph, inputSize, [base]).steps.map((s) => s.node.name));
+    const merges = graph.nodes.filter((n) => n.op === 'merge' && baseNodes.has(n.name)).map((n) => n.name);
+    const baseInput = graph.nodes.find((n) => n.name === base)?.inputs[0];
+    return {
+      ...common,
+      preprocessing: teachableMachinePreprocessing([tm.imageSize, tm.imageSize]),
+      defaultCut: { layer: base },
+      namedCuts: [base, ...(baseInput ? [baseInput] : []), ...merges.slice(-3).reverse()],
+      classifier: head,
+      classNames: tm.labels,
+    };
+  }
   const prepFile = path.join(path.dirname(modelJson), 'preprocessing.json');
   const preprocessing: Preprocessing = existsSync(prepFile)
     ? { size: inputSize, ...(JSON.parse(await readFile(prepFile, 'utf8')) as Omit<Preprocessing, 'size'>) }
@@ -175,16 +195,22 @@ async function loadTfjsBackbone(location: string): Promise<Backbone> {
   const last = graph.nodes[graph.nodes.length - 1];
   const beforeLast = graph.nodes[graph.nodes.length - 2] ?? last;
   return {
-    id: path.resolve(modelJson),
-    graph,
-    weights: bindWeights(graph, source),
+    ...common,
     preprocessing,
     defaultCut: { layer: beforeLast.name },
     namedCuts: graph.nodes.slice(1).map((n) => n.name),
     classifier: last.name,
-    weightsId: await fingerprint([modelJson, ...source.files]),
-    weightsFrom: modelJson,
   };
+}
+
+/** Runs a step that reads a model file, so that whatever it refuses names the file. */
+function withFile<T>(file: string, step: () => T): T {
+  try {
+    return step();
+  } catch (error) {
+    if (error instanceof WeightsError) throw new WeightsError(error.message.startsWith(file) ? error.message : `${file}: ${error.message}`);
+    throw error;
+  }
 }
 
 /** Reads any supported weights file: Keras h5, safetensors, or a TF.js model folder. */
