@@ -228,65 +228,64 @@ function convertLayer(layer: KerasLayer, name: string, inputs: readonly string[]
   };
   if (c.data_format !== undefined && c.data_format !== null && c.data_format !== 'channels_last') fail('only channels_last models are supported');
   const base = { name, inputs: [...inputs] };
-  const one = inputs.length === 1 ? inputs : fail(`takes one input, got ${inputs.length}`);
-  const single = { name, inputs: [...one] };
+  const single = () => (inputs.length === 1 ? { name, inputs: [inputs[0]] } : fail(`takes one input, got ${inputs.length}`));
   switch (layer.class_name) {
     case 'Conv2D':
-      return [{ ...single, op: 'conv2d', ...window(c, fail), filters: Number(c.filters), ...(Number(c.groups ?? 1) !== 1 && { groups: Number(c.groups) }), activation: activation(c.activation, fail), ...noBias(c) }];
+      return [{ ...single(), op: 'conv2d', ...window(c, fail), filters: Number(c.filters), ...(Number(c.groups ?? 1) !== 1 && { groups: Number(c.groups) }), activation: activation(c.activation, fail), ...noBias(c) }];
     case 'DepthwiseConv2D': {
-      const channels = channelsOf(one[0]) ?? fail('the channels of its input are not known');
+      const channels = channelsOf(single().inputs[0]) ?? fail('the channels of its input are not known');
       const multiplier = Number(c.depth_multiplier ?? 1);
-      return [{ ...single, op: 'conv2d', ...window(c, fail), filters: channels * multiplier, groups: channels, depthwise: true, activation: activation(c.activation, fail), ...noBias(c) }];
+      return [{ ...single(), op: 'conv2d', ...window(c, fail), filters: channels * multiplier, groups: channels, depthwise: true, activation: activation(c.activation, fail), ...noBias(c) }];
     }
     case 'SeparableConv2D':
-      return [{ ...single, op: 'separable_conv2d', ...window(c, fail), filters: Number(c.filters), multiplier: Number(c.depth_multiplier ?? 1), activation: activation(c.activation, fail), ...noBias(c) }];
+      return [{ ...single(), op: 'separable_conv2d', ...window(c, fail), filters: Number(c.filters), multiplier: Number(c.depth_multiplier ?? 1), activation: activation(c.activation, fail), ...noBias(c) }];
     case 'Dense':
-      return [{ ...single, op: 'dense', units: Number(c.units), activation: activation(c.activation, fail), ...noBias(c) }];
+      return [{ ...single(), op: 'dense', units: Number(c.units), activation: activation(c.activation, fail), ...noBias(c) }];
     case 'BatchNormalization': {
       const axis = Array.isArray(c.axis) ? c.axis : [c.axis ?? -1];
       if (axis.length !== 1 || (axis[0] !== -1 && axis[0] !== 3)) fail(`only the channel axis (-1) is supported, got ${JSON.stringify(c.axis)}`);
-      return [{ ...single, op: 'batchnorm', epsilon: Number(c.epsilon ?? 1e-3), ...(c.scale === false && { scale: false }), ...(c.center === false && { center: false }) }];
+      return [{ ...single(), op: 'batchnorm', epsilon: Number(c.epsilon ?? 1e-3), ...(c.scale === false && { scale: false }), ...(c.center === false && { center: false }) }];
     }
     case 'Activation': {
       const act = activation(c.activation, fail);
-      if (act === 'relu') return [{ ...single, op: 'relu' }];
-      if (act === 'softmax') return [{ ...single, op: 'softmax' }];
-      if (act === 'linear') return [{ ...single, op: 'dropout', rate: 0 }];
-      return [{ ...single, op: 'activation', fn: act }];
+      if (act === 'relu') return [{ ...single(), op: 'relu' }];
+      if (act === 'softmax') return [{ ...single(), op: 'softmax' }];
+      if (act === 'linear') return [{ ...single(), op: 'dropout', rate: 0 }];
+      return [{ ...single(), op: 'activation', fn: act }];
     }
     case 'ReLU': {
       const maxValue = c.max_value ?? c.maxValue;
       const threshold = Number(c.threshold ?? 0);
       const negativeSlope = Number(c.negative_slope ?? c.negativeSlope ?? 0);
-      return [{ ...single, op: 'relu', ...(maxValue != null && { maxValue: Number(maxValue) }), ...(threshold !== 0 && { threshold }), ...(negativeSlope !== 0 && { negativeSlope }) }];
+      return [{ ...single(), op: 'relu', ...(maxValue != null && { maxValue: Number(maxValue) }), ...(threshold !== 0 && { threshold }), ...(negativeSlope !== 0 && { negativeSlope }) }];
     }
     case 'LeakyReLU':
-      return [{ ...single, op: 'relu', negativeSlope: Number(c.negative_slope ?? c.alpha ?? 0.3) }];
+      return [{ ...single(), op: 'relu', negativeSlope: Number(c.negative_slope ?? c.alpha ?? 0.3) }];
     case 'ELU':
-      return [{ ...single, op: 'activation', fn: 'elu', alpha: Number(c.alpha ?? 1) }];
+      return [{ ...single(), op: 'activation', fn: 'elu', alpha: Number(c.alpha ?? 1) }];
     case 'Softmax':
       if (c.axis !== undefined && c.axis !== -1 && !(Array.isArray(c.axis) && c.axis.length === 1 && c.axis[0] === -1)) fail('only softmax over the last axis is supported');
-      return [{ ...single, op: 'softmax' }];
+      return [{ ...single(), op: 'softmax' }];
     case 'MaxPooling2D':
     case 'AveragePooling2D': {
       const kernel = pair(c.pool_size ?? 2);
-      return [{ ...single, op: layer.class_name === 'MaxPooling2D' ? 'maxpool' : 'avgpool', kernel, stride: pair(c.strides ?? kernel), pad: padding(c.padding, fail), ceil: false }];
+      return [{ ...single(), op: layer.class_name === 'MaxPooling2D' ? 'maxpool' : 'avgpool', kernel, stride: pair(c.strides ?? kernel), pad: padding(c.padding, fail), ceil: false }];
     }
     case 'GlobalAveragePooling2D':
     case 'GlobalMaxPooling2D':
-      return [{ ...single, op: 'globalpool', mode: layer.class_name === 'GlobalMaxPooling2D' ? 'max' : 'avg', ...(c.keepdims === true && { keepdims: true }) }];
+      return [{ ...single(), op: 'globalpool', mode: layer.class_name === 'GlobalMaxPooling2D' ? 'max' : 'avg', ...(c.keepdims === true && { keepdims: true }) }];
     case 'Flatten':
-      return [{ ...single, op: 'flatten', order: 'hwc' }];
+      return [{ ...single(), op: 'flatten', order: 'hwc' }];
     case 'Dropout':
     case 'SpatialDropout2D':
     case 'GaussianDropout':
     case 'GaussianNoise':
       // Identity at inference.
-      return [{ ...single, op: 'dropout', rate: Number(c.rate ?? 0) }];
+      return [{ ...single(), op: 'dropout', rate: Number(c.rate ?? 0) }];
     case 'ZeroPadding2D':
-      return [{ ...single, op: 'zeropad', pad: sides(c.padding) }];
+      return [{ ...single(), op: 'zeropad', pad: sides(c.padding) }];
     case 'Cropping2D':
-      return [{ ...single, op: 'crop', crop: sides(c.cropping) }];
+      return [{ ...single(), op: 'crop', crop: sides(c.cropping) }];
     case 'Concatenate': {
       const axis = Number(c.axis ?? -1);
       if (axis !== -1 && axis !== 3) fail('only channel concatenation is supported');
@@ -301,18 +300,18 @@ function convertLayer(layer: KerasLayer, name: string, inputs: readonly string[]
       if (inputs.length < 2) fail(`merges two inputs or more, got ${inputs.length}`);
       return [{ ...base, op: 'merge', mode: layer.class_name.toLowerCase() as 'add' }];
     case 'Rescaling':
-      return [{ ...single, op: 'rescale', scale: numbers(c.scale ?? 1, fail), offset: numbers(c.offset ?? 0, fail) }];
+      return [{ ...single(), op: 'rescale', scale: numbers(c.scale ?? 1, fail), offset: numbers(c.offset ?? 0, fail) }];
     case 'Normalization': {
       const axis = Array.isArray(c.axis) ? c.axis : [c.axis ?? -1];
       if (axis.length !== 1 || (axis[0] !== -1 && axis[0] !== 3)) fail(`only per-channel normalization (axis -1) is supported, got ${JSON.stringify(c.axis)}`);
       if (c.invert === true) fail('invert=True is not supported');
       if (c.mean != null || c.variance != null) fail('a mean and variance given in the config (rather than as weights) are not supported');
-      return [{ ...single, op: 'normalize' }];
+      return [{ ...single(), op: 'normalize' }];
     }
     case 'Reshape': {
       const target = c.target_shape ?? c.targetShape;
       if (!Array.isArray(target) || !target.every((d) => Number.isInteger(d))) fail(`target shape ${JSON.stringify(target)}`);
-      return [{ ...single, op: 'reshape', shape: (target as number[]).map(Number) }];
+      return [{ ...single(), op: 'reshape', shape: (target as number[]).map(Number) }];
     }
     default:
       return fail('layer type is not supported');
