@@ -17,6 +17,8 @@ export interface WeightSlot {
   readonly shape: readonly number[];
   /** Whether Keras files hold it for this node (use_bias=False layers have no bias). */
   readonly inKeras: boolean;
+  /** Other names files give the variable: Keras 3 calls a DepthwiseConv2D's kernel just `kernel`. */
+  readonly kerasAliases?: readonly string[];
   /** The value of every element when a file lacks it (a bias 0, gamma 1); undefined: required. */
   readonly fill?: number;
   /** Keras layout → canonical. */
@@ -52,7 +54,7 @@ export function weightSlots(node: WeightedNode, inChannels: number): WeightSlot[
       const [kh, kw] = node.kernel;
       const groups = groupsOf(node);
       const kernel: WeightSlot = node.depthwise
-        ? { keras: 'depthwise_kernel', key: key('weight'), shape: [node.filters, 1, kh, kw], inKeras: true, ...depthwiseLayout(kh, kw, inChannels, node.filters / inChannels) }
+        ? { keras: 'depthwise_kernel', kerasAliases: ['kernel'], key: key('weight'), shape: [node.filters, 1, kh, kw], inKeras: true, ...depthwiseLayout(kh, kw, inChannels, node.filters / inChannels) }
         : { keras: 'kernel', key: key('weight'), shape: [node.filters, inChannels / groups, kh, kw], inKeras: true, fromKeras: fromHwio, toKeras: toHwio };
       return [kernel, vector('bias', key('bias'), node.filters, 0, node.useBias !== false)];
     }

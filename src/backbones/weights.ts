@@ -40,7 +40,8 @@ export function bindWeights(graph: LayerGraph, source: WeightSource): WeightMap 
   for (const node of graph.nodes) {
     if (!hasWeights(node)) continue;
     const keras = source.convention === 'keras';
-    const lookup = (slot: WeightSlot) => source.tensors.get(keras ? `${node.name}/${slot.keras}` : slot.key!);
+    const lookup = (slot: WeightSlot) =>
+      keras ? [slot.keras, ...(slot.kerasAliases ?? [])].map((v) => source.tensors.get(`${node.name}/${v}`)).find((t) => t !== undefined) : source.tensors.get(slot.key!);
     const channels = keras ? inChannelsOf(node, lookup) : source.tensors.has(canonicalSlots(node, 1)[0].key) ? canonicalInChannels(node, source.tensors) : 0;
     const slots = canonicalSlots(node, channels);
     for (const slot of slots) {

@@ -25,6 +25,7 @@ import { readTfjsModel } from './weights/tfjs-folder.ts';
 import { readTeachableMachineMetadata, teachableMachineParts, teachableMachinePreprocessing } from './teachable-machine.ts';
 import { tinyRandomBackbone, TINY_RANDOM_ID } from './zoo/tiny-random.ts';
 import { VGG16_PREPROCESSING, vgg16Graph } from './zoo/vgg16.ts';
+import { isKerasApplication, KERAS_APPLICATIONS, kerasPreprocessing, type KerasApplication, type KerasApplicationName } from './zoo/keras-applications.ts';
 
 export interface LoadBackboneOptions {
   /** A weights file or folder given by the user; looked at before the weights folder. */
@@ -41,7 +42,7 @@ export interface LoadBackboneOptions {
   readonly vgg16Files?: typeof KERAS_VGG16_FILES;
 }
 
-export const ZOO_NAMES = ['vgg16', 'squeezenet1_1', 'googlenet', TINY_RANDOM_ID] as const;
+export const ZOO_NAMES = ['vgg16', ...(Object.keys(KERAS_APPLICATIONS) as KerasApplicationName[]), 'squeezenet1_1', 'googlenet', TINY_RANDOM_ID] as const;
 export type ZooName = (typeof ZOO_NAMES)[number];
 
 export interface KerasWeightFile {
@@ -68,6 +69,7 @@ export function defaultWeightsDir(): string {
 export async function loadBackbone(name: string, opts: LoadBackboneOptions = {}): Promise<Backbone> {
   if (name === TINY_RANDOM_ID) return tinyRandomBackbone();
   if (name === 'vgg16') return loadVgg16(opts);
+  if (isKerasApplication(name)) return loadKerasApplication(name, opts);
   if (name in CAFFE_BACKBONES) return loadCaffeBackbone(name as keyof typeof CAFFE_BACKBONES, opts);
   if (name.endsWith('.json') || (existsSync(name) && statSync(name).isDirectory())) return loadTfjsBackbone(name);
   throw new WeightsError(`unknown backbone '${name}': use one of ${ZOO_NAMES.join(', ')}, or a path to a TF.js model.json`);
@@ -122,6 +124,56 @@ async function findVgg16Weights(needsTop: boolean, opts: LoadBackboneOptions): P
     md5: target.md5,
     onProgress: progressBarReporter(target.file),
   });
+  return dest;
+}
+
+/**
+ * A keras.applications backbone: its Keras h5 file (notop when the cuts need no top layer),
+ * found in --weights, then the weights folder, else downloaded there from Keras' own location.
+ */
+async function loadKerasApplication(name: KerasApplicationName, opts: LoadBackboneOptions): Promise<Backbone> {
+  const spec: KerasApplication = KERAS_APPLICATIONS[name];
+  const graph = spec.graph();
+  const top = new Set(spec.topNodes);
+  const needsTop = (opts.cuts ?? [spec.defaultCut]).some((cut) => planGraph(graph, spec.size, [cut.layer]).steps.some((s) => top.has(s.node.name)));
+  const file = await findKerasWeights(name, spec, needsTop, opts);
+  const source = await readWeightFile(file);
+  const graphForBinding: LayerGraph = needsTop ? graph : { ...graph, nodes: graph.nodes.filter((n) => !top.has(n.name)) };
+  return {
+    id: name,
+    graph,
+    weights: bindWeights(graphForBinding, source),
+    preprocessing: kerasPreprocessing(spec.mode, spec.size),
+    defaultCut: spec.defaultCut,
+    namedCuts: spec.namedCuts,
+    classifier: 'predictions',
+    weightsId: await fingerprint(source.files),
+    weightsFrom: source.files[0],
+  };
+}
+
+async function findKerasWeights(name: string, spec: KerasApplication, needsTop: boolean, opts: LoadBackboneOptions): Promise<string> {
+  const wanted = needsTop ? [spec.full] : [spec.notop, spec.full];
+  const names = [...wanted.map((w) => w.file), `${name}/model.json`, `${name}.safetensors`];
+  if (opts.weights) {
+    if (!existsSync(opts.weights)) throw new WeightsError(`--weights ${opts.weights}: no such file or folder`);
+    if (!statSync(opts.weights).isDirectory()) return opts.weights;
+    const inside = findIn(opts.weights, names);
+    if (inside) return inside;
+  }
+  const dir = opts.weightsDir ?? defaultWeightsDir();
+  const found = findIn(dir, names);
+  if (found) return found;
+  const target = wanted[0];
+  const dest = path.join(dir, target.file);
+  const checksum = target.md5 ? ` (md5 ${target.md5})` : '';
+  if (opts.download === false) {
+    throw new WeightsError(`${name} weights not found: put ${target.file}${checksum} in ${dir}, set BOTTLENECK_WEIGHTS, or pass --weights PATH`);
+  }
+  const base = opts.downloadBaseUrl ?? process.env.BOTTLENECK_WEIGHTS_URL ?? spec.url;
+  // Keras lists no checksum for its MobileNet files and downloads them unchecked; the bar says so.
+  const label = target.md5 ? target.file : `${target.file} (unchecked: Keras lists no md5)`;
+  await downloadFile({ url: `${base.replace(/\/$/, '')}/${target.file}`, dest, md5: target.md5, onProgress: progressBarReporter(label) });
   return dest;
 }
 

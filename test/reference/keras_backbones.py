@@ -130,7 +130,7 @@ def main():
     parser.add_argument("step", choices=["structure", "outputs"])
     parser.add_argument("--weights-dir")
     parser.add_argument("names", nargs="*", default=list(BACKBONES))
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()
     os.makedirs(OUT, exist_ok=True)
     for name in args.names:
         if args.step == "structure":
