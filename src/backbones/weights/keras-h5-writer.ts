@@ -10,6 +10,7 @@
 import path from 'node:path';
 import { hasWeights, type LayerGraph } from '../layer-graph.ts';
 import { weightSlots } from '../weight-slots.ts';
+import { kerasLayerOrder } from '../keras-order.ts';
 import { canonicalInChannels, WeightsError, type WeightMap, type WeightTensor } from '../weights.ts';
 import { elementCount } from './dtypes.ts';
 import { writeAtomically } from '../../util/atomic-file.ts';
@@ -117,14 +118,16 @@ function writeFloat32(group: Group, name: string, t: WeightTensor): void {
 
 /**
  * A graph's canonical weights (OIHW / [out, in]) as Keras h5 layers (HWIO / [in, out]), every
- * layer up to and including `upTo` (default: all), weightless ones as empty groups. This is how
+ * layer `upTo` (default: the last) needs, in Keras' layer order, weightless ones as empty groups. This is how
  * the project writes weights users can load in Keras, and how tests make Keras-layout files.
  * Convolutions and dense layers with a bias keep the old `_W_1`/`_b_1` names VGG's files use;
  * every other weighted layer lists its variables as Keras does (`<layer>/<variable>:0`).
  */
 export function toKerasLayers(graph: LayerGraph, weights: WeightMap, upTo?: string): KerasH5Layer[] {
   const layers: KerasH5Layer[] = [];
-  for (const node of graph.nodes.slice(1)) {
+  // Keras' own layer order (load_weights goes by it); for a notop file, that of the model ending at upTo.
+  const ordered = kerasLayerOrder(graph, upTo ?? graph.nodes[graph.nodes.length - 1].name).filter((n) => n.op !== 'input');
+  for (const node of ordered) {
     if (!hasWeights(node)) {
       layers.push({ name: node.name });
     } else {
@@ -139,7 +142,6 @@ export function toKerasLayers(graph: LayerGraph, weights: WeightMap, upTo?: stri
       if (plain && variables.length === 2) layers.push({ name: node.name, kernel: variables[0].tensor, bias: variables[1].tensor });
       else layers.push({ name: node.name, variables });
     }
-    if (node.name === upTo) break;
   }
   return layers;
 }
