@@ -6,7 +6,6 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { cutLabel } from './backbones/cut.ts';
 import { KERAS_VGG16_FILES, KERAS_WEIGHTS_URL, defaultWeightsDir, loadBackbone, ZOO_NAMES } from './backbones/zoo.ts';
 import { downloadFile, progressBarReporter } from './backbones/download.ts';
 import type { DeviceChoice, EngineChoice } from './engines/engine.ts';
@@ -59,16 +58,17 @@ async function main(): Promise<void> {
       async () => {
         const dir = defaultWeightsDir();
         console.log(`weights folder: ${dir}${existsSync(dir) ? '' : ' (does not exist yet)'}\n`);
-        for (const name of ZOO_NAMES) {
-          try {
-            const b = await loadBackbone(name, { download: false });
-            console.log(`${name.padEnd(16)} input ${b.preprocessing.size.join('×')}  default cut ${cutLabel(b.defaultCut)}`);
-            console.log(`${''.padEnd(16)} cuts: ${b.namedCuts.join(', ')}`);
-            console.log(`${''.padEnd(16)} weights: ${b.weightsFrom}`);
-          } catch (err) {
-            console.log(`${name.padEnd(16)} ${err instanceof Error ? err.message : String(err)}`);
+        const { describeZoo } = await import('./backbones/catalog.ts');
+        for (const b of await describeZoo()) {
+          if (!b.input) {
+            console.log(`${b.name.padEnd(16)} ${b.weights}`);
+            continue;
           }
+          console.log(`${b.name.padEnd(16)} input ${b.input.join('×')}  default cut ${b.defaultCut}  preprocessing ${b.preprocessing}`);
+          console.log(`${''.padEnd(16)} cuts: ${b.namedCuts!.join(', ')}`);
+          console.log(`${''.padEnd(16)} weights: ${b.weights}`);
         }
+        console.log('\n--backbone path/to/model.json: any Keras or TF.js layers model, Teachable Machine exports included');
       },
     )
     .command(

@@ -152,7 +152,9 @@ async function loadKerasApplication(name: KerasApplicationName, opts: LoadBackbo
   };
 }
 
-async function findKerasWeights(name: string, spec: KerasApplication, needsTop: boolean, opts: LoadBackboneOptions): Promise<string> {
+/** Where a keras.applications backbone's weights already are (--weights, then the weights folder), if anywhere. */
+export function locateKerasWeights(name: KerasApplicationName, needsTop: boolean, opts: Pick<LoadBackboneOptions, 'weights' | 'weightsDir'>): string | undefined {
+  const spec: KerasApplication = KERAS_APPLICATIONS[name];
   const wanted = needsTop ? [spec.full] : [spec.notop, spec.full];
   const names = [...wanted.map((w) => w.file), `${name}/model.json`, `${name}.safetensors`];
   if (opts.weights) {
@@ -161,10 +163,14 @@ async function findKerasWeights(name: string, spec: KerasApplication, needsTop: 
     const inside = findIn(opts.weights, names);
     if (inside) return inside;
   }
-  const dir = opts.weightsDir ?? defaultWeightsDir();
-  const found = findIn(dir, names);
+  return findIn(opts.weightsDir ?? defaultWeightsDir(), names);
+}
+
+async function findKerasWeights(name: KerasApplicationName, spec: KerasApplication, needsTop: boolean, opts: LoadBackboneOptions): Promise<string> {
+  const found = locateKerasWeights(name, needsTop, opts);
   if (found) return found;
-  const target = wanted[0];
+  const dir = opts.weightsDir ?? defaultWeightsDir();
+  const target = needsTop ? spec.full : spec.notop;
   const dest = path.join(dir, target.file);
   const checksum = target.md5 ? ` (md5 ${target.md5})` : '';
   if (opts.download === false) {
