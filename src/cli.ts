@@ -350,7 +350,7 @@ async function main(): Promise<void> {
         engineOptions(y)
           .positional('images', { type: 'string', array: true, demandOption: true })
           .option('head', { type: 'string', describe: 'a head folder written by train-head; its backbone, cut and preprocessing are used' })
-          .option('imagenet', { type: 'boolean', default: false, describe: "use the backbone's 1000-class output" })
+          .option('imagenet', { type: 'boolean', default: false, alias: 'own', describe: "the backbone's own classifier: ImageNet's 1000 classes, or a Teachable Machine export's head and labels" })
           .option('imagenet-classes', { type: 'string', describe: "ImageNet class names file (Keras' imagenet_class_index.json or a JSON array); default: downloaded once into the weights folder" })
           .option('top-k', { type: 'number', default: 5 })
           .option('batch', { type: 'number', default: 8 })
@@ -376,11 +376,11 @@ async function main(): Promise<void> {
     )
     .command(
       'export',
-      'write backbone + head as one model file (ONNX or TF.js layers) with its preprocessing.json',
+      'write backbone + head as one model file (ONNX, TF.js layers, or a Teachable Machine folder) with its preprocessing.json',
       (y) =>
         y
           .option('head', { type: 'string', demandOption: true, describe: 'head folder written by train-head' })
-          .option('format', { choices: ['onnx', 'tfjs'] as const, demandOption: true })
+          .option('format', { choices: ['onnx', 'tfjs', 'teachable-machine'] as const, demandOption: true })
           .option('out', { type: 'string', demandOption: true, describe: 'folder to write the model and preprocessing.json into' })
           .option('weights', { type: 'string', describe: 'backbone weights (as extract takes them)' }),
       async (argv) => {

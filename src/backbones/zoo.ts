@@ -244,6 +244,7 @@ async function loadTfjsBackbone(location: string): Promise<Backbone> {
       namedCuts: [base, ...(baseInput ? [baseInput] : []), ...merges.slice(-3).reverse()],
       classifier: head,
       classNames: tm.labels,
+      inputResize: 'crop',
     };
   }
   const prepFile = path.join(path.dirname(modelJson), 'preprocessing.json');

@@ -1,6 +1,6 @@
 /**
- * `bottleneck export --head DIR --format onnx|tfjs --out FOLDER`: backbone and head as one
- * model that other tools load, with the preprocessing it expects written beside it.
+ * `bottleneck export --head DIR --format onnx|tfjs|teachable-machine --out FOLDER`: backbone and
+ * head as one model that other tools load, with the preprocessing it expects written beside it.
  */
 import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
@@ -13,7 +13,7 @@ import { loadHeadBackbone } from '../train-head/head-backbone.ts';
 import { PROBABILITIES, stitchHead } from './stitch-head.ts';
 import type { Backbone } from '../backbones/backbone.ts';
 
-export type ExportFormat = 'onnx' | 'tfjs';
+export type ExportFormat = 'onnx' | 'tfjs' | 'teachable-machine';
 
 export interface ExportCommand {
   readonly head: string;
@@ -56,7 +56,7 @@ export async function runExport(cmd: ExportCommand): Promise<{ files: string[] }
   await mkdir(cmd.out, { recursive: true });
   let written: Written;
   try {
-    written = cmd.format === 'onnx' ? await writeOnnx(stitched, cmd.out) : await writeTfjs(stitched, cmd.out);
+    written = cmd.format === 'onnx' ? await writeOnnx(stitched, cmd.out) : cmd.format === 'tfjs' ? await writeTfjs(stitched, cmd.out) : await writeTeachableMachine(stitched, head, cmd.out);
   } catch (err) {
     if (created) await rm(cmd.out, { recursive: true, force: true });
     throw err;
@@ -68,6 +68,8 @@ export async function runExport(cmd: ExportCommand): Promise<{ files: string[] }
 
 interface Written {
   readonly files: readonly string[];
+  /** What the model takes, when not the backbone's own preprocessing (a Teachable Machine folder's). */
+  readonly inputPreprocessing?: { readonly channels: 'rgb' | 'bgr'; readonly mean: readonly number[]; readonly std: readonly number[]; readonly resize: string };
   /** The file a loader opens. */
   readonly model: string;
   readonly input: string;
@@ -78,6 +80,14 @@ async function writeOnnx(stitched: Backbone, out: string): Promise<Written> {
   const file = path.join(out, 'model.onnx');
   await exportOnnx(stitched, file);
   return { files: [file], model: file, input: ONNX_INPUT, output: EXPORTED_OUTPUT };
+}
+
+async function writeTeachableMachine(stitched: Backbone, head: Head, out: string): Promise<Written> {
+  const { exportTeachableMachine, TM_MODEL_FILE } = await import('./export-teachable-machine.ts');
+  const written = await exportTeachableMachine(stitched, PROBABILITIES, head.config.classes, out);
+  const { channels, mean, std } = written.preprocessing;
+  // Teachable Machine's capture() takes the centre square before resizing.
+  return { ...written, model: path.join(out, TM_MODEL_FILE), inputPreprocessing: { channels, mean, std, resize: 'crop' } };
 }
 
 async function writeTfjs(stitched: Backbone, out: string): Promise<Written> {
@@ -97,10 +107,10 @@ function preprocessingFor(head: Head, stitched: Backbone, written: Written): Exp
       layout: 'NHWC',
       dtype: 'float32',
       size: p.size,
-      channels: p.channels,
-      mean: p.mean,
-      std: p.std,
-      resize: p.resize,
+      channels: written.inputPreprocessing?.channels ?? p.channels,
+      mean: written.inputPreprocessing?.mean ?? p.mean,
+      std: written.inputPreprocessing?.std ?? p.std,
+      resize: written.inputPreprocessing?.resize ?? p.resize,
       interpolation: p.interpolation,
       background: p.background,
     },

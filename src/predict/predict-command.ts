@@ -11,7 +11,7 @@ import type { DeviceChoice, EngineChoice } from '../engines/engine.ts';
 import { createEngine } from '../engines/select-engine.ts';
 import { loadHead } from '../train-head/head-folder.ts';
 import { UsageError } from '../util/errors.ts';
-import { classify, headClassifier, type Classifier, type ClassScore } from './classifier.ts';
+import { classify, headClassifier, ownClassifier, type Classifier, type ClassScore } from './classifier.ts';
 import { loadHeadBackbone } from '../train-head/head-backbone.ts';
 import { expandImageInputs } from './image-inputs.ts';
 import { imagenetClassifier } from './imagenet.ts';
@@ -39,7 +39,7 @@ export interface PredictCommand {
 }
 
 export async function runPredictCommand(cmd: PredictCommand): Promise<number> {
-  if (!cmd.head === !cmd.imagenet) throw new UsageError('predict needs either --head DIR (a trained head) or --imagenet (the backbone’s own classifier)');
+  if (!cmd.head === !cmd.imagenet) throw new UsageError('predict needs either --head DIR (a trained head) or --own / --imagenet (the model’s own classifier)');
   const files = await expandImageInputs(cmd.images);
   const { classifier, wnids } = cmd.head ? { classifier: await openHeadClassifier(cmd), wnids: undefined } : await openImagenetClassifier(cmd);
   let failed = 0;
@@ -73,6 +73,8 @@ async function openHeadClassifier(cmd: PredictCommand): Promise<Classifier> {
 /** The backbone's own classifier, and each class's WordNet id where known (for --json). */
 async function openImagenetClassifier(cmd: PredictCommand): Promise<{ classifier: Classifier; wnids?: readonly (string | null)[] }> {
   const backbone = await loadBackbone(cmd.backbone, { weights: cmd.weights, cuts: [{ layer: 'predictions' }] });
+  // A model that names its own classes (a Teachable Machine export's labels) runs as it is.
+  if (backbone.classNames) return { classifier: await ownClassifier(backbone, { engine: cmd.engine, device: cmd.device, cacheDir: cmd.cacheRoot }) };
   if (!backbone.classifier) throw new UsageError(`${backbone.id} has no classifier output`);
   const engine = await createEngine({ engine: cmd.engine, backbone, cuts: [{ layer: backbone.classifier }], device: cmd.device, cacheDir: cmd.cacheRoot });
   try {
