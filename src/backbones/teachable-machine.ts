@@ -59,15 +59,21 @@ export async function readTeachableMachineMetadata(modelJson: string): Promise<T
   return { ...m, labels: m.labels, imageSize };
 }
 
+/** metadata.json's userMetadata key naming the base's output in folders bottleneck exported (one flat model). */
+export const TM_BASE_OUTPUT_KEY = 'bottleneckBaseOutput';
+
 /** The base's output node and the head's output node of an export's graph. */
-export function teachableMachineParts(topology: unknown, graph: LayerGraph, file: string): { base: string; head: string } {
+export function teachableMachineParts(topology: unknown, graph: LayerGraph, metadata: TeachableMachineMetadata, file: string): { base: string; head: string } {
+  const head = graph.nodes[graph.nodes.length - 1].name;
+  const recorded = metadata.userMetadata?.[TM_BASE_OUTPUT_KEY];
+  if (typeof recorded === 'string' && graph.nodes.some((n) => n.name === recorded)) return { base: recorded, head };
   const top = topLevelLayers(topology);
   const models = top.filter((l) => l.className === 'Sequential' || l.className === 'Model' || l.className === 'Functional');
   if (top.length !== 2 || models.length !== 2) {
-    throw new WeightsError(`${file}: a Teachable Machine export is a Sequential of two models (base and head); this one has ${top.map((l) => `${l.name} (${l.className})`).join(', ')}`);
+    const listed = top.length > 4 ? `${top.length} layers, ${top.slice(0, 2).map((l) => l.name).join(', ')}, …` : top.map((l) => `${l.name} (${l.className})`).join(', ');
+    throw new WeightsError(`${file}: a Teachable Machine export is a Sequential of two models (base and head); this one has ${listed}`);
   }
   const base = graph.aliases?.[models[0].name];
-  const head = graph.nodes[graph.nodes.length - 1].name;
   if (!base) throw new WeightsError(`${file}: cannot find the output of its base model '${models[0].name}'`);
   return { base, head };
 }

@@ -233,7 +233,7 @@ async function loadTfjsBackbone(location: string): Promise<Backbone> {
   const common = { id: path.resolve(modelJson), graph, weights, weightsId: await fingerprint([modelJson, ...source.files.slice(1)]), weightsFrom: modelJson };
   const tm = await readTeachableMachineMetadata(modelJson);
   if (tm) {
-    const { base, head } = teachableMachineParts(topology, graph, modelJson);
+    const { base, head } = teachableMachineParts(topology, graph, tm, modelJson);
     const baseNodes = new Set(planGraph(graph, inputSize, [base]).steps.map((s) => s.node.name));
     const merges = graph.nodes.filter((n) => n.op === 'merge' && baseNodes.has(n.name)).map((n) => n.name);
     const baseInput = graph.nodes.find((n) => n.name === base)?.inputs[0];

@@ -14,7 +14,7 @@ import path from 'node:path';
 import type { Backbone, Preprocessing } from '../backbones/backbone.ts';
 import { toTfjsLayersModel } from '../backbones/keras-topology-writer.ts';
 import type { LayerGraph, LayerNode } from '../backbones/layer-graph.ts';
-import { teachableMachinePreprocessing, TM_METADATA_FILE, type TeachableMachineMetadata } from '../backbones/teachable-machine.ts';
+import { teachableMachinePreprocessing, TM_BASE_OUTPUT_KEY, TM_METADATA_FILE, type TeachableMachineMetadata } from '../backbones/teachable-machine.ts';
 import type { WeightTensor } from '../backbones/weights.ts';
 import { writeFileAtomic } from '../util/atomic-file.ts';
 import { UsageError } from '../util/errors.ts';
@@ -50,7 +50,7 @@ export async function exportTeachableMachine(stitched: Backbone, output: string,
     packageName: '@teachablemachine/image',
     packageVersion: '0.8.5',
     timeStamp: new Date().toISOString(),
-    userMetadata: { exportedBy: `bottleneck v${TOOL_VERSION}`, backbone: stitched.id },
+    userMetadata: { exportedBy: `bottleneck v${TOOL_VERSION}`, backbone: stitched.id, [TM_BASE_OUTPUT_KEY]: baseOutput(graph, output) },
     modelName: `bottleneck-${path.basename(stitched.id).replace(/\.json$/, '')}`,
     labels: [...labels],
     imageSize: h,
@@ -62,6 +62,14 @@ export async function exportTeachableMachine(stitched: Backbone, output: string,
   await writeFileAtomic(files[2], `${JSON.stringify(modelJson)}\n`);
   const config = modelTopology.model_config.config;
   return { files, input: config.input_layers[0][0], output: config.output_layers[0][0], preprocessing: teachableMachinePreprocessing([h, w]) };
+}
+
+/** The node the head reads: the input of the first dense layer on the way to the output. */
+function baseOutput(graph: LayerGraph, output: string): string {
+  const byName = new Map(graph.nodes.map((n) => [n.name, n]));
+  let node = byName.get(output)!;
+  while (node.op === 'dense' && byName.get(node.inputs[0])?.op === 'dense') node = byName.get(node.inputs[0])!;
+  return node.inputs[0];
 }
 
 /** The stitched graph fed Teachable Machine's input: an adapter after the input node, unless the backbone already takes it. */
