@@ -31,6 +31,9 @@ export function seededWeights(
       const param = slot.key.slice(slot.key.lastIndexOf('.') + 1);
       const value = SEEDED[param] ?? heUniform(slot.shape);
       for (let i = 0; i < data.length; i++) data[i] = value(random());
+      // A bias the layer does not have (use_bias=False) is zero, a missing gamma one: drawn and
+      // then overwritten, so every other tensor keeps the values it has with the layer's own.
+      if (!slot.inKeras && slot.fill !== undefined) data.fill(slot.fill);
       weights.set(slot.key, { shape: slot.shape, data });
     }
   }
