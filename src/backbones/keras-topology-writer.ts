@@ -22,9 +22,9 @@
  */
 import { UsageError } from '../util/errors.ts';
 import { planGraph, resolveConvPads, type GraphPlan, type PlannedNode, type Shape } from './graph-plan.ts';
-import { hasWeights, type Activation, type LayerNode, type Pads, type Pair, type LayerGraph } from './layer-graph.ts';
+import { biasName, hasWeights, weightName, type Activation, type LayerNode, type Pads, type Pair, type LayerGraph } from './layer-graph.ts';
 import { weightSlots } from './weight-slots.ts';
-import { checkWeights, type WeightMap, type WeightTensor } from './weights.ts';
+import { checkWeights, transpose, type WeightMap, type WeightTensor } from './weights.ts';
 
 export interface TfjsWeightSpec {
   readonly name: string;
@@ -170,7 +170,7 @@ class Writer {
         return this.add(node.name, 'Activation', name, inputs, { activation: 'relu' });
       }
       case 'activation':
-        if (node.fn === 'elu' && (node.alpha ?? 1) !== 1) return this.add(node.name, 'ELU', name, inputs, { alpha: node.alpha });
+        if (node.fn === 'elu' && (node.alpha ?? 1) !== 1) return fail(`tfjs-layers' ELU takes only alpha 1 (this one has ${node.alpha}); export it with --format onnx instead`);
         return this.add(node.name, 'Activation', name, inputs, { activation: kerasActivation(node.fn, fail) });
       case 'batchnorm': {
         this.add(node.name, 'BatchNormalization', name, inputs, {
@@ -263,7 +263,6 @@ class Writer {
     }
     const groups = node.op === 'conv2d' ? (node.groups ?? 1) : 1;
     const depthwise = groups > 1 && groups === c;
-    if (groups > 1 && !depthwise) fail(`tfjs-layers has no grouped convolution (${groups} groups); export it with --format onnx instead`);
     let padding: 'valid' | 'same' = 'valid';
     let source = input;
     if (isZero(pads)) padding = 'valid';
@@ -287,6 +286,14 @@ class Writer {
       this.add(node.name, 'DepthwiseConv2D', name, [source], { depth_multiplier: node.filters / c, ...common, ...DEPTHWISE_INITIALIZERS });
     } else {
       this.add(node.name, 'Conv2D', name, [source], { filters: node.filters, ...common, ...INITIALIZERS });
+    }
+    if (groups > 1 && !depthwise && node.op === 'conv2d') {
+      // tfjs-layers' Conv2D has no groups: a grouped conv is the full conv whose kernel is zero
+      // between groups, which adds exact zeros.
+      const kernel = blockDiagonal(this.weight(weightName(node)), groups, c);
+      this.specs.push({ name: `${name}/kernel`, shape: [...node.kernel, c, node.filters], dtype: 'float32' }, { name: `${name}/bias`, shape: [node.filters], dtype: 'float32' });
+      this.tensors.push(transpose(kernel, [2, 3, 1, 0]).data, this.weight(biasName(node)).data);
+      return;
     }
     // A depthwise Conv2D node of any origin is written as Keras' DepthwiseConv2D, with its kernel layout.
     this.addVariables(name, depthwise && node.op === 'conv2d' && !node.depthwise ? { ...step, node: { ...node, depthwise: true } } : step);
@@ -536,6 +543,19 @@ function describePads(p: Pads): string {
 function kerasWindowOut(size: Pair, window: Pair, stride: Pair, padding: 'valid' | 'same'): Pair {
   const out = (i: 0 | 1) => (padding === 'same' ? Math.ceil(size[i] / stride[i]) : Math.floor((size[i] - window[i]) / stride[i]) + 1);
   return [out(0), out(1)];
+}
+
+/** A grouped conv's OIHW kernel [F, C/g, kh, kw] as the full [F, C, kh, kw] one, zero outside each group. */
+function blockDiagonal(t: WeightTensor, groups: number, channels: number): WeightTensor {
+  const [filters, perGroup, kh, kw] = t.shape;
+  const area = kh * kw;
+  const data = new Float32Array(filters * channels * area);
+  const filtersPerGroup = filters / groups;
+  for (let f = 0; f < filters; f++) {
+    const offset = Math.floor(f / filtersPerGroup) * perGroup;
+    for (let i = 0; i < perGroup; i++) data.set(t.data.subarray((f * perGroup + i) * area, (f * perGroup + i + 1) * area), (f * channels + offset + i) * area);
+  }
+  return { shape: [filters, channels, kh, kw], data };
 }
 
 function concatFloat32(parts: readonly Float32Array[]): Uint8Array {
