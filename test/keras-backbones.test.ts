@@ -10,7 +10,7 @@
  * No Python is needed to run these.
  */
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -146,5 +146,34 @@ describe('keras.applications parity: both engines within 1e-4 of Keras', () => {
       }
     }
     console.log(`${name} (${meta.shape.join('×')}) vs Keras ${meta.keras_version}: relative error ${errors.join(', ')}`);
+  });
+});
+
+describe('keras.applications weights as users have them', () => {
+  const dir = path.join(os.tmpdir(), `bottleneck-keras-weights-${process.pid}`);
+  afterAll(async () => rm(dir, { recursive: true, force: true }));
+
+  it("mobilenet_v2: Keras' notop h5 file name in the weights folder, and a TF.js folder converted from it, bind the same weights", async () => {
+    const { writeKerasH5, toKerasLayers } = await import('../src/backbones/weights/keras-h5-writer.ts');
+    const { exportTfjs } = await import('../src/predict/export-tfjs.ts');
+    const { loadBackbone } = await import('../src/backbones/zoo.ts');
+    const spec = KERAS_APPLICATIONS.mobilenet_v2;
+    const graph = spec.graph();
+    const weights = seededWeights(graph, spec.size, 5, ['out_relu']);
+    const h5Dir = path.join(dir, 'h5');
+    await mkdir(h5Dir, { recursive: true });
+    await writeKerasH5(path.join(h5Dir, spec.notop.file), toKerasLayers(graph, weights, 'out_relu'));
+    const fromH5 = await loadBackbone('mobilenet_v2', { weightsDir: h5Dir, download: false });
+    expect(fromH5.weightsFrom).toBe(path.join(h5Dir, spec.notop.file));
+
+    const tfjsDir = path.join(dir, 'tfjs');
+    await exportTfjs({ ...fromH5 }, 'out_relu', path.join(tfjsDir, 'mobilenet_v2'));
+    const fromTfjs = await loadBackbone('mobilenet_v2', { weightsDir: tfjsDir, download: false });
+    expect(fromTfjs.weightsFrom).toBe(path.join(tfjsDir, 'mobilenet_v2', 'model.json'));
+
+    for (const [key, t] of weights) {
+      expect(fromH5.weights.get(key)?.data, key).toEqual(t.data);
+      expect(fromTfjs.weights.get(key)?.data, key).toEqual(t.data);
+    }
   });
 });
