@@ -12,6 +12,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { loadDataset } from '../src/extract/dataset.ts';
 import { runExtractCommand } from '../src/extract/extract-command.ts';
 import { DEFAULT_HEAD_TRAINING, openCodes, runTrainHead, type TrainHeadCommand } from '../src/train-head/train-command.ts';
 
@@ -33,6 +34,7 @@ interface Row {
   valAcc: number;
   trainSeconds: number;
   extractSeconds: number;
+  images: number;
 }
 
 const rows: Row[] = [];
@@ -61,7 +63,10 @@ for (const backbone of args.backbones!.split(',')) {
       augmentSeed: 0,
     });
     const extractSeconds = (performance.now() - started) / 1000;
-    const key = (await import('node:fs')).readdirSync(args.cache!).find((k) => k.startsWith(backbone))!;
+    // Keys start with the backbone's name, or for a model.json path with its last two path segments (see cacheKey).
+    const prefix = backbone.includes('/') ? backbone.split('/').filter(Boolean).slice(-2).join('_').replace(/[^A-Za-z0-9_.-]+/g, '_') : backbone;
+    const key = (await import('node:fs')).readdirSync(args.cache!).find((k) => k.startsWith(prefix))!;
+    const images = (await loadDataset(data)).items.length;
     await openCodes(key, args.cache!);
     for (const [head, hidden, standardize] of [
       ['logistic regression on standardised codes (--hidden 0 --standardize)', [], true],
@@ -86,13 +91,14 @@ for (const backbone of args.backbones!.split(',')) {
         valAcc: result.config.metrics.valAcc ?? NaN,
         trainSeconds: result.history.reduce((s, h) => s + h.seconds, 0),
         extractSeconds,
+        images,
       });
     }
   }
 }
 
-console.log(`\n| backbone (cut) | dataset | head, ${args.epochs} epochs | val acc | train s | extract s (incl. cached) |`);
-console.log('|---|---|---|---|---|---|');
+console.log(`\n| backbone (cut) | dataset | head, ${args.epochs} epochs | val acc | train s | extract s (incl. cached) | extract img/s |`);
+console.log('|---|---|---|---|---|---|---|');
 for (const r of rows) {
-  console.log(`| ${r.backbone} | ${r.dataset} | ${r.head} | ${(r.valAcc * 100).toFixed(2)}% | ${r.trainSeconds.toFixed(1)} | ${r.extractSeconds.toFixed(0)} |`);
+  console.log(`| ${r.backbone} | ${r.dataset} | ${r.head} | ${(r.valAcc * 100).toFixed(2)}% | ${r.trainSeconds.toFixed(1)} | ${r.extractSeconds.toFixed(0)} | ${(r.images / r.extractSeconds).toFixed(1)} |`);
 }

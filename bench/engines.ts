@@ -5,8 +5,12 @@
  *   npm run bench:engines                     # everything
  *   npm run bench:engines -- --engines onnx --batches 8 --seconds 5
  *
- * VGG16 runs at full size on seeded random weights (its cost does not depend on the values);
- * squeezenet1_1 and googlenet use their real weights from ../shared/models when present.
+ * VGG16 and the keras.applications backbones (resnet50, inception_v3 at 299, mobilenet_v2,
+ * efficientnet_b0, …) run at their own size on seeded random weights (their cost does not depend
+ * on the values); squeezenet1_1, googlenet and a model.json path (the Teachable Machine export)
+ * use their real weights from ../shared/models when present.
+ *
+ *   npm run bench:engines -- --backbones resnet50,inception_v3,../shared/models/teachable-machine/model.json
  */
 import os from 'node:os';
 import path from 'node:path';
@@ -16,6 +20,7 @@ import { cutLabel, type Cut } from '../src/backbones/cut.ts';
 import { loadBackbone } from '../src/backbones/zoo.ts';
 import { seededWeights } from '../src/backbones/zoo/random-weights.ts';
 import { VGG16_PREPROCESSING, vgg16Graph } from '../src/backbones/zoo/vgg16.ts';
+import { isKerasApplication, KERAS_APPLICATIONS, kerasPreprocessing, type KerasApplication } from '../src/backbones/zoo/keras-applications.ts';
 import type { EngineName, FeatureEngine } from '../src/engines/engine.ts';
 import { createOnnxEngine } from '../src/engines/onnx-engine.ts';
 import { createTfjsEngine } from '../src/engines/tfjs-engine.ts';
@@ -48,6 +53,21 @@ async function benchBackbone(name: string): Promise<{ backbone: Backbone; cut: C
       weightsFrom: 'seeded random',
     };
     return { backbone, cut: { layer: 'block5_pool' } };
+  }
+  if (isKerasApplication(name)) {
+    const spec: KerasApplication = KERAS_APPLICATIONS[name];
+    const graph = spec.graph();
+    const backbone: Backbone = {
+      id: name,
+      graph,
+      weights: seededWeights(graph, spec.size, 1, [spec.defaultCut.layer]),
+      preprocessing: kerasPreprocessing(spec.mode, spec.size),
+      defaultCut: spec.defaultCut,
+      namedCuts: [],
+      weightsId: `bench-random-seed-1-${name}`,
+      weightsFrom: 'seeded random',
+    };
+    return { backbone, cut: spec.defaultCut };
   }
   try {
     const backbone = await loadBackbone(name, { weightsDir: SHARED_MODELS, download: false });
@@ -87,7 +107,7 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   const seconds = Number(args.seconds);
   console.log(`machine: ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.availableParallelism()} cores, node ${process.version}`);
-  for (const name of args.backbones!.split(',')) {
+  for (const name of args.backbones!.split(',').map((n) => (n.endsWith('.json') ? path.resolve(n) : n))) {
     const spec = await benchBackbone(name);
     if (!spec) continue;
     for (const engineName of args.engines!.split(',') as EngineName[]) {
@@ -95,14 +115,14 @@ async function main(): Promise<void> {
       const engine = await create({
         backbone: spec.backbone,
         cuts: [spec.cut],
-        inputSize: SIZE,
+        inputSize: spec.backbone.preprocessing.size,
         device: 'auto',
         cacheDir: path.resolve('cache'),
       });
       const batches = (engineName === 'tfjs' ? args['tfjs-batches']! : args.batches!).split(',').map(Number);
       for (const batch of batches) {
         const r = await timeEngine(engine, batch, seconds);
-        const row = { backbone: name, cut: cutLabel(spec.cut), engine: `${engine.name}/${engine.provider}`, batch, ...r };
+        const row = { backbone: name.endsWith('.json') ? path.basename(path.dirname(name)) : name, cut: cutLabel(spec.cut), engine: `${engine.name}/${engine.provider}`, batch, ...r };
         rows.push(row);
         console.error(`${row.backbone} ${row.engine} batch ${batch}: ${r.imgPerSec.toFixed(2)} img/s`);
       }

@@ -18,7 +18,7 @@ describe.skipIf(!hasSharedModels)(`vgg16 is exactly Keras' VGG16${NEEDS_SHARED_M
   it('has the Keras weight tensors: names, shapes and order', () => {
     const plan = planGraph(vgg16Graph(), [224, 224], ['predictions']);
     const ours = plan.steps.flatMap(({ node, inShape }) => {
-      if (!hasWeights(node)) return [];
+      if (!hasWeights(node) || (node.op !== 'conv2d' && node.op !== 'dense')) return [];
       const inC = inShape[inShape.length - 1];
       const kernel = node.op === 'conv2d' ? [...node.kernel, inC, node.filters] : [inC, node.units];
       const outs = node.op === 'conv2d' ? node.filters : node.units;

@@ -207,9 +207,10 @@ describe('tensorNames', () => {
     expect(tensorNames('c', ['c_W_1:0', 'c_b_1:0']).map((t) => t.name)).toEqual(['c/kernel', 'c/bias']);
   });
 
-  it('keeps the leaf names of weights past the second', () => {
+  it('keeps the Keras variable names batch norm and depthwise convolutions store', () => {
     const bn = ['bn/gamma:0', 'bn/beta:0', 'bn/moving_mean:0', 'bn/moving_variance:0'];
-    expect(tensorNames('bn', bn).map((t) => t.name)).toEqual(['bn/kernel', 'bn/bias', 'bn/moving_mean', 'bn/moving_variance']);
+    expect(tensorNames('bn', bn).map((t) => t.name)).toEqual(['bn/gamma', 'bn/beta', 'bn/moving_mean', 'bn/moving_variance']);
+    expect(tensorNames('dw', ['dw/depthwise_kernel:0']).map((t) => t.name)).toEqual(['dw/depthwise_kernel']);
   });
 });
 

@@ -26,6 +26,10 @@ export interface Backbone {
   readonly namedCuts: readonly string[];
   /** Node that gives ImageNet (or the model's own) class scores, when it has one. */
   readonly classifier?: string;
+  /** The classifier's class names, when the model file names them (a Teachable Machine export's labels). */
+  readonly classNames?: readonly string[];
+  /** How the model's own pipeline fits images to its input, where that is known ('crop': Teachable Machine's centre square). */
+  readonly inputResize?: 'crop' | 'squash' | 'pad';
   /** Fingerprint of the weights (sha256 of the files or of the seed), for cache keys. */
   readonly weightsId: string;
   /** Where the weights came from, for humans. */

@@ -2,10 +2,9 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { defineCommand } from '../util/cli-options.ts';
-import { UserError } from '../util/errors.ts';
-import { cutLabel } from './cut.ts';
+import { describeZoo } from './catalog.ts';
 import { downloadFile, progressBarReporter } from './download.ts';
-import { defaultWeightsDir, KERAS_VGG16_FILES, KERAS_WEIGHTS_URL, loadBackbone, ZOO_NAMES } from './zoo.ts';
+import { defaultWeightsDir, KERAS_VGG16_FILES, KERAS_WEIGHTS_URL } from './zoo.ts';
 
 export const backbonesCommand = defineCommand(
   'backbones',
@@ -14,17 +13,16 @@ export const backbonesCommand = defineCommand(
   async () => {
     const dir = defaultWeightsDir();
     console.log(`weights folder: ${dir}${existsSync(dir) ? '' : ' (does not exist yet)'}\n`);
-    for (const name of ZOO_NAMES) {
-      try {
-        const b = await loadBackbone(name, { download: false });
-        console.log(`${name.padEnd(16)} input ${b.preprocessing.size.join('×')}  default cut ${cutLabel(b.defaultCut)}`);
-        console.log(`${''.padEnd(16)} cuts: ${b.namedCuts.join(', ')}`);
-        console.log(`${''.padEnd(16)} weights: ${b.weightsFrom}`);
-      } catch (err) {
-        if (!(err instanceof UserError)) throw err;
-        console.log(`${name.padEnd(16)} ${err.message}`);
+    for (const b of await describeZoo()) {
+      if (!b.input) {
+        console.log(`${b.name.padEnd(16)} ${b.weights}`);
+        continue;
       }
+      console.log(`${b.name.padEnd(16)} input ${b.input.join('×')}  default cut ${b.defaultCut}  preprocessing ${b.preprocessing}`);
+      console.log(`${''.padEnd(16)} cuts: ${b.namedCuts!.join(', ')}`);
+      console.log(`${''.padEnd(16)} weights: ${b.weights}`);
     }
+    console.log('\n--backbone path/to/model.json: any Keras or TF.js layers model, Teachable Machine exports included');
   },
 );
 

@@ -51,7 +51,8 @@ export function graphFromCaffeArch(arch: CaffeArch): LayerGraph {
         break;
       }
       case 'Convolution': {
-        if ((p.group ?? 1) !== 1) fail(layer, `grouped convolution (group ${String(p.group)}) is not supported`);
+        const groups = Number(p.group ?? 1);
+        if (!Number.isInteger(groups) || groups < 1) fail(layer, `group ${String(p.group)} is not a whole number ≥ 1`);
         const [ph, pw] = pair(p.pad ?? [0, 0]);
         add(
           {
@@ -64,6 +65,8 @@ export function graphFromCaffeArch(arch: CaffeArch): LayerGraph {
             pad: [ph, pw, ph, pw],
             dilation: pair(p.dilation ?? [1, 1]),
             activation: 'linear',
+            // Caffe's group: the channels split into groups, each convolved with its own filters.
+            ...(groups !== 1 && { groups }),
           },
           true,
         );

@@ -14,8 +14,11 @@ import { UserError } from '../util/errors.ts';
 export interface DownloadOptions {
   readonly url: string;
   readonly dest: string;
-  /** Hex md5 of the complete file; a download that does not match it is deleted. */
-  readonly md5: string;
+  /**
+   * Hex md5 of the complete file; a download that does not match it is deleted. Undefined only
+   * where the file's publisher lists none (Keras' MobileNet files): then nothing is checked.
+   */
+  readonly md5: string | undefined;
   /** Size of the complete file, when known; otherwise the server's Content-Length is used. */
   readonly expectedBytes?: number;
   /** Called as bytes arrive; `received` counts bytes already in a resumed part. */
@@ -53,7 +56,7 @@ async function attempt(opts: DownloadOptions): Promise<void> {
   if (existing > 0 && response.status === 416) {
     // Nothing past the part's end: it is either the whole file or junk (say, from another file).
     await response.body?.cancel();
-    if (partHash.digest('hex') === opts.md5.toLowerCase()) return finish(part, opts.dest);
+    if (opts.md5 === undefined || partHash.digest('hex') === opts.md5.toLowerCase()) return finish(part, opts.dest);
     await rm(part, { force: true });
     return attempt(opts);
   }
@@ -77,7 +80,7 @@ async function attempt(opts: DownloadOptions): Promise<void> {
     throw unreachable(opts, `the connection ended after ${received} of ${opts.expectedBytes} bytes`, received);
   }
   const actual = hasher.digest('hex');
-  if (actual !== opts.md5.toLowerCase()) {
+  if (opts.md5 !== undefined && actual !== opts.md5.toLowerCase()) {
     await rm(part, { force: true });
     throw new DownloadError(
       `${path.basename(opts.dest)} downloaded from ${opts.url} has md5 ${actual}, expected ${opts.md5}; ` +
@@ -144,7 +147,7 @@ function unreachable(opts: DownloadOptions, reason: string, partBytes = 0): Down
       : '';
   return new DownloadError(
     `could not download ${file} from ${opts.url} (${reason}).${kept} Download it on a machine with network access ` +
-      `and put it at ${opts.dest} (md5 ${opts.md5}), or pass --weights PATH.`,
+      `and put it at ${opts.dest}${opts.md5 ? ` (md5 ${opts.md5})` : ''}, or pass --weights PATH.`,
     opts.url,
     opts.dest,
   );

@@ -18,8 +18,9 @@ export interface PoolPads {
 
 export type PlannedNode =
   | { readonly node: Extract<LayerNode, { op: 'conv2d' }>; readonly pads: Pads; readonly inShape: Shape; readonly outShape: Shape }
+  | { readonly node: Extract<LayerNode, { op: 'separable_conv2d' }>; readonly pads: Pads; readonly inShape: Shape; readonly outShape: Shape }
   | { readonly node: Extract<LayerNode, { op: 'maxpool' | 'avgpool' }>; readonly pads: PoolPads; readonly inShape: Shape; readonly outShape: Shape }
-  | { readonly node: Exclude<LayerNode, { op: 'conv2d' | 'maxpool' | 'avgpool' }>; readonly inShape: Shape; readonly outShape: Shape };
+  | { readonly node: Exclude<LayerNode, { op: 'conv2d' | 'separable_conv2d' | 'maxpool' | 'avgpool' }>; readonly inShape: Shape; readonly outShape: Shape };
 
 export interface GraphPlan {
   readonly graph: LayerGraph;
@@ -71,15 +72,20 @@ function planNode(graphName: string, node: LayerNode, inShape: Shape, inShapes: 
   switch (node.op) {
     case 'input':
       return { node, inShape, outShape: inShape };
-    case 'conv2d': {
-      const [h, w] = spatial();
+    case 'conv2d':
+    case 'separable_conv2d': {
+      const [h, w, c] = spatial();
+      const groups = node.op === 'conv2d' ? (node.groups ?? 1) : 1;
+      if (c % groups !== 0 || node.filters % groups !== 0) {
+        throw new Error(`${where}: ${groups} groups must divide both the ${c} input channels and the ${node.filters} filters`);
+      }
       const pads = resolveConvPads(node.pad, [h, w], node.kernel, node.stride, node.dilation);
       const out = (size: number, k: number, s: number, d: number, p0: number, p1: number) =>
         Math.floor((size + p0 + p1 - d * (k - 1) - 1) / s) + 1;
       const oh = out(h, node.kernel[0], node.stride[0], node.dilation[0], pads[0], pads[2]);
       const ow = out(w, node.kernel[1], node.stride[1], node.dilation[1], pads[1], pads[3]);
       if (oh < 1 || ow < 1) throw new Error(`${where}: input ${h}×${w} is too small for this convolution`);
-      return { node, pads, inShape, outShape: [oh, ow, node.filters] };
+      return node.op === 'conv2d' ? { node, pads, inShape, outShape: [oh, ow, node.filters] } : { node, pads, inShape, outShape: [oh, ow, node.filters] };
     }
     case 'maxpool':
     case 'avgpool': {
@@ -100,7 +106,21 @@ function planNode(graphName: string, node: LayerNode, inShape: Shape, inShapes: 
     case 'relu':
     case 'dropout':
     case 'softmax':
+    case 'activation':
+    case 'batchnorm':
+    case 'normalize':
+    case 'rescale':
       return { node, inShape, outShape: inShape };
+    case 'crop': {
+      const [h, w, c] = spatial();
+      const [t, l, b, r] = node.crop;
+      if (h - t - b < 1 || w - l - r < 1) throw new Error(`${where}: cropping ${node.crop.join(', ')} leaves nothing of ${h}×${w}`);
+      return { node, inShape, outShape: [h - t - b, w - l - r, c] };
+    }
+    case 'merge':
+      return { node, inShape, outShape: broadcastShapes(where, inShapes) };
+    case 'reshape':
+      return { node, inShape, outShape: reshapeTarget(where, inShape, node.shape) };
     case 'lrn':
       spatial();
       return { node, inShape, outShape: inShape };
@@ -118,13 +138,40 @@ function planNode(graphName: string, node: LayerNode, inShape: Shape, inShapes: 
     case 'flatten':
       return { node, inShape, outShape: [inShape.reduce((a, b) => a * b, 1)] };
     case 'globalpool':
-      return { node, inShape, outShape: [spatial()[2]] };
+      return { node, inShape, outShape: node.keepdims ? [1, 1, spatial()[2]] : [spatial()[2]] };
     case 'dense':
       if (inShape.length !== 1) {
         throw new Error(`${where}: dense needs a vector; add a flatten node (got ${inShape.join('×')})`);
       }
       return { node, inShape, outShape: [node.units] };
   }
+}
+
+/** Shapes an element-wise merge accepts: all equal, or 1×1 maps broadcast over H and W. */
+function broadcastShapes(where: string, shapes: readonly Shape[]): Shape {
+  const fail = (): never => {
+    throw new Error(`${where}: cannot merge inputs of shapes ${shapes.map((s) => s.join('×')).join(', ')}`);
+  };
+  if (shapes.every((s) => s.length === 1)) return shapes.every((s) => s[0] === shapes[0][0]) ? shapes[0] : fail();
+  if (!shapes.every((s) => s.length === 3)) return fail();
+  const out = [0, 1, 2].map((axis) => {
+    const sizes = new Set(shapes.map((s) => s[axis]).filter((d) => d !== 1));
+    if (sizes.size > 1) fail();
+    return sizes.size === 0 ? 1 : [...sizes][0];
+  });
+  if (shapes.some((s) => s[2] !== out[2])) fail(); // channels never broadcast
+  return [out[0], out[1], out[2]];
+}
+
+function reshapeTarget(where: string, inShape: Shape, target: readonly number[]): Shape {
+  const size = shapeSize(inShape);
+  const known = target.filter((d) => d !== -1).reduce((a, b) => a * b, 1);
+  const unknown = target.filter((d) => d === -1).length;
+  const dims = target.map((d) => (d === -1 ? size / known : d));
+  if (unknown > 1 || (target.length !== 1 && target.length !== 3) || dims.some((d) => !Number.isInteger(d) || d < 1) || shapeSize(dims as unknown as Shape) !== size) {
+    throw new Error(`${where}: cannot reshape ${inShape.join('×')} to ${target.join('×')} (only [H, W, C] or [D] targets of the same size)`);
+  }
+  return dims.length === 1 ? [dims[0]] : [dims[0], dims[1], dims[2]];
 }
 
 /** TF's 'same' puts the odd pixel of padding at the end; 'valid' pads nothing. */

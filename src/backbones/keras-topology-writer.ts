@@ -22,7 +22,8 @@
  */
 import { UsageError } from '../util/errors.ts';
 import { planGraph, resolveConvPads, type GraphPlan, type PlannedNode, type Shape } from './graph-plan.ts';
-import { biasName, weightName, type Activation, type LayerNode, type Pads, type Pair, type LayerGraph } from './layer-graph.ts';
+import { biasName, hasWeights, weightName, type Activation, type LayerNode, type Pads, type Pair, type LayerGraph } from './layer-graph.ts';
+import { weightSlots } from './weight-slots.ts';
 import { checkWeights, transpose, type WeightMap, type WeightTensor } from './weights.ts';
 
 export interface TfjsWeightSpec {
@@ -72,7 +73,7 @@ export const KERAS_FORMAT_VERSION = '2.12.0';
 const VALID_NAME = /^[A-Za-z0-9][-A-Za-z0-9._]*$/;
 
 type Step = PlannedNode;
-type ConvStep = Extract<PlannedNode, { readonly node: { readonly op: 'conv2d' } }>;
+type ConvStep = Extract<PlannedNode, { readonly node: { readonly op: 'conv2d' | 'separable_conv2d' } }>;
 type PoolStep = Extract<PlannedNode, { readonly node: { readonly op: 'maxpool' | 'avgpool' } }>;
 type Spatial = readonly [number, number, number];
 
@@ -158,8 +159,55 @@ class Writer {
       case 'maxpool':
       case 'avgpool':
         return this.pool(step as PoolStep, name, inputs[0], fail);
-      case 'relu':
+      case 'separable_conv2d':
+        return this.conv(step as ConvStep, name, inputs[0], fail);
+      case 'relu': {
+        const { maxValue, threshold = 0, negativeSlope = 0 } = node;
+        if (threshold !== 0) return fail('tfjs-layers has no ReLU with a threshold; export it with --format onnx instead');
+        if (negativeSlope !== 0 && maxValue !== undefined) return fail('tfjs-layers has no ReLU with both a negative slope and a maximum; export it with --format onnx instead');
+        if (negativeSlope !== 0) return this.add(node.name, 'LeakyReLU', name, inputs, { alpha: negativeSlope });
+        if (maxValue !== undefined) return this.add(node.name, 'ReLU', name, inputs, { max_value: maxValue });
         return this.add(node.name, 'Activation', name, inputs, { activation: 'relu' });
+      }
+      case 'activation':
+        if (node.fn === 'elu' && (node.alpha ?? 1) !== 1) return fail(`tfjs-layers' ELU takes only alpha 1 (this one has ${node.alpha}); export it with --format onnx instead`);
+        return this.add(node.name, 'Activation', name, inputs, { activation: kerasActivation(node.fn, fail) });
+      case 'batchnorm': {
+        this.add(node.name, 'BatchNormalization', name, inputs, {
+          axis: -1,
+          momentum: 0.99,
+          epsilon: node.epsilon,
+          center: node.center !== false,
+          scale: node.scale !== false,
+          beta_initializer: { class_name: 'Zeros', config: {} },
+          gamma_initializer: { class_name: 'Ones', config: {} },
+          moving_mean_initializer: { class_name: 'Zeros', config: {} },
+          moving_variance_initializer: { class_name: 'Ones', config: {} },
+        });
+        return this.addVariables(name, step);
+      }
+      case 'normalize': {
+        // tfjs-layers has no Normalization layer; (x − mean) / std is x · (1/std) + (−mean/std).
+        const mean = this.weight(`${node.name}.mean`).data;
+        const std = Array.from(this.weight(`${node.name}.variance`).data, (v) => Math.max(Math.sqrt(v), 1e-7));
+        return this.add(node.name, 'Rescaling', name, inputs, { scale: std.map((d) => 1 / d), offset: Array.from(mean, (m, c) => -m / std[c]) });
+      }
+      case 'rescale':
+        return this.add(node.name, 'Rescaling', name, inputs, { scale: node.scale, offset: node.offset });
+      case 'merge': {
+        if (node.mode !== 'subtract') {
+          const cls = { add: 'Add', multiply: 'Multiply', average: 'Average', maximum: 'Maximum', minimum: 'Minimum' }[node.mode];
+          return this.add(node.name, cls, name, inputs, {});
+        }
+        // tfjs-layers has no Subtract: a − b = a + (−1 · b).
+        const negated = this.names.fresh(`${name}_negated`);
+        this.add(undefined, 'Rescaling', negated, [inputs[1]], { scale: -1, offset: 0 });
+        return this.add(node.name, 'Add', name, [inputs[0], negated], {});
+      }
+      case 'reshape':
+        return this.add(node.name, 'Reshape', name, inputs, { target_shape: [...step.outShape] });
+      case 'crop':
+        return this.add(node.name, 'Cropping2D', name, inputs, { cropping: kerasPadding(node.crop), data_format: 'channels_last' });
       case 'softmax':
         // Keras' softmax is over the last axis, which is channels: what every engine computes.
         return this.add(node.name, 'Activation', name, inputs, { activation: 'softmax' });
@@ -184,19 +232,22 @@ class Writer {
         }
         return this.add(node.name, 'Flatten', name, [source], { data_format: 'channels_last' });
       }
-      case 'globalpool':
-        return this.add(node.name, node.mode === 'avg' ? 'GlobalAveragePooling2D' : 'GlobalMaxPooling2D', name, inputs, {
-          data_format: 'channels_last',
-        });
+      case 'globalpool': {
+        const cls = node.mode === 'avg' ? 'GlobalAveragePooling2D' : 'GlobalMaxPooling2D';
+        if (!node.keepdims) return this.add(node.name, cls, name, inputs, { data_format: 'channels_last' });
+        // tfjs-layers' global pools have no keepdims: pool, then reshape to 1×1×C.
+        const pooled = this.names.fresh(`${name}_pooled`);
+        this.add(undefined, cls, pooled, inputs, { data_format: 'channels_last' });
+        return this.add(node.name, 'Reshape', name, [pooled], { target_shape: [...step.outShape] });
+      }
       case 'dense':
         this.add(node.name, 'Dense', name, inputs, {
           units: node.units,
-          activation: kerasActivation(node.activation),
+          activation: kerasActivation(node.activation, fail),
           use_bias: true,
           ...INITIALIZERS,
         });
-        // Canonical [out, in] → Keras [in, out].
-        return this.addWeights(name, transpose(this.weight(weightName(node)), [1, 0]), this.weight(biasName(node)));
+        return this.addVariables(name, step);
       case 'lrn':
         return fail(
           'tfjs-layers has no local response normalisation layer (Caffe LRN); export it with --format onnx instead',
@@ -206,10 +257,12 @@ class Writer {
 
   private conv(step: ConvStep, name: string, input: string, fail: (why: string) => never): void {
     const { node, pads } = step;
-    const [h, w] = spatial(step.inShape);
+    const [h, w, c] = spatial(step.inShape);
     if ((node.stride[0] > 1 || node.stride[1] > 1) && (node.dilation[0] > 1 || node.dilation[1] > 1)) {
       fail('TF.js convolutions cannot combine strides > 1 with dilation > 1');
     }
+    const groups = node.op === 'conv2d' ? (node.groups ?? 1) : 1;
+    const depthwise = groups > 1 && groups === c;
     let padding: 'valid' | 'same' = 'valid';
     let source = input;
     if (isZero(pads)) padding = 'valid';
@@ -218,19 +271,32 @@ class Writer {
     const padded = padding === 'valid' ? padSize([h, w], pads) : ([h, w] as const);
     const effective: Pair = [node.dilation[0] * (node.kernel[0] - 1) + 1, node.dilation[1] * (node.kernel[1] - 1) + 1];
     this.expectShape(step, kerasWindowOut(padded, effective, node.stride, padding));
-    this.add(step.node.name, 'Conv2D', name, [source], {
-      filters: node.filters,
+    const common = {
       kernel_size: [...node.kernel],
       strides: [...node.stride],
       padding,
       data_format: 'channels_last',
       dilation_rate: [...node.dilation],
-      activation: kerasActivation(node.activation),
+      activation: kerasActivation(node.activation, fail),
       use_bias: true,
-      ...INITIALIZERS,
-    });
-    // Canonical OIHW → Keras HWIO.
-    this.addWeights(name, transpose(this.weight(weightName(node)), [2, 3, 1, 0]), this.weight(biasName(node)));
+    };
+    if (node.op === 'separable_conv2d') {
+      this.add(node.name, 'SeparableConv2D', name, [source], { filters: node.filters, depth_multiplier: node.multiplier, ...common, ...SEPARABLE_INITIALIZERS });
+    } else if (depthwise) {
+      this.add(node.name, 'DepthwiseConv2D', name, [source], { depth_multiplier: node.filters / c, ...common, ...DEPTHWISE_INITIALIZERS });
+    } else {
+      this.add(node.name, 'Conv2D', name, [source], { filters: node.filters, ...common, ...INITIALIZERS });
+    }
+    if (groups > 1 && !depthwise && node.op === 'conv2d') {
+      // tfjs-layers' Conv2D has no groups: a grouped conv is the full conv whose kernel is zero
+      // between groups, which adds exact zeros.
+      const kernel = blockDiagonal(this.weight(weightName(node)), groups, c);
+      this.specs.push({ name: `${name}/kernel`, shape: [...node.kernel, c, node.filters], dtype: 'float32' }, { name: `${name}/bias`, shape: [node.filters], dtype: 'float32' });
+      this.tensors.push(transpose(kernel, [2, 3, 1, 0]).data, this.weight(biasName(node)).data);
+      return;
+    }
+    // A depthwise Conv2D node of any origin is written as Keras' DepthwiseConv2D, with its kernel layout.
+    this.addVariables(name, depthwise && node.op === 'conv2d' && !node.depthwise ? { ...step, node: { ...node, depthwise: true } } : step);
   }
 
   private pool(step: PoolStep, name: string, input: string, fail: (why: string) => never): void {
@@ -300,12 +366,17 @@ class Writer {
     if (node !== undefined) this.tensorOf.set(node, name);
   }
 
-  private addWeights(layer: string, kernel: WeightTensor, bias: WeightTensor): void {
-    // Keras' own order, which tfjs-layers does not rely on (it matches by name).
-    this.specs.push({ name: `${layer}/kernel`, shape: [...kernel.shape], dtype: 'float32' });
-    this.tensors.push(kernel.data);
-    this.specs.push({ name: `${layer}/bias`, shape: [...bias.shape], dtype: 'float32' });
-    this.tensors.push(bias.data);
+  /** The node's weights in Keras layout and order (see weight-slots.ts), as `<layer>/<variable>`. */
+  private addVariables(layer: string, step: Step): void {
+    const node = step.node;
+    if (!hasWeights(node)) return;
+    for (const slot of weightSlots(node, step.inShape[step.inShape.length - 1])) {
+      // The layers above always have a bias (Keras' default), so a bias-less node gets its zeros.
+      if (slot.key === null || (!slot.inKeras && slot.keras !== 'bias')) continue;
+      const t = slot.toKeras(this.weight(slot.key));
+      this.specs.push({ name: `${layer}/${slot.keras}`, shape: [...t.shape], dtype: 'float32' });
+      this.tensors.push(t.data);
+    }
   }
 
   private weight(key: string): WeightTensor {
@@ -365,10 +436,24 @@ function producesNonNegative(node: LayerNode, known: ReadonlyMap<string, boolean
       return false;
     case 'conv2d':
     case 'dense':
-      return node.activation !== 'linear';
+      return ['relu', 'relu6', 'sigmoid', 'hard_sigmoid', 'softmax', 'softplus'].includes(node.activation);
     case 'relu':
+      return (node.negativeSlope ?? 0) === 0 && (node.threshold ?? 0) >= 0;
     case 'softmax':
       return true;
+    case 'activation':
+      return ['relu', 'relu6', 'sigmoid', 'hard_sigmoid', 'softmax', 'softplus'].includes(node.fn);
+    case 'separable_conv2d':
+      return node.activation !== 'linear' && ['relu', 'relu6', 'sigmoid', 'hard_sigmoid', 'softmax', 'softplus'].includes(node.activation);
+    case 'batchnorm':
+    case 'normalize':
+    case 'rescale':
+      return false;
+    case 'merge':
+      return (node.mode === 'add' || node.mode === 'average' || node.mode === 'maximum' || node.mode === 'minimum' || node.mode === 'multiply') && node.inputs.every((i) => known.get(i) === true);
+    case 'reshape':
+    case 'crop':
+      return node.inputs.every((i) => known.get(i) === true);
     case 'maxpool':
     case 'avgpool':
     case 'dropout':
@@ -381,6 +466,29 @@ function producesNonNegative(node: LayerNode, known: ReadonlyMap<string, boolean
   }
 }
 
+const DEPTHWISE_INITIALIZERS = {
+  depthwise_initializer: { class_name: 'GlorotUniform', config: { seed: null } },
+  bias_initializer: { class_name: 'Zeros', config: {} },
+  depthwise_regularizer: null,
+  bias_regularizer: null,
+  activity_regularizer: null,
+  depthwise_constraint: null,
+  bias_constraint: null,
+};
+
+const SEPARABLE_INITIALIZERS = {
+  depthwise_initializer: { class_name: 'GlorotUniform', config: { seed: null } },
+  pointwise_initializer: { class_name: 'GlorotUniform', config: { seed: null } },
+  bias_initializer: { class_name: 'Zeros', config: {} },
+  depthwise_regularizer: null,
+  pointwise_regularizer: null,
+  bias_regularizer: null,
+  activity_regularizer: null,
+  depthwise_constraint: null,
+  pointwise_constraint: null,
+  bias_constraint: null,
+};
+
 const INITIALIZERS = {
   // Only for Keras' benefit: tfjs-layers skips initialisation when a model comes with weights.
   kernel_initializer: { class_name: 'GlorotUniform', config: { seed: null } },
@@ -392,8 +500,10 @@ const INITIALIZERS = {
   bias_constraint: null,
 };
 
-function kerasActivation(a: Activation): string {
-  return a; // the graph's activations are named as Keras names them
+/** tfjs-layers' activation names; the graph's are Keras' own, and tfjs-layers lacks hard_swish. */
+function kerasActivation(a: Activation, fail: (why: string) => never): string {
+  if (a === 'hard_swish') return fail('tfjs-layers has no hard_swish activation; export it with --format onnx instead');
+  return a;
 }
 
 /** [top, left, bottom, right] → Keras' ((top, bottom), (left, right)). */
@@ -433,6 +543,19 @@ function describePads(p: Pads): string {
 function kerasWindowOut(size: Pair, window: Pair, stride: Pair, padding: 'valid' | 'same'): Pair {
   const out = (i: 0 | 1) => (padding === 'same' ? Math.ceil(size[i] / stride[i]) : Math.floor((size[i] - window[i]) / stride[i]) + 1);
   return [out(0), out(1)];
+}
+
+/** A grouped conv's OIHW kernel [F, C/g, kh, kw] as the full [F, C, kh, kw] one, zero outside each group. */
+function blockDiagonal(t: WeightTensor, groups: number, channels: number): WeightTensor {
+  const [filters, perGroup, kh, kw] = t.shape;
+  const area = kh * kw;
+  const data = new Float32Array(filters * channels * area);
+  const filtersPerGroup = filters / groups;
+  for (let f = 0; f < filters; f++) {
+    const offset = Math.floor(f / filtersPerGroup) * perGroup;
+    for (let i = 0; i < perGroup; i++) data.set(t.data.subarray((f * perGroup + i) * area, (f * perGroup + i + 1) * area), (f * channels + offset + i) * area);
+  }
+  return { shape: [filters, channels, kh, kw], data };
 }
 
 function concatFloat32(parts: readonly Float32Array[]): Uint8Array {

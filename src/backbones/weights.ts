@@ -3,8 +3,9 @@
  * (conv OIHW, dense [out, in]) whatever format they were stored in.
  */
 import { UserError } from '../util/errors.ts';
-import { biasName, hasWeights, weightName, type LayerGraph } from './layer-graph.ts';
+import { groupsOf, hasWeights, type LayerGraph, type WeightedNode } from './layer-graph.ts';
 import type { GraphPlan } from './graph-plan.ts';
+import { canonicalSlots, weightSlots, type WeightSlot } from './weight-slots.ts';
 
 export interface WeightTensor {
   readonly shape: readonly number[];
@@ -34,21 +35,63 @@ export function bindWeights(graph: LayerGraph, source: WeightSource): WeightMap 
   const from = source.files[0] ?? 'weights';
   for (const node of graph.nodes) {
     if (!hasWeights(node)) continue;
-    const kernelKey = source.convention === 'keras' ? `${node.name}/kernel` : `${node.name}.weight`;
-    const biasKey = source.convention === 'keras' ? `${node.name}/bias` : `${node.name}.bias`;
-    const kernel = source.tensors.get(kernelKey);
-    if (!kernel) {
-      throw new WeightsError(`${from}: no tensor '${kernelKey}' for layer '${node.name}' of ${graph.name}`);
+    const keras = source.convention === 'keras';
+    const lookup = (slot: WeightSlot) =>
+      keras ? [slot.keras, ...(slot.kerasAliases ?? [])].map((v) => source.tensors.get(`${node.name}/${v}`)).find((t) => t !== undefined) : source.tensors.get(slot.key!);
+    const channels = keras ? inChannelsOf(node, lookup) : source.tensors.has(canonicalSlots(node, 1)[0].key) ? canonicalInChannels(node, source.tensors) : 0;
+    const slots = canonicalSlots(node, channels);
+    for (const slot of slots) {
+      const stored = lookup(slot);
+      if (stored) {
+        out.set(slot.key, keras ? slot.fromKeras(stored) : stored);
+      } else if (slot.fill !== undefined) {
+        out.set(slot.key, { shape: slot.shape, data: new Float32Array(slot.shape.reduce((a, b) => a * b, 1)).fill(slot.fill) });
+      } else {
+        const name = keras ? `${node.name}/${slot.keras}` : slot.key;
+        throw new WeightsError(`${from}: no tensor '${name}' for layer '${node.name}' of ${graph.name}`);
+      }
     }
-    let canonical = kernel;
-    if (source.convention === 'keras') {
-      canonical = node.op === 'conv2d' ? transpose(kernel, [3, 2, 0, 1]) : transpose(kernel, [1, 0]);
-    }
-    out.set(weightName(node), canonical);
-    const bias = source.tensors.get(biasKey);
-    out.set(biasName(node), bias ?? { shape: [canonical.shape[0]], data: new Float32Array(canonical.shape[0]) });
   }
   return out;
+}
+
+/**
+ * The input channels of a weighted node, read off its first stored tensor in Keras layout
+ * (`kerasTensor` gives it for a slot, or undefined): conv kernels [kh, kw, C/g, F], depthwise
+ * kernels [kh, kw, C, m], dense kernels [in, units], per-channel statistics [C].
+ */
+function inChannelsOf(node: WeightedNode, kerasTensor: (slot: WeightSlot) => WeightTensor | undefined): number {
+  const probe = weightSlots(node, 1)[node.op === 'batchnorm' ? 2 : 0];
+  const t = kerasTensor(probe);
+  if (!t) return 0; // reported as the missing tensor it is
+  switch (node.op) {
+    case 'conv2d':
+      return node.depthwise ? t.shape[2] : t.shape[2] * groupsOf(node);
+    case 'separable_conv2d':
+      return t.shape[2];
+    case 'dense':
+      return t.shape[0];
+    case 'batchnorm':
+    case 'normalize':
+      return t.data.length;
+  }
+}
+
+/** The input channels of a weighted node from its canonical tensors (the inverse of the slots' shapes). */
+export function canonicalInChannels(node: WeightedNode, weights: WeightMap): number {
+  const first = weights.get(canonicalSlots(node, 1)[0].key);
+  if (!first) throw new WeightsError(`no weights for layer '${node.name}'`);
+  switch (node.op) {
+    case 'conv2d':
+      return node.depthwise ? first.shape[0] / (node.filters / groupsOf(node)) : first.shape[1] * groupsOf(node);
+    case 'separable_conv2d':
+      return first.shape[0] / node.multiplier;
+    case 'dense':
+      return first.shape[1];
+    case 'batchnorm':
+    case 'normalize':
+      return first.shape[0];
+  }
 }
 
 /**
@@ -60,20 +103,13 @@ export function checkWeights(plan: GraphPlan, weights: WeightMap): void {
     const node = step.node;
     if (!hasWeights(node)) continue;
     const inShape = step.inShape;
-    const expected =
-      node.op === 'conv2d'
-        ? [node.filters, inShape[inShape.length - 1], node.kernel[0], node.kernel[1]]
-        : [node.units, inShape[0]];
-    const w = weights.get(weightName(node));
-    const b = weights.get(biasName(node));
-    if (!w || !b) throw new WeightsError(`${plan.graph.name}: missing weights for layer '${node.name}'`);
-    if (w.shape.join() !== expected.join()) {
-      throw new WeightsError(
-        `${plan.graph.name}: layer '${node.name}' needs a weight of shape [${expected}] (OIHW / [out, in]), got [${w.shape}]`,
-      );
-    }
-    if (b.shape.length !== 1 || b.shape[0] !== expected[0]) {
-      throw new WeightsError(`${plan.graph.name}: layer '${node.name}' needs a bias of [${expected[0]}], got [${b.shape}]`);
+    for (const slot of canonicalSlots(node, inShape[inShape.length - 1])) {
+      const t = weights.get(slot.key);
+      if (!t) throw new WeightsError(`${plan.graph.name}: missing weights for layer '${node.name}' (${slot.key})`);
+      if (t.shape.join() !== slot.shape.join()) {
+        const layout = node.op === 'conv2d' || node.op === 'separable_conv2d' ? ' (OIHW)' : node.op === 'dense' ? ' ([out, in])' : '';
+        throw new WeightsError(`${plan.graph.name}: layer '${node.name}' needs ${slot.key} of shape [${slot.shape}]${layout}, got [${t.shape}]`);
+      }
     }
   }
 }

@@ -23,8 +23,10 @@ import type { LayerGraph } from './layer-graph.ts';
 import { bindWeights, WeightsError, type WeightSource } from './weights.ts';
 import { readSafetensors } from './weights/safetensors.ts';
 import { readTfjsModel } from './weights/tfjs-folder.ts';
+import { readTeachableMachineMetadata, teachableMachineParts, teachableMachinePreprocessing } from './teachable-machine.ts';
 import { tinyRandomBackbone, TINY_RANDOM_ID } from './zoo/tiny-random.ts';
 import { VGG16_PREPROCESSING, vgg16Graph } from './zoo/vgg16.ts';
+import { isKerasApplication, KERAS_APPLICATIONS, kerasPreprocessing, type KerasApplication, type KerasApplicationName } from './zoo/keras-applications.ts';
 
 export interface LoadBackboneOptions {
   /** A weights file or folder given by the user; looked at before the weights folder. */
@@ -41,7 +43,7 @@ export interface LoadBackboneOptions {
   readonly vgg16Files?: typeof KERAS_VGG16_FILES;
 }
 
-export const ZOO_NAMES = ['vgg16', 'squeezenet1_1', 'googlenet', TINY_RANDOM_ID] as const;
+export const ZOO_NAMES = ['vgg16', ...(Object.keys(KERAS_APPLICATIONS) as KerasApplicationName[]), 'squeezenet1_1', 'googlenet', TINY_RANDOM_ID] as const;
 export type ZooName = (typeof ZOO_NAMES)[number];
 
 export interface KerasWeightFile {
@@ -78,6 +80,7 @@ export function defaultWeightsDir(): string {
 export async function loadBackbone(name: string, opts: LoadBackboneOptions = {}): Promise<Backbone> {
   if (name === TINY_RANDOM_ID) return tinyRandomBackbone();
   if (name === 'vgg16') return loadVgg16(opts);
+  if (isKerasApplication(name)) return loadKerasApplication(name, opts);
   if (name in CAFFE_BACKBONES) return loadCaffeBackbone(name as keyof typeof CAFFE_BACKBONES, opts);
   if (name.endsWith('.json') || (existsSync(name) && statSync(name).isDirectory())) return loadTfjsBackbone(name);
   throw new WeightsError(`unknown backbone '${name}': use one of ${ZOO_NAMES.join(', ')}, or a path to a TF.js model.json`);
@@ -118,26 +121,76 @@ async function findVgg16Weights(needsTop: boolean, opts: LoadBackboneOptions): P
   const dir = opts.weightsDir ?? defaultWeightsDir();
   const found = findIn(dir, [...wanted.map((w) => w.file), 'vgg16/model.json', 'vgg16.safetensors']);
   if (found) return found;
-  const target = wanted[0];
+  return fetchKerasWeights('vgg16', wanted[0], dir, opts.downloadBaseUrl ?? process.env.BOTTLENECK_WEIGHTS_URL ?? KERAS_WEIGHTS_URL, opts);
+}
+
+/**
+ * A Keras weights file into the weights folder, from Keras' own location (or a mirror): checked
+ * by md5 where Keras lists one, resumable, with a progress bar where the CLI asked for one.
+ * Missing and refused, or not downloadable, it is one line naming the file, and the built-in
+ * backbone that needs no download.
+ */
+async function fetchKerasWeights(name: string, target: { readonly file: string; readonly md5?: string }, dir: string, base: string, opts: LoadBackboneOptions): Promise<string> {
   const dest = path.join(dir, target.file);
+  const builtIn = `; or use --backbone ${BUILT_IN_BACKBONE}, built in (no download)`;
   if (opts.download === false) {
-    throw new WeightsError(
-      `vgg16 weights not found: put ${target.file} (md5 ${target.md5}) in ${dir}, set BOTTLENECK_WEIGHTS, or pass --weights PATH; or use --backbone ${BUILT_IN_BACKBONE}, built in (no download)`,
-    );
+    throw new WeightsError(`${name} weights not found: put ${target.file}${target.md5 ? ` (md5 ${target.md5})` : ''} in ${dir}, set BOTTLENECK_WEIGHTS, or pass --weights PATH${builtIn}`);
   }
-  const base = opts.downloadBaseUrl ?? process.env.BOTTLENECK_WEIGHTS_URL ?? KERAS_WEIGHTS_URL;
+  // Keras lists no checksum for its MobileNet files and downloads them unchecked; the bar says so.
+  const label = target.md5 ? target.file : `${target.file} (unchecked: Keras lists no md5)`;
   try {
-    await downloadFile({
-      url: `${base.replace(/\/$/, '')}/${target.file}`,
-      dest,
-      md5: target.md5,
-      onProgress: downloadReporter?.(target.file),
-    });
+    await downloadFile({ url: `${base.replace(/\/$/, '')}/${target.file}`, dest, md5: target.md5, onProgress: downloadReporter?.(label) });
   } catch (err) {
     if (!(err instanceof DownloadError)) throw err;
-    throw new DownloadError(`${err.message.replace(/\.$/, '')}; or use --backbone ${BUILT_IN_BACKBONE}, built in (no download)`, err.url, err.dest);
+    throw new DownloadError(`${err.message.replace(/\.$/, '')}${builtIn}`, err.url, err.dest);
   }
   return dest;
+}
+
+/**
+ * A keras.applications backbone: its Keras h5 file (notop when the cuts need no top layer),
+ * found in --weights, then the weights folder, else downloaded there from Keras' own location.
+ */
+async function loadKerasApplication(name: KerasApplicationName, opts: LoadBackboneOptions): Promise<Backbone> {
+  const spec: KerasApplication = KERAS_APPLICATIONS[name];
+  const graph = spec.graph();
+  const top = new Set(spec.topNodes);
+  const needsTop = (opts.cuts ?? [spec.defaultCut]).some((cut) => planGraph(graph, spec.size, [cut.layer]).steps.some((s) => top.has(s.node.name)));
+  const file = await findKerasWeights(name, spec, needsTop, opts);
+  const source = await readWeightFile(file);
+  const graphForBinding: LayerGraph = needsTop ? graph : { ...graph, nodes: graph.nodes.filter((n) => !top.has(n.name)) };
+  return {
+    id: name,
+    graph,
+    weights: bindWeights(graphForBinding, source),
+    preprocessing: kerasPreprocessing(spec.mode, spec.size),
+    defaultCut: spec.defaultCut,
+    namedCuts: spec.namedCuts,
+    classifier: 'predictions',
+    weightsId: await fingerprint(source.files),
+    weightsFrom: source.files[0],
+  };
+}
+
+/** Where a keras.applications backbone's weights already are (--weights, then the weights folder), if anywhere. */
+export function locateKerasWeights(name: KerasApplicationName, needsTop: boolean, opts: Pick<LoadBackboneOptions, 'weights' | 'weightsDir'>): string | undefined {
+  const spec: KerasApplication = KERAS_APPLICATIONS[name];
+  const wanted = needsTop ? [spec.full] : [spec.notop, spec.full];
+  const names = [...wanted.map((w) => w.file), `${name}/model.json`, `${name}.safetensors`];
+  if (opts.weights) {
+    if (!existsSync(opts.weights)) throw new WeightsError(`--weights ${opts.weights}: no such file or folder`);
+    if (!statSync(opts.weights).isDirectory()) return opts.weights;
+    const inside = findIn(opts.weights, names);
+    if (inside) return inside;
+  }
+  return findIn(opts.weightsDir ?? defaultWeightsDir(), names);
+}
+
+async function findKerasWeights(name: KerasApplicationName, spec: KerasApplication, needsTop: boolean, opts: LoadBackboneOptions): Promise<string> {
+  const found = locateKerasWeights(name, needsTop, opts);
+  if (found) return found;
+  const target = needsTop ? spec.full : spec.notop;
+  return fetchKerasWeights(name, target, opts.weightsDir ?? defaultWeightsDir(), opts.downloadBaseUrl ?? process.env.BOTTLENECK_WEIGHTS_URL ?? spec.url, opts);
 }
 
 function findIn(dir: string, names: readonly string[]): string | undefined {
@@ -180,11 +233,31 @@ async function loadCaffeBackbone(name: keyof typeof CAFFE_BACKBONES, opts: LoadB
 /**
  * Any Keras-converted TF.js layers model. Its preprocessing cannot be known from the model;
  * a `preprocessing.json` beside model.json gives it, else inputs are scaled to [0, 1] RGB.
+ * A Teachable Machine export (metadata.json beside it) is recognised: its base's output is the
+ * default cut, its preprocessing Teachable Machine's own, its labels its classifier's names.
  */
 async function loadTfjsBackbone(location: string): Promise<Backbone> {
   const modelJson = location.endsWith('.json') ? location : path.join(location, 'model.json');
   const { topology, source } = await readTfjsModel(modelJson);
-  const { graph, inputSize } = graphFromKerasTopology(topology, path.basename(path.dirname(path.resolve(modelJson))));
+  const { graph, inputSize } = withFile(modelJson, () => graphFromKerasTopology(topology, path.basename(path.dirname(path.resolve(modelJson)))));
+  const weights = withFile(modelJson, () => bindWeights(graph, source));
+  const common = { id: path.resolve(modelJson), graph, weights, weightsId: await fingerprint([modelJson, ...source.files.slice(1)]), weightsFrom: modelJson };
+  const tm = await readTeachableMachineMetadata(modelJson);
+  if (tm) {
+    const { base, head } = teachableMachineParts(topology, graph, tm, modelJson);
+    const baseNodes = new Set(planGraph(graph, inputSize, [base]).steps.map((s) => s.node.name));
+    const merges = graph.nodes.filter((n) => n.op === 'merge' && baseNodes.has(n.name)).map((n) => n.name);
+    const baseInput = graph.nodes.find((n) => n.name === base)?.inputs[0];
+    return {
+      ...common,
+      preprocessing: teachableMachinePreprocessing([tm.imageSize, tm.imageSize]),
+      defaultCut: { layer: base },
+      namedCuts: [base, ...(baseInput ? [baseInput] : []), ...merges.slice(-3).reverse()],
+      classifier: head,
+      classNames: tm.labels,
+      inputResize: 'crop',
+    };
+  }
   const prepFile = path.join(path.dirname(modelJson), 'preprocessing.json');
   const preprocessing: Preprocessing = existsSync(prepFile)
     ? { size: inputSize, ...(JSON.parse(await readFile(prepFile, 'utf8')) as Omit<Preprocessing, 'size'>) }
@@ -192,16 +265,22 @@ async function loadTfjsBackbone(location: string): Promise<Backbone> {
   const last = graph.nodes[graph.nodes.length - 1];
   const beforeLast = graph.nodes[graph.nodes.length - 2] ?? last;
   return {
-    id: path.resolve(modelJson),
-    graph,
-    weights: bindWeights(graph, source),
+    ...common,
     preprocessing,
     defaultCut: { layer: beforeLast.name },
     namedCuts: graph.nodes.slice(1).map((n) => n.name),
     classifier: last.name,
-    weightsId: await fingerprint([modelJson, ...source.files]),
-    weightsFrom: modelJson,
   };
+}
+
+/** Runs a step that reads a model file, so that whatever it refuses names the file. */
+function withFile<T>(file: string, step: () => T): T {
+  try {
+    return step();
+  } catch (error) {
+    if (error instanceof WeightsError) throw new WeightsError(error.message.startsWith(file) ? error.message : `${file}: ${error.message}`);
+    throw error;
+  }
 }
 
 /** Reads any supported weights file: Keras h5, safetensors, or a TF.js model folder. */

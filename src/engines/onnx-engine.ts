@@ -11,6 +11,7 @@ import path from 'node:path';
 import ort from './onnxruntime.ts';
 import { codeShape, planCuts } from '../backbones/cut.ts';
 import { checkWeights } from '../backbones/weights.ts';
+import { foldPlan } from '../backbones/fold-batchnorm.ts';
 import { sweepDeadWritersTemps, writeFileAtomic } from '../util/atomic-file.ts';
 import { UserError } from '../util/errors.ts';
 import type { DeviceChoice, EngineOptions, FeatureEngine } from './engine.ts';
@@ -18,7 +19,7 @@ import { buildOnnxModel, ONNX_INPUT, onnxOutputName, type ConvAlgorithm } from '
 import type { WinogradOptions } from './onnx-winograd.ts';
 
 /** Bumped whenever buildOnnxModel changes what it writes, so stale cached models are not reused. */
-const MODEL_FORMAT = 1;
+const MODEL_FORMAT = 2;
 
 export interface OnnxEngineOptions extends EngineOptions {
   /**
@@ -141,10 +142,11 @@ export async function createOnnxEngine(opts: OnnxEngineOptions): Promise<Feature
     const file = path.join(dir, `${o.backbone.graph.name.replace(/[^\w.-]+/g, '_')}-${key}.onnx`);
     if (existsSync(file) && !rebuild) return { file, reused: true };
     checkWeights(plan, o.backbone.weights);
+    const folded = foldPlan(plan, o.backbone.weights);
     await mkdir(dir, { recursive: true });
     // A run killed while writing a model (VGG16's is 0.5 GB) leaves its temporary file here.
     await sweepDeadWritersTemps(dir);
-    await writeFileAtomic(file, buildOnnxModel({ plan, cuts: o.cuts, weights: o.backbone.weights, convAlgorithm: conv, winograd }));
+    await writeFileAtomic(file, buildOnnxModel({ plan: folded.plan, cuts: o.cuts, weights: folded.weights, convAlgorithm: conv, winograd }));
     return { file, reused: false };
   }
 }

@@ -44,6 +44,11 @@ class GraphBuilder {
     return name;
   }
 
+  /** A float constant of the given shape, [] for a scalar. */
+  constant(base: string, values: readonly number[], dims: readonly number[]): string {
+    return this.floats(this.fresh(base), { shape: dims, data: Float32Array.from(values) });
+  }
+
   int64s(name: string, values: readonly number[]): string {
     const data = new BigInt64Array(values.map((v) => BigInt(v)));
     const raw = new Uint8Array(data.buffer);
@@ -95,12 +100,14 @@ export function buildOnnxModel({ plan, cuts, weights, convAlgorithm = 'direct', 
     const node = step.node;
     const winogradStep =
       node.op === 'conv2d' &&
+      (node.groups ?? 1) === 1 &&
       convAlgorithm === 'winograd' &&
       winogradEligible(node.kernel, node.stride, node.dilation) &&
       (winograd.everywhere || winogradPays(step.inShape[2]!, node.filters));
-    // Element-wise ops, pooling and padding treat C and N alike, so they take either layout.
-    const anyLayout = winogradStep || ['relu', 'maxpool', 'avgpool', 'zeropad', 'dropout'].includes(node.op);
-    const input = node.op === 'input' ? undefined : anyLayout ? values.get(node.inputs[0]) : nchw(node.inputs[0]);
+    // Element-wise ops, pooling, padding and cropping treat C and N alike, so they take either layout.
+    const anyLayout =
+      winogradStep || ['relu', 'maxpool', 'avgpool', 'zeropad', 'dropout', 'crop'].includes(node.op) || (node.op === 'activation' && node.fn !== 'softmax');
+    const input = node.op === 'input' ? undefined : anyLayout ? values.get(node.inputs[0]) : node.op === 'merge' ? undefined : nchw(node.inputs[0]);
     const cnhw = input?.cnhw;
     const x = input?.name ?? '';
     switch (node.op) {
@@ -123,9 +130,79 @@ export function buildOnnxModel({ plan, cuts, weights, convAlgorithm = 'direct', 
           'Conv',
           [x, g.floats(weightName(node), weight), g.floats(biasName(node), bias)],
           node.activation === 'linear' ? node.name : g.fresh(node.name),
-          [ints('kernel_shape', node.kernel), ints('strides', node.stride), ints('dilations', node.dilation), ints('pads', pads)],
+          [ints('kernel_shape', node.kernel), ints('strides', node.stride), ints('dilations', node.dilation), ints('pads', pads), int('group', node.groups ?? 1)],
         );
         values.set(node.name, { name: activate(g, conv, node.activation, node.name), spatial: true });
+        break;
+      }
+      case 'separable_conv2d': {
+        const pads = (step as Extract<PlannedNode, { node: { op: 'separable_conv2d' } }>).pads;
+        const channels = step.inShape[2]!;
+        const depthwise = g.add('Conv', [x, g.floats(`${node.name}.depthwise`, weights.get(`${node.name}.depthwise`)!)], g.fresh(`${node.name}_depthwise`), [
+          ints('kernel_shape', node.kernel),
+          ints('strides', node.stride),
+          ints('dilations', node.dilation),
+          ints('pads', pads),
+          int('group', channels),
+        ]);
+        const conv = g.add(
+          'Conv',
+          [depthwise, g.floats(`${node.name}.pointwise`, weights.get(`${node.name}.pointwise`)!), g.floats(`${node.name}.bias`, weights.get(`${node.name}.bias`)!)],
+          node.activation === 'linear' ? node.name : g.fresh(node.name),
+          [ints('kernel_shape', [1, 1])],
+        );
+        values.set(node.name, { name: activate(g, conv, node.activation, node.name), spatial: true });
+        break;
+      }
+      case 'batchnorm': {
+        const param = (p: string) => g.floats(`${node.name}.${p}`, weights.get(`${node.name}.${p}`)!);
+        const out = g.add('BatchNormalization', [x, param('gamma'), param('beta'), param('mean'), param('variance')], node.name, [float('epsilon', node.epsilon)]);
+        values.set(node.name, { name: out, spatial: input!.spatial });
+        break;
+      }
+      case 'normalize': {
+        const mean = weights.get(`${node.name}.mean`)!.data;
+        const std = Array.from(weights.get(`${node.name}.variance`)!.data, (v) => Math.max(Math.sqrt(v), 1e-7));
+        const dims = channelDims(input!.spatial, mean.length);
+        const centred = g.add('Sub', [x, g.constant(`${node.name}_mean`, [...mean], dims)], g.fresh(node.name));
+        values.set(node.name, { name: g.add('Div', [centred, g.constant(`${node.name}_std`, std, dims)], node.name), spatial: input!.spatial });
+        break;
+      }
+      case 'rescale': {
+        const perChannel = (v: number | readonly number[]) => (typeof v === 'number' ? { values: [v], dims: [] as number[] } : { values: [...v], dims: channelDims(input!.spatial, v.length) });
+        const scale = perChannel(node.scale);
+        const offset = perChannel(node.offset);
+        const scaled = g.add('Mul', [x, g.constant(`${node.name}_scale`, scale.values, scale.dims)], g.fresh(node.name));
+        values.set(node.name, { name: g.add('Add', [scaled, g.constant(`${node.name}_offset`, offset.values, offset.dims)], node.name), spatial: input!.spatial });
+        break;
+      }
+      case 'activation':
+        values.set(node.name, { name: activate(g, x, node.fn, node.name, node.alpha), spatial: input!.spatial, cnhw });
+        break;
+      case 'merge': {
+        // Inputs in one layout stay in it (ONNX broadcasts a 1×1 map either way); mixed ones meet in NCHW.
+        const all = node.inputs.map((i) => values.get(i)!);
+        const shared = all.every((v) => !!v.cnhw === !!all[0].cnhw);
+        const xs = shared ? all : node.inputs.map((i) => nchw(i));
+        const op = { add: 'Sum', multiply: 'Mul', subtract: 'Sub', average: 'Mean', maximum: 'Max', minimum: 'Min' }[node.mode];
+        const names = xs.map((v) => v.name);
+        // Mul is binary in ONNX; the others take any number of inputs (Sub exactly two).
+        const out = op === 'Mul' ? names.slice(1).reduce((a, b, i) => g.add('Mul', [a, b], i === names.length - 2 ? node.name : g.fresh(node.name)), names[0]) : g.add(op, names, node.name);
+        values.set(node.name, { name: out, spatial: xs[0].spatial, cnhw: xs[0].cnhw });
+        break;
+      }
+      case 'reshape': {
+        const nhwc = input!.spatial ? g.add('Transpose', [x], g.fresh(node.name), [ints('perm', [0, 2, 3, 1])]) : x;
+        const shaped = g.add('Reshape', [nhwc, g.int64s(g.fresh(`${node.name}_shape`), [0, ...step.outShape])], step.outShape.length === 3 ? g.fresh(node.name) : node.name);
+        const spatial = step.outShape.length === 3;
+        values.set(node.name, { name: spatial ? g.add('Transpose', [shaped], node.name, [ints('perm', [0, 3, 1, 2])]) : shaped, spatial });
+        break;
+      }
+      case 'crop': {
+        const [t, l] = node.crop;
+        const [h, w] = step.outShape;
+        const out = g.add('Slice', [x, g.int64s(g.fresh(`${node.name}_starts`), [t, l]), g.int64s(g.fresh(`${node.name}_ends`), [t + h, l + w!]), g.int64s(g.fresh(`${node.name}_axes`), [2, 3])], node.name);
+        values.set(node.name, { name: out, spatial: true, cnhw });
         break;
       }
       case 'maxpool':
@@ -135,7 +212,7 @@ export function buildOnnxModel({ plan, cuts, weights, convAlgorithm = 'direct', 
         break;
       }
       case 'relu':
-        values.set(node.name, { name: g.add('Relu', [x], node.name), spatial: input!.spatial, cnhw });
+        values.set(node.name, { name: relu(g, x, node), spatial: input!.spatial, cnhw });
         break;
       case 'lrn':
         values.set(node.name, {
@@ -163,7 +240,7 @@ export function buildOnnxModel({ plan, cuts, weights, convAlgorithm = 'direct', 
         break;
       }
       case 'globalpool':
-        values.set(node.name, { name: globalPool(g, x, node.mode, node.name), spatial: false });
+        values.set(node.name, node.keepdims ? { name: g.add(node.mode === 'avg' ? 'GlobalAveragePool' : 'GlobalMaxPool', [x], node.name), spatial: true } : { name: globalPool(g, x, node.mode, node.name), spatial: false });
         break;
       case 'dropout':
         values.set(node.name, input!);
@@ -221,9 +298,58 @@ function valueInfo(name: string, dims: (number | string)[]): proto.IValueInfoPro
   };
 }
 
-function activate(g: GraphBuilder, x: string, activation: Activation, name: string): string {
-  if (activation === 'linear') return x;
-  return g.add(activation === 'relu' ? 'Relu' : 'Softmax', [x], name, activation === 'softmax' ? [int('axis', 1)] : []);
+/** `x` through an activation, the result named `name` (`x` itself for 'linear'). */
+function activate(g: GraphBuilder, x: string, activation: Activation, name: string, alpha = 1): string {
+  const scalar = (v: number) => g.constant(name, [v], []);
+  switch (activation) {
+    case 'linear':
+      return x;
+    case 'relu':
+      return g.add('Relu', [x], name);
+    case 'relu6':
+      return g.add('Clip', [x, scalar(0), scalar(6)], name);
+    case 'softmax':
+      return g.add('Softmax', [x], name, [int('axis', 1)]);
+    case 'sigmoid':
+      return g.add('Sigmoid', [x], name);
+    case 'tanh':
+      return g.add('Tanh', [x], name);
+    case 'swish':
+      return g.add('Mul', [x, g.add('Sigmoid', [x], g.fresh(name))], name);
+    case 'hard_sigmoid':
+      return g.add('HardSigmoid', [x], name, [float('alpha', 0.2), float('beta', 0.5)]);
+    case 'hard_swish':
+      // ONNX's HardSwish is x · max(0, min(1, x/6 + 1/2)) = x · relu6(x + 3) / 6.
+      return g.add('HardSwish', [x], name);
+    case 'gelu': {
+      const erf = g.add('Erf', [g.add('Mul', [x, scalar(Math.SQRT1_2)], g.fresh(name))], g.fresh(name));
+      return g.add('Mul', [g.add('Mul', [x, scalar(0.5)], g.fresh(name)), g.add('Add', [erf, scalar(1)], g.fresh(name))], name);
+    }
+    case 'elu':
+      return g.add('Elu', [x], name, [float('alpha', alpha)]);
+    case 'selu':
+      return g.add('Selu', [x], name);
+    case 'softplus':
+      return g.add('Softplus', [x], name);
+  }
+}
+
+/** Keras' ReLU with max_value, threshold and negative_slope (see ReluNode). */
+function relu(g: GraphBuilder, x: string, node: Extract<PlannedNode['node'], { op: 'relu' }>): string {
+  const { maxValue, threshold = 0, negativeSlope = 0 } = node;
+  const scalar = (v: number) => g.constant(node.name, [v], []);
+  const capped = (y: string) => (maxValue === undefined ? y : g.add('Min', [y, scalar(maxValue)], node.name));
+  const inner = maxValue === undefined ? node.name : g.fresh(node.name);
+  if (threshold === 0 && negativeSlope === 0) return maxValue === undefined ? g.add('Relu', [x], node.name) : g.add('Clip', [x, scalar(0), scalar(maxValue)], node.name);
+  if (threshold === 0) return capped(g.add('LeakyRelu', [x], inner, [float('alpha', negativeSlope)]));
+  const below = g.add('Mul', [g.add('Sub', [x, scalar(threshold)], g.fresh(node.name)), scalar(negativeSlope)], g.fresh(node.name));
+  const keep = g.add('GreaterOrEqual', [x, scalar(threshold)], g.fresh(node.name));
+  return capped(g.add('Where', [keep, x, below], inner));
+}
+
+/** Per-channel constants broadcast over NCHW maps ([1, C, 1, 1]) or [N, C] vectors ([1, C]). */
+function channelDims(spatial: boolean, channels: number): number[] {
+  return spatial ? [1, channels, 1, 1] : [1, channels];
 }
 
 function globalPool(g: GraphBuilder, x: string, mode: 'avg' | 'max', name: string): string {

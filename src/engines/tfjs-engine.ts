@@ -6,11 +6,13 @@
 import type { Tensor, Tensor2D, Tensor4D } from '@tensorflow/tfjs';
 import { codeShape, planCuts, type Cut } from '../backbones/cut.ts';
 import { shapeSize, type GraphPlan, type PlannedNode, type PoolPads } from '../backbones/graph-plan.ts';
-import { biasName, weightName, type Activation, type Pair } from '../backbones/layer-graph.ts';
+import { biasName, groupsOf, weightName, type Activation, type Pair } from '../backbones/layer-graph.ts';
 import { checkWeights, type WeightMap } from '../backbones/weights.ts';
+import { foldPlan } from '../backbones/fold-batchnorm.ts';
 import type { CodeSpec, EngineOptions, FeatureEngine } from './engine.ts';
 import { tfBackend, type Tf } from './tfjs-backend.ts';
 import { addPads, pair, spatialPadding, spatialSize } from './tfjs-layout.ts';
+import { activate, batchNormCoefficients, plainOp } from './tfjs-ops.ts';
 
 export async function createTfjsEngine(opts: EngineOptions): Promise<FeatureEngine> {
   const inputSize = opts.inputSize ?? opts.backbone.preprocessing.size;
@@ -22,7 +24,8 @@ export async function createTfjsEngine(opts: EngineOptions): Promise<FeatureEngi
     return { cut, shape, size: shapeSize(shape) };
   });
   const { tf, provider, notes } = await tfBackend(opts.device);
-  const program = compile(tf, plan, opts.cuts, opts.backbone.weights);
+  const folded = foldPlan(plan, opts.backbone.weights);
+  const program = compile(tf, folded.plan, opts.cuts, folded.weights);
   const floatsPerImage = inputSize[0] * inputSize[1] * plan.inputChannels;
   let disposed = false;
 
@@ -144,6 +147,7 @@ function codeOf(tf: Tf, out: Tensor, cut: Cut, count: number): Tensor {
 
 type ConvStep = Extract<PlannedNode, { readonly node: { readonly op: 'conv2d' } }>;
 type PoolStep = Extract<PlannedNode, { readonly node: { readonly op: 'maxpool' | 'avgpool' } }>;
+type SeparableStep = Extract<PlannedNode, { readonly node: { readonly op: 'separable_conv2d' } }>;
 type Keep = <T extends Tensor>(t: T) => T;
 
 const isConv = (step: PlannedNode): step is ConvStep => step.node.op === 'conv2d';
@@ -152,30 +156,34 @@ const isPool = (step: PlannedNode): step is PoolStep => step.node.op === 'maxpoo
 function buildKernel(tf: Tf, step: PlannedNode, weights: WeightMap, keep: Keep): Kernel {
   if (isConv(step)) return convKernel(tf, step, weights, keep);
   if (isPool(step)) return step.node.op === 'maxpool' ? maxPoolKernel(tf, step) : avgPoolKernel(tf, step, keep);
+  const plain = plainOp(tf, step, true);
+  if (plain) return plain;
   const node = step.node;
+  const constant = (key: string) => keep(weightTensor(tf, weights, key));
   switch (node.op) {
-    case 'input':
-      throw new Error('the input node has no kernel');
-    case 'relu':
-      return ([x]) => tf.relu(x);
-    case 'dropout':
-      // Identity at inference. A clone (shared storage, own handle) keeps one tensor per
-      // node, so freeing the input after its last reader cannot free this node's output too.
-      return ([x]) => tf.clone(x);
-    case 'softmax':
-      return ([x]) => tf.softmax(x);
-    case 'zeropad':
-      return ([x]) => tf.pad(x, spatialPadding(node.pad));
-    case 'concat':
-      return (inputs) => tf.concat(inputs.map(map4d), 3);
-    case 'globalpool':
-      return node.mode === 'avg' ? ([x]) => tf.mean(x, [1, 2]) : ([x]) => tf.max(x, [1, 2]);
-    case 'flatten': {
-      const size = shapeSize(step.inShape);
-      // Caffe's fc6 reads C, H, W: go through NCHW first so its weights line up.
-      return node.order === 'hwc'
-        ? ([x]) => tf.reshape(x, [x.shape[0], size])
-        : ([x]) => tf.reshape(tf.transpose(x, [0, 3, 1, 2]), [x.shape[0], size]);
+    case 'separable_conv2d': {
+      const { pads } = step as SeparableStep;
+      const c = step.inShape[2]!;
+      const depthwise = keep(tf.tidy(() => depthwiseFilter(tf, weights, `${node.name}.depthwise`, c, node.multiplier, node.kernel)));
+      const pointwise = keep(tf.tidy(() => tf.transpose(weightTensor(tf, weights, `${node.name}.pointwise`), [2, 3, 1, 0]) as Tensor4D));
+      const bias = constant(`${node.name}.bias`);
+      const padded = pads.some((p) => p > 0);
+      return ([x]) => {
+        const input = padded ? tf.pad(map4d(x), spatialPadding(pads)) : map4d(x);
+        const mid = tf.depthwiseConv2d(input, depthwise, pair(node.stride), 'valid', 'NHWC', pair(node.dilation));
+        return withActivation(tf, node.activation, (activation) => tf.fused.conv2d({ x: mid, filter: pointwise, bias, strides: 1, pad: 'valid', activation }));
+      };
+    }
+    case 'batchnorm': {
+      const [gamma, beta, mean, variance] = ['gamma', 'beta', 'mean', 'variance'].map((p) => weights.get(`${node.name}.${p}`)!.data);
+      const { scale, shift } = batchNormCoefficients(gamma, beta, mean, variance, node.epsilon);
+      const [a, b] = [keep(tf.tensor1d(scale)), keep(tf.tensor1d(shift))];
+      return ([x]) => tf.add(tf.mul(x, a), b);
+    }
+    case 'normalize': {
+      const mean = constant(`${node.name}.mean`);
+      const std = keep(tf.tidy(() => tf.maximum(tf.sqrt(weightTensor(tf, weights, `${node.name}.variance`)), 1e-7)));
+      return ([x]) => tf.div(tf.sub(x, mean), std);
     }
     case 'lrn': {
       if (node.size % 2 !== 1) throw new Error(`${node.name}: LRN needs an odd size (as in Caffe), got ${node.size}`);
@@ -195,23 +203,51 @@ function buildKernel(tf: Tf, step: PlannedNode, weights: WeightMap, keep: Keep):
           tf.fused.matMul({ a: map2d(x), b: kernel, bias, activation }),
         );
     }
+    default:
+      throw new Error(`tfjs engine: no kernel for ${node.op} node '${node.name}'`);
   }
 }
 
-function convKernel(tf: Tf, { node, pads }: ConvStep, weights: WeightMap, keep: Keep): Kernel {
+/** Canonical [C·m, 1, kh, kw] → TF's depthwise filter [kh, kw, C, m]. */
+export function depthwiseFilter(tf: Tf, weights: WeightMap, key: string, channels: number, multiplier: number, [kh, kw]: Pair): Tensor4D {
+  return tf.transpose(tf.reshape(weightTensor(tf, weights, key), [channels, multiplier, kh, kw]), [2, 3, 0, 1]) as Tensor4D;
+}
+
+function convKernel(tf: Tf, { node, pads, inShape }: ConvStep, weights: WeightMap, keep: Keep): Kernel {
   if (Math.max(...node.stride) > 1 && Math.max(...node.dilation) > 1) {
     throw new Error(`${node.name}: TF.js cannot combine stride ${node.stride.join('×')} with dilation ${node.dilation.join('×')}`);
   }
-  // OIHW → HWIO, the only filter layout TF.js takes.
-  const filter = keep(tf.tidy(() => tf.transpose(weightTensor(tf, weights, weightName(node)), [2, 3, 1, 0]) as Tensor4D));
+  const groups = groupsOf(node);
+  const channels = inShape[2]!;
   const bias = keep(weightTensor(tf, weights, biasName(node)));
   const pad = spatialPadding(pads);
   const strides = pair(node.stride);
   const dilations = pair(node.dilation);
-  return ([x]) =>
-    withActivation(tf, node.activation, (activation) =>
-      tf.fused.conv2d({ x: map4d(x), filter, bias, strides, pad, dilations, activation }),
-    );
+  if (groups > 1 && groups === channels) {
+    const filter = keep(tf.tidy(() => depthwiseFilter(tf, weights, weightName(node), channels, node.filters / channels, node.kernel)));
+    // TF.js' depthwise convolution takes no explicit padding: pad with zeros first.
+    const padded = pads.some((p) => p > 0);
+    return ([x]) =>
+      withActivation(tf, node.activation, (activation) =>
+        tf.fused.depthwiseConv2d({ x: padded ? tf.pad(map4d(x), pad) : map4d(x), filter, bias, strides, pad: 'valid', dilations, activation }),
+      );
+  }
+  // OIHW → HWIO, the only filter layout TF.js takes; a grouped conv is one conv per group.
+  const filters = tf.tidy(() => {
+    const all = tf.transpose(weightTensor(tf, weights, weightName(node)), [2, 3, 1, 0]) as Tensor4D;
+    return groups === 1 ? [all] : tf.split(all, groups, 3);
+  }).map((f) => keep(f as Tensor4D));
+  if (groups === 1) {
+    return ([x]) =>
+      withActivation(tf, node.activation, (activation) =>
+        tf.fused.conv2d({ x: map4d(x), filter: filters[0], bias, strides, pad, dilations, activation }),
+      );
+  }
+  return ([x]) => {
+    const parts = tf.split(map4d(x), groups, 3) as Tensor4D[];
+    const out = tf.concat(parts.map((part, g) => tf.conv2d(part, filters[g], strides, pad, 'NHWC', dilations)), 3);
+    return activate(tf, tf.add(out, bias), node.activation);
+  };
 }
 
 function maxPoolKernel(tf: Tf, { node, pads }: PoolStep): Kernel {
@@ -264,9 +300,10 @@ export function avgPoolCorrection(inSize: Pair, kernel: Pair, stride: Pair, pads
   return out;
 }
 
-/** Runs a fusable op with Caffe/Keras' activation; softmax is not fusable, so it follows. */
-function withActivation(tf: Tf, activation: Activation, op: (fused: 'linear' | 'relu') => Tensor): Tensor {
-  return activation === 'softmax' ? tf.softmax(op('linear')) : op(activation);
+/** Runs a fusable op with the node's activation: fused where TF.js fuses it, else after the op. */
+function withActivation(tf: Tf, activation: Activation, op: (fused: 'linear' | 'relu' | 'relu6') => Tensor): Tensor {
+  if (activation === 'linear' || activation === 'relu' || activation === 'relu6') return op(activation);
+  return activate(tf, op('linear'), activation);
 }
 
 function weightTensor(tf: Tf, weights: WeightMap, key: string): Tensor {

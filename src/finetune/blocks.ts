@@ -8,7 +8,7 @@
  * head's cut, are trained; everything below the frozen cut stays as it is.
  */
 import { planGraph } from '../backbones/graph-plan.ts';
-import { hasWeights, resolveLayer, type LayerGraph, type Pair } from '../backbones/layer-graph.ts';
+import { isTrainable, resolveLayer, type LayerGraph, type Pair } from '../backbones/layer-graph.ts';
 import { UsageError } from '../util/errors.ts';
 
 export interface UnfreezePlan {
@@ -22,14 +22,21 @@ export interface UnfreezePlan {
   readonly nodes: readonly string[];
   /** The nodes of the named block. */
   readonly blockNodes: readonly string[];
-  /** The nodes among `nodes` that own weights. */
+  /** The nodes among `nodes` whose weights are trained (batch norm's statistics stay frozen). */
   readonly weighted: readonly string[];
 }
 
-/** A node's block: the part before its first '/', else before its first '_', else its name. */
+/**
+ * A node's block: the part before its first '/' (fire9/squeeze1x1, inception_5b/output); else
+ * the name up to its first number and a letter after it (block5_conv1 → block5, block_16_expand
+ * → block_16, block7a_project_conv → block7a, conv5_block3_out → conv5, Conv_1_bn → Conv_1);
+ * else the part before its first '_'; else its name.
+ */
 export function blockOf(node: string): string {
   const slash = node.indexOf('/');
   if (slash > 0) return node.slice(0, slash);
+  const numbered = /^([A-Za-z_]*?\d+[a-z]?)(?=_|$)/.exec(node);
+  if (numbered) return numbered[1];
   const underscore = node.indexOf('_');
   return underscore > 0 ? node.slice(0, underscore) : node;
 }
@@ -48,7 +55,7 @@ export function resolveUnfreeze(graph: LayerGraph, inputSize: Pair, headLayer: s
   const plan = planGraph(graph, inputSize, [headCut]);
   const order = plan.steps.map((s) => s.node.name);
   const position = new Map(order.map((name, i) => [name, i]));
-  const weightedBlocks = [...new Set(plan.steps.filter((s) => hasWeights(s.node)).map((s) => blockOf(s.node.name)))];
+  const weightedBlocks = [...new Set(plan.steps.filter((s) => isTrainable(s.node)).map((s) => blockOf(s.node.name)))];
   const listed = () => (weightedBlocks.length > 8 ? `…, ${weightedBlocks.slice(-8).join(', ')}` : weightedBlocks.join(', '));
 
   const block = unfreeze ?? weightedBlocks.at(-1);
@@ -78,7 +85,7 @@ export function resolveUnfreeze(graph: LayerGraph, inputSize: Pair, headLayer: s
       throw new UsageError(`${flag}: layer ${name} reads ${outside}, which is below the frozen cut ${frozenCut}; the layers from ${frozenCut} up to ${headCut} must read only its output`);
     }
   }
-  const weighted = nodes.filter((name) => hasWeights(graph.nodes.find((n) => n.name === name)!));
-  if (!blockNodes.some((n) => hasWeights(n))) throw new UsageError(`${flag}: the block has no layer with weights to train`);
+  const weighted = nodes.filter((name) => isTrainable(graph.nodes.find((n) => n.name === name)!));
+  if (!blockNodes.some((n) => isTrainable(n))) throw new UsageError(`${flag}: the block has no layer with weights to train`);
   return { block, frozenCut, headCut, nodes, blockNodes: blockNodes.map((n) => n.name), weighted };
 }

@@ -11,12 +11,13 @@
  * tfjs-node(-gpu) TF.js' own gradient runs, on the GPU where there is one.
  */
 import type { GradSaveFunc, Scalar, Tensor, Tensor1D, Tensor2D, Tensor4D, Variable } from '@tensorflow/tfjs';
-import { shapeSize, type GraphPlan, type PlannedNode } from '../backbones/graph-plan.ts';
-import { biasName, weightName, type Activation, type Pair } from '../backbones/layer-graph.ts';
+import type { GraphPlan, PlannedNode } from '../backbones/graph-plan.ts';
+import { biasName, groupsOf, weightName, type Pair } from '../backbones/layer-graph.ts';
 import { transpose, type WeightMap, type WeightTensor } from '../backbones/weights.ts';
 import { avgPoolCorrection } from '../engines/tfjs-engine.ts';
 import type { Tf } from '../engines/tfjs-backend.ts';
 import { addPads, pair, spatialPadding, spatialSize } from '../engines/tfjs-layout.ts';
+import { activate, batchNormCoefficients, plainOp } from '../engines/tfjs-ops.ts';
 import type { HeadArchitecture, HeadParams } from '../train-head/trainer.ts';
 
 export interface TrainableNet {
@@ -50,19 +51,19 @@ export function createTrainableNet(tf: Tf, opts: TrainableOptions): TrainableNet
   const owned: Tensor[] = [];
   const variables: Variable[] = [];
   /** Canonical weight name → its variable, and how to turn it back to canonical layout. */
-  const canonical = new Map<string, { variable: Variable; perm: number[] | null }>();
-  const variable = (key: string, perm: number[] | null): Variable => {
+  const canonical = new Map<string, { variable: Variable; perm: number[] | null; shape: readonly number[] }>();
+  /** `reshape`: a view of the canonical tensor to permute instead of its own shape (depthwise kernels). */
+  const variable = (key: string, perm: number[] | null, reshape?: readonly number[]): Variable => {
     const w = opts.weights.get(key);
     if (!w) throw new Error(`fine-tune: no weight tensor '${key}'`);
     const init = tf.tidy(() => {
-      const t = tf.tensor(w.data, [...w.shape], 'float32');
+      const t = tf.tensor(w.data, [...(reshape ?? w.shape)], 'float32');
       return perm ? tf.transpose(t, perm) : t;
     });
     const v = tf.variable(init, true);
     init.dispose();
     variables.push(v);
-    // OIHW → HWIO is [2, 3, 1, 0]; its inverse is [3, 2, 0, 1]. [out, in] ↔ [in, out] is its own inverse.
-    canonical.set(key, { variable: v, perm: perm === null ? null : perm.length === 4 ? [3, 2, 0, 1] : [1, 0] });
+    canonical.set(key, { variable: v, perm: perm && inversePermutation(perm), shape: w.shape });
     return v;
   };
   const conv = convOp(tf);
@@ -70,7 +71,7 @@ export function createTrainableNet(tf: Tf, opts: TrainableOptions): TrainableNet
   let ops: (Op | undefined)[];
   const headLayers: { kernel: Variable; bias: Variable }[] = [];
   try {
-    ops = opts.plan.steps.map((step) => (step.node.op === 'input' ? undefined : buildOp(tf, step, variable, conv, (t) => (owned.push(t), t))));
+    ops = opts.plan.steps.map((step) => (step.node.op === 'input' ? undefined : buildOp(tf, step, opts.weights, variable, conv, (t) => (owned.push(t), t))));
     const widths = [opts.architecture.inputDim, ...opts.architecture.hidden, opts.architecture.classes];
     opts.head.forEach((layer, i) => {
       const [inputs, outputs] = [widths[i], widths[i + 1]];
@@ -113,7 +114,8 @@ export function createTrainableNet(tf: Tf, opts: TrainableOptions): TrainableNet
       const weights = new Map<string, WeightTensor>();
       for (const [key, { variable: v, perm }] of canonical) {
         const t: WeightTensor = { shape: v.shape, data: Float32Array.from(await v.data()) };
-        weights.set(key, perm ? transpose(t, perm) : t);
+        const back = perm ? transpose(t, perm) : t;
+        weights.set(key, { shape: canonical.get(key)!.shape, data: back.data });
       }
       const head: HeadParams = await Promise.all(
         headLayers.map(async (l) => ({
@@ -136,19 +138,58 @@ export function crossEntropy(tf: Tf, logits: Tensor2D, oneHot: Tensor2D): Scalar
 
 type ConvFn = (x: Tensor4D, filter: Tensor4D, stride: [number, number]) => Tensor4D;
 
-function buildOp(tf: Tf, step: PlannedNode, variable: (key: string, perm: number[] | null) => Variable, conv: ConvFn, keep: <T extends Tensor>(t: T) => T): Op {
+function inversePermutation(perm: readonly number[]): number[] {
+  const inverse = new Array<number>(perm.length);
+  perm.forEach((p, i) => (inverse[p] = i));
+  return inverse;
+}
+
+type VariableFn = (key: string, perm: number[] | null, reshape?: readonly number[]) => Variable;
+
+function buildOp(tf: Tf, step: PlannedNode, weights: WeightMap, variable: VariableFn, conv: ConvFn, keep: <T extends Tensor>(t: T) => T): Op {
   const node = step.node;
+  const plain = plainOp(tf, step, false);
+  if (plain) return plain;
+  const constant = (key: string): Tensor => {
+    const w = weights.get(key);
+    if (!w) throw new Error(`fine-tune: no weight tensor '${key}'`);
+    return keep(tf.tensor(w.data, [...w.shape], 'float32'));
+  };
   switch (node.op) {
     case 'input':
       throw new Error('the input node has no op');
     case 'conv2d': {
-      const { pads } = step as ConvStep;
+      const { pads, inShape } = step as ConvStep;
       if (node.dilation[0] !== 1 || node.dilation[1] !== 1) throw new Error(`fine-tune: ${node.name} is dilated; TF.js has no gradient for dilated convolutions`);
-      const filter = variable(weightName(node), [2, 3, 1, 0]);
-      const bias = variable(biasName(node), null);
+      const groups = groupsOf(node);
+      const channels = inShape[2]!;
       const padded = pads.some((p) => p > 0);
       const stride: [number, number] = [node.stride[0], node.stride[1]];
-      return ([x]) => activate(tf, node.activation, tf.add(conv(padded ? tf.pad(x as Tensor4D, spatialPadding(pads)) : (x as Tensor4D), filter as Tensor4D, stride), bias));
+      const pad = (x: Tensor) => (padded ? tf.pad(x as Tensor4D, spatialPadding(pads)) : (x as Tensor4D));
+      const bias = variable(biasName(node), null);
+      if (groups > 1 && groups === channels) {
+        // Canonical [C·m, 1, kh, kw] → TF's depthwise [kh, kw, C, m], as a variable.
+        const filter = variable(weightName(node), [2, 3, 0, 1], [channels, node.filters / channels, ...node.kernel]);
+        const depthwise = depthwiseOp(tf);
+        return ([x]) => activate(tf, tf.add(depthwise(pad(x), filter as Tensor4D, stride), bias), node.activation);
+      }
+      if (groups > 1) throw new Error(`fine-tune: ${node.name} is a grouped convolution (${groups} groups), which fine-tuning does not train`);
+      const filter = variable(weightName(node), [2, 3, 1, 0]);
+      return ([x]) => activate(tf, tf.add(conv(pad(x), filter as Tensor4D, stride), bias), node.activation);
+    }
+    case 'separable_conv2d':
+      throw new Error(`fine-tune: ${node.name} is a separable convolution, which fine-tuning does not train`);
+    case 'batchnorm': {
+      // Frozen, as Keras recommends for transfer learning: inference statistics, not trained.
+      const [gamma, beta, mean, variance] = ['gamma', 'beta', 'mean', 'variance'].map((p) => weights.get(`${node.name}.${p}`)!.data);
+      const { scale, shift } = batchNormCoefficients(gamma, beta, mean, variance, node.epsilon);
+      const [a, b] = [keep(tf.tensor1d(scale)), keep(tf.tensor1d(shift))];
+      return ([x]) => tf.add(tf.mul(x, a), b);
+    }
+    case 'normalize': {
+      const mean = constant(`${node.name}.mean`);
+      const std = keep(tf.maximum(tf.sqrt(constant(`${node.name}.variance`)), 1e-7));
+      return ([x]) => tf.div(tf.sub(x, mean), std);
     }
     case 'maxpool': {
       const { pads } = step as PoolStep;
@@ -171,23 +212,6 @@ function buildOp(tf: Tf, step: PlannedNode, variable: (key: string, perm: number
         return correction ? tf.mul(mean, correction) : mean;
       };
     }
-    case 'relu':
-      return ([x]) => tf.relu(x);
-    case 'dropout':
-      // Identity, as at inference: the head's own dropout is what fine-tuning applies.
-      return ([x]) => x;
-    case 'softmax':
-      return ([x]) => tf.softmax(x);
-    case 'zeropad':
-      return ([x]) => tf.pad(x, spatialPadding(node.pad));
-    case 'concat':
-      return (inputs) => (inputs.length === 1 ? inputs[0] : tf.concat(inputs as Tensor4D[], 3));
-    case 'globalpool':
-      return node.mode === 'avg' ? ([x]) => tf.mean(x, [1, 2]) : ([x]) => tf.max(x, [1, 2]);
-    case 'flatten': {
-      const size = shapeSize(step.inShape);
-      return node.order === 'hwc' ? ([x]) => tf.reshape(x, [x.shape[0], size]) : ([x]) => tf.reshape(tf.transpose(x, [0, 3, 1, 2]), [x.shape[0], size]);
-    }
     case 'lrn': {
       const depthRadius = (node.size - 1) / 2;
       return ([x]) => tf.localResponseNormalization(x as Tensor4D, depthRadius, node.k, node.alpha / node.size, node.beta);
@@ -195,9 +219,87 @@ function buildOp(tf: Tf, step: PlannedNode, variable: (key: string, perm: number
     case 'dense': {
       const kernel = variable(weightName(node), [1, 0]);
       const bias = variable(biasName(node), null);
-      return ([x]) => activate(tf, node.activation, tf.add(tf.matMul(x as Tensor2D, kernel as Tensor2D), bias));
+      return ([x]) => activate(tf, tf.add(tf.matMul(x as Tensor2D, kernel as Tensor2D), bias), node.activation);
     }
+    default:
+      throw new Error(`fine-tune: no op for ${node.op} node '${node.name}'`);
   }
+}
+
+type DepthwiseFn = (x: Tensor4D, filter: Tensor4D, stride: [number, number]) => Tensor4D;
+
+/**
+ * A 'valid' depthwise convolution whose gradients work on every backend: TF.js' own where the
+ * backend has the backprop kernels (cpu, tfjs-node), else (wasm has neither) custom ones built
+ * from forward depthwise convolutions and sums, as convOp does for plain convolutions.
+ */
+export function depthwiseOp(tf: Tf): DepthwiseFn {
+  const backend = tf.getBackend();
+  if (tf.getKernel('DepthwiseConv2dNativeBackpropFilter', backend) && tf.getKernel('DepthwiseConv2dNativeBackpropInput', backend)) {
+    return (x, filter, stride) => tf.depthwiseConv2d(x, filter, stride, 'valid');
+  }
+  const custom = new Map<string, (x: Tensor4D, filter: Tensor4D) => Tensor4D>();
+  return (x, filter, stride) => {
+    const key = stride.join('x');
+    let f = custom.get(key);
+    if (!f) {
+      f = tf.customGrad((...args: (Tensor | GradSaveFunc)[]) => {
+        const [xs, fs, save] = args as [Tensor, Tensor, GradSaveFunc];
+        save([xs, fs]);
+        return {
+          value: tf.depthwiseConv2d(xs as Tensor4D, fs as Tensor4D, stride, 'valid'),
+          gradFunc: (dy: Tensor, saved: Tensor[]) => {
+            const [xSaved, fSaved] = saved as [Tensor4D, Tensor4D];
+            return [depthwiseInputGrad(tf, dy as Tensor4D, fSaved, xSaved.shape, stride), depthwiseFilterGrad(tf, xSaved, dy as Tensor4D, fSaved.shape, stride)];
+          },
+        };
+      }) as unknown as (x: Tensor4D, filter: Tensor4D) => Tensor4D;
+      custom.set(key, f);
+    }
+    return f(x, filter);
+  };
+}
+
+/**
+ * dL/dx of a 'valid' depthwise convolution, filter [kh, kw, C, m]: dy [n, oh, ow, C·m] dilated
+ * by the stride and zero-padded by K − 1, depthwise-convolved (multiplier 1) with the filter
+ * turned 180°, then summed over each channel's m outputs.
+ */
+export function depthwiseInputGrad(tf: Tf, dy: Tensor4D, filter: Tensor4D, xShape: readonly number[], stride: Pair): Tensor4D {
+  const [kh, kw, c, m] = filter.shape;
+  const [n, h, w] = xShape;
+  const [, oh, ow] = dy.shape;
+  return tf.tidy(() => {
+    let d: Tensor4D = dy;
+    if (stride[0] > 1 || stride[1] > 1) {
+      const spread = tf.pad(tf.reshape(dy, [n, oh, 1, ow, 1, c * m]), [[0, 0], [0, 0], [0, stride[0] - 1], [0, 0], [0, stride[1] - 1], [0, 0]]);
+      d = tf.slice(tf.reshape(spread, [n, oh * stride[0], ow * stride[1], c * m]) as Tensor4D, [0, 0, 0, 0], [n, (oh - 1) * stride[0] + 1, (ow - 1) * stride[1] + 1, c * m]);
+    }
+    const extraH = h - ((oh - 1) * stride[0] + kh);
+    const extraW = w - ((ow - 1) * stride[1] + kw);
+    const padded = tf.pad(d, [[0, 0], [kh - 1, kh - 1 + extraH], [kw - 1, kw - 1 + extraW], [0, 0]]);
+    const turned = tf.reshape(tf.reverse(filter, [0, 1]), [kh, kw, c * m, 1]) as Tensor4D;
+    const all = tf.depthwiseConv2d(padded, turned, 1, 'valid');
+    return m === 1 ? all : (tf.sum(tf.reshape(all, [n, h, w, c, m]), 4) as Tensor4D);
+  });
+}
+
+/** dL/dW[kh, kw, c, j] = Σ_{n,i,j'} x[n, i·s + kh, j'·s + kw, c] · dy[n, i, j', c·m + j]: one strided slice per kernel tap. */
+export function depthwiseFilterGrad(tf: Tf, x: Tensor4D, dy: Tensor4D, filterShape: readonly number[], stride: Pair): Tensor4D {
+  const [kh, kw, c, m] = filterShape;
+  const [n, oh, ow] = dy.shape;
+  return tf.tidy(() => {
+    const dyByChannel = tf.reshape(dy, [n, oh, ow, c, m]);
+    const taps: Tensor[] = [];
+    for (let i = 0; i < kh; i++) {
+      for (let j = 0; j < kw; j++) {
+        const end = [n, i + (oh - 1) * stride[0] + 1, j + (ow - 1) * stride[1] + 1, c];
+        const window = tf.stridedSlice(x, [0, i, j, 0], end, [1, stride[0], stride[1], 1]);
+        taps.push(tf.sum(tf.mul(tf.reshape(window, [n, oh, ow, c, 1]), dyByChannel), [0, 1, 2]));
+      }
+    }
+    return tf.reshape(tf.stack(taps), [kh, kw, c, m]) as Tensor4D;
+  });
 }
 
 /**
@@ -268,11 +370,5 @@ export function convFilterGrad(tf: Tf, x: Tensor4D, dy: Tensor4D, filterShape: r
     const g = full.shape[1] === kh && full.shape[2] === kw ? full : tf.slice(full, [0, 0, 0, 0], [c, kh, kw, o]);
     return tf.transpose(g, [1, 2, 0, 3]) as Tensor4D;
   });
-}
-
-function activate(tf: Tf, activation: Activation, x: Tensor): Tensor {
-  if (activation === 'relu') return tf.relu(x);
-  if (activation === 'softmax') return tf.softmax(x);
-  return x;
 }
 

@@ -15,6 +15,7 @@ import type { DecodeOptions } from '../extract/decode-image.ts';
 import { decodeOptionsFor, imageBatches } from './image-batches.ts';
 import { checkHeadBackbone } from './stitch-head.ts';
 import { createHeadPredictor } from '../train-head/head-predictor.ts';
+import { UsageError } from '../util/errors.ts';
 
 export interface Classifier {
   /** What runs the backbone, for messages (engine name, provider, notes). */
@@ -65,6 +66,28 @@ export async function headClassifier(backbone: Backbone, head: Head, settings: E
       await engine.dispose();
       await predictor.dispose();
     },
+  };
+}
+
+/**
+ * A model that is a classifier in its own right and names its classes (a Teachable Machine
+ * export, with its metadata.json labels), run as it is: its own head, its own preprocessing,
+ * images fitted as its own pipeline fits them (Teachable Machine takes the centre square).
+ */
+export async function ownClassifier(backbone: Backbone, settings: EngineSettings): Promise<Classifier> {
+  if (!backbone.classifier || !backbone.classNames) throw new UsageError(`${backbone.id} does not name its classes, so it cannot classify as it is`);
+  const engine = await createEngine({ ...settings, backbone, cuts: [{ layer: backbone.classifier }] });
+  if (engine.outputs[0].size !== backbone.classNames.length) {
+    await engine.dispose();
+    throw new UsageError(`${backbone.id}: its classifier has ${engine.outputs[0].size} outputs but ${backbone.classNames.length} labels`);
+  }
+  return {
+    engine,
+    classes: backbone.classNames,
+    backbone,
+    decode: { size: engine.inputSize, ...(backbone.inputResize && { resize: backbone.inputResize }) },
+    run: async (images, count) => (await engine.run(images, count))[0],
+    dispose: () => engine.dispose(),
   };
 }
 

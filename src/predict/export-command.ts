@@ -1,6 +1,6 @@
 /**
- * `bottleneck export --head DIR --format onnx|tfjs --out FOLDER`: backbone and head as one
- * model that other tools load, with the preprocessing it expects written beside it.
+ * `bottleneck export HEAD --format onnx|tfjs|teachable-machine --out FOLDER`: backbone and head
+ * as one model that other tools load, with the preprocessing it expects written beside it.
  */
 import { existsSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
@@ -17,15 +17,15 @@ import type { Backbone } from '../backbones/backbone.ts';
 import { defineCommand, withWeights } from '../util/cli-options.ts';
 import { UsageError, UserError } from '../util/errors.ts';
 
-export type ExportFormat = 'onnx' | 'tfjs';
+export type ExportFormat = 'onnx' | 'tfjs' | 'teachable-machine';
 
 export const exportCommand = defineCommand(
   'export [head]',
-  'write backbone + head as one model file (ONNX or TF.js layers) with its preprocessing.json',
+  'write backbone + head as one model (ONNX, TF.js layers, or a Teachable Machine folder) with its preprocessing.json',
   (y) =>
     withWeights(y)
       .positional('head', { type: 'string', describe: 'head folder written by train-head (or --head)' })
-      .option('format', { choices: ['onnx', 'tfjs'] as const, demandOption: true })
+      .option('format', { choices: ['onnx', 'tfjs', 'teachable-machine'] as const, demandOption: true, describe: "teachable-machine: a folder @teachablemachine/image's load() reads" })
       .option('out', { type: 'string', demandOption: true, describe: 'folder to write the model and preprocessing.json into' }),
   async (argv) => {
     if (!argv.head) throw new UsageError('export needs a head folder: bottleneck export HEAD --format onnx --out DIR');
@@ -76,7 +76,7 @@ export async function runExport(cmd: ExportCommand): Promise<{ files: string[] }
   // Written whole into a staging folder, loaded back and run once, and only then in place: a
   // refused or failed export leaves the old folder (or none) as it was.
   await replaceFolder(out, async (staging) => {
-    const written = cmd.format === 'onnx' ? await writeOnnx(stitched, staging) : await writeTfjs(stitched, staging);
+    const written = cmd.format === 'onnx' ? await writeOnnx(stitched, staging) : cmd.format === 'tfjs' ? await writeTfjs(stitched, staging) : await writeTeachableMachine(stitched, head, staging);
     await checkExport(cmd.format, written, stitched, head.config.classes.length);
     const prepFile = path.join(staging, 'preprocessing.json');
     await writeFileAtomic(prepFile, `${JSON.stringify(preprocessingFor(head, stitched, written), null, 2)}\n`);
@@ -141,6 +141,8 @@ async function runTfjsExport(written: Written, input: Float32Array, size: readon
 
 interface Written {
   readonly files: readonly string[];
+  /** What the model takes, when not the backbone's own preprocessing (a Teachable Machine folder's). */
+  readonly inputPreprocessing?: { readonly channels: 'rgb' | 'bgr'; readonly mean: readonly number[]; readonly std: readonly number[]; readonly resize: string };
   /** The file a loader opens. */
   readonly model: string;
   readonly input: string;
@@ -151,6 +153,14 @@ async function writeOnnx(stitched: Backbone, out: string): Promise<Written> {
   const file = path.join(out, 'model.onnx');
   await exportOnnx(stitched, file);
   return { files: [file], model: file, input: ONNX_INPUT, output: EXPORTED_OUTPUT };
+}
+
+async function writeTeachableMachine(stitched: Backbone, head: Head, out: string): Promise<Written> {
+  const { exportTeachableMachine, TM_MODEL_FILE } = await import('./export-teachable-machine.ts');
+  const written = await exportTeachableMachine(stitched, PROBABILITIES, head.config.classes, out);
+  const { channels, mean, std } = written.preprocessing;
+  // Teachable Machine's capture() takes the centre square before resizing.
+  return { ...written, model: path.join(out, TM_MODEL_FILE), inputPreprocessing: { channels, mean, std, resize: 'crop' } };
 }
 
 async function writeTfjs(stitched: Backbone, out: string): Promise<Written> {
@@ -170,10 +180,10 @@ function preprocessingFor(head: Head, stitched: Backbone, written: Written): Exp
       layout: 'NHWC',
       dtype: 'float32',
       size: p.size,
-      channels: p.channels,
-      mean: p.mean,
-      std: p.std,
-      resize: p.resize,
+      channels: written.inputPreprocessing?.channels ?? p.channels,
+      mean: written.inputPreprocessing?.mean ?? p.mean,
+      std: written.inputPreprocessing?.std ?? p.std,
+      resize: written.inputPreprocessing?.resize ?? p.resize,
       interpolation: p.interpolation,
       background: p.background,
     },

@@ -12,7 +12,7 @@ import { createEngine } from '../engines/select-engine.ts';
 import { loadHead } from '../train-head/head-folder.ts';
 import { cacheRootOf, defineCommand, numberOption, withBackbone, withBatching, withCache, withEngine, withWeights, WHOLE_POSITIVE } from '../util/cli-options.ts';
 import { UsageError } from '../util/errors.ts';
-import { classify, type Classifier, type ClassScore, type ImagePrediction } from './classifier.ts';
+import { classify, ownClassifier, type Classifier, type ClassScore, type ImagePrediction } from './classifier.ts';
 import { predictWithHead } from './predict-head.ts';
 import { progressSink } from '../extract/progress-reporter.ts';
 import { listenForInterrupts } from '../util/interrupt.ts';
@@ -27,7 +27,7 @@ export const predictCommand = defineCommand(
     withBatching(withEngine(withWeights(withBackbone(withCache(y), ZOO_NAMES))))
       .positional('images', { type: 'string', array: true, demandOption: true })
       .option('head', { type: 'string', describe: 'a head folder written by train-head; its backbone, cut and preprocessing are used' })
-      .option('imagenet', { type: 'boolean', default: false, describe: "use the backbone's 1000-class output" })
+      .option('imagenet', { type: 'boolean', default: false, alias: 'own', describe: "the backbone's own classifier: ImageNet's 1000 classes, or a Teachable Machine export's head and labels" })
       .option('imagenet-classes', { type: 'string', describe: "ImageNet class names file (Keras' imagenet_class_index.json or a JSON array); default: downloaded once into the weights folder" })
       .option('top-k', numberOption('top-k', 'classes shown per image', WHOLE_POSITIVE, 5))
       .option('json', { type: 'boolean', default: false, describe: 'one JSON line per image' }),
@@ -66,7 +66,7 @@ export interface PredictCommand {
 }
 
 export async function runPredictCommand(cmd: PredictCommand): Promise<number> {
-  if (!cmd.head === !cmd.imagenet) throw new UsageError('predict needs either --head DIR (a trained head) or --imagenet (the backbone’s own classifier)');
+  if (!cmd.head === !cmd.imagenet) throw new UsageError('predict needs either --head DIR (a trained head) or --own / --imagenet (the model’s own classifier)');
   const files = await expandImageInputs(cmd.images);
   if (cmd.head) return predictHeadCommand(cmd, files);
   const { classifier, wnids } = await openImagenetClassifier(cmd);
@@ -117,6 +117,8 @@ function printPrediction(p: ImagePrediction, json: boolean, wnids?: readonly (st
 /** The backbone's own classifier, and each class's WordNet id where known (for --json). */
 async function openImagenetClassifier(cmd: PredictCommand): Promise<{ classifier: Classifier; wnids?: readonly (string | null)[] }> {
   const backbone = await loadBackbone(cmd.backbone, { weights: cmd.weights, cuts: [{ layer: 'predictions' }] });
+  // A model that names its own classes (a Teachable Machine export's labels) runs as it is.
+  if (backbone.classNames) return { classifier: await ownClassifier(backbone, { engine: cmd.engine, device: cmd.device, cacheDir: cacheRootOf(cmd.cacheRoot) }) };
   if (!backbone.classifier) throw new UsageError(`${backbone.id} has no classifier output`);
   const engine = await createEngine({ engine: cmd.engine, backbone, cuts: [{ layer: backbone.classifier }], device: cmd.device, cacheDir: cacheRootOf(cmd.cacheRoot) });
   try {

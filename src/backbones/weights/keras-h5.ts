@@ -82,6 +82,8 @@ function readWeights(
           `${path}: layer '${layer}' lists weight '${stored}', which is not a dataset in its group`,
         );
       }
+      // Normalization's sample count (an int64) only matters to adapt(), never to inference.
+      if (name.endsWith('/count')) continue;
       if (tensors.has(name)) throw new WeightsError(`${path}: two weights map to the tensor name '${name}'`);
       tensors.set(name, readFloatDataset(module, dataset, path));
     }
@@ -90,11 +92,12 @@ function readWeights(
 }
 
 /**
- * Names each stored weight `<owner>/<kernel|bias>` by its position, the owner being the layer.
- * A nested model saved as one layer (Sequential([VGG16(...), Dense(...)]) stores all its inner
- * layers' weights in one group, named `block1_conv1/kernel:0` and so on; then each inner layer
- * owns its own weights. Weights past the second (batch norm's moving statistics) keep their
- * stored leaf names.
+ * Names each stored weight `<owner>/<variable>`, the owner being the layer. Newer files name
+ * the variable (`bn/gamma:0`, `conv/kernel:0`), and a known Keras variable name is kept; old
+ * files (`block1_conv1_W_1:0`, `block1_conv1_b_1:0`) only order them, kernel then bias, which is
+ * how Keras itself reads them. A nested model saved as one layer (Sequential([VGG16(...),
+ * Dense(...)])) stores all its inner layers' weights in one group, named `block1_conv1/kernel:0`
+ * and so on; then each inner layer owns its own weights.
  */
 export function tensorNames(layer: string, weightNames: readonly string[]): { stored: string; name: string }[] {
   const parsed = weightNames.map((stored) => {
@@ -108,9 +111,12 @@ export function tensorNames(layer: string, weightNames: readonly string[]): { st
     const owner = nested ? inner : layer;
     const index = seen.get(owner) ?? 0;
     seen.set(owner, index + 1);
-    return { stored, name: `${owner}/${['kernel', 'bias'][index] ?? leaf}` };
+    return { stored, name: `${owner}/${KERAS_VARIABLES.has(leaf) ? leaf : (['kernel', 'bias'][index] ?? leaf)}` };
   });
 }
+
+/** Variable names Keras layers give their weights. */
+const KERAS_VARIABLES = new Set(['kernel', 'bias', 'depthwise_kernel', 'pointwise_kernel', 'gamma', 'beta', 'moving_mean', 'moving_variance', 'mean', 'variance', 'count']);
 
 /**
  * Keras 2 splits attributes over 64 KB (models with many layers) into `name0`, `name1`, …

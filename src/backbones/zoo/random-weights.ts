@@ -3,11 +3,17 @@
  * a forward pass does not depend on the values.
  */
 import type { Pair } from '../layer-graph.ts';
-import { biasName, hasWeights, weightName, type LayerGraph } from '../layer-graph.ts';
+import { hasWeights, type LayerGraph } from '../layer-graph.ts';
+import { canonicalSlots } from '../weight-slots.ts';
 import { planGraph } from '../graph-plan.ts';
 import type { WeightTensor } from '../weights.ts';
 
-/** Weights for every weighted node up to `outputs` (default: the whole graph). */
+/**
+ * Weights for every weighted node up to `outputs` (default: the whole graph): He-uniform
+ * kernels, so activations neither vanish nor explode through the ReLUs; small biases;
+ * batch-norm statistics near the identity (gamma 0.6–1, mean ±0.1, variance 0.75–1.25), so
+ * deep residual stacks stay in range.
+ */
 export function seededWeights(
   graph: LayerGraph,
   inputSize: Pair,
@@ -20,19 +26,33 @@ export function seededWeights(
   for (const step of plan.steps) {
     const node = step.node;
     if (!hasWeights(node)) continue;
-    const inChannels = step.inShape[step.inShape.length - 1];
-    const shape = node.op === 'conv2d' ? [node.filters, inChannels, ...node.kernel] : [node.units, inChannels];
-    const fanIn = shape.slice(1).reduce((a, b) => a * b, 1);
-    // He-uniform, so activations neither vanish nor explode through the ReLUs.
-    const limit = Math.sqrt(6 / fanIn);
-    const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
-    for (let i = 0; i < data.length; i++) data[i] = (random() * 2 - 1) * limit;
-    const bias = new Float32Array(shape[0]);
-    for (let i = 0; i < bias.length; i++) bias[i] = (random() - 0.5) * 0.1;
-    weights.set(weightName(node), { shape, data });
-    weights.set(biasName(node), { shape: [shape[0]], data: bias });
+    for (const slot of canonicalSlots(node, step.inShape[step.inShape.length - 1])) {
+      const data = new Float32Array(slot.shape.reduce((a, b) => a * b, 1));
+      const param = slot.key.slice(slot.key.lastIndexOf('.') + 1);
+      const value = SEEDED[param] ?? heUniform(slot.shape);
+      for (let i = 0; i < data.length; i++) data[i] = value(random());
+      // A bias the layer does not have (use_bias=False) is zero, a missing gamma one: drawn and
+      // then overwritten, so every other tensor keeps the values it has with the layer's own.
+      if (!slot.inKeras && slot.fill !== undefined) data.fill(slot.fill);
+      weights.set(slot.key, { shape: slot.shape, data });
+    }
   }
   return weights;
+}
+
+/** Value of one element from a uniform [0, 1) draw, by canonical parameter name. */
+const SEEDED: Record<string, ((r: number) => number) | undefined> = {
+  bias: (r) => (r - 0.5) * 0.1,
+  gamma: (r) => 0.6 + 0.4 * r,
+  beta: (r) => (r - 0.5) * 0.2,
+  mean: (r) => (r - 0.5) * 0.2,
+  variance: (r) => 0.75 + 0.5 * r,
+};
+
+function heUniform(shape: readonly number[]): (r: number) => number {
+  const fanIn = shape.slice(1).reduce((a, b) => a * b, 1);
+  const limit = Math.sqrt(6 / fanIn);
+  return (r) => (r * 2 - 1) * limit;
 }
 
 /** A small, fast, seedable PRNG; Math.random cannot be seeded. */

@@ -28,6 +28,11 @@ export function vgg16Graph(): LayerGraph {
   return vggGraph('vgg16', BLOCKS, [4096, 4096], 1000);
 }
 
+/** keras.applications.vgg19: VGG16 with four convs in blocks 3 to 5 (Keras 3 names its input input_layer). */
+export function vgg19Graph(): LayerGraph {
+  return vggGraph('vgg19', [[2, 64], [2, 128], [4, 256], [4, 512], [4, 512]], [4096, 4096], 1000, 'input_layer');
+}
+
 /**
  * A VGG-shaped graph: blocks of 3×3 'same' ReLU convs, each closed by a 2×2 max pool, then
  * flatten (H, W, C, as Keras) and fully connected layers `fc1`, `fc2`, …, `predictions`.
@@ -37,9 +42,10 @@ export function vggGraph(
   blocks: readonly (readonly [number, number])[],
   fc: readonly number[],
   classes: number,
+  input = 'input_1',
 ): LayerGraph {
-  const nodes: LayerNode[] = [{ name: 'input_1', op: 'input', inputs: [], channels: 3 }];
-  let prev = 'input_1';
+  const nodes: LayerNode[] = [{ name: input, op: 'input', inputs: [], channels: 3 }];
+  let prev = input;
   const push = (node: LayerNode) => {
     nodes.push(node);
     prev = node.name;
