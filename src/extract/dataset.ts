@@ -110,7 +110,8 @@ export async function scanFolder(root: string): Promise<Dataset> {
 
 /** Image files under a folder (recursively, unless told not to); symlinks are followed once, loops reported. */
 async function* walkImages(dir: string, unlisted: { path: string; reason: string }[], root: string, recursive = true): AsyncGenerator<string> {
-  for (const { name, dirent: entry } of await listEntries(dir, unlisted, root)) {
+  // Without recursion, the folders here are listed (and reported) by the caller.
+  for (const { name, dirent: entry } of await listEntries(dir, unlisted, root, true, recursive)) {
     const full = path.join(dir, name);
     const isImageName = IMAGE_EXTENSIONS.has(path.extname(name).toLowerCase());
     if (entry.isDirectory()) {
@@ -139,7 +140,7 @@ const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
  * folder, fail the whole scan with ENOENT. Files are reported where they would be listed
  * (`files`), and only with an image extension, like every other unlisted entry.
  */
-async function listEntries(dir: string, unlisted: { path: string; reason: string }[], root: string, files = true): Promise<{ name: string; dirent: Dirent<Buffer> }[]> {
+async function listEntries(dir: string, unlisted: { path: string; reason: string }[], root: string, files = true, folders = true): Promise<{ name: string; dirent: Dirent<Buffer> }[]> {
   const entries: { name: string; dirent: Dirent<Buffer> }[] = [];
   let dirents: Dirent<Buffer>[];
   try {
@@ -157,7 +158,7 @@ async function listEntries(dir: string, unlisted: { path: string; reason: string
     } catch {
       // Non-ASCII bytes as \xNN: what the user needs to find and rename the entry.
       const shown = [...dirent.name].map((b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`)).join('');
-      if (dirent.isDirectory() || (files && IMAGE_EXTENSIONS.has(path.extname(shown).toLowerCase()))) {
+      if ((folders && dirent.isDirectory()) || (files && !dirent.isDirectory() && IMAGE_EXTENSIONS.has(path.extname(shown).toLowerCase()))) {
         const what = dirent.isDirectory() ? 'folder' : 'file';
         unlisted.push({ path: toPosix(path.relative(root, path.join(dir, shown))), reason: `the ${what} name is not valid UTF-8, so it cannot be read; rename it` });
       }
