@@ -18,7 +18,7 @@ import { confidentLearning } from '../src/audit/confident-learning.ts';
 import { assignFolds } from '../src/audit/folds.ts';
 import { findNearDuplicates } from '../src/audit/near-duplicates.ts';
 import { DEFAULT_OUT_OF_FOLD, outOfFoldProbabilities } from '../src/audit/out-of-fold.ts';
-import { mulberry32 } from '../src/backbones/zoo/random-weights.ts';
+import { mulberry32 } from '../src/util/numbers.ts';
 
 const { values: args } = parseArgs({
   options: {

@@ -34,7 +34,7 @@ import { readCodeTable } from '../src/cache/code-table.ts';
 import { FeatureCache } from '../src/cache/feature-cache.ts';
 import { decodeShard } from '../src/cache/shard-format.ts';
 import { cacheKeys, isHealthy, verifyKey } from '../src/cache/verify.ts';
-import { mulberry32 } from '../src/backbones/zoo/random-weights.ts';
+import { mulberry32 } from '../src/util/numbers.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const BIN = path.join(ROOT, 'bin', 'bottleneck');

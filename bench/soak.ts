@@ -38,7 +38,7 @@ import sharp from 'sharp';
 import { loadBackbone } from '../src/backbones/zoo.ts';
 import { loadDataset } from '../src/extract/dataset.ts';
 import { runExtract, type ExtractProgress } from '../src/extract/run-extract.ts';
-import { mulberry32 } from '../src/backbones/zoo/random-weights.ts';
+import { mulberry32 } from '../src/util/numbers.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const { values: args } = parseArgs({

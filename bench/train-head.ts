@@ -12,7 +12,7 @@ import { execFile } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs, promisify } from 'node:util';
-import { mulberry32 } from '../src/backbones/zoo/random-weights.ts';
+import { mulberry32 } from '../src/util/numbers.ts';
 import { fit } from '../src/train-head/fit.ts';
 import { initHeadParams } from '../src/train-head/head-init.ts';
 import { createOnnxTrainer } from '../src/train-head/onnx-trainer.ts';

@@ -15,7 +15,7 @@ import { judgeSimilarity, SIMILARITY_MARGIN, SIMILARITY_THRESHOLDS, similarityMe
 import { pickSample } from '../src/advise/sample.ts';
 import { backboneAdvice, buildAdvice, transferCase, type AdviceInputs } from '../src/advise/transfer-case.ts';
 import type { Backbone } from '../src/backbones/backbone.ts';
-import { mulberry32 } from '../src/backbones/zoo/random-weights.ts';
+import { mulberry32 } from '../src/util/numbers.ts';
 import { tinyRandomBackbone } from '../src/backbones/zoo/tiny-random.ts';
 import { VGG16_PREPROCESSING, vgg16Graph } from '../src/backbones/zoo/vgg16.ts';
 import { loadBackbone } from '../src/backbones/zoo.ts';

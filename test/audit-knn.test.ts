@@ -1,6 +1,6 @@
 /** Blocked kNN on onnxruntime against a brute-force loop, across block edges. */
 import { describe, expect, it } from 'vitest';
-import { mulberry32 } from '../src/backbones/zoo/random-weights.ts';
+import { mulberry32 } from '../src/util/numbers.ts';
 import { nearestNeighbours, normalizeRows, similarityVectors } from '../src/audit/knn.ts';
 
 function randomCodes(n: number, dim: number, seed: number): Float32Array {

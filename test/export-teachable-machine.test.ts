@@ -16,7 +16,7 @@ import type { Cut } from '../src/backbones/cut.ts';
 import { preprocessInto } from '../src/backbones/preprocess.ts';
 import { teachableMachinePreprocessing } from '../src/backbones/teachable-machine.ts';
 import { loadBackbone } from '../src/backbones/zoo.ts';
-import { mulberry32 } from '../src/backbones/zoo/random-weights.ts';
+import { mulberry32 } from '../src/util/numbers.ts';
 import { cacheKey } from '../src/cache/code-spec.ts';
 import { createOnnxEngine } from '../src/engines/onnx-engine.ts';
 import { codeSpecFor } from '../src/extract/run-extract.ts';

@@ -19,7 +19,7 @@ import { decodeShard } from '../src/cache/shard-format.ts';
 import { makeDataset } from './helpers/make-dataset.ts';
 import { readRows } from './helpers/read-codes.ts';
 import { REPO_ROOT } from './helpers/shared.ts';
-import { mulberry32 } from '../src/backbones/zoo/random-weights.ts';
+import { mulberry32 } from '../src/util/numbers.ts';
 
 const BIN = path.join(REPO_ROOT, 'bin', 'bottleneck');
 const IMAGES = 60;

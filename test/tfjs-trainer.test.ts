@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { mulberry32 } from '../src/backbones/zoo/random-weights.ts';
+import { mulberry32 } from '../src/util/numbers.ts';
 import { tfBackend, type Tf } from '../src/engines/tfjs-backend.ts';
 import { checkHeadParams, denseShapes, glorotLimit, initHeadParams } from '../src/train-head/head-init.ts';
 import { createTfjsTrainer, transpose } from '../src/train-head/tfjs-trainer.ts';

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mulberry32 } from '../src/backbones/zoo/random-weights.ts';
+import { mulberry32 } from '../src/util/numbers.ts';
 import { evaluateCodes, fit, type LabelledCodes } from '../src/train-head/fit.ts';
 import { assertSameCodes, loadHead, saveHead } from '../src/train-head/head-folder.ts';
 import { initHeadParams } from '../src/train-head/head-init.ts';

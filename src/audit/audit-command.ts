@@ -4,10 +4,8 @@
  * audit-source's and audit's; this module holds the printing.
  */
 import path from 'node:path';
-import type { CutPool } from '../backbones/cut.ts';
-import type { Interpolation, ResizeMode } from '../cache/code-spec.ts';
 import type { DeviceChoice, EngineChoice } from '../engines/engine.ts';
-import { withExtractSettings } from '../extract/extract-plan.ts';
+import { withExtractSettings, type ExtractSettingsFlags } from '../extract/extract-plan.ts';
 import { progressSink } from '../extract/progress-reporter.ts';
 import { parseHidden } from '../train-head/train-command.ts';
 import { cacheRootOf, defineCommand, FRACTION, numberOption, optionalNumber, withBatching, withCache, withEngine, withWait, WHOLE_POSITIVE } from '../util/cli-options.ts';
@@ -45,22 +43,13 @@ export const auditCommand = defineCommand(
 );
 
 /** The flags above, as yargs hands them over. */
-export interface AuditCommand {
+export interface AuditCommand extends ExtractSettingsFlags {
   readonly data: string;
-  readonly backbone: string;
-  readonly weights?: string;
   readonly engine: EngineChoice;
   readonly device: DeviceChoice;
   readonly cache: string;
-  readonly layer?: string;
-  readonly pool?: CutPool;
-  readonly size?: string;
-  readonly resize: ResizeMode;
-  readonly interpolation: Interpolation;
-  readonly background: string;
   readonly batch: number;
   readonly concurrency: number;
-  readonly float16: boolean;
   readonly wait: number;
   readonly dataset?: string;
   readonly threshold?: number;

@@ -5,30 +5,20 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import type { CutPool } from '../backbones/cut.ts';
-import type { CodeSpec, Interpolation, ResizeMode } from '../cache/code-spec.ts';
+import type { CodeSpec } from '../cache/code-spec.ts';
 import { readCodeTable, resolveDataset } from '../cache/code-table.ts';
 import { FeatureCache } from '../cache/feature-cache.ts';
 import type { DeviceChoice, EngineChoice } from '../engines/engine.ts';
 import { loadDataset } from '../extract/dataset.ts';
-import { planExtract } from '../extract/extract-plan.ts';
+import { planExtract, type ExtractSettingsFlags } from '../extract/extract-plan.ts';
 import { runExtract, type ExtractProgress } from '../extract/run-extract.ts';
 import { UsageError } from '../util/errors.ts';
 import type { AuditRows } from './audit-rows.ts';
 
-export interface AuditSourceOptions {
+export interface AuditSourceOptions extends ExtractSettingsFlags {
   /** A folder of class subfolders, a .csv/.jsonl manifest, or a cache key folder (or key). */
   readonly data: string;
   readonly cacheRoot: string;
-  readonly backbone: string;
-  readonly weights?: string;
-  readonly layer?: string;
-  readonly pool?: CutPool;
-  readonly size?: string;
-  readonly resize: ResizeMode;
-  readonly interpolation: Interpolation;
-  readonly background: string;
-  readonly float16: boolean;
   readonly batch: number;
   readonly concurrency: number;
   readonly engine: EngineChoice;

@@ -1,5 +1,6 @@
 /** The terminal summary of an audit: counts first, then the top findings of each kind. */
 import type { AuditResult, ExactFinding, Member, NearFinding } from './audit.ts';
+import { pct } from '../util/numbers.ts';
 
 export interface AuditHeader {
   readonly data: string;
@@ -33,7 +34,7 @@ export function formatAudit(header: AuditHeader, r: AuditResult, show: number): 
   }
 
   const l = r.labels;
-  out.push('', `Likely label errors: ${l.issues.length} of ${r.rows} rows (${l.folds}-fold out-of-fold probabilities, out-of-fold accuracy ${pct(l.outOfFoldAccuracy)}, ${l.seconds.toFixed(1)} s)`);
+  out.push('', `Likely label errors: ${l.issues.length} of ${r.rows} rows (${l.folds}-fold out-of-fold probabilities, out-of-fold accuracy ${pct(l.outOfFoldAccuracy, 1)}, ${l.seconds.toFixed(1)} s)`);
   out.push(`  head: ${l.head}`);
   out.push(`  rule: ${l.rule}`);
   out.push(`  thresholds t_j: ${Object.entries(l.thresholds).map(([k, t]) => `${k} ${t === null ? '-' : t.toFixed(3)}`).join(', ')}`);
@@ -60,6 +61,3 @@ function more(out: string[], total: number, show: number): void {
   if (total > show) out.push(`  … and ${total - show} more (--show N, --json or --report DIR for all)`);
 }
 
-function pct(v: number): string {
-  return `${(100 * v).toFixed(1)}%`;
-}

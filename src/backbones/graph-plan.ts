@@ -5,6 +5,7 @@
  * disagree about geometry.
  */
 import { resolveLayer, validateGraph, type LayerGraph, type LayerNode, type Pads, type Padding, type Pair } from './layer-graph.ts';
+import { product } from '../util/numbers.ts';
 
 /** [H, W, C] for feature maps, [D] for vectors. */
 export type Shape = readonly [number, number, number] | readonly [number];
@@ -136,7 +137,7 @@ function planNode(graphName: string, node: LayerNode, inShape: Shape, inShapes: 
       return { node, inShape, outShape: [h, w, maps.reduce((sum, s) => sum + s[2], 0)] };
     }
     case 'flatten':
-      return { node, inShape, outShape: [inShape.reduce((a, b) => a * b, 1)] };
+      return { node, inShape, outShape: [product(inShape)] };
     case 'globalpool':
       return { node, inShape, outShape: node.keepdims ? [1, 1, spatial()[2]] : [spatial()[2]] };
     case 'dense':
@@ -165,7 +166,7 @@ function broadcastShapes(where: string, shapes: readonly Shape[]): Shape {
 
 function reshapeTarget(where: string, inShape: Shape, target: readonly number[]): Shape {
   const size = shapeSize(inShape);
-  const known = target.filter((d) => d !== -1).reduce((a, b) => a * b, 1);
+  const known = product(target.filter((d) => d !== -1));
   const unknown = target.filter((d) => d === -1).length;
   const dims = target.map((d) => (d === -1 ? size / known : d));
   if (unknown > 1 || (target.length !== 1 && target.length !== 3) || dims.some((d) => !Number.isInteger(d) || d < 1) || shapeSize(dims as unknown as Shape) !== size) {
@@ -218,5 +219,5 @@ export function poolGeometry(
 }
 
 export function shapeSize(shape: Shape): number {
-  return shape.reduce((a, b) => a * b, 1);
+  return product(shape);
 }

@@ -6,6 +6,7 @@ import { UserError } from '../util/errors.ts';
 import { groupsOf, hasWeights, type LayerGraph, type WeightedNode } from './layer-graph.ts';
 import type { GraphPlan } from './graph-plan.ts';
 import { canonicalSlots, weightSlots, type WeightSlot } from './weight-slots.ts';
+import { product } from '../util/numbers.ts';
 
 export interface WeightTensor {
   readonly shape: readonly number[];
@@ -45,7 +46,7 @@ export function bindWeights(graph: LayerGraph, source: WeightSource): WeightMap 
       if (stored) {
         out.set(slot.key, keras ? slot.fromKeras(stored) : stored);
       } else if (slot.fill !== undefined) {
-        out.set(slot.key, { shape: slot.shape, data: new Float32Array(slot.shape.reduce((a, b) => a * b, 1)).fill(slot.fill) });
+        out.set(slot.key, { shape: slot.shape, data: new Float32Array(product(slot.shape)).fill(slot.fill) });
       } else {
         const name = keras ? `${node.name}/${slot.keras}` : slot.key;
         throw new WeightsError(`${from}: no tensor '${name}' for layer '${node.name}' of ${graph.name}`);

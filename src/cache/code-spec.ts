@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { product } from '../util/numbers.ts';
 
 export type CodeDtype = 'float32' | 'float16';
 
@@ -82,7 +83,7 @@ export const codeSpecSchema = z.object({
 
 /** Floats per code. */
 export function codeDim(spec: Pick<CodeSpec, 'shape'>): number {
-  return spec.shape.reduce((a, b) => a * b, 1);
+  return product(spec.shape);
 }
 
 /** `<backbone>-<layer>[-<pool>]-<16 hex>`: readable in `ls cache/`, unique by the hash. */

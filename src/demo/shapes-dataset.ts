@@ -12,7 +12,7 @@ import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
 import type { Split } from '../cache/code-rows.ts';
-import { mulberry32 } from '../backbones/zoo/random-weights.ts';
+import { mulberry32 } from '../util/numbers.ts';
 import { writeFileAtomic } from '../util/atomic-file.ts';
 import { UsageError } from '../util/errors.ts';
 

@@ -17,6 +17,7 @@ import { UserError } from '../util/errors.ts';
 import type { DeviceChoice, EngineOptions, FeatureEngine } from './engine.ts';
 import { buildOnnxModel, ONNX_INPUT, onnxOutputName, type ConvAlgorithm } from './onnx-model.ts';
 import type { WinogradOptions } from './onnx-winograd.ts';
+import { product } from '../util/numbers.ts';
 
 /** Bumped whenever buildOnnxModel changes what it writes, so stale cached models are not reused. */
 const MODEL_FORMAT = 2;
@@ -102,7 +103,7 @@ export async function createOnnxEngine(opts: OnnxEngineOptions): Promise<Feature
 
   const outputs = cuts.map((cut) => {
     const shape = codeShape(plan, cut);
-    return { cut, shape, size: shape.reduce((a, b) => a * b, 1) };
+    return { cut, shape, size: product(shape) };
   });
   const [h, w] = inputSize;
   const c = plan.inputChannels;

@@ -10,6 +10,7 @@ import type { GraphPlan, PlannedNode, PoolPads } from '../backbones/graph-plan.t
 import { biasName, weightName, type Activation, type Pads } from '../backbones/layer-graph.ts';
 import type { WeightMap, WeightTensor } from '../backbones/weights.ts';
 import { winogradConv, winogradEligible, winogradPays, type WinogradOptions } from './onnx-winograd.ts';
+import { product } from '../util/numbers.ts';
 
 // onnx-proto is CommonJS; its namespace is only reachable through the default export.
 const { onnx } = onnxProto;
@@ -266,7 +267,7 @@ export function buildOnnxModel({ plan, cuts, weights, convAlgorithm = 'direct', 
     } else {
       g.add('Identity', [source.name], out);
     }
-    const size = codeShape(plan, cut).reduce((a, b) => a * b, 1);
+    const size = product(codeShape(plan, cut));
     return valueInfo(out, ['batch', size]);
   });
 

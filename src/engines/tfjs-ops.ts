@@ -8,6 +8,7 @@ import type { PlannedNode } from '../backbones/graph-plan.ts';
 import type { Activation, LayerNode } from '../backbones/layer-graph.ts';
 import type { Tf } from './tfjs-backend.ts';
 import { spatialPadding } from './tfjs-layout.ts';
+import { product } from '../util/numbers.ts';
 
 type Op = (inputs: readonly Tensor[]) => Tensor;
 
@@ -92,7 +93,7 @@ export function plainOp(tf: Tf, step: PlannedNode, copy: boolean): Op | undefine
       return ([x]) => tf.reshape(x, [x.shape[0], ...shape]);
     }
     case 'flatten': {
-      const size = step.inShape.reduce((a, b) => a * b, 1);
+      const size = product(step.inShape);
       // Caffe's fc6 reads C, H, W: go through NCHW first so its weights line up.
       if (step.inShape.length === 1) return copy ? ([x]) => tf.clone(x) : ([x]) => x;
       return node.order === 'hwc' ? ([x]) => tf.reshape(x, [x.shape[0], size]) : ([x]) => tf.reshape(tf.transpose(x, [0, 3, 1, 2]), [x.shape[0], size]);

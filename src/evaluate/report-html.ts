@@ -11,6 +11,7 @@ import { escapeHtml as esc } from '../util/html.ts';
 import type { EvaluationReport } from './evaluation-report.ts';
 import { thumbnailHtml } from './thumbnail-html.ts';
 import type { ClassMetrics, Metrics, Mistake } from './metrics.ts';
+import { pct } from '../util/numbers.ts';
 
 const MAX_MISTAKES = 24;
 const THUMB = 128;
@@ -118,8 +119,8 @@ function unseenWarning(unseen: Metrics['unseenLabels']): string {
 
 function headline(m: Metrics): string {
   const cards: [string, string][] = [
-    ['accuracy', pct(m.accuracy)],
-    ...Object.entries(m.topK).map(([k, v]): [string, string] => [`top-${k} accuracy`, pct(v)]),
+    ['accuracy', pct(m.accuracy, 1)],
+    ...Object.entries(m.topK).map(([k, v]): [string, string] => [`top-${k} accuracy`, pct(v, 1)]),
     ['log loss', m.logLoss.toFixed(4)],
     ['macro precision', fix(m.macro.precision)],
     ['macro recall', fix(m.macro.recall)],
@@ -167,7 +168,7 @@ function confusionSvg(classes: readonly string[], confusion: Metrics['confusion'
       const y = top + i * cell;
       const ink = share > 0.5 ? 'white' : count === 0 ? '#bbb' : '#222';
       parts.push(
-        `<rect class="cell" x="${x}" y="${y}" width="${cell}" height="${cell}" fill="${blues(share)}" stroke="${i === j ? '#333' : '#e6e6e6'}"><title>${esc(classes[i])} → ${esc(classes[j])}: ${count} (${pct(share)} of row)</title></rect>`,
+        `<rect class="cell" x="${x}" y="${y}" width="${cell}" height="${cell}" fill="${blues(share)}" stroke="${i === j ? '#333' : '#e6e6e6'}"><title>${esc(classes[i])} → ${esc(classes[j])}: ${count} (${pct(share, 1)} of row)</title></rect>`,
         `<text x="${x + cell / 2}" y="${y + cell / 2 + fontSize * 0.35}" text-anchor="middle" font-size="${fontSize}" fill="${ink}">${count}</text>`,
       );
     });
@@ -246,6 +247,3 @@ function fix(v: number): string {
   return v.toFixed(3);
 }
 
-function pct(v: number): string {
-  return `${(100 * v).toFixed(1)}%`;
-}

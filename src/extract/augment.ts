@@ -13,7 +13,7 @@
 import { createHash } from 'node:crypto';
 import sharp, { type OutputInfo } from 'sharp';
 import type { AugmentSpec } from '../cache/code-spec.ts';
-import { mulberry32 } from '../backbones/zoo/random-weights.ts';
+import { mulberry32 } from '../util/numbers.ts';
 import { DecodeError, DEFAULT_MAX_PIXELS, resizeRawImage, type DecodeOptions } from './decode-image.ts';
 
 /** Bump with any change to the transformations below: it is part of the cache key. */

@@ -1,7 +1,6 @@
 /** `bottleneck extract DATA`: flags in, a summary out. The work itself is runExtract's. */
 import path from 'node:path';
-import { cutLabel, type CutPool } from '../backbones/cut.ts';
-import type { Interpolation, ResizeMode } from '../cache/code-spec.ts';
+import { cutLabel } from '../backbones/cut.ts';
 import { errorsTableName } from '../cache/errors-table.ts';
 import type { DeviceChoice, EngineChoice } from '../engines/engine.ts';
 import { assertDeviceUsable } from '../engines/select-engine.ts';
@@ -10,25 +9,16 @@ import { UsageError } from '../util/errors.ts';
 import { listenForInterrupts } from '../util/interrupt.ts';
 import { loadDataset } from './dataset.ts';
 import { progressSink } from './progress-reporter.ts';
-import { planExtract, withExtractSettings } from './extract-plan.ts';
+import { planExtract, withExtractSettings, type ExtractSettingsFlags } from './extract-plan.ts';
 import { runExtract, shardWriterId } from './run-extract.ts';
 
-export interface ExtractCommand {
+export interface ExtractCommand extends ExtractSettingsFlags {
   readonly data: string;
-  readonly backbone: string;
-  readonly weights?: string;
   readonly engine: EngineChoice;
   readonly device: DeviceChoice;
   readonly cacheRoot: string;
-  readonly layer?: string;
-  readonly pool?: CutPool;
-  readonly size?: string;
-  readonly resize: ResizeMode;
-  readonly interpolation: Interpolation;
-  readonly background: string;
   readonly batch: number;
   readonly concurrency: number;
-  readonly float16: boolean;
   readonly strict: boolean;
   readonly wait: number;
   readonly flushSeconds: number;

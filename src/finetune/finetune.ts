@@ -20,7 +20,7 @@ import { planGraph } from '../backbones/graph-plan.ts';
 import { subgraphFrom, type Subgraph } from '../backbones/subgraph.ts';
 import { readSafetensors, writeSafetensors } from '../backbones/weights/safetensors.ts';
 import type { WeightTensor } from '../backbones/weights.ts';
-import { mulberry32 } from '../backbones/zoo/random-weights.ts';
+import { mulberry32 } from '../util/numbers.ts';
 import { acquireCacheLock } from '../cache/cache-lock.ts';
 import { membershipIndex, readCodes, readCodeTable, resolveDataset, viewsIndex, type CodeTable } from '../cache/code-table.ts';
 import { contentId } from '../cache/code-rows.ts';
@@ -40,6 +40,7 @@ import { UsageError } from '../util/errors.ts';
 import { TOOL_VERSION } from '../util/version.ts';
 import { resolveUnfreeze, type UnfreezePlan } from './blocks.ts';
 import { createTrainableNet, crossEntropy, type TrainableNet } from './trainable-net.ts';
+import { pct } from '../util/numbers.ts';
 
 export interface FineTuneCommand {
   /** The trained head to start from. */
@@ -461,7 +462,4 @@ function describeNodes(nodes: readonly string[]): string {
 }
 
 
-function pct(v: number | null): string {
-  return v === null ? '-' : `${(v * 100).toFixed(2)}%`;
-}
 

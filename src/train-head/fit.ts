@@ -2,10 +2,11 @@
  * The training loop: seeded batch order and dropout masks, per-epoch metrics, and early
  * stopping on validation loss that keeps the best epoch's weights. It drives any HeadTrainer.
  */
-import { mulberry32 } from '../backbones/zoo/random-weights.ts';
+import { mulberry32 } from '../util/numbers.ts';
 import type { LabelledCodes } from '../cache/code-table.ts';
 import { memoryMatrix, type CodeMatrix } from './code-matrix.ts';
 import type { HeadArchitecture, HeadParams, HeadTrainer, TrainBatch } from './trainer.ts';
+import { pct } from '../util/numbers.ts';
 
 export type { LabelledCodes };
 
@@ -187,9 +188,6 @@ export function shuffle(a: Int32Array, random: () => number): void {
   }
 }
 
-function pct(v: number | null): string {
-  return v === null ? '-' : `${(v * 100).toFixed(2)}%`;
-}
 
 /** One epoch's line on the terminal, as train-head and fine-tune print it. */
 export function formatEpoch(s: EpochStats, epochs: number): string {

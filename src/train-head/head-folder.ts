@@ -19,6 +19,7 @@ import type { EpochStats } from './fit.ts';
 import { historyPlotSvg, renderPng } from './history-plot.ts';
 import type { SplitFractions } from './splits.ts';
 import type { HeadArchitecture, HeadParams, OptimizerConfig } from './trainer.ts';
+import { product } from '../util/numbers.ts';
 
 export const HEAD_FORMAT = 'bottleneck-head/1';
 
@@ -204,7 +205,7 @@ export async function loadHead(dir: string): Promise<Head> {
   const { architecture: a, classes } = config;
   if (classes.length !== a.classes) throw new InvalidFileError(file, `lists ${classes.length} classes, its architecture has ${a.classes} outputs`);
   if (new Set(classes).size !== classes.length) throw new InvalidFileError(file, 'lists a class twice');
-  const dim = config.codeSpec.shape.reduce((x, y) => x * y, 1);
+  const dim = product(config.codeSpec.shape);
   if (a.inputDim !== dim) throw new InvalidFileError(file, `takes ${a.inputDim}-d codes, its code spec gives ${dim}`);
   const weightsFile = path.join(dir, 'weights.safetensors');
   if (!existsSync(weightsFile)) throw new UserError(`${dir}: weights.safetensors is missing`);

@@ -2,7 +2,7 @@
  * The shapes of a head's dense layers and their initial values. Both trainers start from
  * what this computes (the caller owns the seed), so they begin from identical weights.
  */
-import { mulberry32 } from '../backbones/zoo/random-weights.ts';
+import { mulberry32 } from '../util/numbers.ts';
 import type { DenseParams, HeadArchitecture, HeadParams } from './trainer.ts';
 
 /** One dense layer's geometry; its weight is [outputs, inputs] in the canonical layout. */

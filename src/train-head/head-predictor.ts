@@ -7,6 +7,7 @@ import ort from '../engines/onnxruntime.ts';
 import { writeParams, type TensorSet } from './onnx-head-params.ts';
 import { buildPredictModel, paramName, planLayout, PROBS, X } from './onnx-train-graph.ts';
 import type { HeadArchitecture, HeadParams } from './trainer.ts';
+import { product } from '../util/numbers.ts';
 
 export interface HeadPredictor {
   /** Softmax probabilities, n × classes, for n × inputDim codes. */
@@ -23,7 +24,7 @@ export async function createHeadPredictor(architecture: HeadArchitecture, params
   });
   const set: TensorSet = new Map(
     layout.flatMap((lay, l) => [
-      [paramName(l, 'kernel'), new ort.Tensor('float32', new Float32Array(lay.kernelDims.reduce((a, b) => a * b, 1)), lay.kernelDims)],
+      [paramName(l, 'kernel'), new ort.Tensor('float32', new Float32Array(product(lay.kernelDims)), lay.kernelDims)],
       [paramName(l, 'bias'), new ort.Tensor('float32', new Float32Array(lay.outputs), [lay.outputs])],
     ]),
   );

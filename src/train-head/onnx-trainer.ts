@@ -43,6 +43,7 @@ import {
 } from './onnx-train-graph.ts';
 import { readParams, writeParams, type TensorSet } from './onnx-head-params.ts';
 import type { HeadParams, HeadTrainer, TrainBatch, TrainerOptions } from './trainer.ts';
+import { product } from '../util/numbers.ts';
 
 export interface OnnxTrainerTuning {
   /** Elements per chunk of a kernel's update (see DEFAULT_CHUNK_ELEMENTS); tests make it tiny. */
@@ -223,7 +224,7 @@ export async function createOnnxTrainer(opts: TrainerOptions, tuning: OnnxTraine
   return trainer;
 }
 
-const size = (dims: readonly number[]): number => dims.reduce((a, b) => a * b, 1);
+const size = product;
 
 function rows(data: Float32Array, n: number, width: number): ort.Tensor {
   if (data.length < n * width) throw new Error(`onnx trainer: expected ${n}×${width} floats, got ${data.length}`);

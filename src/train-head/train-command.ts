@@ -10,6 +10,7 @@ import { withExtractSettings } from '../extract/extract-plan.ts';
 import { codesOfDataset, isKeyReference } from './dataset-codes.ts';
 import { formatEpoch } from './fit.ts';
 import { DEFAULT_HEAD_TRAINING, trainHead, TRAIN_RULES, type TrainHeadEvent, type TrainHeadOptions, type TrainHeadResult } from './train-head.ts';
+import { pct } from '../util/numbers.ts';
 
 export { DEFAULT_HEAD_TRAINING, openCodes, type TrainHeadResult } from './train-head.ts';
 
@@ -126,6 +127,3 @@ function keptLine(result: TrainHeadResult): string {
   return `${which}: ${scores}`;
 }
 
-function pct(v: number | null): string {
-  return v === null ? '-' : `${(v * 100).toFixed(2)}%`;
-}

@@ -5,7 +5,7 @@
 import { copyFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
-import { mulberry32 } from '../../src/backbones/zoo/random-weights.ts';
+import { mulberry32 } from '../../src/util/numbers.ts';
 
 export const PLANTED = {
   /** Byte-identical to train/a/a0.png, in validation: an exact-duplicate leak. */

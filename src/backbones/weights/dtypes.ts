@@ -2,9 +2,10 @@
  * Decoding of the element types weight files use into float32, the only type the engines take.
  * Byte buffers are little-endian, as every format here stores them.
  */
+import { product } from '../../util/numbers.ts';
 
 export function elementCount(shape: readonly number[]): number {
-  return shape.reduce((n, d) => n * d, 1);
+  return product(shape);
 }
 
 /** True for a shape of non-negative integer dimensions (rank 0 included). */

@@ -7,6 +7,7 @@ import { hasWeights, type LayerGraph } from '../layer-graph.ts';
 import { canonicalSlots } from '../weight-slots.ts';
 import { planGraph } from '../graph-plan.ts';
 import type { WeightTensor } from '../weights.ts';
+import { mulberry32, product } from '../../util/numbers.ts';
 
 /**
  * Weights for every weighted node up to `outputs` (default: the whole graph): He-uniform
@@ -27,7 +28,7 @@ export function seededWeights(
     const node = step.node;
     if (!hasWeights(node)) continue;
     for (const slot of canonicalSlots(node, step.inShape[step.inShape.length - 1])) {
-      const data = new Float32Array(slot.shape.reduce((a, b) => a * b, 1));
+      const data = new Float32Array(product(slot.shape));
       const param = slot.key.slice(slot.key.lastIndexOf('.') + 1);
       const value = SEEDED[param] ?? heUniform(slot.shape);
       for (let i = 0; i < data.length; i++) data[i] = value(random());
@@ -50,19 +51,8 @@ const SEEDED: Record<string, ((r: number) => number) | undefined> = {
 };
 
 function heUniform(shape: readonly number[]): (r: number) => number {
-  const fanIn = shape.slice(1).reduce((a, b) => a * b, 1);
+  const fanIn = product(shape.slice(1));
   const limit = Math.sqrt(6 / fanIn);
   return (r) => (r * 2 - 1) * limit;
 }
 
-/** A small, fast, seedable PRNG; Math.random cannot be seeded. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
