@@ -11,13 +11,8 @@
  * needed at 100,000 rows (bench/audit.ts).
  */
 import os from 'node:os';
-import onnxProto from 'onnx-proto';
-import type { onnx as proto } from 'onnx-proto';
+import { attr, encodeModel, INT64, OnnxGraph, valueInfo } from '../engines/onnx-graph.ts';
 import ort from '../engines/onnxruntime.ts';
-
-const { onnx } = onnxProto;
-const FLOAT = onnx.TensorProto.DataType.FLOAT;
-const INT64 = onnx.TensorProto.DataType.INT64;
 
 export interface Neighbours {
   readonly n: number;
@@ -82,28 +77,16 @@ const K_COLS = 'k_cols';
 
 /** a [m, d], b [p, d] → the top k_rows of a·bᵀ per row of a, and the top k_cols per row of b. */
 export function buildBlockTopKModel(): Uint8Array {
-  const vi = (name: string, elemType: number, dims: (number | string)[]): proto.IValueInfoProto => ({
-    name,
-    type: { tensorType: { elemType, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } } },
-  });
-  const int = (name: string, i: number): proto.IAttributeProto => ({ name, type: onnx.AttributeProto.AttributeType.INT, i });
-  const nodes: proto.INodeProto[] = [
-    { opType: 'Gemm', input: [A, B], output: ['s'], name: 'similarity', attribute: [int('transB', 1)] },
-    { opType: 'TopK', input: ['s', K_ROWS], output: ['row_values', 'row_indices'], name: 'top_rows', attribute: [int('axis', 1)] },
-    { opType: 'TopK', input: ['s', K_COLS], output: ['col_values', 'col_indices'], name: 'top_cols', attribute: [int('axis', 0)] },
-  ];
-  const model: proto.IModelProto = {
-    irVersion: 8,
-    opsetImport: [{ domain: '', version: 17 }],
-    producerName: 'bottleneck',
-    graph: {
-      name: 'block_topk',
-      node: nodes,
-      input: [vi(A, FLOAT, ['m', 'd']), vi(B, FLOAT, ['p', 'd']), vi(K_ROWS, INT64, [1]), vi(K_COLS, INT64, [1])],
-      output: [vi('row_values', FLOAT, ['m', 'kr']), vi('row_indices', INT64, ['m', 'kr']), vi('col_values', FLOAT, ['kc', 'p']), vi('col_indices', INT64, ['kc', 'p'])],
-    },
-  };
-  return onnx.ModelProto.encode(model).finish();
+  const g = new OnnxGraph();
+  g.op('Gemm', [A, B], 's', [attr.int('transB', 1)]);
+  g.node('TopK', ['s', K_ROWS], ['row_values', 'row_indices'], [attr.int('axis', 1)]);
+  g.node('TopK', ['s', K_COLS], ['col_values', 'col_indices'], [attr.int('axis', 0)]);
+  return encodeModel(
+    g,
+    'block_topk',
+    [valueInfo(A, ['m', 'd']), valueInfo(B, ['p', 'd']), valueInfo(K_ROWS, [1], INT64), valueInfo(K_COLS, [1], INT64)],
+    [valueInfo('row_values', ['m', 'kr']), valueInfo('row_indices', ['m', 'kr'], INT64), valueInfo('col_values', ['kc', 'p']), valueInfo('col_indices', ['kc', 'p'], INT64)],
+  );
 }
 
 /**

@@ -3,60 +3,16 @@
  * tensor per cut out. The graph computes in NCHW (what ONNX Runtime's CPU kernels are fast
  * at) and transposes back, so the codes come out in the same H, W, C order as Keras.
  */
-import onnxProto from 'onnx-proto';
-import type { onnx as proto } from 'onnx-proto';
 import { codeShape, type Cut } from '../backbones/cut.ts';
 import type { GraphPlan, PlannedNode, PoolPads } from '../backbones/graph-plan.ts';
 import { biasName, weightName, type Activation, type Pads } from '../backbones/layer-graph.ts';
-import type { WeightMap, WeightTensor } from '../backbones/weights.ts';
+import type { WeightMap } from '../backbones/weights.ts';
 import { winogradConv, winogradEligible, winogradPays, type WinogradOptions } from './onnx-winograd.ts';
 import { product } from '../util/numbers.ts';
+import { attr, encodeModel, OnnxGraph, valueInfo } from './onnx-graph.ts';
 
-// onnx-proto is CommonJS; its namespace is only reachable through the default export.
-const { onnx } = onnxProto;
-
-const OPSET = 17;
 export const ONNX_INPUT = 'images';
 export const onnxOutputName = (i: number): string => `code${i}`;
-
-type Attr = proto.IAttributeProto;
-const ints = (name: string, v: readonly number[]): Attr => ({ name, type: onnx.AttributeProto.AttributeType.INTS, ints: [...v] });
-const int = (name: string, i: number): Attr => ({ name, type: onnx.AttributeProto.AttributeType.INT, i });
-const float = (name: string, f: number): Attr => ({ name, type: onnx.AttributeProto.AttributeType.FLOAT, f });
-
-/** Accumulates nodes and initializers; value names are unique by construction. */
-class GraphBuilder {
-  readonly nodes: proto.INodeProto[] = [];
-  readonly initializers: proto.ITensorProto[] = [];
-  private counter = 0;
-
-  fresh(base: string): string {
-    return `${base}__${this.counter++}`;
-  }
-
-  add(opType: string, inputs: string[], output: string, attribute: Attr[] = []): string {
-    this.nodes.push({ opType, input: inputs, output: [output], name: output, attribute });
-    return output;
-  }
-
-  floats(name: string, t: WeightTensor): string {
-    const raw = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-    this.initializers.push({ name, dims: [...t.shape], dataType: onnx.TensorProto.DataType.FLOAT, rawData: raw });
-    return name;
-  }
-
-  /** A float constant of the given shape, [] for a scalar. */
-  constant(base: string, values: readonly number[], dims: readonly number[]): string {
-    return this.floats(this.fresh(base), { shape: dims, data: Float32Array.from(values) });
-  }
-
-  int64s(name: string, values: readonly number[]): string {
-    const data = new BigInt64Array(values.map((v) => BigInt(v)));
-    const raw = new Uint8Array(data.buffer);
-    this.initializers.push({ name, dims: [values.length], dataType: onnx.TensorProto.DataType.INT64, rawData: raw });
-    return name;
-  }
-}
 
 export interface OnnxModelSpec {
   readonly plan: GraphPlan;
@@ -84,7 +40,7 @@ interface Value {
 }
 
 export function buildOnnxModel({ plan, cuts, weights, convAlgorithm = 'direct', winograd = {}, outputNames }: OnnxModelSpec): Uint8Array {
-  const g = new GraphBuilder();
+  const g = new OnnxGraph();
   // Which ONNX value holds each plan node's output, and whether it is still a 4-D map: NCHW, or
   // channel-major CNHW as Winograd convs leave it, which the next one reads without a transpose.
   const values = new Map<string, Value>();
@@ -92,7 +48,7 @@ export function buildOnnxModel({ plan, cuts, weights, convAlgorithm = 'direct', 
   const nchw = (node: string): Value => {
     const v = values.get(node)!;
     if (!v.cnhw) return v;
-    const t = { name: g.add('Transpose', [v.name], g.fresh(`${node}_nchw`), [ints('perm', [1, 0, 2, 3])]), spatial: true };
+    const t = { name: g.op('Transpose', [v.name], g.fresh(`${node}_nchw`), [attr.ints('perm', [1, 0, 2, 3])]), spatial: true };
     values.set(node, t);
     return t;
   };
@@ -113,7 +69,7 @@ export function buildOnnxModel({ plan, cuts, weights, convAlgorithm = 'direct', 
     const x = input?.name ?? '';
     switch (node.op) {
       case 'input':
-        values.set(node.name, { name: g.add('Transpose', [ONNX_INPUT], g.fresh(node.name), [ints('perm', [0, 3, 1, 2])]), spatial: true });
+        values.set(node.name, { name: g.op('Transpose', [ONNX_INPUT], g.fresh(node.name), [attr.ints('perm', [0, 3, 1, 2])]), spatial: true });
         break;
       case 'conv2d': {
         const pads = (step as Extract<PlannedNode, { node: { op: 'conv2d' } }>).pads;
@@ -123,15 +79,15 @@ export function buildOnnxModel({ plan, cuts, weights, convAlgorithm = 'direct', 
           const spec = { x, cnhw: !!cnhw, name: node.name, inShape: step.inShape, outShape: step.outShape, pads, weight, bias };
           const conv = winogradConv(g, spec, winograd.tile);
           // Softmax is across channels, so it needs the NCHW layout back.
-          const out = node.activation === 'softmax' ? g.add('Transpose', [conv], g.fresh(node.name), [ints('perm', [1, 0, 2, 3])]) : conv;
+          const out = node.activation === 'softmax' ? g.op('Transpose', [conv], g.fresh(node.name), [attr.ints('perm', [1, 0, 2, 3])]) : conv;
           values.set(node.name, { name: activate(g, out, node.activation, node.name), spatial: true, cnhw: node.activation !== 'softmax' });
           break;
         }
-        const conv = g.add(
+        const conv = g.op(
           'Conv',
           [x, g.floats(weightName(node), weight), g.floats(biasName(node), bias)],
           node.activation === 'linear' ? node.name : g.fresh(node.name),
-          [ints('kernel_shape', node.kernel), ints('strides', node.stride), ints('dilations', node.dilation), ints('pads', pads), int('group', node.groups ?? 1)],
+          [attr.ints('kernel_shape', node.kernel), attr.ints('strides', node.stride), attr.ints('dilations', node.dilation), attr.ints('pads', pads), attr.int('group', node.groups ?? 1)],
         );
         values.set(node.name, { name: activate(g, conv, node.activation, node.name), spatial: true });
         break;
@@ -139,25 +95,25 @@ export function buildOnnxModel({ plan, cuts, weights, convAlgorithm = 'direct', 
       case 'separable_conv2d': {
         const pads = (step as Extract<PlannedNode, { node: { op: 'separable_conv2d' } }>).pads;
         const channels = step.inShape[2]!;
-        const depthwise = g.add('Conv', [x, g.floats(`${node.name}.depthwise`, weights.get(`${node.name}.depthwise`)!)], g.fresh(`${node.name}_depthwise`), [
-          ints('kernel_shape', node.kernel),
-          ints('strides', node.stride),
-          ints('dilations', node.dilation),
-          ints('pads', pads),
-          int('group', channels),
+        const depthwise = g.op('Conv', [x, g.floats(`${node.name}.depthwise`, weights.get(`${node.name}.depthwise`)!)], g.fresh(`${node.name}_depthwise`), [
+          attr.ints('kernel_shape', node.kernel),
+          attr.ints('strides', node.stride),
+          attr.ints('dilations', node.dilation),
+          attr.ints('pads', pads),
+          attr.int('group', channels),
         ]);
-        const conv = g.add(
+        const conv = g.op(
           'Conv',
           [depthwise, g.floats(`${node.name}.pointwise`, weights.get(`${node.name}.pointwise`)!), g.floats(`${node.name}.bias`, weights.get(`${node.name}.bias`)!)],
           node.activation === 'linear' ? node.name : g.fresh(node.name),
-          [ints('kernel_shape', [1, 1])],
+          [attr.ints('kernel_shape', [1, 1])],
         );
         values.set(node.name, { name: activate(g, conv, node.activation, node.name), spatial: true });
         break;
       }
       case 'batchnorm': {
         const param = (p: string) => g.floats(`${node.name}.${p}`, weights.get(`${node.name}.${p}`)!);
-        const out = g.add('BatchNormalization', [x, param('gamma'), param('beta'), param('mean'), param('variance')], node.name, [float('epsilon', node.epsilon)]);
+        const out = g.op('BatchNormalization', [x, param('gamma'), param('beta'), param('mean'), param('variance')], node.name, [attr.float('epsilon', node.epsilon)]);
         values.set(node.name, { name: out, spatial: input!.spatial });
         break;
       }
@@ -165,16 +121,16 @@ export function buildOnnxModel({ plan, cuts, weights, convAlgorithm = 'direct', 
         const mean = weights.get(`${node.name}.mean`)!.data;
         const std = Array.from(weights.get(`${node.name}.variance`)!.data, (v) => Math.max(Math.sqrt(v), 1e-7));
         const dims = channelDims(input!.spatial, mean.length);
-        const centred = g.add('Sub', [x, g.constant(`${node.name}_mean`, [...mean], dims)], g.fresh(node.name));
-        values.set(node.name, { name: g.add('Div', [centred, g.constant(`${node.name}_std`, std, dims)], node.name), spatial: input!.spatial });
+        const centred = g.op('Sub', [x, g.constant(`${node.name}_mean`, [...mean], dims)], g.fresh(node.name));
+        values.set(node.name, { name: g.op('Div', [centred, g.constant(`${node.name}_std`, std, dims)], node.name), spatial: input!.spatial });
         break;
       }
       case 'rescale': {
         const perChannel = (v: number | readonly number[]) => (typeof v === 'number' ? { values: [v], dims: [] as number[] } : { values: [...v], dims: channelDims(input!.spatial, v.length) });
         const scale = perChannel(node.scale);
         const offset = perChannel(node.offset);
-        const scaled = g.add('Mul', [x, g.constant(`${node.name}_scale`, scale.values, scale.dims)], g.fresh(node.name));
-        values.set(node.name, { name: g.add('Add', [scaled, g.constant(`${node.name}_offset`, offset.values, offset.dims)], node.name), spatial: input!.spatial });
+        const scaled = g.op('Mul', [x, g.constant(`${node.name}_scale`, scale.values, scale.dims)], g.fresh(node.name));
+        values.set(node.name, { name: g.op('Add', [scaled, g.constant(`${node.name}_offset`, offset.values, offset.dims)], node.name), spatial: input!.spatial });
         break;
       }
       case 'activation':
@@ -188,21 +144,21 @@ export function buildOnnxModel({ plan, cuts, weights, convAlgorithm = 'direct', 
         const op = { add: 'Sum', multiply: 'Mul', subtract: 'Sub', average: 'Mean', maximum: 'Max', minimum: 'Min' }[node.mode];
         const names = xs.map((v) => v.name);
         // Mul is binary in ONNX; the others take any number of inputs (Sub exactly two).
-        const out = op === 'Mul' ? names.slice(1).reduce((a, b, i) => g.add('Mul', [a, b], i === names.length - 2 ? node.name : g.fresh(node.name)), names[0]) : g.add(op, names, node.name);
+        const out = op === 'Mul' ? names.slice(1).reduce((a, b, i) => g.op('Mul', [a, b], i === names.length - 2 ? node.name : g.fresh(node.name)), names[0]) : g.op(op, names, node.name);
         values.set(node.name, { name: out, spatial: xs[0].spatial, cnhw: xs[0].cnhw });
         break;
       }
       case 'reshape': {
-        const nhwc = input!.spatial ? g.add('Transpose', [x], g.fresh(node.name), [ints('perm', [0, 2, 3, 1])]) : x;
-        const shaped = g.add('Reshape', [nhwc, g.int64s(g.fresh(`${node.name}_shape`), [0, ...step.outShape])], step.outShape.length === 3 ? g.fresh(node.name) : node.name);
+        const nhwc = input!.spatial ? g.op('Transpose', [x], g.fresh(node.name), [attr.ints('perm', [0, 2, 3, 1])]) : x;
+        const shaped = g.op('Reshape', [nhwc, g.int64s([0, ...step.outShape])], step.outShape.length === 3 ? g.fresh(node.name) : node.name);
         const spatial = step.outShape.length === 3;
-        values.set(node.name, { name: spatial ? g.add('Transpose', [shaped], node.name, [ints('perm', [0, 3, 1, 2])]) : shaped, spatial });
+        values.set(node.name, { name: spatial ? g.op('Transpose', [shaped], node.name, [attr.ints('perm', [0, 3, 1, 2])]) : shaped, spatial });
         break;
       }
       case 'crop': {
         const [t, l] = node.crop;
         const [h, w] = step.outShape;
-        const out = g.add('Slice', [x, g.int64s(g.fresh(`${node.name}_starts`), [t, l]), g.int64s(g.fresh(`${node.name}_ends`), [t + h, l + w!]), g.int64s(g.fresh(`${node.name}_axes`), [2, 3])], node.name);
+        const out = g.op('Slice', [x, g.int64s([t, l]), g.int64s([t + h, l + w!]), g.int64s([2, 3])], node.name);
         values.set(node.name, { name: out, spatial: true, cnhw });
         break;
       }
@@ -218,36 +174,36 @@ export function buildOnnxModel({ plan, cuts, weights, convAlgorithm = 'direct', 
       case 'lrn':
         values.set(node.name, {
           // ONNX's LRN divides alpha by size exactly as Caffe does.
-          name: g.add('LRN', [x], node.name, [int('size', node.size), float('alpha', node.alpha), float('beta', node.beta), float('bias', node.k)]),
+          name: g.op('LRN', [x], node.name, [attr.int('size', node.size), attr.float('alpha', node.alpha), attr.float('beta', node.beta), attr.float('bias', node.k)]),
           spatial: true,
         });
         break;
       case 'concat':
-        values.set(node.name, { name: g.add('Concat', node.inputs.map((i) => nchw(i).name), node.name, [int('axis', 1)]), spatial: true });
+        values.set(node.name, { name: g.op('Concat', node.inputs.map((i) => nchw(i).name), node.name, [attr.int('axis', 1)]), spatial: true });
         break;
       case 'flatten': {
-        const ordered = node.order === 'hwc' && input!.spatial ? g.add('Transpose', [x], g.fresh(node.name), [ints('perm', [0, 2, 3, 1])]) : x;
-        values.set(node.name, { name: g.add('Flatten', [ordered], node.name, [int('axis', 1)]), spatial: false });
+        const ordered = node.order === 'hwc' && input!.spatial ? g.op('Transpose', [x], g.fresh(node.name), [attr.ints('perm', [0, 2, 3, 1])]) : x;
+        values.set(node.name, { name: g.op('Flatten', [ordered], node.name, [attr.int('axis', 1)]), spatial: false });
         break;
       }
       case 'dense': {
-        const gemm = g.add(
+        const gemm = g.op(
           'Gemm',
           [x, g.floats(weightName(node), weights.get(weightName(node))!), g.floats(biasName(node), weights.get(biasName(node))!)],
           node.activation === 'linear' ? node.name : g.fresh(node.name),
-          [int('transB', 1)],
+          [attr.int('transB', 1)],
         );
         values.set(node.name, { name: activate(g, gemm, node.activation, node.name), spatial: false });
         break;
       }
       case 'globalpool':
-        values.set(node.name, node.keepdims ? { name: g.add(node.mode === 'avg' ? 'GlobalAveragePool' : 'GlobalMaxPool', [x], node.name), spatial: true } : { name: globalPool(g, x, node.mode, node.name), spatial: false });
+        values.set(node.name, node.keepdims ? { name: g.op(node.mode === 'avg' ? 'GlobalAveragePool' : 'GlobalMaxPool', [x], node.name), spatial: true } : { name: globalPool(g, x, node.mode, node.name), spatial: false });
         break;
       case 'dropout':
         values.set(node.name, input!);
         break;
       case 'softmax':
-        values.set(node.name, { name: g.add('Softmax', [x], node.name, [int('axis', 1)]), spatial: input!.spatial });
+        values.set(node.name, { name: g.op('Softmax', [x], node.name, [attr.int('axis', 1)]), spatial: input!.spatial });
         break;
       case 'zeropad':
         values.set(node.name, { name: padZeros(g, x, node.pad, node.name), spatial: true, cnhw });
@@ -260,92 +216,69 @@ export function buildOnnxModel({ plan, cuts, weights, convAlgorithm = 'direct', 
     const out = outputNames?.[i] ?? onnxOutputName(i);
     if (cut.pool) {
       if (!source.spatial) throw new Error(`cannot pool the vector '${cut.layer}'`);
-      g.add('Identity', [globalPool(g, source.name, cut.pool, g.fresh(out))], out);
+      g.op('Identity', [globalPool(g, source.name, cut.pool, g.fresh(out))], out);
     } else if (source.spatial) {
-      const nhwc = g.add('Transpose', [source.name], g.fresh(out), [ints('perm', [0, 2, 3, 1])]);
-      g.add('Flatten', [nhwc], out, [int('axis', 1)]);
+      const nhwc = g.op('Transpose', [source.name], g.fresh(out), [attr.ints('perm', [0, 2, 3, 1])]);
+      g.op('Flatten', [nhwc], out, [attr.int('axis', 1)]);
     } else {
-      g.add('Identity', [source.name], out);
+      g.op('Identity', [source.name], out);
     }
     const size = product(codeShape(plan, cut));
     return valueInfo(out, ['batch', size]);
   });
 
   const [h, w] = plan.inputSize;
-  const model: proto.IModelProto = {
-    irVersion: 8,
-    opsetImport: [{ domain: '', version: OPSET }],
-    producerName: 'bottleneck',
-    graph: {
-      name: plan.graph.name,
-      node: g.nodes,
-      initializer: g.initializers,
-      input: [valueInfo(ONNX_INPUT, ['batch', h, w, plan.inputChannels])],
-      output: outputs,
-    },
-  };
-  return onnx.ModelProto.encode(model).finish();
+  return encodeModel(g, plan.graph.name, [valueInfo(ONNX_INPUT, ['batch', h, w, plan.inputChannels])], outputs);
 }
 
-function valueInfo(name: string, dims: (number | string)[]): proto.IValueInfoProto {
-  return {
-    name,
-    type: {
-      tensorType: {
-        elemType: onnx.TensorProto.DataType.FLOAT,
-        shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
-      },
-    },
-  };
-}
 
 /** `x` through an activation, the result named `name` (`x` itself for 'linear'). */
-function activate(g: GraphBuilder, x: string, activation: Activation, name: string, alpha = 1): string {
+function activate(g: OnnxGraph, x: string, activation: Activation, name: string, alpha = 1): string {
   const scalar = (v: number) => g.constant(name, [v], []);
   switch (activation) {
     case 'linear':
       return x;
     case 'relu':
-      return g.add('Relu', [x], name);
+      return g.op('Relu', [x], name);
     case 'relu6':
-      return g.add('Clip', [x, scalar(0), scalar(6)], name);
+      return g.op('Clip', [x, scalar(0), scalar(6)], name);
     case 'softmax':
-      return g.add('Softmax', [x], name, [int('axis', 1)]);
+      return g.op('Softmax', [x], name, [attr.int('axis', 1)]);
     case 'sigmoid':
-      return g.add('Sigmoid', [x], name);
+      return g.op('Sigmoid', [x], name);
     case 'tanh':
-      return g.add('Tanh', [x], name);
+      return g.op('Tanh', [x], name);
     case 'swish':
-      return g.add('Mul', [x, g.add('Sigmoid', [x], g.fresh(name))], name);
+      return g.op('Mul', [x, g.op('Sigmoid', [x], g.fresh(name))], name);
     case 'hard_sigmoid':
-      return g.add('HardSigmoid', [x], name, [float('alpha', 0.2), float('beta', 0.5)]);
+      return g.op('HardSigmoid', [x], name, [attr.float('alpha', 0.2), attr.float('beta', 0.5)]);
     case 'hard_swish':
       // ONNX's HardSwish is x · max(0, min(1, x/6 + 1/2)) = x · relu6(x + 3) / 6.
-      return g.add('HardSwish', [x], name);
+      return g.op('HardSwish', [x], name);
     case 'gelu': {
-      const erf = g.add('Erf', [g.add('Mul', [x, scalar(Math.SQRT1_2)], g.fresh(name))], g.fresh(name));
-      return g.add('Mul', [g.add('Mul', [x, scalar(0.5)], g.fresh(name)), g.add('Add', [erf, scalar(1)], g.fresh(name))], name);
+      const erf = g.op('Erf', [g.op('Mul', [x, scalar(Math.SQRT1_2)], g.fresh(name))], g.fresh(name));
+      return g.op('Mul', [g.op('Mul', [x, scalar(0.5)], g.fresh(name)), g.op('Add', [erf, scalar(1)], g.fresh(name))], name);
     }
     case 'elu':
-      return g.add('Elu', [x], name, [float('alpha', alpha)]);
+      return g.op('Elu', [x], name, [attr.float('alpha', alpha)]);
     case 'selu':
-      return g.add('Selu', [x], name);
+      return g.op('Selu', [x], name);
     case 'softplus':
-      return g.add('Softplus', [x], name);
+      return g.op('Softplus', [x], name);
   }
 }
 
 /** Keras' ReLU with max_value, threshold and negative_slope (see ReluNode). */
-function relu(g: GraphBuilder, x: string, node: Extract<PlannedNode['node'], { op: 'relu' }>): string {
+function relu(g: OnnxGraph, x: string, node: Extract<PlannedNode['node'], { op: 'relu' }>): string {
   const { maxValue, threshold = 0, negativeSlope = 0 } = node;
   const scalar = (v: number) => g.constant(node.name, [v], []);
-  const capped = (y: string) => (maxValue === undefined ? y : g.add('Min', [y, scalar(maxValue)], node.name));
+  const capped = (y: string) => (maxValue === undefined ? y : g.op('Min', [y, scalar(maxValue)], node.name));
   const inner = maxValue === undefined ? node.name : g.fresh(node.name);
-  if (threshold === 0 && negativeSlope === 0) return maxValue === undefined ? g.add('Relu', [x], node.name) : g.add('Clip', [x, scalar(0), scalar(maxValue)], node.name);
-  if (threshold === 0) return capped(g.add('LeakyRelu', [x], inner, [float('alpha', negativeSlope)]));
-  const below = g.add('Mul', [g.add('Sub', [x, scalar(threshold)], g.fresh(node.name)), scalar(negativeSlope)], g.fresh(node.name));
-  const keep = g.add('GreaterOrEqual', [x, scalar(threshold)], g.fresh(node.name));
-  return capped(g.add('Where', [keep, x, below], inner));
+  if (threshold === 0 && negativeSlope === 0) return maxValue === undefined ? g.op('Relu', [x], node.name) : g.op('Clip', [x, scalar(0), scalar(maxValue)], node.name);
+  if (threshold === 0) return capped(g.op('LeakyRelu', [x], inner, [attr.float('alpha', negativeSlope)]));
+  const below = g.op('Mul', [g.op('Sub', [x, scalar(threshold)], g.fresh(node.name)), scalar(negativeSlope)], g.fresh(node.name));
+  const keep = g.op('GreaterOrEqual', [x, scalar(threshold)], g.fresh(node.name));
+  return capped(g.op('Where', [keep, x, below], inner));
 }
 
 /** Per-channel constants broadcast over NCHW maps ([1, C, 1, 1]) or [N, C] vectors ([1, C]). */
@@ -353,17 +286,17 @@ function channelDims(spatial: boolean, channels: number): number[] {
   return spatial ? [1, channels, 1, 1] : [1, channels];
 }
 
-function globalPool(g: GraphBuilder, x: string, mode: 'avg' | 'max', name: string): string {
-  const pooled = g.add(mode === 'avg' ? 'GlobalAveragePool' : 'GlobalMaxPool', [x], g.fresh(name));
-  return g.add('Flatten', [pooled], name, [int('axis', 1)]);
+function globalPool(g: OnnxGraph, x: string, mode: 'avg' | 'max', name: string): string {
+  const pooled = g.op(mode === 'avg' ? 'GlobalAveragePool' : 'GlobalMaxPool', [x], g.fresh(name));
+  return g.op('Flatten', [pooled], name, [attr.int('axis', 1)]);
 }
 
-function padZeros(g: GraphBuilder, x: string, [t, l, b, r]: Pads, name: string): string {
-  return g.add('Pad', [x, g.int64s(g.fresh(`${name}_pads`), [0, 0, t, l, 0, 0, b, r])], name);
+function padZeros(g: OnnxGraph, x: string, [t, l, b, r]: Pads, name: string): string {
+  return g.op('Pad', [x, g.int64s([0, 0, t, l, 0, 0, b, r])], name);
 }
 
 function pool(
-  g: GraphBuilder,
+  g: OnnxGraph,
   x: string,
   name: string,
   op: 'maxpool' | 'avgpool',
@@ -371,13 +304,13 @@ function pool(
   stride: readonly [number, number],
   { counted, uncounted }: PoolPads,
 ): string {
-  const attrs = [ints('kernel_shape', kernel), ints('strides', stride)];
+  const attrs = [attr.ints('kernel_shape', kernel), attr.ints('strides', stride)];
   if (op === 'maxpool') {
     // MaxPool ignores padding, so counted and uncounted pads are the same thing to it.
-    return g.add('MaxPool', [x], name, [...attrs, ints('pads', counted.map((p, i) => p + uncounted[i]))]);
+    return g.op('MaxPool', [x], name, [...attrs, attr.ints('pads', counted.map((p, i) => p + uncounted[i]))]);
   }
   // Caffe counts its zero padding in the divisor but not the ceil-mode overhang: pad the
   // counted part with real zeros, and let AveragePool exclude the rest.
   const padded = counted.some((p) => p > 0) ? padZeros(g, x, counted, g.fresh(name)) : x;
-  return g.add('AveragePool', [padded], name, [...attrs, ints('pads', uncounted), int('count_include_pad', 0)]);
+  return g.op('AveragePool', [padded], name, [...attrs, attr.ints('pads', uncounted), attr.int('count_include_pad', 0)]);
 }

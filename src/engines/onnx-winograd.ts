@@ -26,23 +26,10 @@
  * builder keeps them so between consecutive Winograd convs (ReLU and pooling do not care) and
  * transposes back to NCHW only where something else reads them.
  */
-import onnxProto from 'onnx-proto';
-import type { onnx as proto } from 'onnx-proto';
 import type { Pads, Pair } from '../backbones/layer-graph.ts';
 import type { WeightTensor } from '../backbones/weights.ts';
+import { attr, type OnnxGraph } from './onnx-graph.ts';
 
-const { onnx } = onnxProto;
-
-/** What winogradConv needs from the model builder (onnx-model.ts's GraphBuilder). */
-export interface OnnxGraphSink {
-  fresh(base: string): string;
-  add(opType: string, inputs: string[], output: string, attribute?: proto.IAttributeProto[]): string;
-  floats(name: string, t: WeightTensor): string;
-  int64s(name: string, values: readonly number[]): string;
-}
-
-const ints = (name: string, v: readonly number[]): proto.IAttributeProto => ({ name, type: onnx.AttributeProto.AttributeType.INTS, ints: [...v] });
-const int = (name: string, i: number): proto.IAttributeProto => ({ name, type: onnx.AttributeProto.AttributeType.INT, i });
 
 /** Transform matrices of Winograd F(m, r): y = Aᵀ[(G g) ⊙ (Bᵀ d)] for a 1-D correlation. */
 export interface WinogradMatrices {
@@ -199,7 +186,7 @@ export interface WinogradConvSpec {
 }
 
 /** Adds the convolution, bias included and activation not, as Winograd ops; returns its [Co, N, Ho, Wo] output. */
-export function winogradConv(g: OnnxGraphSink, spec: WinogradConvSpec, tile: WinogradTile = 4): string {
+export function winogradConv(g: OnnxGraph, spec: WinogradConvSpec, tile: WinogradTile = 4): string {
   const { name, pads, weight, bias } = spec;
   const [h, w, c] = spec.inShape;
   const [ho, wo, co] = spec.outShape;
@@ -208,24 +195,24 @@ export function winogradConv(g: OnnxGraphSink, spec: WinogradConvSpec, tile: Win
   const th = Math.ceil(ho / m);
   const tw = Math.ceil(wo / m);
   const fresh = (what: string) => g.fresh(`${name}_${what}`);
-  const reshape = (x: string, dims: readonly number[], what: string) => g.add('Reshape', [x, g.int64s(fresh(`${what}_shape`), dims)], fresh(what));
+  const reshape = (x: string, dims: readonly number[], what: string) => g.op('Reshape', [x, g.int64s(dims)], fresh(what));
 
-  const cn = spec.cnhw ? spec.x : g.add('Transpose', [spec.x], fresh('cnhw'), [ints('perm', [1, 0, 2, 3])]);
+  const cn = spec.cnhw ? spec.x : g.op('Transpose', [spec.x], fresh('cnhw'), [attr.ints('perm', [1, 0, 2, 3])]);
   // 1. The C·N planes as the depth of one volume: [1, 1, C·N, H, W] → [1, n², C·N, th, tw].
   //    The bottom/right padding grows to whole tiles; the extra outputs are cropped at the end.
   const volume = reshape(cn, [1, 1, -1, h, w], 'planes');
-  const v = g.add('Conv', [volume, g.floats(fresh('bt'), inputKernel(mats))], fresh('v'), [
-    ints('kernel_shape', [1, n, n]),
-    ints('strides', [1, m, m]),
-    ints('pads', [0, pads[0], pads[1], 0, (th - 1) * m + n - h - pads[0], (tw - 1) * m + n - w - pads[1]]),
+  const v = g.op('Conv', [volume, g.floats(fresh('bt'), inputKernel(mats))], fresh('v'), [
+    attr.ints('kernel_shape', [1, n, n]),
+    attr.ints('strides', [1, m, m]),
+    attr.ints('pads', [0, pads[0], pads[1], 0, (th - 1) * m + n - h - pads[0], (tw - 1) * m + n - w - pads[1]]),
   ]);
   // 2, 3. [n², Co, C] · [n², C, N·T] → [n², Co, N·T]
-  const product = g.add('MatMul', [g.floats(fresh('u'), winogradFilters(weight, mats)), reshape(v, [n * n, c, -1], 'v3')], fresh('m'));
+  const product = g.op('MatMul', [g.floats(fresh('u'), winogradFilters(weight, mats)), reshape(v, [n * n, c, -1], 'v3')], fresh('m'));
   // 4. [m², n²] · [n², Co·N·T] → [m², Co·N·T], + bias, blocks interleaved: [Co, N, m·th, m·tw].
-  const y = g.add('MatMul', [g.floats(fresh('at'), outputMatrix(mats)), reshape(product, [n * n, -1], 'm2')], fresh('y'));
-  const biased = g.add('Add', [reshape(y, [m * m, co, -1], 'y3'), g.floats(fresh('b'), { shape: [co, 1], data: bias.data })], fresh('yb'));
-  const planes = g.add('DepthToSpace', [reshape(biased, [1, -1, th, tw], 'blocks')], fresh('d2s'), [int('blocksize', m)]);
+  const y = g.op('MatMul', [g.floats(fresh('at'), outputMatrix(mats)), reshape(product, [n * n, -1], 'm2')], fresh('y'));
+  const biased = g.op('Add', [reshape(y, [m * m, co, -1], 'y3'), g.floats(fresh('b'), { shape: [co, 1], data: bias.data })], fresh('yb'));
+  const planes = g.op('DepthToSpace', [reshape(biased, [1, -1, th, tw], 'blocks')], fresh('d2s'), [attr.int('blocksize', m)]);
   const out = reshape(planes, [co, -1, m * th, m * tw], 'out');
   if (m * th === ho && m * tw === wo) return out;
-  return g.add('Slice', [out, g.int64s(fresh('starts'), [0, 0]), g.int64s(fresh('ends'), [ho, wo]), g.int64s(fresh('axes'), [2, 3])], fresh('crop'));
+  return g.op('Slice', [out, g.int64s([0, 0]), g.int64s([ho, wo]), g.int64s([2, 3])], fresh('crop'));
 }

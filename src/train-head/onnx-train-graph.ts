@@ -15,17 +15,9 @@
  * cost more than the GEMMs (chunking measured about 20% faster per epoch). Padding rows (when chunks × chunkRows > in) are zero, get zero
  * gradient and so stay zero under every optimizer here.
  */
-import onnxProto from 'onnx-proto';
 import type { onnx as proto } from 'onnx-proto';
+import { attr, encodeModel, FLOAT, OnnxGraph, valueInfo } from '../engines/onnx-graph.ts';
 import type { HeadArchitecture, OptimizerConfig, TrainingConfig } from './trainer.ts';
-
-// onnx-proto is CommonJS; its namespace is only reachable through the default export.
-const { onnx } = onnxProto;
-
-const OPSET = 17;
-const FLOAT = onnx.TensorProto.DataType.FLOAT;
-const INT64 = onnx.TensorProto.DataType.INT64;
-const AttrType = onnx.AttributeProto.AttributeType;
 
 /**
  * Target elements per chunk (2 MiB of floats per tensor); kernels under about 1.5× this are
@@ -92,7 +84,7 @@ interface OptimizerPlan {
   readonly scalars: readonly string[];
   readonly gradScale: number;
   /** Emits the update of one parameter, its results named `u.out`. */
-  emit(g: GraphBuilder, u: UpdateValues): void;
+  emit(g: OnnxGraph, u: UpdateValues): void;
 }
 
 interface UpdateValues {
@@ -233,19 +225,19 @@ export interface TrainGraphSpec {
  */
 export function buildTrainStepModel(spec: TrainGraphSpec): Uint8Array {
   const { architecture: arch, training, layout } = spec;
-  const g = new GraphBuilder();
+  const g = new OnnxGraph();
   const plan = optimizerPlan(training.optimizer);
   emitTrainStep(g, spec);
   const stored = [...storedTensors(layout, training.optimizer)];
   const inputs = [
-    tensorInfo(X, ['n', arch.inputDim]),
-    tensorInfo(Y, ['n', arch.classes]),
-    tensorInfo(ROW_WEIGHT, ['n']),
-    ...arch.hidden.map((h, i) => tensorInfo(maskName(i), ['n', h])),
-    ...stored.map(([name, dims]) => tensorInfo(name, dims)),
-    ...plan.scalars.map((s) => tensorInfo(s, [])),
+    valueInfo(X, ['n', arch.inputDim]),
+    valueInfo(Y, ['n', arch.classes]),
+    valueInfo(ROW_WEIGHT, ['n']),
+    ...arch.hidden.map((h, i) => valueInfo(maskName(i), ['n', h])),
+    ...stored.map(([name, dims]) => valueInfo(name, dims)),
+    ...plan.scalars.map((s) => valueInfo(s, [])),
   ];
-  const outputs = [tensorInfo(LOSS, []), ...stored.map(([name, dims]) => tensorInfo(nextName(name), dims))];
+  const outputs = [valueInfo(LOSS, []), ...stored.map(([name, dims]) => valueInfo(nextName(name), dims))];
   return encodeModel(g, 'head_train_step', inputs, outputs);
 }
 
@@ -267,7 +259,7 @@ export const LOSSES = 'losses';
  */
 export function buildTrainManyModel(spec: TrainGraphSpec): Uint8Array {
   const { architecture: arch, training, layout } = spec;
-  const g = new GraphBuilder();
+  const g = new OnnxGraph();
   const plan = optimizerPlan(training.optimizer);
   const body = g.subgraph();
   emitTrainStep(body, spec);
@@ -282,25 +274,25 @@ export function buildTrainManyModel(spec: TrainGraphSpec): Uint8Array {
   const bodyGraph: proto.IGraphProto = {
     name: g.fresh('train_step'),
     node: body.nodes,
-    input: [...stored.map(([name, dims]) => tensorInfo(name, dims)), ...sliced.map(([name, dims]) => tensorInfo(name, dims))],
-    output: [...stored.map(([name, dims]) => tensorInfo(nextName(name), dims)), tensorInfo(LOSS, [])],
+    input: [...stored.map(([name, dims]) => valueInfo(name, dims)), ...sliced.map(([name, dims]) => valueInfo(name, dims))],
+    output: [...stored.map(([name, dims]) => valueInfo(nextName(name), dims)), valueInfo(LOSS, [])],
   };
   g.node(
     'Scan',
     [...stored.map(([name]) => carryInName(name)), ...sliced.map(([name]) => seqName(name))],
     [...stored.map(([name]) => carryOutName(name)), LOSSES],
-    [intAttr('num_scan_inputs', sliced.length), { name: 'body', type: AttrType.GRAPH, g: bodyGraph }],
+    [attr.int('num_scan_inputs', sliced.length), attr.graph('body', bodyGraph)],
   );
   const inputs = [
-    ...stored.map(([name, dims]) => tensorInfo(carryInName(name), dims)),
-    ...sliced.map(([name, dims]) => tensorInfo(seqName(name), ['k', ...dims])),
+    ...stored.map(([name, dims]) => valueInfo(carryInName(name), dims)),
+    ...sliced.map(([name, dims]) => valueInfo(seqName(name), ['k', ...dims])),
   ];
-  const outputs = [tensorInfo(LOSSES, ['k']), ...stored.map(([name, dims]) => tensorInfo(carryOutName(name), dims))];
+  const outputs = [valueInfo(LOSSES, ['k']), ...stored.map(([name, dims]) => valueInfo(carryOutName(name), dims))];
   return encodeModel(g, 'head_train_many', inputs, outputs);
 }
 
 /** Adds one training step's nodes to `g`, reading the step graph's inputs and writing its outputs. */
-function emitTrainStep(g: GraphBuilder, { training, layout }: TrainGraphSpec): void {
+function emitTrainStep(g: OnnxGraph, { training, layout }: TrainGraphSpec): void {
   const plan = optimizerPlan(training.optimizer);
   const { l2 } = training;
   const last = layout.length - 1;
@@ -322,11 +314,11 @@ function emitTrainStep(g: GraphBuilder, { training, layout }: TrainGraphSpec): v
   }
 
   // Loss Σ w·CE / n and dlogits = (softmax − onehot)·w/n.
-  const logProbs = g.op('LogSoftmax', [a], undefined, [intAttr('axis', 1)]);
-  const rows = g.op('Cast', [g.op('Shape', [X], undefined, [intAttr('start', 0), intAttr('end', 1)])], undefined, [intAttr('to', FLOAT)]);
+  const logProbs = g.op('LogSoftmax', [a], undefined, [attr.int('axis', 1)]);
+  const rows = g.op('Cast', [g.op('Shape', [X], undefined, [attr.int('start', 0), attr.int('end', 1)])], undefined, [attr.int('to', FLOAT)]);
   const wOverN = g.op('Unsqueeze', [g.op('Div', [ROW_WEIGHT, rows]), g.int64s([1])]);
   const target = g.op('Mul', [Y, wOverN]);
-  const dataLoss = g.op('Neg', [g.op('ReduceSum', [g.op('Mul', [target, logProbs])], undefined, [intAttr('keepdims', 0)])]);
+  const dataLoss = g.op('Neg', [g.op('ReduceSum', [g.op('Mul', [target, logProbs])], undefined, [attr.int('keepdims', 0)])]);
   let dz = g.op('Sub', [g.op('Mul', [g.op('Exp', [logProbs]), wOverN]), target]);
 
   // Backward and update, last layer first. Every op reads the kernels' input values, i.e. the
@@ -338,7 +330,7 @@ function emitTrainStep(g: GraphBuilder, { training, layout }: TrainGraphSpec): v
     if (sumSquares) squares.push(sumSquares);
     const bias = paramName(l, 'bias');
     const biasStates = plan.states.map((s) => stateName(s, l, 'bias'));
-    const biasGrad = g.op('ReduceSum', [dzScaled, g.int64s([0])], undefined, [intAttr('keepdims', 0)]);
+    const biasGrad = g.op('ReduceSum', [dzScaled, g.int64s([0])], undefined, [attr.int('keepdims', 0)]);
     plan.emit(g, { grad: biasGrad, param: bias, states: biasStates, out: nextNames(bias, biasStates) });
     // No gradient with respect to x.
     if (l > 0) dz = g.op('Mul', [inputGrad(g, dz, l, layout[l]), gates[l - 1]]);
@@ -349,42 +341,42 @@ function emitTrainStep(g: GraphBuilder, { training, layout }: TrainGraphSpec): v
 
 /** Inputs: x [n, D] and every kernel and bias. Output: softmax probabilities [n, C]. */
 export function buildPredictModel({ architecture: arch, layout }: Omit<TrainGraphSpec, 'training'>): Uint8Array {
-  const g = new GraphBuilder();
+  const g = new OnnxGraph();
   let a = X;
   layout.forEach((lay, l) => {
     const z = dense(g, padRows(g, a, lay), l, lay);
     a = l === layout.length - 1 ? z : g.op('Relu', [z]);
   });
-  g.op('Softmax', [a], PROBS, [intAttr('axis', 1)]);
+  g.op('Softmax', [a], PROBS, [attr.int('axis', 1)]);
   const inputs = [
-    tensorInfo(X, ['n', arch.inputDim]),
-    ...layout.flatMap((lay, l) => [tensorInfo(paramName(l, 'kernel'), lay.kernelDims), tensorInfo(paramName(l, 'bias'), [lay.outputs])]),
+    valueInfo(X, ['n', arch.inputDim]),
+    ...layout.flatMap((lay, l) => [valueInfo(paramName(l, 'kernel'), lay.kernelDims), valueInfo(paramName(l, 'bias'), [lay.outputs])]),
   ];
-  return encodeModel(g, 'head_predict', inputs, [tensorInfo(PROBS, ['n', arch.classes])]);
+  return encodeModel(g, 'head_predict', inputs, [valueInfo(PROBS, ['n', arch.classes])]);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Pieces of the graphs.
 
 /** Zero-pads activations [n, inputs] to [n, rows] to match a padded kernel. */
-function padRows(g: GraphBuilder, a: string, lay: DenseLayout): string {
+function padRows(g: OnnxGraph, a: string, lay: DenseLayout): string {
   if (lay.rows === lay.inputs) return a;
   return g.op('Pad', [a, g.int64s([0, 0, 0, lay.rows - lay.inputs])]);
 }
 
-function kernel2d(g: GraphBuilder, l: number, lay: DenseLayout): string {
+function kernel2d(g: OnnxGraph, l: number, lay: DenseLayout): string {
   const kernel = paramName(l, 'kernel');
   // Reshape aliases its input in onnxruntime: no copy.
   return lay.chunks === 1 ? kernel : g.op('Reshape', [kernel, g.int64s([lay.rows, lay.outputs])]);
 }
 
-function dense(g: GraphBuilder, aPadded: string, l: number, lay: DenseLayout): string {
+function dense(g: OnnxGraph, aPadded: string, l: number, lay: DenseLayout): string {
   return g.op('Gemm', [aPadded, kernel2d(g, l, lay), paramName(l, 'bias')]);
 }
 
 /** da = dz·Wᵀ, the gradient with respect to the layer's (unpadded) input. */
-function inputGrad(g: GraphBuilder, dz: string, l: number, lay: DenseLayout): string {
-  const da = g.op('Gemm', [dz, kernel2d(g, l, lay)], undefined, [intAttr('transB', 1)]);
+function inputGrad(g: OnnxGraph, dz: string, l: number, lay: DenseLayout): string {
+  const da = g.op('Gemm', [dz, kernel2d(g, l, lay)], undefined, [attr.int('transB', 1)]);
   if (lay.rows === lay.inputs) return da;
   return g.op('Slice', [da, g.int64s([0]), g.int64s([lay.inputs]), g.int64s([1])]);
 }
@@ -398,7 +390,7 @@ function nextNames(param: string, states: readonly string[]): UpdateValues['out'
  * is chunked. Returns the name of Σ W² (before the step) when l2 > 0.
  */
 function updateKernel(
-  g: GraphBuilder,
+  g: OnnxGraph,
   plan: OptimizerPlan,
   l2: number,
   aPadded: string,
@@ -410,19 +402,19 @@ function updateKernel(
   const states = plan.states.map((s) => stateName(s, l, 'kernel'));
 
   // One chunk (or the whole kernel): the gradient is one GEMM, with the L2 term folded in as C.
-  const emitChunk = (b: GraphBuilder, act: string, transA: boolean, w: string, st: readonly string[], out: UpdateValues['out']) => {
+  const emitChunk = (b: OnnxGraph, act: string, transA: boolean, w: string, st: readonly string[], out: UpdateValues['out']) => {
     const grad =
       l2 > 0
-        ? b.op('Gemm', [act, dzScaled, w], undefined, [intAttr('transA', transA ? 1 : 0), floatAttr('beta', 2 * l2 * plan.gradScale)])
-        : b.op('Gemm', [act, dzScaled], undefined, [intAttr('transA', transA ? 1 : 0)]);
+        ? b.op('Gemm', [act, dzScaled, w], undefined, [attr.int('transA', transA ? 1 : 0), attr.float('beta', 2 * l2 * plan.gradScale)])
+        : b.op('Gemm', [act, dzScaled], undefined, [attr.int('transA', transA ? 1 : 0)]);
     plan.emit(b, { grad, param: w, states: st, out });
-    return l2 > 0 ? b.op('ReduceSumSquare', [w], undefined, [intAttr('keepdims', 0)]) : undefined;
+    return l2 > 0 ? b.op('ReduceSumSquare', [w], undefined, [attr.int('keepdims', 0)]) : undefined;
   };
 
   if (lay.chunks === 1) return emitChunk(g, aPadded, true, kernel, states, nextNames(kernel, states));
 
   // Scan over chunks of aᵀ [chunks, chunkRows, n], the kernel and its states, all sliced on axis 0.
-  const actT = g.op('Reshape', [g.op('Transpose', [aPadded], undefined, [intsAttr('perm', [1, 0])]), g.int64s([lay.chunks, lay.chunkRows, -1])]);
+  const actT = g.op('Reshape', [g.op('Transpose', [aPadded], undefined, [attr.ints('perm', [1, 0])]), g.int64s([lay.chunks, lay.chunkRows, -1])]);
   const body = g.subgraph();
   const chunkDims = [lay.chunkRows, lay.outputs];
   const bodyIn = { act: body.fresh('act_chunk'), kernel: body.fresh('kernel_chunk'), states: states.map((s) => body.fresh(`${s}_chunk`)) };
@@ -431,99 +423,19 @@ function updateKernel(
   const bodyGraph: proto.IGraphProto = {
     name: g.fresh('update_chunk'),
     node: body.nodes,
-    input: [tensorInfo(bodyIn.act, [lay.chunkRows, 'n']), tensorInfo(bodyIn.kernel, chunkDims), ...bodyIn.states.map((s) => tensorInfo(s, chunkDims))],
+    input: [valueInfo(bodyIn.act, [lay.chunkRows, 'n']), valueInfo(bodyIn.kernel, chunkDims), ...bodyIn.states.map((s) => valueInfo(s, chunkDims))],
     output: [
-      tensorInfo(bodyOut.param, chunkDims),
-      ...bodyOut.states.map((s) => tensorInfo(s, chunkDims)),
-      ...(square ? [tensorInfo(square, [])] : []),
+      valueInfo(bodyOut.param, chunkDims),
+      ...bodyOut.states.map((s) => valueInfo(s, chunkDims)),
+      ...(square ? [valueInfo(square, [])] : []),
     ],
   };
   const squares = square ? g.fresh('kernel_squares') : undefined;
   g.node('Scan', [actT, kernel, ...states], [nextName(kernel), ...states.map(nextName), ...(squares ? [squares] : [])], [
-    intAttr('num_scan_inputs', 2 + states.length),
-    { name: 'body', type: AttrType.GRAPH, g: bodyGraph },
+    attr.int('num_scan_inputs', 2 + states.length),
+    attr.graph('body', bodyGraph),
   ]);
-  return squares && g.op('ReduceSum', [squares], undefined, [intAttr('keepdims', 0)]);
+  return squares && g.op('ReduceSum', [squares], undefined, [attr.int('keepdims', 0)]);
 }
 
-// ---------------------------------------------------------------------------------------------
-// A small ONNX graph builder: unique names across a graph and its Scan bodies, shared initializers.
 
-type Attr = proto.IAttributeProto;
-const intAttr = (name: string, i: number): Attr => ({ name, type: AttrType.INT, i });
-const floatAttr = (name: string, f: number): Attr => ({ name, type: AttrType.FLOAT, f });
-const intsAttr = (name: string, ints: readonly number[]): Attr => ({ name, type: AttrType.INTS, ints: [...ints] });
-
-class GraphBuilder {
-  readonly nodes: proto.INodeProto[] = [];
-  private readonly shared: { counter: number; initializers: proto.ITensorProto[]; constants: Map<string, string> };
-
-  constructor(shared?: GraphBuilder['shared']) {
-    this.shared = shared ?? { counter: 0, initializers: [], constants: new Map() };
-  }
-
-  get initializers(): readonly proto.ITensorProto[] {
-    return this.shared.initializers;
-  }
-
-  /** A builder for a subgraph: its nodes are separate, names and constants are shared. */
-  subgraph(): GraphBuilder {
-    return new GraphBuilder(this.shared);
-  }
-
-  fresh(base: string): string {
-    return `${base}__${this.shared.counter++}`;
-  }
-
-  node(opType: string, inputs: readonly string[], outputs: readonly string[], attribute: Attr[] = []): void {
-    this.nodes.push({ opType, input: [...inputs], output: [...outputs], name: outputs[0], attribute });
-  }
-
-  /** Adds a single-output node; its output is `output`, or a fresh name. */
-  op(opType: string, inputs: readonly string[], output?: string, attribute: Attr[] = []): string {
-    const name = output ?? this.fresh(opType.toLowerCase());
-    this.node(opType, inputs, [name], attribute);
-    return name;
-  }
-
-  /** A float32 scalar initializer (one per distinct value). */
-  scalar(value: number): string {
-    return this.constant(`f${value}`, () => ({ dims: [], dataType: FLOAT, floatData: [value] }));
-  }
-
-  int64s(values: readonly number[]): string {
-    return this.constant(`i${values.join(',')}`, () => ({ dims: [values.length], dataType: INT64, int64Data: [...values] }));
-  }
-
-  private constant(key: string, make: () => proto.ITensorProto): string {
-    let name = this.shared.constants.get(key);
-    if (!name) {
-      name = this.fresh('const');
-      this.shared.initializers.push({ ...make(), name });
-      this.shared.constants.set(key, name);
-    }
-    return name;
-  }
-}
-
-function tensorInfo(name: string, dims: readonly (number | string)[]): proto.IValueInfoProto {
-  return {
-    name,
-    type: {
-      tensorType: {
-        elemType: FLOAT,
-        shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
-      },
-    },
-  };
-}
-
-function encodeModel(g: GraphBuilder, name: string, input: proto.IValueInfoProto[], output: proto.IValueInfoProto[]): Uint8Array {
-  const model: proto.IModelProto = {
-    irVersion: 8,
-    opsetImport: [{ domain: '', version: OPSET }],
-    producerName: 'bottleneck',
-    graph: { name, node: g.nodes, initializer: [...g.initializers], input, output },
-  };
-  return onnx.ModelProto.encode(model).finish();
-}
