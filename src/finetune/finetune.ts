@@ -14,13 +14,12 @@
 import { isLiveTerminal } from '../util/terminal.ts';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import type { Tensor, Tensor2D } from '@tensorflow/tfjs';
 import type { Backbone } from '../backbones/backbone.ts';
 import { planGraph } from '../backbones/graph-plan.ts';
 import { subgraphFrom, type Subgraph } from '../backbones/subgraph.ts';
 import { readSafetensors, writeSafetensors } from '../backbones/weights/safetensors.ts';
 import type { WeightTensor } from '../backbones/weights.ts';
-import { mulberry32 } from '../util/numbers.ts';
+import { product } from '../util/numbers.ts';
 import { acquireCacheLock } from '../cache/cache-lock.ts';
 import { membershipIndex, readCodes, readCodeTable, resolveDataset, viewsIndex, type CodeTable } from '../cache/code-table.ts';
 import { contentId } from '../cache/code-rows.ts';
@@ -33,13 +32,14 @@ import { loadDataset, type Dataset } from '../extract/dataset.ts';
 import { progressSink } from '../extract/progress-reporter.ts';
 import { runExtract, type ExtractSummary } from '../extract/run-extract.ts';
 import { fineTunedWeightsId, loadHeadBackbone } from '../train-head/head-backbone.ts';
-import { formatEpoch, shuffle, type EpochStats } from '../train-head/fit.ts';
+import { fit, formatEpoch, type EpochStats } from '../train-head/fit.ts';
+import { netTrainer, rowsMatrix } from './net-trainer.ts';
 import { FINETUNE_WEIGHTS_FILE, loadHead, saveHead, type Head, type HeadConfig } from '../train-head/head-folder.ts';
 import { splitRows } from '../train-head/training-rows.ts';
 import { UsageError } from '../util/errors.ts';
 import { TOOL_VERSION } from '../util/version.ts';
 import { resolveUnfreeze, type UnfreezePlan } from './blocks.ts';
-import { createTrainableNet, crossEntropy, type TrainableNet } from './trainable-net.ts';
+import { createTrainableNet, type TrainableNet } from './trainable-net.ts';
 import { pct } from '../util/numbers.ts';
 
 export interface FineTuneCommand {
@@ -185,12 +185,29 @@ export async function runFineTune(cmd: FineTuneCommand): Promise<FineTuneResult>
   let history: EpochStats[];
   let trained: Awaited<ReturnType<TrainableNet['read']>>;
   try {
-    history = await trainEpochs(tf, net, optimizer, { train, validation, classes: classes.length, cmd, shape: subPlan.shapes.get(subPlan.steps[0].node.name)!, dropout: head.config.architecture.dropout, hidden: head.config.architecture.hidden }, (s) => {
-      emit({ event: 'epoch', ...s });
-      const line = formatEpoch(s, cmd.epochs);
-      if (live) process.stderr.write(`\r${line}\u001b[K`);
-      else log(line);
+    const shape = subPlan.shapes.get(subPlan.steps[0].node.name)!;
+    const { architecture } = head.config;
+    const rows = (refs: readonly RowRef[]) => ({ codes: rowsMatrix(refs.map((r) => ({ codes: r.table.codes, row: r.row })), product(shape)), y: Int32Array.from(refs, (r) => r.y), n: refs.length });
+    const result = await fit({
+      trainer: netTrainer(tf, net, optimizer, provider, { shape, hidden: architecture.hidden, classes: classes.length }),
+      architecture: { ...architecture, inputDim: product(shape) },
+      train: rows(train),
+      validation: rows(validation),
+      epochs: cmd.epochs,
+      batch: cmd.batch,
+      seed: cmd.seed,
+      classWeights: null,
+      patience: null,
+      keep: 'last',
+      onEpoch: (s) => {
+        if (!Number.isFinite(s.loss)) throw new UsageError(`fine-tune: the training loss became ${s.loss} in epoch ${s.epoch}; try a smaller --lr`);
+        emit({ event: 'epoch', ...s });
+        const line = formatEpoch(s, cmd.epochs);
+        if (live) process.stderr.write(`\r${line}\u001b[K`);
+        else log(line);
+      },
     });
+    history = [...result.history];
     if (live) process.stderr.write('\n');
     trained = await net.read();
   } finally {
@@ -270,114 +287,6 @@ export async function runFineTune(cmd: FineTuneCommand): Promise<FineTuneResult>
     console.log(`fine-tuned head saved to ${out} (codes ${key})`);
   }
   return { dir: out, config, history, extract: summary, unfreeze, seconds };
-}
-
-interface EpochData {
-  readonly train: readonly RowRef[];
-  readonly validation: readonly RowRef[];
-  readonly classes: number;
-  readonly cmd: FineTuneCommand;
-  /** The frozen cut's [H, W, C]. */
-  readonly shape: readonly number[];
-  readonly dropout: number;
-  readonly hidden: readonly number[];
-}
-
-type Tf = Awaited<ReturnType<typeof tfBackend>>['tf'];
-type Optimizer = ReturnType<Tf['train']['momentum']>;
-
-/** Seeded batch order and dropout masks; loss and accuracy as Keras' fit reports them. */
-async function trainEpochs(tf: Tf, net: TrainableNet, optimizer: Optimizer, d: EpochData, onEpoch: (s: EpochStats) => void): Promise<EpochStats[]> {
-  const { cmd } = d;
-  const [h, w, c] = d.shape;
-  const dim = h * w * c;
-  const random = mulberry32(cmd.seed ^ 0xf17e);
-  const order = Int32Array.from({ length: d.train.length }, (_, i) => i);
-  const x = new Float32Array(cmd.batch * dim);
-  const y = new Int32Array(cmd.batch);
-  const keep = 1 - d.dropout;
-  const history: EpochStats[] = [];
-  for (let epoch = 1; epoch <= cmd.epochs; epoch++) {
-    const started = performance.now();
-    shuffle(order, random);
-    let lossSum = 0;
-    let right = 0;
-    for (let start = 0; start < d.train.length; start += cmd.batch) {
-      const n = Math.min(cmd.batch, d.train.length - start);
-      for (let i = 0; i < n; i++) {
-        const ref = d.train[order[start + i]];
-        x.set(ref.table.codes.subarray(ref.row * dim, (ref.row + 1) * dim), i * dim);
-        y[i] = ref.y;
-      }
-      const masks = d.hidden.map((units) => {
-        const m = new Float32Array(n * units);
-        for (let j = 0; j < m.length; j++) m[j] = d.dropout > 0 ? (random() < keep ? 1 / keep : 0) : 1;
-        return tf.tensor2d(m, [n, units]);
-      });
-      const xs = tf.tensor4d(x.subarray(0, n * dim), [n, h, w, c]);
-      const labels = tf.tensor1d(y.subarray(0, n), 'int32');
-      const oneHot = tf.tidy(() => tf.cast(tf.oneHot(labels, d.classes), 'float32') as Tensor2D);
-      let correct: Tensor | undefined;
-      try {
-        const cost = optimizer.minimize(
-          () => {
-            const logits = net.logits(xs, masks);
-            correct = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), labels), 'float32')));
-            return crossEntropy(tf, logits, oneHot);
-          },
-          true,
-          [...net.variables],
-        );
-        if (!cost) throw new Error('fine-tune: the optimizer returned no loss');
-        lossSum += (await cost.data())[0] * n;
-        right += (await correct!.data())[0];
-        cost.dispose();
-      } finally {
-        tf.dispose([xs, labels, oneHot, ...masks, ...(correct ? [correct] : [])]);
-      }
-    }
-    const val = d.validation.length > 0 ? await scoreRows(tf, net, d.validation, d.shape, d.classes, cmd.batch * 4) : null;
-    const stats: EpochStats = {
-      epoch,
-      loss: lossSum / d.train.length,
-      acc: right / d.train.length,
-      valLoss: val?.loss ?? null,
-      valAcc: val?.acc ?? null,
-      seconds: (performance.now() - started) / 1000,
-    };
-    if (!Number.isFinite(stats.loss)) throw new Error(`fine-tune: the training loss became ${stats.loss} in epoch ${epoch}; try a smaller --lr`);
-    history.push(stats);
-    onEpoch(stats);
-  }
-  return history;
-}
-
-/** Mean cross-entropy and accuracy of the current weights on rows, dropout off. */
-async function scoreRows(tf: Tf, net: TrainableNet, refs: readonly RowRef[], shape: readonly number[], classes: number, chunk: number): Promise<{ loss: number; acc: number }> {
-  const [h, w, c] = shape;
-  const dim = h * w * c;
-  const x = new Float32Array(chunk * dim);
-  let loss = 0;
-  let right = 0;
-  for (let start = 0; start < refs.length; start += chunk) {
-    const n = Math.min(chunk, refs.length - start);
-    for (let i = 0; i < n; i++) {
-      const ref = refs[start + i];
-      x.set(ref.table.codes.subarray(ref.row * dim, (ref.row + 1) * dim), i * dim);
-    }
-    const probs = tf.tidy(() => tf.softmax(net.logits(tf.tensor4d(x.subarray(0, n * dim), [n, h, w, c]), null)));
-    const p = await probs.data();
-    probs.dispose();
-    for (let i = 0; i < n; i++) {
-      const row = p.subarray(i * classes, (i + 1) * classes);
-      const truth = refs[start + i].y;
-      loss -= Math.log(Math.max(row[truth], 1e-12));
-      let top = 0;
-      for (let k = 1; k < classes; k++) if (row[k] > row[top]) top = k;
-      if (top === truth) right++;
-    }
-  }
-  return { loss: loss / refs.length, acc: right / refs.length };
 }
 
 /**

@@ -131,11 +131,6 @@ export function createTrainableNet(tf: Tf, opts: TrainableOptions): TrainableNet
   };
 }
 
-/** Mean categorical cross-entropy of logits against class indices, as Keras' loss. */
-export function crossEntropy(tf: Tf, logits: Tensor2D, oneHot: Tensor2D): Scalar {
-  return tf.neg(tf.mean(tf.sum(tf.mul(oneHot, tf.logSoftmax(logits)), 1))) as Scalar;
-}
-
 type ConvFn = (x: Tensor4D, filter: Tensor4D, stride: [number, number]) => Tensor4D;
 
 function inversePermutation(perm: readonly number[]): number[] {
