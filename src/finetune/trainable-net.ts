@@ -10,7 +10,7 @@
  * on backends that lack that kernel, as one more convolution (see convFilterGrad). With
  * tfjs-node(-gpu) TF.js' own gradient runs, on the GPU where there is one.
  */
-import type { GradSaveFunc, Scalar, Tensor, Tensor1D, Tensor2D, Tensor4D, Variable } from '@tensorflow/tfjs';
+import type { GradSaveFunc, Tensor, Tensor1D, Tensor2D, Tensor4D, Variable } from '@tensorflow/tfjs';
 import type { GraphPlan, PlannedNode } from '../backbones/graph-plan.ts';
 import { biasName, groupsOf, weightName, type Pair } from '../backbones/layer-graph.ts';
 import { transpose, type WeightMap, type WeightTensor } from '../backbones/weights.ts';
