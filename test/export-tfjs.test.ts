@@ -267,9 +267,9 @@ describe('export --format tfjs: padding and pooling that need more than one Kera
   });
 });
 
-describe.skipIf(!hasSharedModels)(`export --format tfjs: real Caffe backbones${NEEDS_SHARED_MODELS}`, () => {
+describe('export --format tfjs: the built-in squeezenet1_1 (real Caffe weights, no ../shared needed)', () => {
   it("squeezenet1_1: a head on fire9/concat:avg (ceil-mode max pools, fire concats)", async () => {
-    const backbone = await loadBackbone('squeezenet1_1', { weightsDir: SHARED_MODELS, download: false });
+    const backbone = await loadBackbone('squeezenet1_1', { weightsDir: path.join(root, 'no-weights'), download: false });
     const stitched = stitchHead(backbone, headFor(backbone, { layer: 'fire9/concat', pool: 'avg' }, [16], 4));
     const images = randomImages(2, backbone.preprocessing.size, 5, 128);
     const { error, actual } = await exportAndCompare(stitched, PROBABILITIES, 'squeezenet', images, 2);
@@ -282,6 +282,9 @@ describe.skipIf(!hasSharedModels)(`export --format tfjs: real Caffe backbones${N
     expect(codes.error).toBeLessThan(1e-4);
   });
 
+});
+
+describe.skipIf(!hasSharedModels)(`export --format tfjs: real Caffe backbones${NEEDS_SHARED_MODELS}`, () => {
   it('googlenet: LRN has no tfjs-layers counterpart, a one-line usage error pointing at ONNX', async () => {
     const backbone = await loadBackbone('googlenet', { weightsDir: SHARED_MODELS, download: false });
     const stitched = stitchHead(backbone, headFor(backbone, { layer: 'pool5/7x7_s1' }, [], 3));
