@@ -11,8 +11,8 @@
  * needed at 100,000 rows (bench/audit.ts).
  */
 import os from 'node:os';
-import { attr, encodeModel, INT64, OnnxGraph, valueInfo } from '../engines/onnx-graph.ts';
-import ort from '../engines/onnxruntime.ts';
+import { attr, encodeModel, INT64, OnnxGraph, valueInfo } from '../util/onnx-graph.ts';
+import ort from '../util/onnxruntime.ts';
 
 export interface Neighbours {
   readonly n: number;

@@ -8,7 +8,7 @@ import { mkdir } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import ort from './onnxruntime.ts';
+import ort from '../util/onnxruntime.ts';
 import { codeShape, planCuts } from '../backbones/cut.ts';
 import { checkWeights } from '../backbones/weights.ts';
 import { foldPlan } from '../backbones/fold-batchnorm.ts';

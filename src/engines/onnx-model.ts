@@ -9,7 +9,7 @@ import { biasName, weightName, type Activation, type Pads } from '../backbones/l
 import type { WeightMap } from '../backbones/weights.ts';
 import { winogradConv, winogradEligible, winogradPays, type WinogradOptions } from './onnx-winograd.ts';
 import { product } from '../util/numbers.ts';
-import { attr, encodeModel, OnnxGraph, valueInfo } from './onnx-graph.ts';
+import { attr, encodeModel, OnnxGraph, valueInfo } from '../util/onnx-graph.ts';
 
 export const ONNX_INPUT = 'images';
 export const onnxOutputName = (i: number): string => `code${i}`;

@@ -28,7 +28,7 @@
  */
 import type { Pads, Pair } from '../backbones/layer-graph.ts';
 import type { WeightTensor } from '../backbones/weights.ts';
-import { attr, type OnnxGraph } from './onnx-graph.ts';
+import { attr, type OnnxGraph } from '../util/onnx-graph.ts';
 
 
 /** Transform matrices of Winograd F(m, r): y = Aᵀ[(G g) ⊙ (Bᵀ d)] for a 1-D correlation. */

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { loadHead, type Head } from '../train-head/head-folder.ts';
 import { replaceFolder, writeFileAtomic } from '../util/atomic-file.ts';
 import { ONNX_INPUT } from '../engines/onnx-model.ts';
-import ort from '../engines/onnxruntime.ts';
+import ort from '../util/onnxruntime.ts';
 import { tfBackend } from '../engines/tfjs-backend.ts';
 import { EXPORTED_OUTPUT, exportOnnx } from './export-onnx.ts';
 import { loadHeadBackbone } from '../train-head/head-backbone.ts';

@@ -3,7 +3,7 @@
  * with the parameters loaded once. This is how evaluate scores cached codes.
  */
 import os from 'node:os';
-import ort from '../engines/onnxruntime.ts';
+import ort from '../util/onnxruntime.ts';
 import { writeParams, type TensorSet } from './onnx-head-params.ts';
 import { buildPredictModel, paramName, planLayout, PROBS, X } from './onnx-train-graph.ts';
 import type { HeadArchitecture, HeadParams } from './trainer.ts';

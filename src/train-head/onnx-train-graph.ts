@@ -16,7 +16,7 @@
  * gradient and so stay zero under every optimizer here.
  */
 import type { onnx as proto } from 'onnx-proto';
-import { attr, encodeModel, FLOAT, OnnxGraph, valueInfo } from '../engines/onnx-graph.ts';
+import { attr, encodeModel, FLOAT, OnnxGraph, valueInfo } from '../util/onnx-graph.ts';
 import type { HeadArchitecture, OptimizerConfig, TrainingConfig } from './trainer.ts';
 
 /**

@@ -19,7 +19,7 @@
  * (bench/train-head: about 1.7× faster per epoch than one run per step).
  */
 import os from 'node:os';
-import ort from '../engines/onnxruntime.ts';
+import ort from '../util/onnxruntime.ts';
 import {
   buildPredictModel,
   buildTrainManyModel,

@@ -7,7 +7,11 @@
  */
 import onnxProto from 'onnx-proto';
 import type { onnx as proto } from 'onnx-proto';
-import type { WeightTensor } from '../backbones/weights.ts';
+/** A float32 tensor: row-major data and its shape. */
+export interface FloatTensor {
+  readonly shape: readonly number[];
+  readonly data: Float32Array;
+}
 
 // onnx-proto is CommonJS; its namespace is only reachable through the default export.
 const { onnx } = onnxProto;
@@ -65,7 +69,7 @@ export class OnnxGraph {
   }
 
   /** A float32 tensor initializer under its own name (weights). */
-  floats(name: string, t: WeightTensor): string {
+  floats(name: string, t: FloatTensor): string {
     const raw = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
     this.shared.initializers.push({ name, dims: [...t.shape], dataType: FLOAT, rawData: raw });
     return name;
