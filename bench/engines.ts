@@ -15,9 +15,9 @@
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import type { Backbone } from '../src/backbones/backbone.ts';
+import type { GraphBackbone } from '../src/backbones/backbone.ts';
 import { cutLabel, type Cut } from '../src/backbones/cut.ts';
-import { loadBackbone } from '../src/backbones/zoo.ts';
+import { loadGraphBackbone } from '../src/backbones/zoo.ts';
 import { seededWeights } from '../src/backbones/zoo/random-weights.ts';
 import { VGG16_PREPROCESSING, vgg16Graph } from '../src/backbones/zoo/vgg16.ts';
 import { isKerasApplication, KERAS_APPLICATIONS, kerasPreprocessing, type KerasApplication } from '../src/backbones/zoo/keras-applications.ts';
@@ -39,10 +39,10 @@ const { values: args } = parseArgs({
 const SIZE = [224, 224] as const;
 const SHARED_MODELS = path.resolve(import.meta.dirname, '..', '..', 'shared', 'models');
 
-async function benchBackbone(name: string): Promise<{ backbone: Backbone; cut: Cut } | undefined> {
+async function benchBackbone(name: string): Promise<{ backbone: GraphBackbone; cut: Cut } | undefined> {
   if (name === 'vgg16') {
     const graph = vgg16Graph();
-    const backbone: Backbone = {
+    const backbone: GraphBackbone = {
       id: 'vgg16',
       graph,
       weights: seededWeights(graph, SIZE, 1, ['block5_pool']),
@@ -57,7 +57,7 @@ async function benchBackbone(name: string): Promise<{ backbone: Backbone; cut: C
   if (isKerasApplication(name)) {
     const spec: KerasApplication = KERAS_APPLICATIONS[name];
     const graph = spec.graph();
-    const backbone: Backbone = {
+    const backbone: GraphBackbone = {
       id: name,
       graph,
       weights: seededWeights(graph, spec.size, 1, [spec.defaultCut.layer]),
@@ -70,7 +70,7 @@ async function benchBackbone(name: string): Promise<{ backbone: Backbone; cut: C
     return { backbone, cut: spec.defaultCut };
   }
   try {
-    const backbone = await loadBackbone(name, { weightsDir: SHARED_MODELS, download: false });
+    const backbone = await loadGraphBackbone(name, { weightsDir: SHARED_MODELS, download: false });
     return { backbone, cut: backbone.defaultCut };
   } catch (err) {
     console.error(`skip ${name}: ${(err as Error).message}`);

@@ -14,17 +14,17 @@ import { formatAdvice } from '../src/advise/format-advice.ts';
 import { judgeSimilarity, SIMILARITY_MARGIN, SIMILARITY_THRESHOLDS, similarityMetrics, type SimilarityMetrics } from '../src/advise/imagenet-likeness.ts';
 import { pickSample } from '../src/advise/sample.ts';
 import { backboneAdvice, buildAdvice, transferCase, type AdviceInputs } from '../src/advise/transfer-case.ts';
-import type { Backbone } from '../src/backbones/backbone.ts';
+import type { GraphBackbone } from '../src/backbones/backbone.ts';
 import { mulberry32 } from '../src/util/numbers.ts';
 import { tinyRandomBackbone } from '../src/backbones/zoo/tiny-random.ts';
 import { VGG16_PREPROCESSING, vgg16Graph } from '../src/backbones/zoo/vgg16.ts';
-import { loadBackbone } from '../src/backbones/zoo.ts';
+import { loadGraphBackbone } from '../src/backbones/zoo.ts';
 import type { DatasetItem } from '../src/extract/dataset.ts';
 import { makeDataset } from './helpers/make-dataset.ts';
 import { hasSharedDatasets, hasSharedModels, NEEDS_SHARED_DATASETS, NEEDS_SHARED_MODELS, SHARED_DATASETS, SHARED_MODELS } from './helpers/shared.ts';
 
 /** VGG16's real graph with no weights: enough for cut names and shapes, never run. */
-const VGG16_STUB: Backbone = {
+const VGG16_STUB: GraphBackbone = {
   id: 'vgg16',
   graph: vgg16Graph(),
   weights: new Map(),
@@ -49,7 +49,7 @@ function metrics(meanEntropy: number, classOverlap: number | null, images = 64):
   return { images, failed: 0, outputs: 1000, meanTop1: 1 - meanEntropy, meanEntropy, classOverlap, withinOverlap: classOverlap };
 }
 
-function inputs(perClass: number, m: SimilarityMetrics, backbone: Backbone = VGG16_STUB): AdviceInputs {
+function inputs(perClass: number, m: SimilarityMetrics, backbone: GraphBackbone = VGG16_STUB): AdviceInputs {
   return {
     data: 'data/pets',
     dataset: 'pets',
@@ -345,16 +345,16 @@ describe('advise on real images', () => {
 
   it.skipIf(!hasSharedModels)(`names earlier cuts that exist in googlenet and squeezenet1_1${NEEDS_SHARED_MODELS}`, async () => {
     for (const [name, earlier] of [['googlenet', 'inception_4e/output'], ['squeezenet1_1', 'pool5']] as const) {
-      const backbone = await loadBackbone(name, { weightsDir: SHARED_MODELS, cuts: [...ADVICE_LOAD_CUTS] });
+      const backbone = await loadGraphBackbone(name, { weightsDir: SHARED_MODELS, cuts: [...ADVICE_LOAD_CUTS] });
       expect(backboneAdvice(backbone)).toMatchObject({ earlier, earlierIsSpatial: true });
       expect(backbone.namedCuts).toContain(earlier);
     }
   });
 
   describe.skipIf(!hasSharedModels || !hasSharedDatasets)(`with squeezenet1_1${NEEDS_SHARED_MODELS || NEEDS_SHARED_DATASETS}`, () => {
-    let backbone: Backbone;
+    let backbone: GraphBackbone;
     beforeAll(async () => {
-      backbone = await loadBackbone('squeezenet1_1', { weightsDir: SHARED_MODELS, cuts: [...ADVICE_LOAD_CUTS] });
+      backbone = await loadGraphBackbone('squeezenet1_1', { weightsDir: SHARED_MODELS, cuts: [...ADVICE_LOAD_CUTS] });
     });
 
     it('finds dogs-vs-cats similar to ImageNet', async () => {

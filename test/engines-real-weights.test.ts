@@ -6,10 +6,10 @@ import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Backbone } from '../src/backbones/backbone.ts';
+import type { GraphBackbone } from '../src/backbones/backbone.ts';
 import type { Cut } from '../src/backbones/cut.ts';
 import { preprocessInto } from '../src/backbones/preprocess.ts';
-import { loadBackbone } from '../src/backbones/zoo.ts';
+import { loadGraphBackbone } from '../src/backbones/zoo.ts';
 import type { FeatureEngine } from '../src/engines/engine.ts';
 import { createOnnxEngine } from '../src/engines/onnx-engine.ts';
 import { createTfjsEngine } from '../src/engines/tfjs-engine.ts';
@@ -56,7 +56,7 @@ function photos(): string[] {
     .map((f) => path.join(IMG_DIR, f));
 }
 
-async function batchOf(backbone: Backbone, files: string[]): Promise<Float32Array> {
+async function batchOf(backbone: GraphBackbone, files: string[]): Promise<Float32Array> {
   const [h, w] = backbone.preprocessing.size;
   const input = new Float32Array(files.length * h * w * 3);
   for (const [i, file] of files.entries()) {
@@ -65,7 +65,7 @@ async function batchOf(backbone: Backbone, files: string[]): Promise<Float32Arra
   return input;
 }
 
-async function parity(backbone: Backbone, cuts: Cut[], files: string[]): Promise<number[]> {
+async function parity(backbone: GraphBackbone, cuts: Cut[], files: string[]): Promise<number[]> {
   const opts = { backbone, cuts, device: 'cpu' as const, cacheDir };
   const onnx = await createOnnxEngine(opts);
   const tfjs = await createTfjsEngine(opts);
@@ -80,7 +80,7 @@ async function parity(backbone: Backbone, cuts: Cut[], files: string[]): Promise
   }
 }
 
-async function imageNetHits(backbone: Backbone, engine: FeatureEngine): Promise<{ top1: number; top5: number; total: number }> {
+async function imageNetHits(backbone: GraphBackbone, engine: FeatureEngine): Promise<{ top1: number; top5: number; total: number }> {
   const files = photos();
   const results = await predictImageNet(backbone, engine, files, { topK: 5, batch: 10 });
   let top1 = 0;
@@ -94,10 +94,10 @@ async function imageNetHits(backbone: Backbone, engine: FeatureEngine): Promise<
 }
 
 describe.skipIf(!hasSharedModels)(`real pretrained backbones${NEEDS_SHARED_MODELS}`, () => {
-  const backbones = new Map<string, Backbone>();
+  const backbones = new Map<string, GraphBackbone>();
   beforeAll(async () => {
-    for (const name of ['squeezenet1_1', 'googlenet']) backbones.set(name, await loadBackbone(name, { weightsDir: SHARED_MODELS, download: false }));
-    backbones.set('tinyvgg', await loadBackbone(path.join(SHARED_MODELS, 'tinyvgg', 'model.json')));
+    for (const name of ['squeezenet1_1', 'googlenet']) backbones.set(name, await loadGraphBackbone(name, { weightsDir: SHARED_MODELS, download: false }));
+    backbones.set('tinyvgg', await loadGraphBackbone(path.join(SHARED_MODELS, 'tinyvgg', 'model.json')));
   });
   afterAll(() => {
     // Generated ONNX models live in the temp cache.

@@ -11,7 +11,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Backbone } from '../src/backbones/backbone.ts';
+import type { GraphBackbone } from '../src/backbones/backbone.ts';
 import { KERAS_APPLICATIONS, kerasPreprocessing, type KerasApplicationName } from '../src/backbones/zoo/keras-applications.ts';
 import { seededWeights } from '../src/backbones/zoo/random-weights.ts';
 import { mulberry32 } from '../src/util/numbers.ts';
@@ -43,7 +43,7 @@ afterAll(async () => {
   if (root) await rm(root, { recursive: true, force: true });
 });
 
-function seededBackbone(name: KerasApplicationName): Backbone {
+function seededBackbone(name: KerasApplicationName): GraphBackbone {
   const spec = KERAS_APPLICATIONS[name];
   const graph = spec.graph();
   return {
@@ -59,7 +59,7 @@ function seededBackbone(name: KerasApplicationName): Backbone {
 }
 
 /** A head whose first layer is scaled to the codes' magnitude, so its softmax stays far from saturation (where it would hide differences). */
-function headOn(backbone: Backbone, codeScale: number): Head {
+function headOn(backbone: GraphBackbone, codeScale: number): Head {
   const spec = codeSpecFor({ backbone, cut: backbone.defaultCut, ...TEST_EXTRACT_DEFAULTS, size: SIZE });
   const architecture = { inputDim: spec.shape.reduce((a, b) => a * b, 1), hidden: [32], dropout: 0.5, classes: 4 };
   const params = initHeadParams(architecture, 9).map((p, i) => (i === 0 ? { weight: p.weight.map((v) => v / codeScale), bias: p.bias } : p));

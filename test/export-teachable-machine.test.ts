@@ -11,11 +11,11 @@ import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Backbone } from '../src/backbones/backbone.ts';
+import type { GraphBackbone } from '../src/backbones/backbone.ts';
 import type { Cut } from '../src/backbones/cut.ts';
 import { preprocessInto } from '../src/backbones/preprocess.ts';
 import { teachableMachinePreprocessing } from '../src/backbones/teachable-machine.ts';
-import { loadBackbone } from '../src/backbones/zoo.ts';
+import { loadGraphBackbone } from '../src/backbones/zoo.ts';
 import { mulberry32 } from '../src/util/numbers.ts';
 import { cacheKey } from '../src/cache/code-spec.ts';
 import { createOnnxEngine } from '../src/engines/onnx-engine.ts';
@@ -44,7 +44,7 @@ afterAll(async () => {
   if (root) await rm(root, { recursive: true, force: true });
 });
 
-function headFor(backbone: Backbone, cut: Cut, classes: readonly string[]): Head {
+function headFor(backbone: GraphBackbone, cut: Cut, classes: readonly string[]): Head {
   const spec = codeSpecFor({ backbone, cut, ...TEST_EXTRACT_DEFAULTS });
   const architecture = { inputDim: spec.shape.reduce((a, b) => a * b, 1), hidden: [16], dropout: 0.5, classes: classes.length };
   const params = initHeadParams(architecture, 3).map(({ weight, bias }) => ({ weight: weight.map((v) => v * 0.3), bias: bias.map((_, i) => 0.02 * i) }));
@@ -57,7 +57,7 @@ function randomPixels(count: number, [h, w]: readonly [number, number], seed: nu
   return Uint8Array.from({ length: count * h * w * 3 }, () => Math.floor(random() * 256));
 }
 
-function preprocessAll(pixels: Uint8Array, count: number, prep: Backbone['preprocessing']): Float32Array {
+function preprocessAll(pixels: Uint8Array, count: number, prep: GraphBackbone['preprocessing']): Float32Array {
   const [h, w] = prep.size;
   const out = new Float32Array(count * h * w * 3);
   for (let i = 0; i < count; i++) preprocessInto(pixels.subarray(i * h * w * 3, (i + 1) * h * w * 3), prep, out, i * h * w * 3);
@@ -65,7 +65,7 @@ function preprocessAll(pixels: Uint8Array, count: number, prep: Backbone['prepro
 }
 
 /** Exports, then checks the folder against bottleneck's own probabilities on the same pixels. */
-async function exportAndCompare(backbone: Backbone, cut: Cut, folder: string, count: number): Promise<{ error: number; modelJson: { modelTopology: unknown }; labels: string[] }> {
+async function exportAndCompare(backbone: GraphBackbone, cut: Cut, folder: string, count: number): Promise<{ error: number; modelJson: { modelTopology: unknown }; labels: string[] }> {
   const labels = ['가위', 'rock', 'paper'];
   const stitched = stitchHead(backbone, headFor(backbone, cut, labels));
   const out = path.join(root, folder);
@@ -91,24 +91,24 @@ async function exportAndCompare(backbone: Backbone, cut: Cut, folder: string, co
 
 describe('export --format teachable-machine', () => {
   it('tiny-vgg-random (BGR minus the mean): a 1×1 adapter turns Teachable Machine input into the backbone\'s, within 1e-4', async () => {
-    const backbone = await loadBackbone('tiny-vgg-random');
+    const backbone = await loadGraphBackbone('tiny-vgg-random');
     const { error, modelJson } = await exportAndCompare(backbone, { layer: 'block2_pool' }, 'tiny', 3);
     expect(JSON.stringify(modelJson.modelTopology)).toContain(TM_ADAPTER);
     expect(error).toBeLessThan(1e-4);
   });
 
   it.skipIf(!hasSharedModels)(`a head on the Teachable Machine MobileNet takes its input as it is${NEEDS_SHARED_MODELS}`, async () => {
-    const backbone = await loadBackbone(path.join(SHARED_MODELS, 'teachable-machine', 'model.json'));
+    const backbone = await loadGraphBackbone(path.join(SHARED_MODELS, 'teachable-machine', 'model.json'));
     const { error, modelJson } = await exportAndCompare(backbone, backbone.defaultCut, 'tm', 2);
     expect(JSON.stringify(modelJson.modelTopology)).not.toContain(TM_ADAPTER);
     expect(error).toBeLessThan(1e-4);
     // The folder is itself a Teachable Machine export to bottleneck: its base, head and labels.
-    const again = await loadBackbone(path.join(root, 'tm', 'model.json'));
+    const again = await loadGraphBackbone(path.join(root, 'tm', 'model.json'));
     expect(again.classNames).toEqual(['가위', 'rock', 'paper']);
   });
 
   it.skipIf(!TM_PACKAGE)(`loads with the real @teachablemachine/image load(modelURL, metadataURL)${TM_PACKAGE ? '' : ' [skipped: set BOTTLENECK_TM_PACKAGE to an installed @teachablemachine/image]'}`, async () => {
-    const backbone = await loadBackbone('tiny-vgg-random');
+    const backbone = await loadGraphBackbone('tiny-vgg-random');
     await exportAndCompare(backbone, { layer: 'block2_pool' }, 'tiny-real', 2);
     const tmImage = createRequire(import.meta.url)(TM_PACKAGE!) as {
       load(model: string, metadata: string): Promise<{ model: tf.LayersModel; getClassLabels(): string[]; getTotalClasses(): number }>;

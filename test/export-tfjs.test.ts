@@ -9,11 +9,11 @@ import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Backbone } from '../src/backbones/backbone.ts';
+import type { GraphBackbone } from '../src/backbones/backbone.ts';
 import type { Cut } from '../src/backbones/cut.ts';
 import { toTfjsLayersModel } from '../src/backbones/keras-topology-writer.ts';
 import type { LayerGraph } from '../src/backbones/layer-graph.ts';
-import { loadBackbone } from '../src/backbones/zoo.ts';
+import { loadGraphBackbone } from '../src/backbones/zoo.ts';
 import { seededWeights } from '../src/backbones/zoo/random-weights.ts';
 import { mulberry32 } from '../src/util/numbers.ts';
 import { cacheKey } from '../src/cache/code-spec.ts';
@@ -62,7 +62,7 @@ afterAll(async () => {
  * `scale` shrinks the weights so the softmax stays far from saturation, where it would hide
  * differences in the codes.
  */
-function headFor(backbone: Backbone, cut: Cut, hidden: readonly number[], classes: number, scale = 1): Head {
+function headFor(backbone: GraphBackbone, cut: Cut, hidden: readonly number[], classes: number, scale = 1): Head {
   const spec = codeSpecFor({ backbone, cut, ...TEST_EXTRACT_DEFAULTS });
   const architecture = { inputDim: spec.shape.reduce((a, b) => a * b, 1), hidden, dropout: 0.5, classes };
   const params = initHeadParams(architecture, 7).map(({ weight, bias }) => ({
@@ -93,7 +93,7 @@ interface Comparison {
 }
 
 /** Exports `output` of `backbone`, loads it over HTTP, and runs both it and the ONNX engine on the same images. */
-async function exportAndCompare(backbone: Backbone, output: string, folder: string, images: Float32Array, count: number): Promise<Comparison> {
+async function exportAndCompare(backbone: GraphBackbone, output: string, folder: string, images: Float32Array, count: number): Promise<Comparison> {
   const written = await exportTfjs(backbone, output, path.join(root, folder));
   expect(written.files.map((f) => path.basename(f))).toEqual(['group1-shard1of1.bin', 'model.json']);
   const model = await tf.loadLayersModel(`${baseUrl}/${folder}/model.json`);
@@ -116,7 +116,7 @@ async function exportAndCompare(backbone: Backbone, output: string, folder: stri
 
 describe('export --format tfjs', () => {
   it("tiny-vgg-random: a head on block2_pool, flattened (Keras 'same' convs, valid pools)", async () => {
-    const backbone = await loadBackbone('tiny-vgg-random');
+    const backbone = await loadGraphBackbone('tiny-vgg-random');
     const stitched = stitchHead(backbone, headFor(backbone, { layer: 'block2_pool' }, [24], 5, 0.2));
     const images = randomImages(4, backbone.preprocessing.size, 1, 128);
     const { error, actual, expected } = await exportAndCompare(stitched, PROBABILITIES, 'tiny', images, 4);
@@ -124,7 +124,7 @@ describe('export --format tfjs', () => {
     expect(error).toBeLessThan(1e-4);
 
     // The project's own TF.js reader takes the folder back as a backbone that computes the same.
-    const reloaded = await loadBackbone(path.join(root, 'tiny', 'model.json'));
+    const reloaded = await loadGraphBackbone(path.join(root, 'tiny', 'model.json'));
     expect(reloaded.graph.nodes.map((n) => n.name)).toEqual(stitched.graph.nodes.map((n) => n.name));
     const engine = await createOnnxEngine({ backbone: reloaded, cuts: [{ layer: PROBABILITIES }], device: 'cpu', cacheDir: path.join(root, 'onnx-cache') });
     try {
@@ -136,7 +136,7 @@ describe('export --format tfjs', () => {
   });
 
   it('tiny-vgg-random: a head on block2_conv2, average-pooled', async () => {
-    const backbone = await loadBackbone('tiny-vgg-random');
+    const backbone = await loadGraphBackbone('tiny-vgg-random');
     const stitched = stitchHead(backbone, headFor(backbone, { layer: 'block2_conv2', pool: 'avg' }, [12], 3));
     const images = randomImages(4, backbone.preprocessing.size, 2, 128);
     const { error, actual } = await exportAndCompare(stitched, PROBABILITIES, 'tiny-pooled', images, 4);
@@ -145,7 +145,7 @@ describe('export --format tfjs', () => {
   });
 
   it('writes a manifest whose weights tfjs-layers binds by name, under sanitised layer names', async () => {
-    const backbone = await loadBackbone('tiny-vgg-random');
+    const backbone = await loadGraphBackbone('tiny-vgg-random');
     const graph: LayerGraph = {
       ...backbone.graph,
       nodes: backbone.graph.nodes.map((n) => ({ ...n, name: n.name.replace('block1_', 'block1/'), inputs: n.inputs.map((i) => i.replace('block1_', 'block1/')) })),
@@ -201,7 +201,7 @@ describe('export --format tfjs: padding and pooling that need more than one Kera
     ],
   };
   const size = [20, 20] as const;
-  const backbone: Backbone = {
+  const backbone: GraphBackbone = {
     id: 'pads',
     graph,
     weights: seededWeights(graph, size, 3, ['prob', 'avg/ceil', 'avg/both']),
@@ -269,7 +269,7 @@ describe('export --format tfjs: padding and pooling that need more than one Kera
 
 describe('export --format tfjs: the built-in squeezenet1_1 (real Caffe weights, no ../shared needed)', () => {
   it("squeezenet1_1: a head on fire9/concat:avg (ceil-mode max pools, fire concats)", async () => {
-    const backbone = await loadBackbone('squeezenet1_1', { weightsDir: path.join(root, 'no-weights'), download: false });
+    const backbone = await loadGraphBackbone('squeezenet1_1', { weightsDir: path.join(root, 'no-weights'), download: false });
     const stitched = stitchHead(backbone, headFor(backbone, { layer: 'fire9/concat', pool: 'avg' }, [16], 4));
     const images = randomImages(2, backbone.preprocessing.size, 5, 128);
     const { error, actual } = await exportAndCompare(stitched, PROBABILITIES, 'squeezenet', images, 2);
@@ -286,7 +286,7 @@ describe('export --format tfjs: the built-in squeezenet1_1 (real Caffe weights, 
 
 describe.skipIf(!hasSharedModels)(`export --format tfjs: real Caffe backbones${NEEDS_SHARED_MODELS}`, () => {
   it('googlenet: LRN has no tfjs-layers counterpart, a one-line usage error pointing at ONNX', async () => {
-    const backbone = await loadBackbone('googlenet', { weightsDir: SHARED_MODELS, download: false });
+    const backbone = await loadGraphBackbone('googlenet', { weightsDir: SHARED_MODELS, download: false });
     const stitched = stitchHead(backbone, headFor(backbone, { layer: 'pool5/7x7_s1' }, [], 3));
     const run = exportTfjs(stitched, PROBABILITIES, path.join(root, 'googlenet'));
     await expect(run).rejects.toThrow(UsageError);

@@ -5,13 +5,14 @@
  * learning); the block's convolutions, the depthwise one included, are trained. Plus the custom
  * depthwise gradients (wasm has no depthwise backprop kernels) against TF.js' own on the cpu backend.
  */
+import { requireGraph } from '../src/backbones/backbone.ts';
 import { mkdir, mkdtemp, readdir, rm, symlink } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readSafetensors } from '../src/backbones/weights/safetensors.ts';
-import { loadBackbone } from '../src/backbones/zoo.ts';
+import { loadGraphBackbone } from '../src/backbones/zoo.ts';
 import { loadDataset } from '../src/extract/dataset.ts';
 import { runExtract } from '../src/extract/run-extract.ts';
 import { blockOf } from '../src/finetune/blocks.ts';
@@ -71,7 +72,7 @@ describe('fine-tune with batch normalisation', () => {
         }
       }
       const modelJson = path.join(SHARED_MODELS, 'teachable-machine', 'model.json');
-      const backbone = await loadBackbone(modelJson);
+      const backbone = await loadGraphBackbone(modelJson);
       const cacheRoot = path.join(tmp, 'cache');
       const dataset = await loadDataset(subset);
       const summary = await runExtract({ items: dataset.items, dataset, backbone, cut: backbone.defaultCut, ...TEST_EXTRACT_DEFAULTS, cacheRoot });
@@ -96,7 +97,7 @@ describe('fine-tune with batch normalisation', () => {
 
       // predict on the fine-tuned head runs the tuned backbone (and its frozen batch norms).
       const head = await loadHead(out);
-      const tuned = await loadHeadBackbone(head);
+      const tuned = requireGraph(await loadHeadBackbone(head), 'test');
       expect(tuned.weights.get('Conv_1_bn.mean')!.data).toEqual(backbone.weights.get('Conv_1_bn.mean')!.data);
       const classifier = await headClassifier(tuned, head, { engine: 'onnx', device: 'cpu', cacheDir: cacheRoot });
       await classifier.dispose();

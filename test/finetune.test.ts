@@ -4,6 +4,7 @@
  * predict, export and evaluate take the fine-tuned head); plus squeezenet1_1 fire9 on a small
  * dogs-vs-cats subset when ../shared is there.
  */
+import { requireGraph } from '../src/backbones/backbone.ts';
 import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, symlink } from 'node:fs/promises';
 import os from 'node:os';
@@ -211,7 +212,7 @@ describe('fine-tune on the tiny backbone', () => {
     expect([...file.tensors.keys()].sort()).toEqual(['block2_conv1.bias', 'block2_conv1.weight', 'block2_conv2.bias', 'block2_conv2.weight']);
     for (const [name, t] of file.tensors) expect(relativeError(t.data, base.weights.get(name)!.data)).toBeGreaterThan(0);
     // The backbone a fine-tuned head loads: frozen layers bit for bit the base's, the block its own.
-    const loaded = await loadHeadBackbone(tuned);
+    const loaded = requireGraph(await loadHeadBackbone(tuned), 'test');
     for (const name of ['block1_conv1.weight', 'block1_conv2.weight', 'block1_conv2.bias', 'fc1.weight']) {
       expect(loaded.weights.get(name)!.data).toEqual(base.weights.get(name)!.data);
     }
@@ -247,7 +248,7 @@ describe('fine-tune on the tiny backbone', () => {
 
   it('predicts as the stitched fine-tuned graph, and its ONNX export agrees within 1e-5', async () => {
     const head = await loadHead(tunedDir);
-    const backbone = await loadHeadBackbone(head);
+    const backbone = requireGraph(await loadHeadBackbone(head), 'test');
     const files = ['ant/img0000.png', 'bee/img0001.png', 'bee/img0003.png'].map((f) => path.join(data, 'test', f));
     const { value: batch } = await imageBatches(files, { preprocessing: backbone.preprocessing, decode: decodeOptionsFor(head.config.codeSpec.preprocessing), batch: 3 }).next();
     const classifier = await headClassifier(backbone, head, { ...SETTINGS, cacheDir: cacheRoot });
@@ -309,8 +310,8 @@ describe('fine-tune on real weights', () => {
         }
       }
       const dataset = await loadDataset(subset);
-      const { loadBackbone } = await import('../src/backbones/zoo.ts');
-      const backbone = await loadBackbone('squeezenet1_1', { weights: SHARED_MODELS });
+      const { loadGraphBackbone } = await import('../src/backbones/zoo.ts');
+      const backbone = await loadGraphBackbone('squeezenet1_1', { weights: SHARED_MODELS });
       const summary = await runExtract({ items: dataset.items, dataset, backbone, cut: { layer: 'fire9/concat', pool: 'avg' }, ...TEST_EXTRACT_DEFAULTS, cacheRoot });
       const head = path.join(tmp, 'squeeze-head');
       await runTrainHead({ ...headCommand(summary.path, head), hidden: [32], epochs: 10, batch: 8 });

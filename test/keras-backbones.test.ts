@@ -14,7 +14,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { Backbone } from '../src/backbones/backbone.ts';
+import type { GraphBackbone } from '../src/backbones/backbone.ts';
 import { planGraph } from '../src/backbones/graph-plan.ts';
 import { kerasLayerOrder } from '../src/backbones/keras-order.ts';
 import { graphFromKerasTopology } from '../src/backbones/keras-topology.ts';
@@ -118,7 +118,7 @@ describe('keras.applications parity: both engines within 1e-4 of Keras', () => {
     expect(meta.layer).toBe(spec.defaultCut.layer);
     expect(meta.pool ?? undefined).toBe('pool' in spec.defaultCut ? spec.defaultCut.pool : undefined);
     const graph = referenceGraph(name);
-    const backbone: Backbone = {
+    const backbone: GraphBackbone = {
       id: name,
       graph,
       weights: seededWeights(graph, spec.size, KERAS_SEED, [spec.defaultCut.layer]),
@@ -156,19 +156,19 @@ describe('keras.applications weights as users have them', () => {
   it("mobilenet_v2: Keras' notop h5 file name in the weights folder, and a TF.js folder converted from it, bind the same weights", async () => {
     const { writeKerasH5, toKerasLayers } = await import('../src/backbones/weights/keras-h5-writer.ts');
     const { exportTfjs } = await import('../src/predict/export-tfjs.ts');
-    const { loadBackbone } = await import('../src/backbones/zoo.ts');
+    const { loadGraphBackbone } = await import('../src/backbones/zoo.ts');
     const spec = KERAS_APPLICATIONS.mobilenet_v2;
     const graph = spec.graph();
     const weights = seededWeights(graph, spec.size, 5, ['out_relu']);
     const h5Dir = path.join(dir, 'h5');
     await mkdir(h5Dir, { recursive: true });
     await writeKerasH5(path.join(h5Dir, spec.notop.file), toKerasLayers(graph, weights, 'out_relu'));
-    const fromH5 = await loadBackbone('mobilenet_v2', { weightsDir: h5Dir, download: false });
+    const fromH5 = await loadGraphBackbone('mobilenet_v2', { weightsDir: h5Dir, download: false });
     expect(fromH5.weightsFrom).toBe(path.join(h5Dir, spec.notop.file));
 
     const tfjsDir = path.join(dir, 'tfjs');
     await exportTfjs({ ...fromH5 }, 'out_relu', path.join(tfjsDir, 'mobilenet_v2'));
-    const fromTfjs = await loadBackbone('mobilenet_v2', { weightsDir: tfjsDir, download: false });
+    const fromTfjs = await loadGraphBackbone('mobilenet_v2', { weightsDir: tfjsDir, download: false });
     expect(fromTfjs.weightsFrom).toBe(path.join(tfjsDir, 'mobilenet_v2', 'model.json'));
 
     for (const [key, t] of weights) {

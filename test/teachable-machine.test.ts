@@ -9,9 +9,9 @@ import os from 'node:os';
 import { rm } from 'node:fs/promises';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Backbone } from '../src/backbones/backbone.ts';
+import type { GraphBackbone } from '../src/backbones/backbone.ts';
 import { preprocessInto } from '../src/backbones/preprocess.ts';
-import { loadBackbone } from '../src/backbones/zoo.ts';
+import { loadGraphBackbone } from '../src/backbones/zoo.ts';
 import { createOnnxEngine } from '../src/engines/onnx-engine.ts';
 import { createTfjsEngine } from '../src/engines/tfjs-engine.ts';
 import { decodeImage } from '../src/extract/decode-image.ts';
@@ -28,7 +28,7 @@ function photos(): string[] {
   return ['boat_1.jpeg', 'bug_1.jpeg'].map((f) => path.join(SHARED_MODELS, 'tinyvgg', 'img', f));
 }
 
-async function inputOf(backbone: Backbone, files: readonly string[]): Promise<Float32Array> {
+async function inputOf(backbone: GraphBackbone, files: readonly string[]): Promise<Float32Array> {
   const [h, w] = backbone.preprocessing.size;
   const input = new Float32Array(files.length * h * w * 3);
   for (const [i, file] of files.entries()) preprocessInto(await decodeImage(file, { size: [h, w], resize: 'crop' }), backbone.preprocessing, input, i * h * w * 3);
@@ -36,7 +36,7 @@ async function inputOf(backbone: Backbone, files: readonly string[]): Promise<Fl
 }
 
 /** Codes of both engines at `layer`, and the relative error of each against `reference`. */
-async function engineErrors(backbone: Backbone, layer: string, input: Float32Array, count: number, reference: Float32Array): Promise<{ onnx: number; tfjs: number }> {
+async function engineErrors(backbone: GraphBackbone, layer: string, input: Float32Array, count: number, reference: Float32Array): Promise<{ onnx: number; tfjs: number }> {
   const opts = { backbone, cuts: [{ layer }], device: 'cpu' as const, cacheDir };
   const errors: number[] = [];
   for (const create of [createOnnxEngine, createTfjsEngine]) {
@@ -74,7 +74,7 @@ describe.skipIf(!hasSharedModels)(`TF.js models against tfjs-layers${NEEDS_SHARE
   });
 
   it('the Teachable Machine export: its base is the backbone, its head the classifier, its labels the class names', async () => {
-    const backbone = await loadBackbone(path.join(TM, 'model.json'));
+    const backbone = await loadGraphBackbone(path.join(TM, 'model.json'));
     expect(backbone.defaultCut).toEqual({ layer: 'global_average_pooling2d_GlobalAveragePooling2D3' });
     expect(backbone.classifier).toBe('dense_Dense4');
     expect(backbone.classNames).toEqual(['가위', '주먹']);
@@ -90,7 +90,7 @@ describe.skipIf(!hasSharedModels)(`TF.js models against tfjs-layers${NEEDS_SHARE
     ['out_relu, the 7×7×1280 map inside the nested Functional', 'out_relu'],
     ["the export's own output (its head's softmax)", 'dense_Dense4'],
   ])('Teachable Machine MobileNetV2, %s: both engines within 1e-4 of tfjs-layers', async (_, layer) => {
-    const backbone = await loadBackbone(path.join(TM, 'model.json'));
+    const backbone = await loadGraphBackbone(path.join(TM, 'model.json'));
     const files = photos();
     const input = await inputOf(backbone, files);
     const model = await tf.loadLayersModel(`${server.url}/teachable-machine/model.json`);
@@ -111,7 +111,7 @@ describe.skipIf(!hasSharedModels)(`TF.js models against tfjs-layers${NEEDS_SHARE
     ['max_pool_2 (its default cut)', 'max_pool_2'],
     ['its own output', 'output'],
   ])('tinyvgg, %s: both engines within 1e-4 of tfjs-layers', async (_, layer) => {
-    const backbone = await loadBackbone(path.join(SHARED_MODELS, 'tinyvgg', 'model.json'));
+    const backbone = await loadGraphBackbone(path.join(SHARED_MODELS, 'tinyvgg', 'model.json'));
     const files = photos();
     const input = await inputOf(backbone, files);
     const model = await tf.loadLayersModel(`${server.url}/tinyvgg/model.json`);

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Backbone } from '../src/backbones/backbone.ts';
+import type { GraphBackbone } from '../src/backbones/backbone.ts';
 import type { Cut } from '../src/backbones/cut.ts';
 import type { Activation, LayerGraph, LayerNode, Pads, Padding, Pair } from '../src/backbones/layer-graph.ts';
 import type { WeightTensor } from '../src/backbones/weights.ts';
@@ -232,7 +232,7 @@ class Net {
     return this.add({ op, name, inputs: [input], kernel: [k, k], stride: [s, s], pad, ceil });
   }
 
-  backbone(size: Pair): Backbone {
+  backbone(size: Pair): GraphBackbone {
     const graph: LayerGraph = { name: 'test-net', nodes: this.nodes };
     return {
       id: 'test-net',

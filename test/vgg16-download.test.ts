@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toKerasLayers, writeKerasH5 } from '../src/backbones/weights/keras-h5-writer.ts';
-import { KERAS_VGG16_FILES, loadBackbone } from '../src/backbones/zoo.ts';
+import { KERAS_VGG16_FILES, loadGraphBackbone } from '../src/backbones/zoo.ts';
 import { seededWeights } from '../src/backbones/zoo/random-weights.ts';
 import { vgg16Graph } from '../src/backbones/zoo/vgg16.ts';
 
@@ -58,7 +58,7 @@ describe('vgg16 weights download', () => {
 
   it('resumes an interrupted download, checks the md5, and loads the weights', async () => {
     const dir = path.join(tmp, 'weights');
-    const load = () => loadBackbone('vgg16', { weightsDir: dir, downloadBaseUrl: base, vgg16Files: files() });
+    const load = () => loadGraphBackbone('vgg16', { weightsDir: dir, downloadBaseUrl: base, vgg16Files: files() });
     mode = 'cut-halfway';
     await expect(load()).rejects.toThrow(/could not download vgg16_weights_tf_dim_ordering_tf_kernels_notop\.h5/);
     expect(existsSync(path.join(dir, KERAS_VGG16_FILES.notop.file))).toBe(false);
@@ -74,7 +74,7 @@ describe('vgg16 weights download', () => {
   it('never keeps a file whose md5 is wrong', async () => {
     const dir = path.join(tmp, 'weights-bad');
     mode = 'corrupt';
-    await expect(loadBackbone('vgg16', { weightsDir: dir, downloadBaseUrl: base, vgg16Files: files() })).rejects.toThrow(new RegExp(`md5.*${md5()}`));
+    await expect(loadGraphBackbone('vgg16', { weightsDir: dir, downloadBaseUrl: base, vgg16Files: files() })).rejects.toThrow(new RegExp(`md5.*${md5()}`));
     expect(existsSync(dir) ? readdirSync(dir) : []).toEqual([]);
   });
 });

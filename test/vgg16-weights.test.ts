@@ -6,10 +6,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Backbone } from '../src/backbones/backbone.ts';
+import type { GraphBackbone } from '../src/backbones/backbone.ts';
 import type { WeightTensor } from '../src/backbones/weights.ts';
 import { toKerasLayers, writeKerasH5, type KerasH5Layer } from '../src/backbones/weights/keras-h5-writer.ts';
-import { KERAS_VGG16_FILES, loadBackbone } from '../src/backbones/zoo.ts';
+import { KERAS_VGG16_FILES, loadGraphBackbone } from '../src/backbones/zoo.ts';
 import { seededWeights } from '../src/backbones/zoo/random-weights.ts';
 import { vgg16Graph } from '../src/backbones/zoo/vgg16.ts';
 import { createOnnxEngine } from '../src/engines/onnx-engine.ts';
@@ -35,7 +35,7 @@ describe('vgg16 from Keras h5 files', () => {
 
   it('runs full size on both engines, which agree within 1e-4, with fc1 in Keras order', async () => {
     const cuts = [{ layer: 'block5_pool' }, { layer: 'relu6' }, { layer: 'fc2' }];
-    const backbone: Backbone = await loadBackbone('vgg16', { weightsDir: fullDir, cuts, download: false });
+    const backbone: GraphBackbone = await loadGraphBackbone('vgg16', { weightsDir: fullDir, cuts, download: false });
     const image = new Float32Array(224 * 224 * 3);
     for (let i = 0; i < image.length; i++) image[i] = ((i * 7919) % 256) - 120;
 
@@ -65,11 +65,11 @@ describe('vgg16 from Keras h5 files', () => {
   });
 
   it('reads the notop file for block5_pool, and asks for the full file past it', async () => {
-    const backbone = await loadBackbone('vgg16', { weightsDir: notopDir, download: false });
+    const backbone = await loadGraphBackbone('vgg16', { weightsDir: notopDir, download: false });
     expect(backbone.weightsFrom).toContain(KERAS_VGG16_FILES.notop.file);
     expect(backbone.weights.has('block5_conv3.weight')).toBe(true);
     expect(backbone.weights.has('fc1.weight')).toBe(false);
-    await expect(loadBackbone('vgg16', { weightsDir: notopDir, cuts: [{ layer: 'relu6' }], download: false })).rejects.toThrow(
+    await expect(loadGraphBackbone('vgg16', { weightsDir: notopDir, cuts: [{ layer: 'relu6' }], download: false })).rejects.toThrow(
       new RegExp(`put ${KERAS_VGG16_FILES.full.file} \\(md5 ${KERAS_VGG16_FILES.full.md5}\\) in ${notopDir}`),
     );
   });

@@ -11,7 +11,7 @@
  */
 import path from 'node:path';
 import sharp from 'sharp';
-import type { Backbone } from '../backbones/backbone.ts';
+import { requireGraph, type Backbone } from '../backbones/backbone.ts';
 import { defaultWeightsDir } from '../backbones/zoo.ts';
 import type { DeviceChoice, EngineChoice } from '../engines/engine.ts';
 import { createEngine } from '../engines/select-engine.ts';
@@ -50,7 +50,7 @@ export interface AdviseOptions {
 export const ADVICE_LOAD_CUTS = [{ layer: 'predictions' }] as const;
 
 export async function adviseDataset(opts: AdviseOptions): Promise<Advice> {
-  const { backbone } = opts;
+  const backbone = requireGraph(opts.backbone, 'advise', 'its advice reads the layer list of a known backbone; use sweep to compare cuts');
   if (!backbone.classifier) {
     throw new UsageError(`${backbone.id} has no classifier output, so its similarity to the data cannot be measured; advise needs a backbone with one (${['vgg16', 'googlenet', 'squeezenet1_1'].join(', ')})`);
   }

@@ -9,7 +9,7 @@
  *                                                           specific), with augmentation
  *   large data   2: fine-tune the top block(s) too       4: fine-tune more of the network
  */
-import type { Backbone } from '../backbones/backbone.ts';
+import type { GraphBackbone } from '../backbones/backbone.ts';
 import { planGraph } from '../backbones/graph-plan.ts';
 import { resolveLayer } from '../backbones/layer-graph.ts';
 import { BORDERLINE_FACTOR, type SizeReport, type SizeVerdict } from './dataset-size.ts';
@@ -99,7 +99,7 @@ const KNOWN_BACKBONES: Readonly<Record<string, BackboneAdvice>> = {
 };
 
 /** The backbone's named cuts and blocks for the commands, checked against its graph. */
-export function backboneAdvice(backbone: Backbone): BackboneAdvice & { readonly earlierIsSpatial: boolean } {
+export function backboneAdvice(backbone: GraphBackbone): BackboneAdvice & { readonly earlierIsSpatial: boolean } {
   const known = KNOWN_BACKBONES[backbone.id];
   const earlier = known && hasLayer(backbone, known.earlier) ? known.earlier : guessEarlierCut(backbone);
   const unfreezeTop = known?.unfreezeTop ?? '<top block>';
@@ -107,7 +107,7 @@ export function backboneAdvice(backbone: Backbone): BackboneAdvice & { readonly 
   return { earlier, unfreezeTop, unfreezeMore, earlierIsSpatial: isSpatial(backbone, earlier) };
 }
 
-function hasLayer(backbone: Backbone, layer: string): boolean {
+function hasLayer(backbone: GraphBackbone, layer: string): boolean {
   try {
     resolveLayer(backbone.graph, layer);
     return true;
@@ -117,7 +117,7 @@ function hasLayer(backbone: Backbone, layer: string): boolean {
 }
 
 /** Any other backbone: the named cut before the default one nearest to 70% of its depth. */
-function guessEarlierCut(backbone: Backbone): string {
+function guessEarlierCut(backbone: GraphBackbone): string {
   const index = (layer: string) => backbone.graph.nodes.indexOf(resolveLayer(backbone.graph, layer));
   const late = index(backbone.defaultCut.layer);
   const before = backbone.namedCuts.filter((c) => hasLayer(backbone, c) && index(c) > 0 && index(c) < late);
@@ -125,7 +125,7 @@ function guessEarlierCut(backbone: Backbone): string {
   return before.reduce((best, c) => (Math.abs(index(c) - 0.7 * late) < Math.abs(index(best) - 0.7 * late) ? c : best));
 }
 
-function isSpatial(backbone: Backbone, layer: string): boolean {
+function isSpatial(backbone: GraphBackbone, layer: string): boolean {
   try {
     const node = resolveLayer(backbone.graph, layer);
     const plan = planGraph(backbone.graph, backbone.preprocessing.size, [layer]);
@@ -141,7 +141,7 @@ function isSpatial(backbone: Backbone, layer: string): boolean {
 export interface AdviceInputs {
   readonly data: string;
   readonly dataset: string;
-  readonly backbone: Backbone;
+  readonly backbone: GraphBackbone;
   readonly size: SizeReport;
   readonly similarity: Omit<SimilarityReport, 'verdict' | 'passes' | 'borderline' | 'thresholds'> & { readonly thresholds?: SimilarityThresholds };
 }

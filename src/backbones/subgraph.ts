@@ -1,15 +1,15 @@
 /**
- * The part of a backbone above one of its nodes, as a Backbone of its own: its input node is
+ * The part of a backbone above one of its nodes, as a GraphBackbone of its own: its input node is
  * that node (same name, its channel count), fed with the node's output as NHWC floats, which
  * is exactly how the cache stores a spatial code (H, W, C order). Every engine and exporter
  * then runs the upper layers on cached codes, without recomputing the frozen layers below.
  */
-import type { Backbone } from './backbone.ts';
+import type { GraphBackbone } from './backbone.ts';
 import { planGraph } from './graph-plan.ts';
 import { resolveLayer, validateGraph, type LayerGraph, type LayerNode, type Pair } from './layer-graph.ts';
 import type { WeightTensor } from './weights.ts';
 
-export interface Subgraph extends Backbone {
+export interface Subgraph extends GraphBackbone {
   /** The node whose output is this sub-graph's input (also the input node's name). */
   readonly from: string;
   /** The backbone's own input size that gives the input shape below. */
@@ -22,7 +22,7 @@ export interface Subgraph extends Backbone {
  * `imageSize` is the backbone input size the codes were computed at (default: the backbone's).
  * Preprocessing is the identity (mean 0, std 1): inputs are the codes themselves.
  */
-export function subgraphFrom(backbone: Backbone, fromNode: string, imageSize: Pair = backbone.preprocessing.size): Subgraph {
+export function subgraphFrom(backbone: GraphBackbone, fromNode: string, imageSize: Pair = backbone.preprocessing.size): Subgraph {
   const from = resolveLayer(backbone.graph, fromNode);
   const plan = planGraph(backbone.graph, imageSize, [from.name]);
   const shape = plan.shapes.get(from.name)!;

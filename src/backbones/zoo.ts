@@ -13,7 +13,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { assetPath } from '../util/assets.ts';
 import { hashFile } from '../util/file-hash.ts';
-import type { Backbone, Preprocessing } from './backbone.ts';
+import { requireGraph, type Backbone, type GraphBackbone, type Preprocessing } from './backbone.ts';
+import type { CodeSpec } from '../cache/code-spec.ts';
+import { loadOnnxBackbone, type OnnxBackboneOptions } from './onnx-file/onnx-backbone.ts';
+import { isOnnxTarget } from './onnx-file/onnx-model-file.ts';
 import { graphFromCaffeArch, preprocessingFromCaffeArch, type CaffeArch } from './caffe-arch.ts';
 import type { Cut } from './cut.ts';
 import { DownloadError, downloadFile, progressBarReporter, type ProgressReporter } from './download.ts';
@@ -41,6 +44,8 @@ export interface LoadBackboneOptions {
   readonly downloadBaseUrl?: string;
   /** The VGG16 files to look for and their md5; for mirrors serving other builds, and tests. */
   readonly vgg16Files?: typeof KERAS_VGG16_FILES;
+  /** For an ONNX file: its input size, input layout and preprocessing overrides. */
+  readonly onnx?: OnnxBackboneOptions;
 }
 
 export const ZOO_NAMES = ['vgg16', ...(Object.keys(KERAS_APPLICATIONS) as KerasApplicationName[]), 'squeezenet1_1', 'googlenet', TINY_RANDOM_ID] as const;
@@ -82,11 +87,31 @@ export async function loadBackbone(name: string, opts: LoadBackboneOptions = {})
   if (name === 'vgg16') return loadVgg16(opts);
   if (isKerasApplication(name)) return loadKerasApplication(name, opts);
   if (name in CAFFE_BACKBONES) return loadCaffeBackbone(name as keyof typeof CAFFE_BACKBONES, opts);
+  if (isOnnxTarget(name)) return loadOnnxBackbone(name, opts.onnx);
   if (name.endsWith('.json') || (existsSync(name) && statSync(name).isDirectory())) return loadTfjsBackbone(name);
-  throw new WeightsError(`unknown backbone '${name}': use one of ${ZOO_NAMES.join(', ')}, or a path to a TF.js model.json`);
+  throw new WeightsError(`unknown backbone '${name}': use one of ${ZOO_NAMES.join(', ')}, a path to a TF.js model.json, or an ONNX file (or a folder with model.onnx)`);
 }
 
-async function loadVgg16(opts: LoadBackboneOptions): Promise<Backbone> {
+/** For what needs a layer graph (fine-tune, TF.js, tests of the graph itself). */
+export async function loadGraphBackbone(name: string, opts: LoadBackboneOptions = {}): Promise<GraphBackbone> {
+  return requireGraph(await loadBackbone(name, opts), `loading ${name} as a layer graph`);
+}
+
+/**
+ * The backbone whose codes a spec describes, loaded as extract loaded it: an ONNX file at the
+ * spec's size with the spec's channels, mean and std.
+ */
+export function loadSpecBackbone(spec: CodeSpec, opts: Pick<LoadBackboneOptions, 'weights' | 'weightsDir'> = {}): Promise<Backbone> {
+  const p = spec.preprocessing;
+  const triple = (v: readonly number[]): [number, number, number] => [v[0], v[1], v[2]];
+  return loadBackbone(spec.backbone, {
+    ...opts,
+    cuts: [{ layer: spec.layer }],
+    onnx: { size: p.size, preprocessing: { channels: p.channels, mean: triple(p.mean), std: triple(p.std) } },
+  });
+}
+
+async function loadVgg16(opts: LoadBackboneOptions): Promise<GraphBackbone> {
   const graph = vgg16Graph();
   const needsTop = (opts.cuts ?? [{ layer: 'block5_pool' }]).some((cut) => {
     const plan = planGraph(graph, VGG16_PREPROCESSING.size, [cut.layer]);
@@ -151,7 +176,7 @@ async function fetchKerasWeights(name: string, target: { readonly file: string; 
  * A keras.applications backbone: its Keras h5 file (notop when the cuts need no top layer),
  * found in --weights, then the weights folder, else downloaded there from Keras' own location.
  */
-async function loadKerasApplication(name: KerasApplicationName, opts: LoadBackboneOptions): Promise<Backbone> {
+async function loadKerasApplication(name: KerasApplicationName, opts: LoadBackboneOptions): Promise<GraphBackbone> {
   const spec: KerasApplication = KERAS_APPLICATIONS[name];
   const graph = spec.graph();
   const top = new Set(spec.topNodes);
@@ -197,7 +222,7 @@ function findIn(dir: string, names: readonly string[]): string | undefined {
   return names.map((n) => path.join(dir, n)).find((p) => existsSync(p));
 }
 
-async function loadCaffeBackbone(name: keyof typeof CAFFE_BACKBONES, opts: LoadBackboneOptions): Promise<Backbone> {
+async function loadCaffeBackbone(name: keyof typeof CAFFE_BACKBONES, opts: LoadBackboneOptions): Promise<GraphBackbone> {
   const spec = CAFFE_BACKBONES[name];
   // The user's files first; squeezenet1_1 is also built into the package, so it never needs a download.
   const dirs = [opts.weights, opts.weightsDir ?? defaultWeightsDir(), ...(name === BUILT_IN_BACKBONE ? [assetPath('weights')] : [])].filter((d): d is string => !!d);
@@ -236,7 +261,7 @@ async function loadCaffeBackbone(name: keyof typeof CAFFE_BACKBONES, opts: LoadB
  * A Teachable Machine export (metadata.json beside it) is recognised: its base's output is the
  * default cut, its preprocessing Teachable Machine's own, its labels its classifier's names.
  */
-async function loadTfjsBackbone(location: string): Promise<Backbone> {
+async function loadTfjsBackbone(location: string): Promise<GraphBackbone> {
   const modelJson = location.endsWith('.json') ? location : path.join(location, 'model.json');
   const { topology, source } = await readTfjsModel(modelJson);
   const { graph, inputSize } = withFile(modelJson, () => graphFromKerasTopology(topology, path.basename(path.dirname(path.resolve(modelJson)))));

@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { product } from '../util/numbers.ts';
+import { CUT_POOLS, FEATURE_LAYOUTS, type CutPool, type FeatureLayout } from '../backbones/cut.ts';
 
 export type CodeDtype = 'float32' | 'float16';
 
@@ -27,7 +28,9 @@ export interface CodeSpec {
   readonly weights: string;
   /** The resolved node name (aliases such as relu6 resolve to fc1). */
   readonly layer: string;
-  readonly pool: 'avg' | 'max' | null;
+  readonly pool: CutPool | null;
+  /** ONNX backbones: how the cut tensor's axes were read (detected, or --feature-layout). */
+  readonly layout?: FeatureLayout | 'vector' | 'other';
   /** Per image, e.g. [7, 7, 512] (H, W, C order) or [4096]. */
   readonly shape: readonly number[];
   readonly dtype: CodeDtype;
@@ -35,6 +38,8 @@ export interface CodeSpec {
     readonly size: readonly [number, number];
     readonly resize: ResizeMode;
     readonly interpolation: Interpolation;
+    /** With resize crop: the share of the shorter side kept (absent: all of it). */
+    readonly cropFraction?: number;
     readonly background: readonly [number, number, number];
     readonly channels: 'rgb' | 'bgr';
     readonly mean: readonly number[];
@@ -66,13 +71,15 @@ export const codeSpecSchema = z.object({
   backbone: z.string().min(1),
   weights: z.string().min(1),
   layer: z.string().min(1),
-  pool: z.enum(['avg', 'max']).nullable(),
+  pool: z.enum(CUT_POOLS).nullable(),
+  layout: z.enum([...FEATURE_LAYOUTS, 'vector', 'other']).optional(),
   shape: z.array(z.number().int().positive()).min(1),
   dtype: z.enum(['float32', 'float16']),
   preprocessing: z.object({
     size: z.tuple([z.number().int().positive(), z.number().int().positive()]),
     resize: z.enum(RESIZE_MODES),
     interpolation: z.enum(INTERPOLATIONS),
+    cropFraction: z.number().gt(0).lt(1).optional(),
     background: rgb,
     channels: z.enum(['rgb', 'bgr']),
     mean: z.array(z.number()),
@@ -105,10 +112,11 @@ export function canonicalJson(value: unknown): string {
 
 /** The extract settings that produce a spec's codes: what a stage re-extracting for a head or a key passes on. */
 export interface SpecSettings {
-  readonly cut: { readonly layer: string; readonly pool?: 'avg' | 'max' };
+  readonly cut: { readonly layer: string; readonly pool?: CutPool; readonly layout?: FeatureLayout };
   readonly size: readonly [number, number];
   readonly resize: ResizeMode;
   readonly interpolation: Interpolation;
+  readonly cropFraction?: number;
   readonly background: readonly [number, number, number];
   readonly dtype: CodeDtype;
   readonly augment?: { readonly views: number; readonly seed: number };
@@ -117,10 +125,11 @@ export interface SpecSettings {
 export function settingsOfSpec(spec: CodeSpec): SpecSettings {
   const p = spec.preprocessing;
   return {
-    cut: { layer: spec.layer, ...(spec.pool ? { pool: spec.pool } : {}) },
+    cut: { layer: spec.layer, ...(spec.pool ? { pool: spec.pool } : {}), ...(spec.layout && spec.layout !== 'vector' && spec.layout !== 'other' ? { layout: spec.layout } : {}) },
     size: p.size,
     resize: p.resize,
     interpolation: p.interpolation,
+    ...(p.cropFraction ? { cropFraction: p.cropFraction } : {}),
     background: p.background,
     dtype: spec.dtype,
     ...(spec.augment ? { augment: { views: spec.augment.views, seed: spec.augment.seed } } : {}),

@@ -1,7 +1,6 @@
 /** The one interface both engines implement: a batch of preprocessed images in, Float32 codes out. */
-import type { Backbone } from '../backbones/backbone.ts';
+import type { Backbone, GraphBackbone } from '../backbones/backbone.ts';
 import type { Cut } from '../backbones/cut.ts';
-import type { Shape } from '../backbones/graph-plan.ts';
 import type { Pair } from '../backbones/layer-graph.ts';
 
 export type EngineName = 'onnx' | 'tfjs';
@@ -20,10 +19,15 @@ export interface EngineOptions {
   readonly threads?: number;
 }
 
+/** What the layer-graph engines (onnx-engine.ts, tfjs-engine.ts) take. */
+export interface GraphEngineOptions extends EngineOptions {
+  readonly backbone: GraphBackbone;
+}
+
 export interface CodeSpec {
   readonly cut: Cut;
-  /** [H, W, C] (codes flattened in H, W, C order, as Keras' Flatten) or [D]. */
-  readonly shape: Shape;
+  /** [H, W, C] (codes flattened in H, W, C order, as Keras' Flatten), [tokens, D] or [D]. */
+  readonly shape: readonly number[];
   /** Floats per image. */
   readonly size: number;
 }

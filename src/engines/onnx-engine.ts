@@ -5,16 +5,14 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import os from 'node:os';
 import path from 'node:path';
 import ort from '../util/onnxruntime.ts';
 import { codeShape, planCuts } from '../backbones/cut.ts';
 import { checkWeights } from '../backbones/weights.ts';
 import { foldPlan } from '../backbones/fold-batchnorm.ts';
 import { sweepDeadWritersTemps, writeFileAtomic } from '../util/atomic-file.ts';
-import { UserError } from '../util/errors.ts';
-import type { DeviceChoice, EngineOptions, FeatureEngine } from './engine.ts';
+import type { FeatureEngine, GraphEngineOptions } from './engine.ts';
+import { startOnnxSession } from './onnx-session.ts';
 import { buildOnnxModel, ONNX_INPUT, onnxOutputName, type ConvAlgorithm } from './onnx-model.ts';
 import type { WinogradOptions } from './onnx-winograd.ts';
 import { product } from '../util/numbers.ts';
@@ -22,7 +20,7 @@ import { product } from '../util/numbers.ts';
 /** Bumped whenever buildOnnxModel changes what it writes, so stale cached models are not reused. */
 const MODEL_FORMAT = 2;
 
-export interface OnnxEngineOptions extends EngineOptions {
+export interface OnnxEngineOptions extends GraphEngineOptions {
   /**
    * How the CPU provider computes 3×3 stride-1 convs (see onnx-winograd.ts); GPU providers
    * always get direct convs, which their own kernels do best.
@@ -34,73 +32,16 @@ export interface OnnxEngineOptions extends EngineOptions {
 /** Winograd F(4×4, 3×3) runs VGG16's conv base 1.6× faster than direct on 2 AVX2 cores (bench/winograd.ts). */
 export const DEFAULT_CPU_CONV_ALGORITHM: ConvAlgorithm = 'winograd';
 
-export type OnnxProvider = 'cuda' | 'webgpu' | 'cpu';
-
-/**
- * Providers to try, best first. Only providers that can plausibly start are tried, because a
- * failing one prints native warnings: CUDA needs the provider library that
- * `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node` fetches; WebGPU needs a GPU
- * device node and a Vulkan driver.
- */
-export function providerCandidates(device: DeviceChoice): OnnxProvider[] {
-  if (device === 'cpu') return ['cpu'];
-  const gpus: OnnxProvider[] = [];
-  if (existsSync(path.join(ortBinaryDir(), 'libonnxruntime_providers_cuda.so'))) gpus.push('cuda');
-  const hasGpuDevice = ['/dev/dri', '/dev/nvidiactl'].some((p) => existsSync(p));
-  if (hasGpuDevice && ort.listSupportedBackends().some((b) => b.name === 'webgpu')) gpus.push('webgpu');
-  return device === 'gpu' ? gpus : [...gpus, 'cpu'];
-}
-
-function ortBinaryDir(): string {
-  const entry = createRequire(import.meta.url).resolve('onnxruntime-node');
-  return path.join(path.dirname(entry), '..', 'bin', 'napi-v6', process.platform, process.arch);
-}
-
 export async function createOnnxEngine(opts: OnnxEngineOptions): Promise<FeatureEngine> {
   const { backbone, cuts } = opts;
   const inputSize = opts.inputSize ?? backbone.preprocessing.size;
   const plan = planCuts(backbone.graph, inputSize, cuts);
 
-  const notes: string[] = [];
-  const candidates = providerCandidates(opts.device);
-  if (candidates.length === 0) {
-    throw new UserError(
-      '--device gpu: no GPU provider for onnxruntime-node here (CUDA needs `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node` and CUDA 12; WebGPU needs a GPU and a Vulkan driver); use --device cpu or auto',
-    );
-  }
-  const threads = opts.threads ?? os.availableParallelism();
-  let session: ort.InferenceSession | undefined;
-  let provider: OnnxProvider = 'cpu';
-  const startSession = (modelPath: string, candidate: OnnxProvider) =>
-    ort.InferenceSession.create(modelPath, {
-      executionProviders: [candidate],
-      graphOptimizationLevel: 'all',
-      intraOpNumThreads: threads,
-      interOpNumThreads: 1,
-      executionMode: 'sequential',
-    });
-  for (const candidate of candidates) {
-    const conv = candidate === 'cpu' ? (opts.convAlgorithm ?? DEFAULT_CPU_CONV_ALGORITHM) : 'direct';
-    const cached = await cachedModel(opts, inputSize, conv, false);
-    try {
-      session = await startSession(cached.file, candidate).catch(async (err: unknown) => {
-        // A cached model that no longer loads (cut short by a full disk, damaged on disk) is
-        // written again; if the fresh one fails too, it is the provider that cannot start.
-        if (!cached.reused) throw err;
-        return startSession((await cachedModel(opts, inputSize, conv, true)).file, candidate);
-      });
-      provider = candidate;
-      break;
-    } catch (err) {
-      const reason = (err instanceof Error ? err.message : String(err)).split('\n')[0];
-      notes.push(`onnxruntime ${candidate} provider unavailable (${reason})`);
-    }
-  }
-  if (!session) {
-    const message = `onnxruntime could not start any provider: ${notes.join('; ')}`;
-    throw opts.device === 'gpu' ? new UserError(`--device gpu: ${message}`) : new Error(message);
-  }
-
+  const { session, provider, notes } = await startOnnxSession({
+    device: opts.device,
+    threads: opts.threads,
+    modelFor: (candidate, rebuild) => cachedModel(opts, inputSize, candidate === 'cpu' ? (opts.convAlgorithm ?? DEFAULT_CPU_CONV_ALGORITHM) : 'direct', rebuild),
+  });
   const outputs = cuts.map((cut) => {
     const shape = codeShape(plan, cut);
     return { cut, shape, size: product(shape) };

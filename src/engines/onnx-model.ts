@@ -3,7 +3,7 @@
  * tensor per cut out. The graph computes in NCHW (what ONNX Runtime's CPU kernels are fast
  * at) and transposes back, so the codes come out in the same H, W, C order as Keras.
  */
-import { codeShape, type Cut } from '../backbones/cut.ts';
+import { codeShape, spatialPool, type Cut } from '../backbones/cut.ts';
 import type { GraphPlan, PlannedNode, PoolPads } from '../backbones/graph-plan.ts';
 import { biasName, weightName, type Activation, type Pads } from '../backbones/layer-graph.ts';
 import type { WeightMap } from '../backbones/weights.ts';
@@ -216,7 +216,7 @@ export function buildOnnxModel({ plan, cuts, weights, convAlgorithm = 'direct', 
     const out = outputNames?.[i] ?? onnxOutputName(i);
     if (cut.pool) {
       if (!source.spatial) throw new Error(`cannot pool the vector '${cut.layer}'`);
-      g.op('Identity', [globalPool(g, source.name, cut.pool, g.fresh(out))], out);
+      g.op('Identity', [globalPool(g, source.name, spatialPool(cut.pool, cut.layer), g.fresh(out))], out);
     } else if (source.spatial) {
       const nhwc = g.op('Transpose', [source.name], g.fresh(out), [attr.ints('perm', [0, 2, 3, 1])]);
       g.op('Flatten', [nhwc], out, [attr.int('axis', 1)]);

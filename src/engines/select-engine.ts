@@ -5,13 +5,25 @@
  * only when tfjs-node-gpu loads and onnxruntime found no GPU provider.
  */
 import { isInstalled } from '../util/installed.ts';
-import type { DeviceChoice, EngineChoice, EngineOptions, FeatureEngine } from './engine.ts';
-import { UserError } from '../util/errors.ts';
-import { createOnnxEngine, providerCandidates } from './onnx-engine.ts';
+import { isOnnxBackbone } from '../backbones/backbone.ts';
+import type { DeviceChoice, EngineChoice, EngineOptions, FeatureEngine, GraphEngineOptions } from './engine.ts';
+import { UsageError } from '../util/errors.ts';
+import { createOnnxEngine } from './onnx-engine.ts';
+import { createOnnxFileEngine } from './onnx-file-engine.ts';
+import { assertGpuProvider } from './onnx-session.ts';
 import { tfBackend } from './tfjs-backend.ts';
 import { createTfjsEngine } from './tfjs-engine.ts';
 
 export async function createEngine(opts: EngineOptions & { readonly engine: EngineChoice }): Promise<FeatureEngine> {
+  const { backbone } = opts;
+  if (isOnnxBackbone(backbone)) {
+    if (opts.engine === 'tfjs') throw new UsageError(`--engine tfjs: ${backbone.id} is an ONNX file, which only onnxruntime runs (use --engine onnx or auto)`);
+    return createOnnxFileEngine({ ...opts, backbone });
+  }
+  return createGraphEngine({ ...opts, backbone });
+}
+
+async function createGraphEngine(opts: GraphEngineOptions & { readonly engine: EngineChoice }): Promise<FeatureEngine> {
   if (opts.engine === 'onnx') return createOnnxEngine(opts);
   if (opts.engine === 'tfjs') return createTfjsEngine(opts);
 
@@ -34,11 +46,8 @@ export async function createEngine(opts: EngineOptions & { readonly engine: Engi
  */
 export function assertDeviceUsable(engine: EngineChoice, device: DeviceChoice): void {
   if (device !== 'gpu' || engine === 'tfjs') return;
-  if (providerCandidates('gpu').length > 0) return;
   if (engine === 'auto' && isInstalled('@tensorflow/tfjs-node-gpu')) return;
-  throw new UserError(
-    '--device gpu: no GPU provider for onnxruntime-node here (CUDA needs `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node` and CUDA 12; WebGPU needs a GPU and a Vulkan driver); use --device cpu or auto',
-  );
+  assertGpuProvider(device);
 }
 
 function withNote(engine: FeatureEngine, note: string): FeatureEngine {

@@ -9,12 +9,12 @@ import { shapeSize, type GraphPlan, type PlannedNode, type PoolPads } from '../b
 import { biasName, groupsOf, weightName, type Activation, type Pair } from '../backbones/layer-graph.ts';
 import { checkWeights, type WeightMap } from '../backbones/weights.ts';
 import { foldPlan } from '../backbones/fold-batchnorm.ts';
-import type { CodeSpec, EngineOptions, FeatureEngine } from './engine.ts';
+import type { CodeSpec, FeatureEngine, GraphEngineOptions } from './engine.ts';
 import { tfBackend, type Tf } from './tfjs-backend.ts';
 import { addPads, pair, spatialPadding, spatialSize } from './tfjs-layout.ts';
 import { activate, batchNormCoefficients, plainOp } from './tfjs-ops.ts';
 
-export async function createTfjsEngine(opts: EngineOptions): Promise<FeatureEngine> {
+export async function createTfjsEngine(opts: GraphEngineOptions): Promise<FeatureEngine> {
   const inputSize = opts.inputSize ?? opts.backbone.preprocessing.size;
   // Plan and check before touching TF.js, so a bad cut or weight file fails fast and clearly.
   const plan = planCuts(opts.backbone.graph, inputSize, opts.cuts);

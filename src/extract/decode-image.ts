@@ -50,6 +50,11 @@ export interface DecodeOptions {
   readonly size: Pair;
   readonly resize?: ResizeMode;
   readonly interpolation?: Interpolation;
+  /**
+   * With resize crop: the share of the shorter side kept, as torchvision's Resize(256) then
+   * CenterCrop(224) keeps 224/256 (timm's crop_pct). Default 1: the whole shorter side.
+   */
+  readonly cropFraction?: number;
   /** Alpha is flattened on this colour, and pad mode fills with it. */
   readonly background?: Rgb;
   readonly alpha?: AlphaMode;
@@ -249,6 +254,7 @@ interface Settings {
   readonly width: number;
   readonly fit: keyof FitEnum;
   readonly kernel: keyof KernelEnum;
+  readonly cropFraction: number;
   readonly background: Rgb;
   readonly alpha: AlphaMode;
   readonly maxPixels: number;
@@ -267,6 +273,9 @@ function settingsFrom(opts: DecodeOptions): Settings {
   const interpolation = opts.interpolation ?? 'linear';
   if (!Object.hasOwn(FITS, resize)) throw new Error(`decodeImage: unknown resize mode '${resize}'`);
   if (!Object.hasOwn(KERNELS, interpolation)) throw new Error(`decodeImage: unknown interpolation '${interpolation}'`);
+  const cropFraction = opts.cropFraction ?? 1;
+  if (!(cropFraction > 0 && cropFraction <= 1)) throw new Error(`decodeImage: cropFraction must be in (0, 1], got ${cropFraction}`);
+  if (cropFraction < 1 && resize !== 'crop') throw new Error(`decodeImage: cropFraction needs resize 'crop', not '${resize}'`);
   const background = opts.background ?? DEFAULT_BACKGROUND;
   if (![background.r, background.g, background.b].every((v) => Number.isInteger(v) && v >= 0 && v <= 255)) {
     throw new Error(`decodeImage: background channels must be integers 0..255, got ${JSON.stringify(background)}`);
@@ -280,7 +289,7 @@ function settingsFrom(opts: DecodeOptions): Settings {
   if (!Number.isInteger(timeoutSeconds) || timeoutSeconds < 0 || timeoutSeconds > 3600) {
     throw new Error(`decodeImage: timeoutSeconds must be a whole number of seconds 0..3600, got ${timeoutSeconds}`);
   }
-  return { height, width, fit: FITS[resize], kernel: KERNELS[interpolation], background, alpha, maxPixels, timeoutSeconds };
+  return { height, width, fit: FITS[resize], kernel: KERNELS[interpolation], cropFraction, background, alpha, maxPixels, timeoutSeconds };
 }
 
 /** Resolves to H×W×3 8-bit sRGB bytes, or rejects with a DecodeError for a bad file. */
@@ -357,8 +366,9 @@ function withTimeout(image: Sharp, s: Settings): Sharp {
 }
 
 function toNetworkSize(image: Sharp, s: Settings): Promise<Buffer> {
-  return image
-    .resize(s.width, s.height, {
+  // A crop fraction resizes to the larger square first, then takes its centre (post-resize extract).
+  const outer = s.cropFraction < 1 ? [Math.round(s.width / s.cropFraction), Math.round(s.height / s.cropFraction)] : [s.width, s.height];
+  const resized = image.resize(outer[0], outer[1], {
       fit: s.fit,
       kernel: s.kernel,
       background: s.background,
@@ -366,7 +376,9 @@ function toNetworkSize(image: Sharp, s: Settings): Promise<Buffer> {
       // and JPEG's DCT shrink up to all of a JPEG one; false leaves at least 2× to `kernel`,
       // for about 20% more time on a 4000×3000 JPEG.
       fastShrinkOnLoad: false,
-    })
+    });
+  const fitted = s.cropFraction < 1 ? resized.extract({ left: (outer[0] - s.width) >> 1, top: (outer[1] - s.height) >> 1, width: s.width, height: s.height }) : resized;
+  return fitted
     .removeAlpha()
     .toColourspace('srgb')
     .raw({ depth: 'uchar' })

@@ -5,9 +5,10 @@
  */
 import type { Argv } from 'yargs';
 import type { Backbone } from '../backbones/backbone.ts';
-import { planCuts, type Cut, type CutPool } from '../backbones/cut.ts';
+import { CUT_POOLS, FEATURE_LAYOUTS, type Cut, type CutPool, type FeatureLayout } from '../backbones/cut.ts';
+import { poolFitting, resolveCuts } from '../backbones/cut-shape.ts';
 import type { Pair } from '../backbones/layer-graph.ts';
-import { resolveLayer } from '../backbones/layer-graph.ts';
+import type { OnnxBackboneOptions } from '../backbones/onnx-file/onnx-backbone.ts';
 import { loadBackbone, ZOO_NAMES } from '../backbones/zoo.ts';
 import { cacheKey, INTERPOLATIONS, RESIZE_MODES, type CodeDtype, type Interpolation, type ResizeMode } from '../cache/code-spec.ts';
 import { withBackbone, withWeights } from '../util/cli-options.ts';
@@ -22,10 +23,18 @@ export interface ExtractSettingsFlags {
   readonly layer?: string;
   readonly pool?: CutPool;
   readonly size?: string;
-  readonly resize: ResizeMode;
-  readonly interpolation: Interpolation;
+  /** Default: the backbone's own pipeline (an ONNX model's preprocessor_config.json), else squash. */
+  readonly resize?: ResizeMode;
+  readonly interpolation?: Interpolation;
   readonly background: string;
   readonly float16: boolean;
+  /** ONNX backbones: overrides of the preprocessing found beside the model. */
+  readonly mean?: string;
+  readonly std?: string;
+  readonly scale?: number;
+  readonly channels?: 'rgb' | 'bgr';
+  readonly layout?: 'nchw' | 'nhwc';
+  readonly featureLayout?: FeatureLayout;
 }
 
 export interface ExtractPlan {
@@ -34,6 +43,7 @@ export interface ExtractPlan {
   readonly size?: Pair;
   readonly resize: ResizeMode;
   readonly interpolation: Interpolation;
+  readonly cropFraction?: number;
   readonly background: readonly [number, number, number];
   readonly dtype: CodeDtype;
 }
@@ -41,13 +51,19 @@ export interface ExtractPlan {
 /** The flags above as yargs options: extract's, and those of the commands that name codes as extract does (train-head DATA, audit). */
 export function withExtractSettings<T>(y: Argv<T>) {
   return withWeights(withBackbone(y, ZOO_NAMES))
-    .option('layer', { type: 'string', describe: "cut point: any layer name (default: the backbone's bottleneck); several, comma-separated, are computed in one pass" })
-    .option('pool', { choices: ['avg', 'max'] as const, describe: 'global pooling of the cut' })
+    .option('layer', { type: 'string', describe: "cut point: any layer name, or any tensor of an ONNX file (default: the backbone's bottleneck); several, comma-separated, are computed in one pass" })
+    .option('pool', { choices: CUT_POOLS, describe: 'pooling of the cut: avg or max for spatial maps, cls, mean or mean-patch for token sequences (ViT)' })
     .option('size', { type: 'string', describe: "network input size, e.g. 224 or 150x150 (default: the backbone's)" })
-    .option('resize', { choices: RESIZE_MODES, default: 'squash' as const, describe: 'squash (as Keras), centre crop, or letterbox' })
-    .option('interpolation', { choices: INTERPOLATIONS, default: 'linear' as const })
+    .option('resize', { choices: RESIZE_MODES, describe: "squash (as Keras), centre crop, or letterbox (default: the model's own preprocessing, else squash)" })
+    .option('interpolation', { choices: INTERPOLATIONS, describe: "resampling kernel (default: the model's own preprocessing, else linear)" })
     .option('background', { type: 'string', default: '255,255,255', describe: 'R,G,B that alpha is flattened on (and pad fills with)' })
-    .option('float16', { type: 'boolean', default: false, describe: 'store codes as float16 (half the disk)' });
+    .option('float16', { type: 'boolean', default: false, describe: 'store codes as float16 (half the disk)' })
+    .option('mean', { type: 'string', describe: 'ONNX backbones: per-channel mean R,G,B, in --scale units (default: preprocessor_config.json, else ImageNet)' })
+    .option('std', { type: 'string', describe: 'ONNX backbones: per-channel std R,G,B, in --scale units' })
+    .option('scale', { type: 'number', describe: 'ONNX backbones: pixels (0..255) are multiplied by this before --mean and --std, e.g. 0.00392156862745098 for 1/255 (default 1)' })
+    .option('channels', { choices: ['rgb', 'bgr'] as const, describe: 'ONNX backbones: channel order the model expects' })
+    .option('layout', { choices: ['nchw', 'nhwc'] as const, describe: "ONNX backbones: the model input's layout, where its shape does not tell" })
+    .option('feature-layout', { choices: FEATURE_LAYOUTS, describe: "ONNX backbones: how the cut tensor's axes are read, over the detected layout" });
 }
 
 /** Checks every flag before loading the backbone, so a typo costs nothing. */
@@ -55,8 +71,57 @@ export async function planExtract(flags: ExtractSettingsFlags): Promise<ExtractP
   const size = flags.size ? parseSize(flags.size) : undefined;
   const background = parseBackground(flags.background);
   const requested = flags.layer ? flags.layer.split(',').map((l) => l.trim()).filter(Boolean) : undefined;
-  const backbone = await loadBackbone(flags.backbone, { weights: flags.weights, cuts: requested?.map((layer) => ({ layer })) });
-  return { backbone, cuts: cutsFor(backbone, requested, flags.pool, size), size, resize: flags.resize, interpolation: flags.interpolation, background, dtype: flags.float16 ? 'float16' : 'float32' };
+  const onnx = onnxOptions(flags, size);
+  const backbone = await loadBackbone(flags.backbone, { weights: flags.weights, cuts: requested?.map((layer) => ({ layer })), onnx });
+  if (backbone.kind !== 'onnx') refuseOnnxOnlyFlags(flags);
+  return {
+    backbone,
+    cuts: cutsFor(backbone, requested, flags.pool, size, flags.featureLayout),
+    size,
+    ...inputFit(backbone, flags),
+    background,
+    dtype: flags.float16 ? 'float16' : 'float32',
+  };
+}
+
+/** Resize, kernel and crop: the flags, else the backbone's own pipeline, else Keras' squash. */
+export function inputFit(backbone: Backbone, flags: Pick<ExtractSettingsFlags, 'resize' | 'interpolation'> = {}): Pick<ExtractPlan, 'resize' | 'interpolation' | 'cropFraction'> {
+  // Only an ONNX file's own pipeline decides: a Teachable Machine model's centre crop stays
+  // predict's, so the keys of codes extracted before ONNX backbones existed do not move.
+  const own = backbone.kind === 'onnx' ? backbone : undefined;
+  const resize = flags.resize ?? own?.inputResize ?? 'squash';
+  const cropFraction = resize === 'crop' && !flags.resize ? own?.inputCropFraction : undefined;
+  return { resize, interpolation: flags.interpolation ?? own?.inputInterpolation ?? 'linear', ...(cropFraction ? { cropFraction } : {}) };
+}
+
+function onnxOptions(flags: ExtractSettingsFlags, size: Pair | undefined): OnnxBackboneOptions {
+  const scale = flags.scale ?? 1;
+  if (!(scale > 0) || !Number.isFinite(scale)) throw new UsageError(`--scale ${flags.scale}: use a positive number, e.g. 0.00392156862745098 (1/255)`);
+  const unscaled = (flag: string, s: string | undefined) => {
+    if (s === undefined) return undefined;
+    const v = parseTriple(flag, s);
+    return v.map((x) => x / scale) as [number, number, number];
+  };
+  const mean = unscaled('--mean', flags.mean);
+  const std = unscaled('--std', flags.std);
+  if (std?.some((v) => v <= 0)) throw new UsageError(`--std ${flags.std}: every value must be positive`);
+  if (flags.scale !== undefined && !mean && !std) throw new UsageError('--scale applies to --mean and --std: give them too');
+  const preprocessing = { ...(mean ? { mean } : {}), ...(std ? { std } : {}), ...(flags.channels ? { channels: flags.channels } : {}) };
+  return { ...(size ? { size } : {}), ...(flags.layout ? { layout: flags.layout } : {}), preprocessing };
+}
+
+function refuseOnnxOnlyFlags(flags: ExtractSettingsFlags): void {
+  const given = (['mean', 'std', 'scale', 'channels', 'layout', 'featureLayout'] as const).filter((f) => flags[f] !== undefined);
+  if (given.length > 0) {
+    const names = given.map((f) => `--${f.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ');
+    throw new UsageError(`${names}: for ONNX backbones only; ${flags.backbone} has its own preprocessing`);
+  }
+}
+
+function parseTriple(flag: string, s: string): [number, number, number] {
+  const parts = s.split(',').map(Number);
+  if (parts.length !== 3 || parts.some((v) => !Number.isFinite(v))) throw new UsageError(`${flag} ${s}: use three numbers R,G,B, e.g. 0.485,0.456,0.406`);
+  return [parts[0], parts[1], parts[2]];
 }
 
 /** The key the plan's first cut is extracted into (what extract prints). */
@@ -69,13 +134,14 @@ export function planKey(plan: ExtractPlan): string {
  * --pool applies to the spatial ones and vectors such as relu6 are taken as they are; with one,
  * pooling a vector is an error.
  */
-export function cutsFor(backbone: Backbone, layers: readonly string[] | undefined, pool: CutPool | undefined, size: Pair | undefined): Cut[] {
-  if (!layers) return [pool ? { ...backbone.defaultCut, pool } : backbone.defaultCut];
+export function cutsFor(backbone: Backbone, layers: readonly string[] | undefined, pool: CutPool | undefined, size: Pair | undefined, layout?: FeatureLayout): Cut[] {
+  const withLayout = layout ? { layout } : {};
+  if (!layers) return [{ ...backbone.defaultCut, ...(pool ? { pool } : {}), ...withLayout }];
   if (layers.length === 0) throw new UsageError('--layer: name at least one layer');
-  const plan = planCuts(backbone.graph, size ?? backbone.preprocessing.size, layers.map((layer) => ({ layer })));
-  return layers.map((layer) => {
-    const spatial = plan.shapes.get(resolveLayer(backbone.graph, layer).name)!.length === 3;
-    return pool && (spatial || layers.length === 1) ? { layer, pool } : { layer };
+  const resolved = resolveCuts(backbone, size ?? backbone.preprocessing.size, layers.map((layer) => ({ layer, ...withLayout })));
+  return layers.map((layer, i) => {
+    const chosen = layers.length === 1 ? pool : poolFitting(resolved[i], pool);
+    return { layer, ...(chosen ? { pool: chosen } : {}), ...withLayout };
   });
 }
 

@@ -3,9 +3,9 @@
  * beside each), every one locked before any work, with what it already holds and its writer.
  */
 import type { Backbone } from '../backbones/backbone.ts';
-import { codeShape, cutLabel, planCuts, type Cut } from '../backbones/cut.ts';
+import { cutLabel, type Cut } from '../backbones/cut.ts';
+import { resolveCuts } from '../backbones/cut-shape.ts';
 import type { Pair } from '../backbones/layer-graph.ts';
-import { resolveLayer } from '../backbones/layer-graph.ts';
 import { acquireCacheLock, type CacheLock } from '../cache/cache-lock.ts';
 import { contentId } from '../cache/code-rows.ts';
 import type { CodeDtype, CodeSpec, Interpolation, ResizeMode } from '../cache/code-spec.ts';
@@ -35,6 +35,8 @@ export interface SpecOptions {
   readonly size?: Pair;
   readonly resize: ResizeMode;
   readonly interpolation: Interpolation;
+  /** With resize crop: the share of the shorter side kept. */
+  readonly cropFraction?: number;
   readonly background: readonly [number, number, number];
   readonly dtype: CodeDtype;
   readonly augment?: { readonly views: number; readonly seed: number };
@@ -44,19 +46,22 @@ export interface SpecOptions {
 export function codeSpecFor(opts: SpecOptions): CodeSpec {
   const { backbone, cut } = opts;
   const size = opts.size ?? backbone.preprocessing.size;
-  const plan = planCuts(backbone.graph, size, [cut]);
+  const [resolved] = resolveCuts(backbone, size, [cut]);
   const p = backbone.preprocessing;
+  const cropFraction = opts.resize === 'crop' && opts.cropFraction !== undefined && opts.cropFraction < 1 ? opts.cropFraction : undefined;
   return {
     backbone: backbone.id,
     weights: backbone.weightsId,
-    layer: resolveLayer(backbone.graph, cut.layer).name,
+    layer: resolved.layer,
     pool: cut.pool ?? null,
-    shape: [...codeShape(plan, cut)],
+    ...(resolved.layout ? { layout: resolved.layout } : {}),
+    shape: [...resolved.shape],
     dtype: opts.dtype,
     preprocessing: {
       size: [size[0], size[1]],
       resize: opts.resize,
       interpolation: opts.interpolation,
+      ...(cropFraction ? { cropFraction } : {}),
       background: opts.background,
       channels: p.channels,
       mean: p.mean,

@@ -3,7 +3,7 @@
  * rows lost with it are recomputed by extracting the key's datasets again from where their
  * membership says they were read, which computes only the codes the key now lacks.
  */
-import { loadBackbone } from '../backbones/zoo.ts';
+import { loadSpecBackbone } from '../backbones/zoo.ts';
 import { settingsOfSpec, type CodeSpec } from '../cache/code-spec.ts';
 import { FeatureCache } from '../cache/feature-cache.ts';
 import { readMembership } from '../cache/membership.ts';
@@ -52,7 +52,7 @@ async function reextract(spec: CodeSpec, dataset: string, opts: RepairOptions): 
   }
   const { source } = await readMembership(opts.root, dataset);
   const settings = settingsOfSpec(spec);
-  const backbone = await loadBackbone(spec.backbone, { weights: opts.weights, cuts: [settings.cut] });
+  const backbone = await loadSpecBackbone(spec, { weights: opts.weights });
   if (backbone.weightsId !== spec.weights) {
     throw new UsageError(`the key was computed with other ${spec.backbone} weights than ${backbone.weightsFrom}: pass the original with --weights`);
   }

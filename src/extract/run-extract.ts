@@ -58,6 +58,8 @@ export interface ExtractOptions {
   readonly size?: Pair;
   readonly resize: ResizeMode;
   readonly interpolation: Interpolation;
+  /** With resize crop: the share of the shorter side kept (an ONNX model's crop_pct). */
+  readonly cropFraction?: number;
   readonly background: readonly [number, number, number];
   readonly dtype: CodeDtype;
   readonly batch: number;
@@ -218,7 +220,7 @@ interface Tally {
 async function runAll(opts: ExtractOptions, targets: readonly Target[], runner: BatchRunner, size: Pair, started: number): Promise<Tally> {
   const tally: Tally = { members: [], failures: [], elsewhere: 0 };
   const ctx: PrepareContext = {
-    decode: { size, resize: opts.resize, interpolation: opts.interpolation, background: { r: opts.background[0], g: opts.background[1], b: opts.background[2] } },
+    decode: { size, resize: opts.resize, interpolation: opts.interpolation, ...(opts.cropFraction ? { cropFraction: opts.cropFraction } : {}), background: { r: opts.background[0], g: opts.background[1], b: opts.background[2] } },
     viewCount: (item) => (opts.augment && item.split !== 'validation' && item.split !== 'test' ? opts.augment.views : 0),
     augmentSeed: opts.augment?.seed ?? 0,
     needs: (sha256, view) => keysLacking(targets, sha256, view).length > 0,

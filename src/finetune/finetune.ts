@@ -14,7 +14,8 @@
 import { isLiveTerminal } from '../util/terminal.ts';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import type { Backbone } from '../backbones/backbone.ts';
+import { requireGraph, type GraphBackbone } from '../backbones/backbone.ts';
+import { spatialPool } from '../backbones/cut.ts';
 import { planGraph } from '../backbones/graph-plan.ts';
 import { subgraphFrom, type Subgraph } from '../backbones/subgraph.ts';
 import { readSafetensors, writeSafetensors } from '../backbones/weights/safetensors.ts';
@@ -105,8 +106,9 @@ export async function runFineTune(cmd: FineTuneCommand): Promise<FineTuneResult>
   if (path.resolve(cmd.out) === path.resolve(head.dir)) throw new UsageError(`--out ${cmd.out} is the --head folder; the fine-tuned head needs a folder of its own`);
   const spec = head.config.codeSpec;
   if (spec.augment) throw new UsageError(`head ${head.dir} names a key of augmented views (${head.config.cacheKey}), not of images`);
-  const backbone = await loadHeadBackbone(head, { weights: cmd.weights });
+  const backbone = requireGraph(await loadHeadBackbone(head, { weights: cmd.weights }), 'fine-tune', 'it trains the layers in TF.js, which cannot run an ONNX graph; train-head, sweep and --augment work on ONNX backbones');
   const size = spec.preprocessing.size;
+  const pool = spec.pool ? spatialPool(spec.pool, spec.layer) : null;
   const unfreeze = resolveUnfreeze(backbone.graph, size, spec.layer, cmd.unfreeze);
   let sub: Subgraph;
   try {
@@ -176,7 +178,7 @@ export async function runFineTune(cmd: FineTuneCommand): Promise<FineTuneResult>
   const { tf, provider, notes } = await tfBackend(cmd.device);
   for (const note of notes) log(`note: ${note}`);
   const subPlan = planGraph(sub.graph, sub.preprocessing.size, [unfreeze.headCut]);
-  const net = createTrainableNet(tf, { plan: subPlan, weights: sub.weights, pool: spec.pool, architecture: head.config.architecture, head: head.params });
+  const net = createTrainableNet(tf, { plan: subPlan, weights: sub.weights, pool, architecture: head.config.architecture, head: head.params });
   const optimizer = tf.train.momentum(cmd.lr, cmd.momentum);
   const trainer = `tfjs (${provider})`;
   log(`trainer: ${trainer}; sgd lr ${cmd.lr} momentum ${cmd.momentum}, batch ${cmd.batch}, head dropout ${head.config.architecture.dropout}`);
@@ -227,8 +229,8 @@ export async function runFineTune(cmd: FineTuneCommand): Promise<FineTuneResult>
 
   // 5. The images' codes at the head's cut, through the tuned layers from the cached frozen codes.
   const codesStarted = performance.now();
-  const tunedSub: Backbone = { ...sub, weights: new Map([...sub.weights, ...trained.weights]), weightsId };
-  await writeTunedCodes({ cacheRoot, spec: tunedSpec, dataset, table, rows, sub: tunedSub, headCut: unfreeze.headCut, pool: spec.pool, cmd });
+  const tunedSub: GraphBackbone = { ...sub, weights: new Map([...sub.weights, ...trained.weights]), weightsId };
+  await writeTunedCodes({ cacheRoot, spec: tunedSpec, dataset, table, rows, sub: tunedSub, headCut: unfreeze.headCut, pool, cmd });
   const codesSeconds = (performance.now() - codesStarted) / 1000;
 
   const last = history[history.length - 1];
@@ -301,7 +303,7 @@ async function writeTunedCodes(o: {
   dataset: Dataset;
   table: CodeTable;
   rows: readonly number[];
-  sub: Backbone;
+  sub: GraphBackbone;
   headCut: string;
   pool: 'avg' | 'max' | null;
   cmd: FineTuneCommand;

@@ -1,6 +1,8 @@
 /**
  * `bottleneck export HEAD --format onnx|tfjs|teachable-machine --out FOLDER`: backbone and head
  * as one model that other tools load, with the preprocessing it expects written beside it.
+ * `export --backbone NAME [--layer L] --format onnx`: the backbone alone up to a cut (an
+ * embedding model), which loads back as an ONNX backbone.
  */
 import { existsSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
@@ -10,10 +12,15 @@ import { replaceFolder, writeFileAtomic } from '../util/atomic-file.ts';
 import { ONNX_INPUT } from '../engines/onnx-model.ts';
 import ort from '../util/onnxruntime.ts';
 import { tfBackend } from '../engines/tfjs-backend.ts';
-import { EXPORTED_OUTPUT, exportOnnx } from './export-onnx.ts';
+import { EMBEDDING_OUTPUT, EXPORTED_OUTPUT, exportEmbeddingOnnx, exportOnnx, exportOnnxFile } from './export-onnx.ts';
 import { loadHeadBackbone } from '../train-head/head-backbone.ts';
 import { PROBABILITIES, stitchHead } from './stitch-head.ts';
-import type { Backbone } from '../backbones/backbone.ts';
+import { isOnnxBackbone, type Backbone, type GraphBackbone, type OnnxBackbone } from '../backbones/backbone.ts';
+import { CUT_POOLS, type CutPool } from '../backbones/cut.ts';
+import { IMAGES, type DenseLayer } from '../backbones/onnx-file/onnx-rewrite.ts';
+import { cacheKey, codeDim, settingsOfSpec, type CodeSpec } from '../cache/code-spec.ts';
+import { planExtract } from '../extract/extract-plan.ts';
+import { codeSpecFor } from '../extract/extract-targets.ts';
 import { defineCommand, withWeights } from '../util/cli-options.ts';
 import { UsageError, UserError } from '../util/errors.ts';
 
@@ -21,21 +28,30 @@ export type ExportFormat = 'onnx' | 'tfjs' | 'teachable-machine';
 
 export const exportCommand = defineCommand(
   'export [head]',
-  'write backbone + head as one model (ONNX, TF.js layers, or a Teachable Machine folder) with its preprocessing.json',
+  'write backbone + head as one model (ONNX, TF.js layers, or a Teachable Machine folder) with its preprocessing.json; or, with --backbone and no head, the backbone up to a cut as ONNX',
   (y) =>
     withWeights(y)
       .positional('head', { type: 'string', describe: 'head folder written by train-head (or --head)' })
+      .option('backbone', { type: 'string', describe: 'without a head: the backbone to write up to --layer (its default cut otherwise), as an ONNX embedding model' })
+      .option('layer', { type: 'string', describe: 'with --backbone: the cut' })
+      .option('pool', { choices: CUT_POOLS, describe: 'with --backbone: pooling of the cut' })
       .option('format', { choices: ['onnx', 'tfjs', 'teachable-machine'] as const, demandOption: true, describe: "teachable-machine: a folder @teachablemachine/image's load() reads" })
       .option('out', { type: 'string', demandOption: true, describe: 'folder to write the model and preprocessing.json into' }),
   async (argv) => {
-    if (!argv.head) throw new UsageError('export needs a head folder: bottleneck export HEAD --format onnx --out DIR');
-    const { files } = await runExport({ ...argv, head: argv.head });
+    if (!argv.head && !argv.backbone) throw new UsageError('export needs a head folder (bottleneck export HEAD --format onnx --out DIR) or --backbone NAME for an embedding model');
+    if (argv.head && argv.backbone) throw new UsageError('export takes a head folder or --backbone, not both: a head names its own backbone');
+    const { files } = await runExport(argv);
     for (const f of files) console.log(f);
   },
 );
 
 export interface ExportCommand {
-  readonly head: string;
+  /** A head folder: backbone + head, probabilities out. */
+  readonly head?: string;
+  /** Without a head: this backbone up to `layer`, codes out. */
+  readonly backbone?: string;
+  readonly layer?: string;
+  readonly pool?: CutPool;
   readonly format: ExportFormat;
   readonly out: string;
   readonly weights?: string;
@@ -59,30 +75,64 @@ export interface ExportedPreprocessing {
     /** How images were brought to `size` for training; do the same for the same accuracy. */
     readonly resize: string;
     readonly interpolation: string;
+    /** With resize crop: the share of the shorter side kept before the centre crop. */
+    readonly cropFraction?: number;
     /** Alpha is flattened on this RGB colour (and pad mode fills with it). */
     readonly background: readonly [number, number, number];
   };
-  readonly output: { readonly name: string; readonly classes: readonly string[] };
-  readonly source: { readonly head: string; readonly cacheKey: string; readonly backbone: string; readonly layer: string; readonly pool: string | null };
+  /** classes: the head's, in output order; an embedding model (no head) has none, and `shape` per image. */
+  readonly output: { readonly name: string; readonly classes: readonly string[]; readonly shape?: readonly number[] };
+  readonly source: { readonly head: string | null; readonly cacheKey: string; readonly backbone: string; readonly layer: string; readonly pool: string | null };
+}
+
+/** What one export writes: a backbone's codes at one spec, and the head on them if there is one. */
+interface ExportSource {
+  readonly backbone: Backbone;
+  readonly spec: CodeSpec;
+  readonly head: Head | null;
 }
 
 export async function runExport(cmd: ExportCommand): Promise<{ files: string[] }> {
-  const head = await loadHead(cmd.head);
-  const backbone = await loadHeadBackbone(head, { weights: cmd.weights });
-  const stitched = stitchHead(backbone, head);
+  const source = await exportSource(cmd);
+  const written = (staging: string) => writeModel(cmd.format, source, staging);
   await assertReplaceable(cmd.out);
   const out = path.resolve(cmd.out);
   let names: string[] = [];
   // Written whole into a staging folder, loaded back and run once, and only then in place: a
   // refused or failed export leaves the old folder (or none) as it was.
   await replaceFolder(out, async (staging) => {
-    const written = cmd.format === 'onnx' ? await writeOnnx(stitched, staging) : cmd.format === 'tfjs' ? await writeTfjs(stitched, staging) : await writeTeachableMachine(stitched, head, staging);
-    await checkExport(cmd.format, written, stitched, head.config.classes.length);
+    const model = await written(staging);
+    await checkExport(cmd.format, model, source);
     const prepFile = path.join(staging, 'preprocessing.json');
-    await writeFileAtomic(prepFile, `${JSON.stringify(preprocessingFor(head, stitched, written), null, 2)}\n`);
-    names = [...written.files, prepFile].map((f) => path.basename(f));
+    await writeFileAtomic(prepFile, `${JSON.stringify(preprocessingFor(source, model), null, 2)}\n`);
+    names = [...model.files, prepFile].map((f) => path.basename(f));
   });
   return { files: names.map((n) => path.join(out, n)) };
+}
+
+async function exportSource(cmd: ExportCommand): Promise<ExportSource> {
+  if (cmd.head) {
+    const head = await loadHead(cmd.head);
+    return { backbone: await loadHeadBackbone(head, { weights: cmd.weights }), spec: head.config.codeSpec, head };
+  }
+  const plan = await planExtract({ backbone: cmd.backbone!, weights: cmd.weights, layer: cmd.layer, pool: cmd.pool, background: '255,255,255', float16: false });
+  if (plan.cuts.length !== 1) throw new UsageError('--layer: export writes one cut');
+  return { backbone: plan.backbone, spec: codeSpecFor({ ...plan, cut: plan.cuts[0] }), head: null };
+}
+
+async function writeModel(format: ExportFormat, source: ExportSource, staging: string): Promise<Written> {
+  const { backbone, head, spec } = source;
+  if (format !== 'onnx' && (!head || isOnnxBackbone(backbone))) {
+    throw new UsageError(
+      !head
+        ? `--format ${format}: an embedding model (no head) is written as ONNX only; use --format onnx`
+        : `--format ${format}: ${backbone.id} is an ONNX file, and TF.js cannot run an ONNX graph; use --format onnx`,
+    );
+  }
+  if (isOnnxBackbone(backbone)) return writeOnnxFileExport(backbone, spec, head, staging);
+  if (!head) return writeEmbeddingOnnx(backbone, spec, staging);
+  const stitched = stitchHead(backbone, head);
+  return format === 'onnx' ? writeOnnx(stitched, staging) : format === 'tfjs' ? writeTfjs(stitched, staging) : writeTeachableMachine(stitched, head, staging);
 }
 
 /** The folder must be new, empty, or an earlier export: anything else holds the user's files. */
@@ -100,8 +150,8 @@ async function assertReplaceable(out: string): Promise<void> {
  * input through it: an export that does not load, or answers with the wrong shape, fails here
  * rather than in the user's application.
  */
-async function checkExport(format: ExportFormat, written: Written, stitched: Backbone, classes: number): Promise<void> {
-  const [h, w] = stitched.preprocessing.size;
+async function checkExport(format: ExportFormat, written: Written, source: ExportSource): Promise<void> {
+  const [h, w] = source.spec.preprocessing.size;
   const zeros = new Float32Array(h * w * 3);
   let out: ArrayLike<number>;
   try {
@@ -116,9 +166,15 @@ async function checkExport(format: ExportFormat, written: Written, stitched: Bac
   } catch (err) {
     throw new UserError(`the exported ${format} model could not be loaded back (${(err instanceof Error ? err.message : String(err)).split('\n')[0]}); nothing was written`);
   }
-  const sum = Array.from(out).reduce((a, b) => a + b, 0);
-  if (out.length !== classes || !Number.isFinite(sum) || Math.abs(sum - 1) > 1e-3) {
-    throw new UserError(`the exported ${format} model answers ${out.length} values summing to ${sum}, not ${classes} probabilities; nothing was written`);
+  const values = Array.from(out);
+  const sum = values.reduce((a, b) => a + b, 0);
+  if (!source.head) {
+    if (values.length !== codeDim(source.spec) || !Number.isFinite(sum)) throw new UserError(`the exported model answers ${values.length} values (sum ${sum}), not a code of ${codeDim(source.spec)}; nothing was written`);
+    return;
+  }
+  const classes = source.head.config.classes.length;
+  if (values.length !== classes || !Number.isFinite(sum) || Math.abs(sum - 1) > 1e-3) {
+    throw new UserError(`the exported ${format} model answers ${values.length} values summing to ${sum}, not ${classes} probabilities; nothing was written`);
   }
 }
 
@@ -149,13 +205,31 @@ interface Written {
   readonly output: string;
 }
 
-async function writeOnnx(stitched: Backbone, out: string): Promise<Written> {
+async function writeOnnx(stitched: GraphBackbone, out: string): Promise<Written> {
   const file = path.join(out, 'model.onnx');
   await exportOnnx(stitched, file);
   return { files: [file], model: file, input: ONNX_INPUT, output: EXPORTED_OUTPUT };
 }
 
-async function writeTeachableMachine(stitched: Backbone, head: Head, out: string): Promise<Written> {
+async function writeEmbeddingOnnx(backbone: GraphBackbone, spec: CodeSpec, out: string): Promise<Written> {
+  const file = path.join(out, 'model.onnx');
+  await exportEmbeddingOnnx(backbone, settingsOfSpec(spec).cut, spec.preprocessing.size, file);
+  return { files: [file], model: file, input: ONNX_INPUT, output: EMBEDDING_OUTPUT };
+}
+
+async function writeOnnxFileExport(backbone: OnnxBackbone, spec: CodeSpec, head: Head | null, out: string): Promise<Written> {
+  const output = head ? EXPORTED_OUTPUT : EMBEDDING_OUTPUT;
+  const files = await exportOnnxFile(backbone, settingsOfSpec(spec).cut, head ? denseLayersOf(head) : [], output, out);
+  return { files, model: files[0], input: IMAGES, output };
+}
+
+function denseLayersOf(head: Head): DenseLayer[] {
+  const { architecture } = head.config;
+  const widths = [architecture.inputDim, ...architecture.hidden, architecture.classes];
+  return head.params.map((p, i) => ({ weight: p.weight, bias: p.bias, inputs: widths[i], outputs: widths[i + 1] }));
+}
+
+async function writeTeachableMachine(stitched: GraphBackbone, head: Head, out: string): Promise<Written> {
   const { exportTeachableMachine, TM_MODEL_FILE } = await import('./export-teachable-machine.ts');
   const written = await exportTeachableMachine(stitched, PROBABILITIES, head.config.classes, out);
   const { channels, mean, std } = written.preprocessing;
@@ -163,14 +237,14 @@ async function writeTeachableMachine(stitched: Backbone, head: Head, out: string
   return { ...written, model: path.join(out, TM_MODEL_FILE), inputPreprocessing: { channels, mean, std, resize: 'crop' } };
 }
 
-async function writeTfjs(stitched: Backbone, out: string): Promise<Written> {
+async function writeTfjs(stitched: GraphBackbone, out: string): Promise<Written> {
   const { exportTfjs, TFJS_MODEL_FILE } = await import('./export-tfjs.ts');
   const written = await exportTfjs(stitched, PROBABILITIES, out);
   return { ...written, model: path.join(out, TFJS_MODEL_FILE) };
 }
 
-function preprocessingFor(head: Head, stitched: Backbone, written: Written): ExportedPreprocessing {
-  const spec = head.config.codeSpec;
+function preprocessingFor(source: ExportSource, written: Written): ExportedPreprocessing {
+  const { spec, head } = source;
   const p = spec.preprocessing;
   return {
     format: 'bottleneck-export/1',
@@ -185,9 +259,10 @@ function preprocessingFor(head: Head, stitched: Backbone, written: Written): Exp
       std: written.inputPreprocessing?.std ?? p.std,
       resize: written.inputPreprocessing?.resize ?? p.resize,
       interpolation: p.interpolation,
+      ...(p.cropFraction ? { cropFraction: p.cropFraction } : {}),
       background: p.background,
     },
-    output: { name: written.output, classes: head.config.classes },
-    source: { head: path.resolve(head.dir), cacheKey: head.config.cacheKey, backbone: stitched.id, layer: spec.layer, pool: spec.pool },
+    output: head ? { name: written.output, classes: head.config.classes } : { name: written.output, classes: [], shape: spec.shape },
+    source: { head: head ? path.resolve(head.dir) : null, cacheKey: head ? head.config.cacheKey : cacheKey(spec), backbone: source.backbone.id, layer: spec.layer, pool: spec.pool },
   };
 }

@@ -11,7 +11,7 @@
  * for BGR backbones a 1×1 convolution whose kernel also swaps the channels.
  */
 import path from 'node:path';
-import type { Backbone, Preprocessing } from '../backbones/backbone.ts';
+import type { GraphBackbone, Preprocessing } from '../backbones/backbone.ts';
 import { toTfjsLayersModel } from '../backbones/keras-topology-writer.ts';
 import type { LayerGraph, LayerNode } from '../backbones/layer-graph.ts';
 import { teachableMachinePreprocessing, TM_BASE_OUTPUT_KEY, TM_METADATA_FILE, type TeachableMachineMetadata } from '../backbones/teachable-machine.ts';
@@ -33,7 +33,7 @@ export interface TeachableMachineExport {
   readonly preprocessing: Preprocessing;
 }
 
-export async function exportTeachableMachine(stitched: Backbone, output: string, labels: readonly string[], outDir: string): Promise<TeachableMachineExport> {
+export async function exportTeachableMachine(stitched: GraphBackbone, output: string, labels: readonly string[], outDir: string): Promise<TeachableMachineExport> {
   const [h, w] = stitched.preprocessing.size;
   if (h !== w) throw new UsageError(`cannot export a ${h}×${w} model for Teachable Machine, which feeds square images (imageSize); train the head at a square --size`);
   const { graph, weights } = withTeachableMachineInput(stitched);
@@ -73,7 +73,7 @@ function baseOutput(graph: LayerGraph, output: string): string {
 }
 
 /** The stitched graph fed Teachable Machine's input: an adapter after the input node, unless the backbone already takes it. */
-export function withTeachableMachineInput(stitched: Backbone): { graph: LayerGraph; weights: ReadonlyMap<string, WeightTensor> } {
+export function withTeachableMachineInput(stitched: GraphBackbone): { graph: LayerGraph; weights: ReadonlyMap<string, WeightTensor> } {
   const p = stitched.preprocessing;
   const tm = teachableMachinePreprocessing(p.size);
   const same = p.channels === tm.channels && p.mean.every((m, c) => m === tm.mean[c]) && p.std.every((s, c) => s === tm.std[c]);

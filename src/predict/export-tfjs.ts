@@ -2,10 +2,10 @@
  * `export --format tfjs`: a stitched backbone + head as a TF.js layers model folder that
  * `tf.loadLayersModel('…/model.json')` loads in a browser or in Node: `model.json` (Keras
  * topology and weights manifest) and one weights shard. Inputs are NHWC float32, already
- * preprocessed as the head's codes were (see the Backbone's preprocessing).
+ * preprocessed as the head's codes were (see the GraphBackbone's preprocessing).
  */
 import path from 'node:path';
-import type { Backbone } from '../backbones/backbone.ts';
+import type { GraphBackbone } from '../backbones/backbone.ts';
 import { toTfjsLayersModel } from '../backbones/keras-topology-writer.ts';
 import { writeFileAtomic } from '../util/atomic-file.ts';
 import { TOOL_VERSION } from '../util/version.ts';
@@ -21,7 +21,7 @@ export interface TfjsExport {
   readonly output: string;
 }
 
-export async function exportTfjs(stitched: Backbone, output: string, outDir: string): Promise<TfjsExport> {
+export async function exportTfjs(stitched: GraphBackbone, output: string, outDir: string): Promise<TfjsExport> {
   const { modelTopology, weightSpecs, weightData } = toTfjsLayersModel(
     stitched.graph,
     stitched.weights,

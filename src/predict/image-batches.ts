@@ -6,7 +6,7 @@
 import type { Preprocessing } from '../backbones/backbone.ts';
 import { preprocessInto } from '../backbones/preprocess.ts';
 import type { CodeSpec } from '../cache/code-spec.ts';
-import { DecodeError, decodeImage, type DecodeOptions, type Interpolation, type ResizeMode } from '../extract/decode-image.ts';
+import { DecodeError, decodeImage, type DecodeOptions } from '../extract/decode-image.ts';
 import { orderedPool } from '../extract/ordered-pool.ts';
 
 export interface ImageBatch {
@@ -20,8 +20,9 @@ export interface ImageBatch {
 export function decodeOptionsFor(p: CodeSpec['preprocessing']): DecodeOptions {
   return {
     size: p.size,
-    resize: p.resize as ResizeMode,
-    interpolation: p.interpolation as Interpolation,
+    resize: p.resize,
+    interpolation: p.interpolation,
+    ...(p.cropFraction ? { cropFraction: p.cropFraction } : {}),
     background: { r: p.background[0], g: p.background[1], b: p.background[2] },
   };
 }

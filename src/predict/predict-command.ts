@@ -4,6 +4,7 @@
  * chart, or one JSON line per image. Exit 0 when every image was classified, 1 when some could
  * not be decoded (each named on stderr).
  */
+import { backboneName } from '../backbones/backbone.ts';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { defaultWeightsDir, loadBackbone, ZOO_NAMES } from '../backbones/zoo.ts';
@@ -73,7 +74,7 @@ export async function runPredictCommand(cmd: PredictCommand): Promise<number> {
   let failed = 0;
   try {
     for (const note of classifier.engine.notes) console.error(`note: ${note}`);
-    if (!cmd.json) console.error(`${classifier.backbone.graph.name} on ${classifier.engine.name}/${classifier.engine.provider}, ${files.length} image(s)`);
+    if (!cmd.json) console.error(`${backboneName(classifier.backbone)} on ${classifier.engine.name}/${classifier.engine.provider}, ${files.length} image(s)`);
     for await (const p of classify(classifier, files, { batch: cmd.batch, topK: cmd.topK })) {
       if (!printPrediction(p, cmd.json, wnids)) failed++;
     }
@@ -124,7 +125,7 @@ async function openImagenetClassifier(cmd: PredictCommand): Promise<{ classifier
   try {
     const outputs = engine.outputs[0].size;
     if (outputs !== IMAGENET_CLASS_COUNT) {
-      if (cmd.imagenetClasses) throw new UsageError(`--imagenet-classes ${cmd.imagenetClasses}: ${backbone.graph.name} has ${outputs} outputs, not the ${IMAGENET_CLASS_COUNT} ImageNet classes`);
+      if (cmd.imagenetClasses) throw new UsageError(`--imagenet-classes ${cmd.imagenetClasses}: ${backboneName(backbone)} has ${outputs} outputs, not the ${IMAGENET_CLASS_COUNT} ImageNet classes`);
       // Not an ImageNet-1k classifier (a small TF.js model, say): its classes have no names to look up.
       return { classifier: imagenetClassifier(backbone, engine) };
     }

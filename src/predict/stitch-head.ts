@@ -5,8 +5,8 @@
  * `export --format tfjs` all run the same stitched graph rather than three re-implementations.
  */
 import { createHash } from 'node:crypto';
-import type { Backbone } from '../backbones/backbone.ts';
-import { planCuts } from '../backbones/cut.ts';
+import type { Backbone, GraphBackbone } from '../backbones/backbone.ts';
+import { planCuts, spatialPool } from '../backbones/cut.ts';
 import { biasName, resolveLayer, validateGraph, weightName, type LayerGraph, type LayerNode } from '../backbones/layer-graph.ts';
 import type { WeightTensor } from '../backbones/weights.ts';
 import type { Head } from '../train-head/head-folder.ts';
@@ -31,7 +31,7 @@ export function checkHeadBackbone(backbone: Backbone, head: Head): void {
   }
 }
 
-export function stitchHead(backbone: Backbone, head: Head): Backbone {
+export function stitchHead(backbone: GraphBackbone, head: Head): GraphBackbone {
   checkHeadBackbone(backbone, head);
   const spec = head.config.codeSpec;
   const cutNode = resolveLayer(backbone.graph, spec.layer);
@@ -45,7 +45,7 @@ export function stitchHead(backbone: Backbone, head: Head): Backbone {
     nodes.push(node);
     last = node.name;
   };
-  if (spec.pool) push({ op: 'globalpool', name: 'head_pool', inputs: [last], mode: spec.pool });
+  if (spec.pool) push({ op: 'globalpool', name: 'head_pool', inputs: [last], mode: spatialPool(spec.pool, spec.layer) });
   else if (plan.shapes.get(cutNode.name)!.length === 3) push({ op: 'flatten', name: 'head_flatten', inputs: [last], order: 'hwc' });
 
   const { params } = head;

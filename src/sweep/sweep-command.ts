@@ -6,8 +6,8 @@
  */
 import path from 'node:path';
 import type { Backbone } from '../backbones/backbone.ts';
-import { cutLabel, planCuts, type Cut, type CutPool } from '../backbones/cut.ts';
-import { resolveLayer } from '../backbones/layer-graph.ts';
+import { cutLabel, type Cut, type CutPool } from '../backbones/cut.ts';
+import { poolFitting, resolveCuts } from '../backbones/cut-shape.ts';
 import { loadBackbone, ZOO_NAMES } from '../backbones/zoo.ts';
 import type { DeviceChoice, EngineChoice } from '../engines/engine.ts';
 import { loadDataset } from '../extract/dataset.ts';
@@ -144,8 +144,11 @@ export async function runSweep(cmd: SweepCommand): Promise<SweepResult> {
 /** Spatial cuts pooled, vectors as they are; unknown names fail before any work. */
 function sweepCuts(backbone: Backbone, layers: readonly string[], pool: CutPool): Cut[] {
   if (layers.length === 0) throw new UsageError(`${backbone.id} names no cuts to sweep: pass --layer a,b,c`);
-  const plan = planCuts(backbone.graph, backbone.preprocessing.size, layers.map((layer) => ({ layer })));
-  return layers.map((layer) => (plan.shapes.get(resolveLayer(backbone.graph, layer).name)!.length === 3 ? { layer, pool } : { layer }));
+  const resolved = resolveCuts(backbone, backbone.preprocessing.size, layers.map((layer) => ({ layer })));
+  return layers.map((layer, i) => {
+    const fitting = poolFitting(resolved[i], pool);
+    return fitting ? { layer, pool: fitting } : { layer };
+  });
 }
 
 export function formatSweep(result: SweepResult): string {

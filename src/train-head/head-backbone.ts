@@ -5,18 +5,19 @@
  */
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import type { Backbone } from '../backbones/backbone.ts';
+import { requireGraph, type Backbone, type GraphBackbone } from '../backbones/backbone.ts';
 import { readSafetensors } from '../backbones/weights/safetensors.ts';
 import type { WeightTensor } from '../backbones/weights.ts';
-import { loadBackbone, type LoadBackboneOptions } from '../backbones/zoo.ts';
+import { loadSpecBackbone, type LoadBackboneOptions } from '../backbones/zoo.ts';
 import { FINETUNE_WEIGHTS_FILE, type Head } from './head-folder.ts';
 import { UsageError } from '../util/errors.ts';
 
 export async function loadHeadBackbone(head: Head, opts: Pick<LoadBackboneOptions, 'weights' | 'weightsDir'> = {}): Promise<Backbone> {
   const spec = head.config.codeSpec;
-  const base = await loadBackbone(spec.backbone, { ...opts, cuts: [{ layer: spec.layer }] });
+  const loaded = await loadSpecBackbone(spec, opts);
   const ft = head.config.finetune;
-  if (!ft) return base;
+  if (!ft) return loaded;
+  const base = requireGraph(loaded, `head ${head.dir} (fine-tuned)`);
   if (base.weightsId !== ft.baseWeights) {
     throw new UsageError(
       `head ${head.dir} was fine-tuned from ${spec.backbone} weights (sha256 ${ft.baseWeights.slice(0, 12)}…) other than ${base.weightsFrom} (${base.weightsId.slice(0, 12)}…)`,
@@ -36,7 +37,7 @@ export async function loadHeadBackbone(head: Head, opts: Pick<LoadBackboneOption
  * new tensors' bytes, so codes (and cache keys, and generated engine models) of a fine-tuned
  * backbone never mix with the base's.
  */
-export function withTensors(base: Backbone, tensors: ReadonlyMap<string, WeightTensor>, from = 'fine-tuned weights'): Backbone {
+export function withTensors(base: GraphBackbone, tensors: ReadonlyMap<string, WeightTensor>, from = 'fine-tuned weights'): GraphBackbone {
   const weights = new Map(base.weights);
   for (const [name, t] of tensors) {
     const old = base.weights.get(name);

@@ -4,13 +4,13 @@
  * never a default.
  */
 import { createHash } from 'node:crypto';
-import type { Backbone } from '../backbone.ts';
+import type { GraphBackbone } from '../backbone.ts';
 import { seededWeights } from './random-weights.ts';
 import { VGG16_PREPROCESSING, vggGraph } from './vgg16.ts';
 
 export const TINY_RANDOM_ID = 'tiny-vgg-random';
 
-export function tinyRandomBackbone(seed = 1): Backbone {
+export function tinyRandomBackbone(seed = 1): GraphBackbone {
   const graph = vggGraph(TINY_RANDOM_ID, [[2, 8], [2, 16]], [32], 10);
   const size = [32, 32] as const;
   return {
