@@ -10,7 +10,7 @@ import path from 'node:path';
 import type { OnnxBackbone } from '../backbones/backbone.ts';
 import { resolveCuts } from '../backbones/cut-shape.ts';
 import { materializeModel, readModel } from '../backbones/onnx-file/onnx-model-file.ts';
-import { codeOutput, IMAGES, rewriteForCuts, type CutRequest } from '../backbones/onnx-file/onnx-rewrite.ts';
+import { codeOutput, feedName, rewriteForCuts, type CutRequest } from '../backbones/onnx-file/onnx-rewrite.ts';
 import { product } from '../util/numbers.ts';
 import ort from '../util/onnxruntime.ts';
 import type { EngineOptions, FeatureEngine } from './engine.ts';
@@ -50,7 +50,7 @@ export async function createOnnxFileEngine(opts: OnnxFileEngineOptions): Promise
   const [h, w] = inputSize;
   const perImage = h * w * 3;
   const runBatch = async (images: Float32Array, count: number): Promise<Float32Array[]> => {
-    const result = await session.run({ [IMAGES]: new ort.Tensor('float32', images.subarray(0, count * perImage), [count, h, w, 3]) });
+    const result = await session.run({ [feedName(model.input)]: new ort.Tensor('float32', images.subarray(0, count * perImage), [count, h, w, 3]) });
     return outputs.map((_, i) => {
       const t = result[codeOutput(i)];
       const data = t.data as Float32Array;

@@ -5,7 +5,7 @@
  * only when tfjs-node-gpu loads and onnxruntime found no GPU provider.
  */
 import { isInstalled } from '../util/installed.ts';
-import { isOnnxBackbone } from '../backbones/backbone.ts';
+import { isOnnxBackbone, type Backbone } from '../backbones/backbone.ts';
 import type { DeviceChoice, EngineChoice, EngineOptions, FeatureEngine, GraphEngineOptions } from './engine.ts';
 import { UsageError } from '../util/errors.ts';
 import { createOnnxEngine } from './onnx-engine.ts';
@@ -16,11 +16,14 @@ import { createTfjsEngine } from './tfjs-engine.ts';
 
 export async function createEngine(opts: EngineOptions & { readonly engine: EngineChoice }): Promise<FeatureEngine> {
   const { backbone } = opts;
-  if (isOnnxBackbone(backbone)) {
-    if (opts.engine === 'tfjs') throw new UsageError(`--engine tfjs: ${backbone.id} is an ONNX file, which only onnxruntime runs (use --engine onnx or auto)`);
-    return createOnnxFileEngine({ ...opts, backbone });
-  }
+  assertEngineRuns(opts.engine, backbone);
+  if (isOnnxBackbone(backbone)) return createOnnxFileEngine({ ...opts, backbone });
   return createGraphEngine({ ...opts, backbone });
+}
+
+/** An ONNX file runs on onnxruntime only; checked up front by the commands, like the device. */
+export function assertEngineRuns(engine: EngineChoice, backbone: Backbone): void {
+  if (engine === 'tfjs' && isOnnxBackbone(backbone)) throw new UsageError(`--engine tfjs: ${backbone.id} is an ONNX file, which only onnxruntime runs (use --engine onnx or auto)`);
 }
 
 async function createGraphEngine(opts: GraphEngineOptions & { readonly engine: EngineChoice }): Promise<FeatureEngine> {

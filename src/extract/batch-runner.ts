@@ -103,6 +103,8 @@ export class BatchRunner {
     this.current = 1 - this.current;
     this.batch = [];
     this.running = this.forward(queued, input);
+    // Awaited (and so reported) by the next flush or by finish; until then it must not count as unhandled.
+    this.running.catch(() => undefined);
   }
 
   private async forward(queued: readonly Queued[], input: Float32Array): Promise<void> {

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { cutLabel } from '../backbones/cut.ts';
 import { errorsTableName } from '../cache/errors-table.ts';
 import type { DeviceChoice, EngineChoice } from '../engines/engine.ts';
-import { assertDeviceUsable } from '../engines/select-engine.ts';
+import { assertDeviceUsable, assertEngineRuns } from '../engines/select-engine.ts';
 import { cacheRootOf, defineCommand, numberOption, withBatching, withCache, withEngine } from '../util/cli-options.ts';
 import { UsageError } from '../util/errors.ts';
 import { listenForInterrupts } from '../util/interrupt.ts';
@@ -64,6 +64,7 @@ export async function runExtractCommand(cmd: ExtractCommand): Promise<number> {
   assertDeviceUsable(cmd.engine, cmd.device);
   const dataset = await loadDataset(cmd.data);
   const plan = await planExtract(cmd);
+  assertEngineRuns(cmd.engine, plan.backbone);
   const { cuts } = plan;
 
   // Human-readable lines go to stderr in both modes; with --json, stdout stays machine-readable.

@@ -9,11 +9,13 @@ import { CUT_POOLS, FEATURE_LAYOUTS, type Cut, type CutPool, type FeatureLayout 
 import { poolFitting, resolveCuts } from '../backbones/cut-shape.ts';
 import type { Pair } from '../backbones/layer-graph.ts';
 import type { OnnxBackboneOptions } from '../backbones/onnx-file/onnx-backbone.ts';
+import { isOnnxTarget } from '../backbones/onnx-file/onnx-model-file.ts';
 import { loadBackbone, ZOO_NAMES } from '../backbones/zoo.ts';
 import { cacheKey, INTERPOLATIONS, RESIZE_MODES, type CodeDtype, type Interpolation, type ResizeMode } from '../cache/code-spec.ts';
 import { withBackbone, withWeights } from '../util/cli-options.ts';
 import { UsageError } from '../util/errors.ts';
 import { codeSpecFor } from './extract-targets.ts';
+import { parseSize } from '../util/size-flag.ts';
 
 /** The flags that decide which codes are computed. */
 export interface ExtractSettingsFlags {
@@ -72,8 +74,8 @@ export async function planExtract(flags: ExtractSettingsFlags): Promise<ExtractP
   const background = parseBackground(flags.background);
   const requested = flags.layer ? flags.layer.split(',').map((l) => l.trim()).filter(Boolean) : undefined;
   const onnx = onnxOptions(flags, size);
+  if (!isOnnxTarget(flags.backbone)) refuseOnnxOnlyFlags(flags);
   const backbone = await loadBackbone(flags.backbone, { weights: flags.weights, cuts: requested?.map((layer) => ({ layer })), onnx });
-  if (backbone.kind !== 'onnx') refuseOnnxOnlyFlags(flags);
   return {
     backbone,
     cuts: cutsFor(backbone, requested, flags.pool, size, flags.featureLayout),
@@ -145,15 +147,7 @@ export function cutsFor(backbone: Backbone, layers: readonly string[] | undefine
   });
 }
 
-/** Far beyond any backbone's input, far below what would exhaust memory for one batch. */
-const MAX_SIZE = 4096;
-
-export function parseSize(s: string): Pair {
-  const m = s.match(/^(\d+)(?:[x×,](\d+))?$/);
-  const size: Pair = [Number(m?.[1]), Number(m?.[2] ?? m?.[1])];
-  if (!m || size.some((v) => v < 8 || v > MAX_SIZE)) throw new UsageError(`--size ${s}: use N or HxW with sides from 8 to ${MAX_SIZE}, e.g. 224 or 150x150`);
-  return size;
-}
+export { parseSize };
 
 export function parseBackground(s: string): [number, number, number] {
   const parts = s.split(',').map(Number);

@@ -17,7 +17,7 @@ import { loadHeadBackbone } from '../train-head/head-backbone.ts';
 import { PROBABILITIES, stitchHead } from './stitch-head.ts';
 import { isOnnxBackbone, type Backbone, type GraphBackbone, type OnnxBackbone } from '../backbones/backbone.ts';
 import { CUT_POOLS, type CutPool } from '../backbones/cut.ts';
-import { IMAGES, type DenseLayer } from '../backbones/onnx-file/onnx-rewrite.ts';
+import { feedName, type DenseLayer } from '../backbones/onnx-file/onnx-rewrite.ts';
 import { cacheKey, codeDim, settingsOfSpec, type CodeSpec } from '../cache/code-spec.ts';
 import { planExtract } from '../extract/extract-plan.ts';
 import { codeSpecFor } from '../extract/extract-targets.ts';
@@ -220,7 +220,7 @@ async function writeEmbeddingOnnx(backbone: GraphBackbone, spec: CodeSpec, out: 
 async function writeOnnxFileExport(backbone: OnnxBackbone, spec: CodeSpec, head: Head | null, out: string): Promise<Written> {
   const output = head ? EXPORTED_OUTPUT : EMBEDDING_OUTPUT;
   const files = await exportOnnxFile(backbone, settingsOfSpec(spec).cut, head ? denseLayersOf(head) : [], output, out);
-  return { files, model: files[0], input: IMAGES, output };
+  return { files, model: files[0], input: feedName(backbone.model.input), output };
 }
 
 function denseLayersOf(head: Head): DenseLayer[] {

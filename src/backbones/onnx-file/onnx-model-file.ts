@@ -18,7 +18,7 @@ import { closestNames } from '../../util/closest-names.ts';
 import ort from '../../util/onnxruntime.ts';
 import { writeFileAtomic } from '../../util/atomic-file.ts';
 import type { Pair } from '../layer-graph.ts';
-import { decodeModel, imageInput, IMAGES, producedTensors, rewriteForProbe, type ImageInput, type TensorLayout } from './onnx-rewrite.ts';
+import { decodeModel, feedName, imageInput, producedTensors, rewriteForProbe, type ImageInput, type TensorLayout } from './onnx-rewrite.ts';
 
 const { onnx } = onnxProto;
 
@@ -146,14 +146,14 @@ async function probeTensors(
     const modelFile = await materializeModel(dir, rewriteForProbe(modelProto, input, size), original);
     let session: ort.InferenceSession;
     try {
-      session = await ort.InferenceSession.create(modelFile, { graphOptimizationLevel: 'disabled', intraOpNumThreads: os.availableParallelism() });
+      session = await ort.InferenceSession.create(modelFile, { graphOptimizationLevel: 'disabled', intraOpNumThreads: os.availableParallelism(), logSeverityLevel: 3 });
     } catch (err) {
       throw new UserError(`${original.file}: onnxruntime cannot load it (${firstLine(err)})`);
     }
     try {
       // Two images tell per-image tensors (leading axis 2) from constants, and show whether
       // the graph takes a batch at all; a graph that fixes one image inside runs at one.
-      const run = (n: number) => session.run({ [IMAGES]: new ort.Tensor('float32', new Float32Array(n * size[0] * size[1] * 3), [n, size[0], size[1], 3]) });
+      const run = (n: number) => session.run({ [feedName(input)]: new ort.Tensor('float32', new Float32Array(n * size[0] * size[1] * 3), [n, size[0], size[1], 3]) });
       let result: ort.InferenceSession.ReturnType;
       let batch = 2;
       try {

@@ -40,7 +40,17 @@ export interface CutRequest {
   readonly float16: boolean;
 }
 
-export const IMAGES = 'images';
+const IMAGES = 'images';
+
+/**
+ * The rewritten model's input: `images`, as every model bottleneck writes, unless the model's own
+ * input has that name and needs converting (NCHW or float16) first.
+ */
+export function feedName(input: ImageInput): string {
+  return input.name === IMAGES && needsConversion(input) ? `${IMAGES}_nhwc` : IMAGES;
+}
+
+const needsConversion = (input: ImageInput) => input.layout === 'nchw' || input.elemType === 'float16';
 export const codeOutput = (i: number): string => `code${i}`;
 
 export function decodeModel(bytes: Uint8Array, file: string): proto.ModelProto {
@@ -161,7 +171,7 @@ function encodeRewritten(
       ...graph,
       node: nodes,
       initializer: [...(graph.initializer ?? []).filter((t) => needed.has(t.name!)), ...initializers],
-      input: [valueInfo(IMAGES, ['batch', size[0], size[1], 3], FLOAT), ...(graph.input ?? []).filter((i) => i.name !== input.name && needed.has(i.name!))],
+      input: [valueInfo(feedName(input), ['batch', size[0], size[1], 3], FLOAT), ...(graph.input ?? []).filter((i) => i.name !== input.name && needed.has(i.name!))],
       output: outputs,
       // Shape hints of the original (a fixed batch of 1, say) would contradict a dynamic batch.
       valueInfo: [],
@@ -173,7 +183,8 @@ function encodeRewritten(
 /** images (NHWC float32) → the model's input, by its original name. */
 function frontNodes(input: ImageInput): proto.INodeProto[] {
   const steps: proto.INodeProto[] = [];
-  let x = IMAGES;
+  let x = feedName(input);
+  if (x === input.name) return steps;
   const next = (opType: string, attribute: proto.IAttributeProto[], last: boolean) => {
     const out = last ? input.name : `${IMAGES}__${opType.toLowerCase()}`;
     steps.push({ opType, input: [x], output: [out], name: out, attribute });
