@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
+import { copyFile, link, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import onnxProto from 'onnx-proto';
@@ -97,16 +97,18 @@ export async function onnxWeightsId(file: string, dataFiles: readonly string[]):
 }
 
 /**
- * Writes a (rewritten) model where onnxruntime can load it, with links to the original's
- * external data, which stays where the user keeps it.
+ * Writes a (rewritten) model where onnxruntime can load it, with its external data beside it.
+ * onnxruntime refuses data outside the model's folder, symbolic links included, so the data is
+ * hard-linked (no copy, on the same filesystem) or else copied.
  */
 export async function materializeModel(dir: string, bytes: Uint8Array, original: Pick<OnnxModel, 'file' | 'dataFiles'>): Promise<string> {
   await mkdir(dir, { recursive: true });
   for (const f of original.dataFiles) {
-    const link = path.join(dir, f);
-    if (existsSync(link)) continue;
-    await mkdir(path.dirname(link), { recursive: true });
-    await symlink(path.join(path.dirname(original.file), f), link);
+    const dest = path.join(dir, f);
+    if (existsSync(dest)) continue;
+    await mkdir(path.dirname(dest), { recursive: true });
+    const from = path.join(path.dirname(original.file), f);
+    await link(from, dest).catch(() => copyFile(from, dest));
   }
   const file = path.join(dir, 'model.onnx');
   await writeFileAtomic(file, bytes);
