@@ -1,0 +1,93 @@
+/**
+ * bench/onnx-backbones: bare forward img/s of ONNX-file backbones (torch.onnx.export of
+ * torchvision's resnet50, convnext_tiny, efficientnet_b0 and timm's ViT-S/16 and DINOv2 ViT-S/14)
+ * in bottleneck (onnxruntime, through the graph rewritten to the default cut) against PyTorch
+ * eager running the same architectures, in one run, model by model, on the same machine.
+ *
+ *   npm run bench:onnx-backbones                              # batch 8, 10 s per model and side
+ *   npm run bench:onnx-backbones -- --batch 16 --seconds 5 --models resnet50,vit_small_patch16_224
+ *
+ * Needs the .onnx files of test/reference/onnx-backbones (regenerate: see its README) and a
+ * Python with torch, torchvision and timm (--python, default $BOTTLENECK_TORCH_PYTHON or
+ * /work/venv-torch/bin/python). Targets (issue 14): at least PyTorch's speed for each CNN,
+ * within 10% of it for the ViTs.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs, promisify } from 'node:util';
+import { loadOnnxBackbone } from '../src/backbones/onnx-file/onnx-backbone.ts';
+import { createEngine } from '../src/engines/select-engine.ts';
+import { machineLine } from './machine.ts';
+
+const ROOT = path.resolve(import.meta.dirname, '..');
+const { values: args } = parseArgs({
+  options: {
+    models: { type: 'string', default: 'resnet50,convnext_tiny,efficientnet_b0,vit_small_patch16_224,vit_small_patch14_dinov2' },
+    batch: { type: 'string', default: '8' },
+    seconds: { type: 'string', default: '10' },
+    python: { type: 'string', default: process.env.BOTTLENECK_TORCH_PYTHON ?? '/work/venv-torch/bin/python' },
+  },
+});
+const batch = Number(args.batch);
+const seconds = Number(args.seconds);
+const VITS = new Set(['vit_small_patch16_224', 'vit_small_patch14_dinov2']);
+
+async function bottleneckImgPerSec(file: string): Promise<{ imgPerSec: number; cut: string }> {
+  const backbone = await loadOnnxBackbone(file);
+  const engine = await createEngine({ engine: 'onnx', device: 'auto', backbone, cuts: [backbone.defaultCut], cacheDir: path.join(ROOT, 'cache') });
+  const [h, w] = engine.inputSize;
+  const input = new Float32Array(batch * h * w * 3);
+  for (let i = 0; i < input.length; i++) input[i] = (((i * 2654435761) % 255) - 120) / 60;
+  for (let i = 0; i < 2; i++) await engine.run(input, batch);
+  let runs = 0;
+  const start = performance.now();
+  while (runs < 2 || performance.now() - start < seconds * 1000) {
+    await engine.run(input, batch);
+    runs++;
+  }
+  const imgPerSec = (runs * batch * 1000) / (performance.now() - start);
+  await engine.dispose();
+  return { imgPerSec, cut: backbone.defaultCut.layer };
+}
+
+async function torchImgPerSec(model: string): Promise<{ imgPerSec: number; torch: string }> {
+  const script = path.join(ROOT, 'bench', 'reference', 'torch_forward.py');
+  const { stdout } = await promisify(execFile)(args.python!, [script, '--models', model, '--batch', String(batch), '--seconds', String(seconds), '--threads', String(os.availableParallelism())], { maxBuffer: 1 << 20 });
+  const line = JSON.parse(stdout.trim().split('\n').at(-1)!) as { img_per_s: number; torch: string };
+  return { imgPerSec: line.img_per_s, torch: line.torch };
+}
+
+async function main(): Promise<void> {
+  console.log(machineLine());
+  console.log(`batch ${batch}, ${seconds} s per model and side, ${os.availableParallelism()} threads each\n`);
+  if (!existsSync(args.python!)) throw new Error(`no Python at ${args.python}: pass --python or set BOTTLENECK_TORCH_PYTHON (see test/reference/onnx-backbones/README.md)`);
+  const manifest = JSON.parse(await readFile(path.join(ROOT, 'test', 'reference', 'onnx-backbones', 'manifest.json'), 'utf8')) as { models: { name: string; onnx: string }[] };
+  const rows: string[][] = [];
+  let torchVersion = '';
+  for (const name of args.models!.split(',')) {
+    const entry = manifest.models.find((m) => m.name === name);
+    const file = entry && path.join(ROOT, entry.onnx);
+    if (!file || !existsSync(file)) {
+      console.error(`skip ${name}: ${entry ? `${entry.onnx} is absent` : 'not in the manifest'}`);
+      continue;
+    }
+    const ours = await bottleneckImgPerSec(file);
+    const torch = await torchImgPerSec(name);
+    torchVersion = torch.torch;
+    const ratio = ours.imgPerSec / torch.imgPerSec;
+    const target = VITS.has(name) ? 0.9 : 1.0;
+    rows.push([name, ours.cut, ours.imgPerSec.toFixed(2), torch.imgPerSec.toFixed(2), `${ratio.toFixed(2)}×`, `≥ ${target.toFixed(1)}×: ${ratio >= target ? 'met' : 'NOT met'}`]);
+    console.error(`${name}: bottleneck ${ours.imgPerSec.toFixed(2)} img/s, torch ${torch.imgPerSec.toFixed(2)} img/s`);
+  }
+  const header = ['model', 'cut (default)', 'bottleneck img/s', `torch ${torchVersion} eager img/s`, 'ratio', 'target'];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const fmt = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;
+  console.log(fmt(header));
+  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
+  for (const r of rows) console.log(fmt(r));
+}
+
+await main();
