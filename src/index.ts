@@ -76,8 +76,8 @@ export async function extract(opts: ExtractOptions): Promise<ExtractSummary> {
     layer: opts.layer,
     pool: opts.pool,
     size: opts.size === undefined ? undefined : String(opts.size),
-    resize: opts.resize ?? 'squash',
-    interpolation: opts.interpolation ?? 'linear',
+    resize: opts.resize,
+    interpolation: opts.interpolation,
     background: (opts.background ?? [255, 255, 255]).join(','),
     float16: opts.float16 ?? false,
   });

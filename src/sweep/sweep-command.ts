@@ -6,12 +6,13 @@
  */
 import path from 'node:path';
 import type { Backbone } from '../backbones/backbone.ts';
-import { cutLabel, type Cut, type CutPool } from '../backbones/cut.ts';
+import { CUT_POOLS, cutLabel, type Cut, type CutPool } from '../backbones/cut.ts';
 import { poolFitting, resolveCuts } from '../backbones/cut-shape.ts';
 import { loadBackbone, ZOO_NAMES } from '../backbones/zoo.ts';
 import type { DeviceChoice, EngineChoice } from '../engines/engine.ts';
 import { loadDataset } from '../extract/dataset.ts';
 import { progressSink } from '../extract/progress-reporter.ts';
+import { inputFit } from '../extract/extract-plan.ts';
 import { DEFAULT_EXTRACT_SETTINGS, runExtract } from '../extract/run-extract.ts';
 import { withHeadOptions } from '../train-head/train-command.ts';
 import { DEFAULT_HEAD_TRAINING, trainHead } from '../train-head/train-head.ts';
@@ -25,7 +26,7 @@ export const sweepCommand = defineCommand(
     withBatching(withEngine(withWeights(withBackbone(withCache(withHeadOptions(y)), ZOO_NAMES))))
       .positional('data', { type: 'string', describe: 'folder or manifest, as for extract (or --data)' })
       .option('layer', { type: 'string', describe: "cuts to compare, comma-separated (default: the backbone's named cuts)" })
-      .option('pool', { choices: ['avg', 'max'] as const, default: 'avg' as const, describe: 'global pooling of spatial cuts' })
+      .option('pool', { choices: CUT_POOLS, default: 'avg' as const, describe: 'pooling of spatial cuts (avg, max); token sequences take cls unless a token pooling is named' })
       .option('epochs', numberOption('epochs', 'passes over the training rows, per head', WHOLE_POSITIVE, 30))
       .option('out', { type: 'string', default: 'sweeps', describe: 'folder for the heads, one per cut' })
       .option('json', { type: 'boolean', default: false }),
@@ -99,6 +100,7 @@ export async function runSweep(cmd: SweepCommand): Promise<SweepResult> {
     cut: cuts[0],
     moreCuts: cuts.slice(1),
     ...DEFAULT_EXTRACT_SETTINGS,
+    ...inputFit(backbone),
     batch: cmd.batch,
     concurrency: cmd.concurrency,
     engine: cmd.engine,
