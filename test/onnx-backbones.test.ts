@@ -15,6 +15,7 @@ import { preprocessInto } from '../src/backbones/preprocess.ts';
 import { decodeImage } from '../src/extract/decode-image.ts';
 import ort from '../src/util/onnxruntime.ts';
 import { runCli } from './helpers/cli.ts';
+import { relativeError } from './helpers/compare.ts';
 import { makeDataset, type MadeImage } from './helpers/make-dataset.ts';
 import { SIDE, tinyCnnOnnx, tinyVitOnnx, toFloat16, writeModel } from './helpers/onnx-models.ts';
 import { codeAt, readRows } from './helpers/read-codes.ts';
@@ -56,13 +57,7 @@ async function reference(modelFile: string, tensors: readonly string[], files: r
 
 function maxRelError(a: ArrayLike<number>, b: ArrayLike<number>): number {
   expect(a.length).toBe(b.length);
-  let err = 0;
-  let scale = 0;
-  for (let i = 0; i < a.length; i++) {
-    err = Math.max(err, Math.abs(a[i] - b[i]));
-    scale = Math.max(scale, Math.abs(b[i]));
-  }
-  return err / scale;
+  return relativeError(a, b);
 }
 
 async function extract(model: string, extra: string[], cache = path.join(tmp, 'cache')): Promise<string> {
@@ -262,12 +257,15 @@ describe('ONNX files as users have them', () => {
     expect(overridden.preprocessing.cropFraction).toBeUndefined();
   });
 
-  it('gives one line, exit 2, for a file that is not ONNX, an unknown tensor, a pooling that does not fit, a fixed size, two inputs', async () => {
+  it('gives one line, exit 2, for a file that is not ONNX, an opset onnxruntime lacks, an unknown tensor, a pooling that does not fit, a fixed size, two inputs, bad flags', async () => {
     const notOnnx = path.join(tmp, 'notes.onnx');
     await writeFile(notOnnx, 'hello');
     const two = onnx.ModelProto.decode(tinyCnnOnnx());
     two.graph!.input!.push(onnx.ValueInfoProto.create({ name: 'mask', type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 1 }] } } } }));
     const twoInputs = await writeModel(path.join(tmp, 'two-inputs.onnx'), onnx.ModelProto.encode(two).finish());
+    const future = onnx.ModelProto.decode(tinyCnnOnnx());
+    future.opsetImport![0].version = 99;
+    const futureOpset = await writeModel(path.join(tmp, 'opset99.onnx'), onnx.ModelProto.encode(future).finish());
     const cases: [string[], RegExp][] = [
       [['--backbone', notOnnx], /notes\.onnx: not an ONNX model/],
       [['--backbone', cnn, '--layer', '/stage2/relu/Relu_outpt_0'], /no tensor '\/stage2\/relu\/Relu_outpt_0'; closest: \/stage2\/relu\/Relu_output_0/],
@@ -276,6 +274,8 @@ describe('ONNX files as users have them', () => {
       [['--backbone', cnn, '--size', '64'], /takes 32×32 images only/],
       [['--backbone', twoInputs], /has 2 inputs \(pixel_values .*, mask \[1\]\); a backbone takes one image input/],
       [['--backbone', 'squeezenet1_1', '--mean', '1,2,3'], /--mean: for ONNX backbones only/],
+      [['--backbone', futureOpset], /opset99\.onnx: onnxruntime cannot load it \(.*opset/i],
+      [['--backbone', cnn, '--mean', '1,2', '--std', '1,1,1'], /--mean 1,2: use three numbers/],
       [['--backbone', path.join(tmp, 'missing.onnx')], /missing\.onnx: no such file/],
     ];
     for (const [args, message] of cases) {

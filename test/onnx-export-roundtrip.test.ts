@@ -15,6 +15,7 @@ import { createOnnxEngine } from '../src/engines/onnx-engine.ts';
 import { createEngine } from '../src/engines/select-engine.ts';
 import { decodeImage } from '../src/extract/decode-image.ts';
 import { runCli } from './helpers/cli.ts';
+import { relativeError } from './helpers/compare.ts';
 import { makeDataset } from './helpers/make-dataset.ts';
 import { hasSharedModels, NEEDS_SHARED_MODELS, SHARED_MODELS } from './helpers/shared.ts';
 
@@ -56,15 +57,9 @@ describe('export --backbone, loaded back as an ONNX backbone', () => {
       const onnxFile = await createEngine({ engine: 'auto', backbone: loaded, cuts: [loaded.defaultCut], device: 'cpu', cacheDir: path.join(tmp, 'cache') });
       const [[a], [b]] = [await reference.run(batch, files.length), await onnxFile.run(batch, files.length)];
       await Promise.all([reference.dispose(), onnxFile.dispose()]);
-      expect(b.length).toBe(a.length);
-      let err = 0;
-      let scale = 0;
-      for (let i = 0; i < a.length; i++) {
-        err = Math.max(err, Math.abs(a[i] - b[i]));
-        scale = Math.max(scale, Math.abs(a[i]));
-      }
-      console.log(`${c.name}: ${a.length / files.length}-d codes, max relative difference ${(err / scale).toExponential(2)}`);
-      expect(err / scale).toBeLessThan(1e-6);
+      const error = relativeError(b, a);
+      console.log(`${c.name}: ${a.length / files.length}-d codes, max relative difference ${error.toExponential(2)}`);
+      expect(error).toBeLessThan(1e-6);
     });
   }
 });

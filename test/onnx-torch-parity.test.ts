@@ -17,6 +17,7 @@ import { preprocessInto } from '../src/backbones/preprocess.ts';
 import { createEngine } from '../src/engines/select-engine.ts';
 import { decodeImage } from '../src/extract/decode-image.ts';
 import { parseJson } from '../src/util/json-file.ts';
+import { relativeError } from './helpers/compare.ts';
 import { hasSharedDatasets, NEEDS_SHARED_DATASETS, REPO_ROOT, SHARED_DATASETS } from './helpers/shared.ts';
 
 const HERE = path.join(REPO_ROOT, 'test', 'reference', 'onnx-backbones');
@@ -83,15 +84,9 @@ describe('ONNX backbones match PyTorch at their cuts', () => {
         const codes = await engine.run(toNhwc(await floats('inputs.f32')), N);
         for (const [i, cut] of model.cuts.entries()) {
           const ref = asCodes(await floats(cut.file), cut.shape, cut.layout);
-          expect(codes[i].length, cut.label).toBe(ref.length);
-          let err = 0;
-          let scale = 0;
-          for (let k = 0; k < ref.length; k++) {
-            err = Math.max(err, Math.abs(codes[i][k] - ref[k]));
-            scale = Math.max(scale, Math.abs(ref[k]));
-          }
-          console.log(`${model.name} ${cut.label} (${cut.tensor}): relative error ${(err / scale).toExponential(2)}`);
-          expect(err / scale, cut.label).toBeLessThan(1e-4);
+          const error = relativeError(codes[i], ref);
+          console.log(`${model.name} ${cut.label} (${cut.tensor}): relative error ${error.toExponential(2)}`);
+          expect(error, cut.label).toBeLessThan(1e-4);
         }
       } finally {
         await engine.dispose();

@@ -1,7 +1,12 @@
 """PyTorch reference for bench/extract: VGG16 conv base over a folder of images.
 
-  /usr/bin/python3 bench/reference/torch_extract.py DIR [--batch 8] [--threads 2] [--workers 1]
-                                                     [--limit N] [--forward-runs 3] [--json]
+  /work/venv-torch/bin/python bench/reference/torch_extract.py DIR [--batch 8] [--threads 2] [--workers 1]
+      [--limit N] [--forward-runs 3] [--config eager|channels_last|compile|bf16] [--json]
+
+--config: PyTorch 2.x on a CPU at its best. eager: plain fp32; channels_last: fp32 with NHWC memory
+format (oneDNN's preferred layout); compile: channels_last + torch.compile (inductor; compiled
+before timing); bf16: channels_last + torch.autocast(bfloat16), which oneDNN runs on AVX512-BF16 or
+AMX where the CPU has them.
 
 Decodes with PIL in a DataLoader (squash-resize to 224x224 bilinear, RGB->BGR, minus the Keras/Caffe
 VGG mean), runs torchvision's vgg16(weights=None).features (random weights: the cost does not depend
@@ -57,6 +62,7 @@ def main() -> None:
     ap.add_argument('--workers', type=int, default=1)
     ap.add_argument('--limit', type=int, default=0, help='use only the first N images (sorted paths)')
     ap.add_argument('--forward-runs', type=int, default=3, help='timed runs of the bare forward pass')
+    ap.add_argument('--config', choices=['eager', 'channels_last', 'compile', 'bf16'], default='eager')
     ap.add_argument('--json', action='store_true')
     args = ap.parse_args()
 
@@ -66,14 +72,23 @@ def main() -> None:
     if not files:
         sys.exit(f'no .jpg/.jpeg/.png under {args.dir}')
     model = torchvision.models.vgg16(weights=None).features.eval()
+    nhwc = args.config != 'eager'
+    if nhwc:
+        model = model.to(memory_format=torch.channels_last)
+    if args.config == 'compile':
+        model = torch.compile(model)
+    fmt = (lambda t: t.to(memory_format=torch.channels_last)) if nhwc else (lambda t: t)
+    autocast = torch.autocast('cpu', dtype=torch.bfloat16) if args.config == 'bf16' else torch.autocast('cpu', enabled=False)
+    run = lambda t: model(fmt(t))
 
-    with torch.inference_mode():
-        # Bare forward pass: one warm-up, then --forward-runs timed runs on a fixed random batch.
+    with torch.inference_mode(), autocast:
+        # Bare forward pass: warm-up (compilation, for --config compile), then --forward-runs timed runs on a fixed random batch.
         x = torch.randn(args.batch, 3, SIZE, SIZE) * 60
-        model(x)
+        run(x)
+        run(x)
         t0 = time.perf_counter()
         for _ in range(args.forward_runs):
-            model(x)
+            run(x)
         forward_ips = args.forward_runs * args.batch / (time.perf_counter() - t0)
 
         # End to end: decode (in --workers processes) + forward over the whole set.
@@ -81,7 +96,7 @@ def main() -> None:
         n, out_shape = 0, None
         t0 = time.perf_counter()
         for batch in loader:
-            out_shape = tuple(model(batch).shape[1:])
+            out_shape = tuple(run(batch).shape[1:])
             n += batch.shape[0]
         seconds = time.perf_counter() - t0
 
@@ -97,6 +112,8 @@ def main() -> None:
         'workers': args.workers,
         'code_shape': out_shape,
         'torch_version': torch.__version__,
+        'config': args.config,
+        'cpu_capability': torch.backends.cpu.get_cpu_capability(),
         'blas': blas_in_use(),
     }
     if args.json:

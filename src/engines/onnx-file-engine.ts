@@ -17,7 +17,7 @@ import type { EngineOptions, FeatureEngine } from './engine.ts';
 import { startOnnxSession } from './onnx-session.ts';
 
 /** Bumped whenever rewriteForCuts changes what it writes, so stale cached models are not reused. */
-const REWRITE_FORMAT = 1;
+const REWRITE_FORMAT = 2;
 
 export interface OnnxFileEngineOptions extends EngineOptions {
   readonly backbone: OnnxBackbone;

@@ -12,7 +12,7 @@ import type { OnnxBackboneOptions } from '../backbones/onnx-file/onnx-backbone.t
 import { isOnnxTarget } from '../backbones/onnx-file/onnx-model-file.ts';
 import { loadBackbone, ZOO_NAMES } from '../backbones/zoo.ts';
 import { cacheKey, INTERPOLATIONS, RESIZE_MODES, type CodeDtype, type Interpolation, type ResizeMode } from '../cache/code-spec.ts';
-import { withBackbone, withWeights } from '../util/cli-options.ts';
+import { checkNumber, optionalNumber, withBackbone, withWeights } from '../util/cli-options.ts';
 import { UsageError } from '../util/errors.ts';
 import { codeSpecFor } from './extract-targets.ts';
 import { parseSize } from '../util/size-flag.ts';
@@ -62,7 +62,7 @@ export function withExtractSettings<T>(y: Argv<T>) {
     .option('float16', { type: 'boolean', default: false, describe: 'store codes as float16 (half the disk)' })
     .option('mean', { type: 'string', describe: 'ONNX backbones: per-channel mean R,G,B, in --scale units (default: preprocessor_config.json, else ImageNet)' })
     .option('std', { type: 'string', describe: 'ONNX backbones: per-channel std R,G,B, in --scale units' })
-    .option('scale', { type: 'number', describe: 'ONNX backbones: pixels (0..255) are multiplied by this before --mean and --std, e.g. 0.00392156862745098 for 1/255 (default 1)' })
+    .option('scale', optionalNumber('scale', 'ONNX backbones: pixels (0..255) are multiplied by this before --mean and --std, e.g. 0.00392156862745098 for 1/255 (default 1)', { min: 0, minExclusive: true }))
     .option('channels', { choices: ['rgb', 'bgr'] as const, describe: 'ONNX backbones: channel order the model expects' })
     .option('layout', { choices: ['nchw', 'nhwc'] as const, describe: "ONNX backbones: the model input's layout, where its shape does not tell" })
     .option('feature-layout', { choices: FEATURE_LAYOUTS, describe: "ONNX backbones: how the cut tensor's axes are read, over the detected layout" });
@@ -97,8 +97,7 @@ export function inputFit(backbone: Backbone, flags: Pick<ExtractSettingsFlags, '
 }
 
 function onnxOptions(flags: ExtractSettingsFlags, size: Pair | undefined): OnnxBackboneOptions {
-  const scale = flags.scale ?? 1;
-  if (!(scale > 0) || !Number.isFinite(scale)) throw new UsageError(`--scale ${flags.scale}: use a positive number, e.g. 0.00392156862745098 (1/255)`);
+  const scale = flags.scale === undefined ? 1 : checkNumber('scale', flags.scale, { min: 0, minExclusive: true });
   const unscaled = (flag: string, s: string | undefined) => {
     if (s === undefined) return undefined;
     const v = parseTriple(flag, s);

@@ -94,14 +94,13 @@ interface ExportSource {
 
 export async function runExport(cmd: ExportCommand): Promise<{ files: string[] }> {
   const source = await exportSource(cmd);
-  const written = (staging: string) => writeModel(cmd.format, source, staging);
   await assertReplaceable(cmd.out);
   const out = path.resolve(cmd.out);
   let names: string[] = [];
   // Written whole into a staging folder, loaded back and run once, and only then in place: a
   // refused or failed export leaves the old folder (or none) as it was.
   await replaceFolder(out, async (staging) => {
-    const model = await written(staging);
+    const model = await writeModel(cmd.format, source, staging);
     await checkExport(cmd.format, model, source);
     const prepFile = path.join(staging, 'preprocessing.json');
     await writeFileAtomic(prepFile, `${JSON.stringify(preprocessingFor(source, model), null, 2)}\n`);
@@ -218,7 +217,9 @@ async function writeEmbeddingOnnx(backbone: GraphBackbone, spec: CodeSpec, out: 
 }
 
 async function writeOnnxFileExport(backbone: OnnxBackbone, spec: CodeSpec, head: Head | null, out: string): Promise<Written> {
-  const output = head ? EXPORTED_OUTPUT : EMBEDDING_OUTPUT;
+  const wanted = head ? EXPORTED_OUTPUT : EMBEDDING_OUTPUT;
+  // An export of an export has a tensor of that name already.
+  const output = backbone.model.tensors.has(wanted) ? `${wanted}_2` : wanted;
   const files = await exportOnnxFile(backbone, settingsOfSpec(spec).cut, head ? denseLayersOf(head) : [], output, out);
   return { files, model: files[0], input: feedName(backbone.model.input), output };
 }

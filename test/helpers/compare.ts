@@ -2,7 +2,7 @@
  * Relative error between two code arrays: the largest absolute difference, over the largest
  * magnitude of the reference. Element-wise relative error is meaningless next to ReLU zeros.
  */
-export function relativeError(actual: Float32Array, expected: Float32Array): number {
+export function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
   if (actual.length !== expected.length) throw new Error(`length ${actual.length} vs ${expected.length}`);
   let diff = 0;
   let scale = 0;

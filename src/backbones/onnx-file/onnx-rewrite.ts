@@ -51,7 +51,8 @@ export function feedName(input: ImageInput): string {
 }
 
 const needsConversion = (input: ImageInput) => input.layout === 'nchw' || input.elemType === 'float16';
-export const codeOutput = (i: number): string => `code${i}`;
+// Prefixed: a user's graph may well have a tensor named code0.
+export const codeOutput = (i: number): string => `bottleneck_code${i}`;
 
 export function decodeModel(bytes: Uint8Array, file: string): proto.ModelProto {
   let model: proto.ModelProto;
