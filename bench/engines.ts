@@ -11,11 +11,16 @@
  * use their real weights from ../shared/models when present.
  *
  *   npm run bench:engines -- --backbones resnet50,inception_v3,../shared/models/teachable-machine/model.json
+ *   npm run bench:engines -- --backbones fixtures/generated/onnx-backbones/resnet50.onnx   # ONNX files (onnx engine only)
+ *
+ * bench:onnx-backbones sets ONNX files beside PyTorch eager on the same machine.
  */
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import type { GraphBackbone } from '../src/backbones/backbone.ts';
+import type { Backbone, GraphBackbone } from '../src/backbones/backbone.ts';
+import { loadOnnxBackbone } from '../src/backbones/onnx-file/onnx-backbone.ts';
+import { createEngine } from '../src/engines/select-engine.ts';
 import { cutLabel, type Cut } from '../src/backbones/cut.ts';
 import { loadGraphBackbone } from '../src/backbones/zoo.ts';
 import { seededWeights } from '../src/backbones/zoo/random-weights.ts';
@@ -39,7 +44,11 @@ const { values: args } = parseArgs({
 const SIZE = [224, 224] as const;
 const SHARED_MODELS = path.resolve(import.meta.dirname, '..', '..', 'shared', 'models');
 
-async function benchBackbone(name: string): Promise<{ backbone: GraphBackbone; cut: Cut } | undefined> {
+async function benchBackbone(name: string): Promise<{ backbone: Backbone; cut: Cut } | undefined> {
+  if (name.endsWith('.onnx')) {
+    const backbone = await loadOnnxBackbone(name);
+    return { backbone, cut: backbone.defaultCut };
+  }
   if (name === 'vgg16') {
     const graph = vgg16Graph();
     const backbone: GraphBackbone = {
@@ -78,6 +87,13 @@ async function benchBackbone(name: string): Promise<{ backbone: GraphBackbone; c
   }
 }
 
+type BenchEngineOptions = { readonly cuts: readonly Cut[]; readonly inputSize: readonly [number, number]; readonly device: 'auto'; readonly cacheDir: string };
+
+function openEngine(engineName: EngineName, backbone: Backbone, opts: BenchEngineOptions): Promise<FeatureEngine> {
+  if (backbone.kind === 'onnx') return createEngine({ ...opts, engine: 'onnx', backbone });
+  return engineName === 'onnx' ? createOnnxEngine({ ...opts, backbone }) : createTfjsEngine({ ...opts, backbone });
+}
+
 async function timeEngine(engine: FeatureEngine, batch: number, seconds: number): Promise<{ imgPerSec: number; msPerBatch: number; runs: number }> {
   const [h, w] = engine.inputSize;
   const input = new Float32Array(batch * h * w * 3);
@@ -110,10 +126,10 @@ async function main(): Promise<void> {
   for (const name of args.backbones!.split(',').map((n) => (n.endsWith('.json') ? path.resolve(n) : n))) {
     const spec = await benchBackbone(name);
     if (!spec) continue;
-    for (const engineName of args.engines!.split(',') as EngineName[]) {
-      const create = engineName === 'onnx' ? createOnnxEngine : createTfjsEngine;
-      const engine = await create({
-        backbone: spec.backbone,
+    const { backbone } = spec;
+    // An ONNX file runs on onnxruntime only.
+    for (const engineName of (backbone.kind === 'onnx' ? ['onnx'] : args.engines!.split(',')) as EngineName[]) {
+      const engine = await openEngine(engineName, backbone, {
         cuts: [spec.cut],
         inputSize: spec.backbone.preprocessing.size,
         device: 'auto',
@@ -122,7 +138,7 @@ async function main(): Promise<void> {
       const batches = (engineName === 'tfjs' ? args['tfjs-batches']! : args.batches!).split(',').map(Number);
       for (const batch of batches) {
         const r = await timeEngine(engine, batch, seconds);
-        const row = { backbone: name.endsWith('.json') ? path.basename(path.dirname(name)) : name, cut: cutLabel(spec.cut), engine: `${engine.name}/${engine.provider}`, batch, ...r };
+        const row = { backbone: name.endsWith('.json') ? path.basename(path.dirname(name)) : name.endsWith('.onnx') ? path.basename(name) : name, cut: cutLabel(spec.cut), engine: `${engine.name}/${engine.provider}`, batch, ...r };
         rows.push(row);
         console.error(`${row.backbone} ${row.engine} batch ${batch}: ${r.imgPerSec.toFixed(2)} img/s`);
       }
