@@ -257,6 +257,26 @@ describe('ONNX files as users have them', () => {
     expect(overridden.preprocessing.cropFraction).toBeUndefined();
   });
 
+  it('the probe runs once per model and size: later loads read it back, a damaged record is probed again', async () => {
+    const dir = path.join(tmp, 'probes');
+    const before = process.env.BOTTLENECK_PROBE_CACHE;
+    process.env.BOTTLENECK_PROBE_CACHE = dir;
+    try {
+      const first = await loadOnnxBackbone(vit);
+      const [record] = await readdir(dir);
+      expect(record).toMatch(new RegExp(`^${first.weightsId.slice(0, 32)}-32x32-nchw\\.json$`));
+      const again = await loadOnnxBackbone(vit);
+      expect([...again.model.tensors.values()]).toEqual([...first.model.tensors.values()]);
+      await writeFile(path.join(dir, record), '{"format": 1, "tensors": "no"}');
+      const reprobed = await loadOnnxBackbone(vit);
+      expect(reprobed.defaultCut).toEqual(first.defaultCut);
+      expect(JSON.parse(await readFile(path.join(dir, record), 'utf8'))).toMatchObject({ format: 1, dynamicBatch: true });
+    } finally {
+      if (before === undefined) delete process.env.BOTTLENECK_PROBE_CACHE;
+      else process.env.BOTTLENECK_PROBE_CACHE = before;
+    }
+  });
+
   it('gives one line, exit 2, for a file that is not ONNX, an opset onnxruntime lacks, an unknown tensor, a pooling that does not fit, a fixed size, two inputs, bad flags', async () => {
     const notOnnx = path.join(tmp, 'notes.onnx');
     await writeFile(notOnnx, 'hello');

@@ -3,7 +3,8 @@
  * every float tensor its graph computes, with the shape and layout each has for one image at
  * the chosen input size. Those are learnt by running the model once, on two blank images, with
  * every tensor as an output (onnxruntime's own shape inference is not exposed to JavaScript,
- * and running it is the only check that the file works at that size anyway).
+ * and running it is the only check that the file works at that size anyway), once per model
+ * and size (probe-cache.ts).
  */
 import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
@@ -18,6 +19,7 @@ import { closestNames } from '../../util/closest-names.ts';
 import ort from '../../util/onnxruntime.ts';
 import { writeFileAtomic } from '../../util/atomic-file.ts';
 import type { Pair } from '../layer-graph.ts';
+import { cachedProbe } from './probe-cache.ts';
 import { decodeModel, feedName, imageInput, producedTensors, rewriteForProbe, type ImageInput, type TensorLayout } from './onnx-rewrite.ts';
 
 const { onnx } = onnxProto;
@@ -131,10 +133,11 @@ export async function openOnnxModel(target: string, opts: ProbeOptions = {}): Pr
     throw new UsageError(`${file}: the model takes ${found.size.join('×')} images only (its input fixes the size), not --size ${size.join('x')}`);
   }
   const input = { ...found, size };
-  const { tensors, dynamicBatch } = await probeTensors(modelProto, input, size, { file, dataFiles });
+  const weightsId = await onnxWeightsId(file, dataFiles);
+  const { tensors, dynamicBatch } = await cachedProbe(weightsId, size, input.layout, () => probeTensors(modelProto, input, size, { file, dataFiles }));
   const graphOutputs = (modelProto.graph!.output ?? []).map((o) => o.name!).filter((n) => tensors.has(n));
   const model: OnnxModel = { file, dataFiles, input, size, tensors, graphOutputs, dynamicBatch, classifier: findClassifier(modelProto, tensors) };
-  return { model, proto: modelProto, weightsId: await onnxWeightsId(file, dataFiles) };
+  return { model, proto: modelProto, weightsId };
 }
 
 async function probeTensors(
