@@ -7,9 +7,8 @@
 import type { OnnxBackbone, Preprocessing } from '../backbone.ts';
 import type { Cut } from '../cut.ts';
 import type { Pair } from '../layer-graph.ts';
-import { openOnnxModel, type OnnxModel } from './onnx-model-file.ts';
+import { openOnnxModel, resolveModelFile, type OnnxModel } from './onnx-model-file.ts';
 import { readPreprocessing } from './onnx-preprocessing.ts';
-import { resolveModelFile } from './onnx-model-file.ts';
 
 export interface OnnxBackboneOptions {
   /** Network input [height, width]; the model's own where it fixes one. */

@@ -14,6 +14,7 @@ import onnxProto from 'onnx-proto';
 import type { onnx as proto } from 'onnx-proto';
 import { UserError } from '../../util/errors.ts';
 import { attr } from '../../util/onnx-graph.ts';
+import type { CutPool } from '../cut.ts';
 
 const { onnx } = onnxProto;
 const FLOAT = onnx.TensorProto.DataType.FLOAT;
@@ -21,7 +22,6 @@ const FLOAT16 = onnx.TensorProto.DataType.FLOAT16;
 const INT64 = onnx.TensorProto.DataType.INT64;
 
 export type TensorLayout = 'nchw' | 'nhwc' | 'tokens' | 'vector' | 'other';
-export type OnnxPool = 'avg' | 'max' | 'cls' | 'mean' | 'mean-patch';
 
 /** The one image input of a model, as found in its graph. */
 export interface ImageInput {
@@ -35,7 +35,7 @@ export interface ImageInput {
 export interface CutRequest {
   readonly tensor: string;
   readonly layout: TensorLayout;
-  readonly pool: OnnxPool | null;
+  readonly pool: CutPool | null;
   /** Whether the tensor is float16 (cast to float32 first). */
   readonly float16: boolean;
 }
