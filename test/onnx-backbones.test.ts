@@ -165,6 +165,15 @@ describe('the whole recipe on ONNX backbones', () => {
     });
   }
 
+  it("predict --imagenet runs the model's own classifier, softmaxing its logits", async () => {
+    const r = await runCli(['predict', '--backbone', cnn, '--imagenet', images[0].file, '--json', '--top-k', '10', '--cache', path.join(tmp, 'cache-own')]);
+    expect(r.code, r.stderr).toBe(0);
+    const top = (JSON.parse(r.stdout) as { top: { probability: number }[] }).top;
+    expect(top).toHaveLength(10);
+    expect(top.reduce((s, t) => s + t.probability, 0)).toBeCloseTo(1, 5);
+    expect(top.every((t) => t.probability > 0 && t.probability < 1)).toBe(true);
+  });
+
   it('refuses, in one line, what needs a layer graph: fine-tune, --engine tfjs, export --format tfjs', async () => {
     const head = path.join(tmp, 'head-refusals');
     await extract(cnn, [], path.join(tmp, 'cache-refusals'));
