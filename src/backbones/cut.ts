@@ -36,7 +36,7 @@ export function codeShape(plan: GraphPlan, cut: Cut): Shape {
   if (!shape) throw new Error(`cut '${cut.layer}' is not part of this plan`);
   if (!cut.pool) return shape;
   if (shape.length !== 3) throw new UsageError(`cannot --pool ${cut.pool} at '${cut.layer}': it is already a vector of ${shape[0]}`);
-  if (!SPATIAL_POOLS.includes(cut.pool)) throw new UsageError(`--pool ${cut.pool} is for token sequences (ViT); '${cut.layer}' is a spatial map: use avg or max`);
+  spatialPool(cut.pool, cut.layer);
   return [shape[2]];
 }
 

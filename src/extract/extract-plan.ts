@@ -115,7 +115,7 @@ function refuseOnnxOnlyFlags(flags: ExtractSettingsFlags): void {
   const given = (['mean', 'std', 'scale', 'channels', 'layout', 'featureLayout'] as const).filter((f) => flags[f] !== undefined);
   if (given.length > 0) {
     const names = given.map((f) => `--${f.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ');
-    throw new UsageError(`${names}: for ONNX backbones only; ${flags.backbone} has its own preprocessing`);
+    throw new UsageError(`${names}: for ONNX backbones only; ${flags.backbone} is not an ONNX file, and its preprocessing and layouts are known`);
   }
 }
 

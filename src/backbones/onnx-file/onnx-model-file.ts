@@ -184,9 +184,10 @@ function describeTensors(modelProto: proto.IModelProto, input: ImageInput, resul
   const tensors = new Map<string, TensorInfo>();
   for (const { name, op } of producedTensors(modelProto)) {
     const t = result[name];
-    if (!t || (t.type !== 'float32' && t.type !== 'float16') || t.dims.length < 2 || t.dims[0] !== batch) continue;
+    if (!t) continue;
+    const perImage = (t.type === 'float32' || t.type === 'float16') && t.dims.length >= 2 && t.dims[0] === batch;
     const dims = t.dims.slice(1);
-    tensors.set(name, { name, op, dims, float16: t.type === 'float16', layout: layoutOf(dims, input.layout) });
+    if (perImage) tensors.set(name, { name, op, dims, float16: t.type === 'float16', layout: layoutOf(dims, input.layout) });
     t.dispose?.();
   }
   return tensors;

@@ -199,7 +199,7 @@ function frontNodes(input: ImageInput): proto.INodeProto[] {
   return steps;
 }
 
-/** The nodes that turn one cut's tensor into its code, [batch, D] float32. */
+/** The nodes that turn one cut's tensor into its code, [batch, D] float32; resolveCuts has checked the pooling fits. */
 function emitCode(cut: CutRequest, out: string, nodes: proto.INodeProto[], inits: proto.ITensorProto[]): void {
   let x = cut.tensor;
   const step = (opType: string, inputs: string[], attribute: proto.IAttributeProto[] = [], name = `${out}__${nodes.length}`) => {
@@ -217,8 +217,6 @@ function emitCode(cut: CutRequest, out: string, nodes: proto.INodeProto[], inits
     if (pool === 'avg' || pool === 'max') {
       if (layout === 'nhwc') step('Transpose', [], [attr.ints('perm', [0, 3, 1, 2])]);
       step(pool === 'avg' ? 'GlobalAveragePool' : 'GlobalMaxPool', []);
-    } else if (pool) {
-      throw new UserError(`--pool ${pool} is for token sequences; '${cut.tensor}' is a spatial map (use avg or max)`);
     } else if (layout === 'nchw') {
       // Codes are flattened in H, W, C order, as Keras' Flatten and every other backbone here.
       step('Transpose', [], [attr.ints('perm', [0, 2, 3, 1])]);
@@ -233,11 +231,7 @@ function emitCode(cut: CutRequest, out: string, nodes: proto.INodeProto[], inits
       // [N, T, D] → [N, D, T]: GlobalAveragePool averages the last axis, in any opset.
       step('Transpose', [], [attr.ints('perm', [0, 2, 1])]);
       step('GlobalAveragePool', []);
-    } else if (pool) {
-      throw new UserError(`--pool ${pool} is for spatial maps; '${cut.tensor}' is a token sequence (use cls, mean or mean-patch)`);
     }
-  } else if (pool) {
-    throw new UserError(`cannot --pool ${pool} at '${cut.tensor}': it is already a vector`);
   }
   step('Flatten', [], [attr.int('axis', 1)], out);
 }
