@@ -2,10 +2,14 @@
 import type { Backbone, GraphBackbone } from '../backbones/backbone.ts';
 import type { Cut } from '../backbones/cut.ts';
 import type { Pair } from '../backbones/layer-graph.ts';
+import type { CalibrationSource } from './quantize/calibration.ts';
 
 export type EngineName = 'onnx' | 'tfjs';
 export type EngineChoice = EngineName | 'auto';
 export type DeviceChoice = 'auto' | 'cpu' | 'gpu';
+/** fp32, or int8 with Q/DQ pairs (quantize/): different codes, so part of the code spec. */
+export type Precision = 'fp32' | 'int8';
+export const PRECISIONS = ['fp32', 'int8'] as const satisfies readonly Precision[];
 
 export interface EngineOptions {
   readonly backbone: Backbone;
@@ -17,6 +21,10 @@ export interface EngineOptions {
   readonly cacheDir: string;
   /** Threads for CPU execution; defaults to the number of cores. */
   readonly threads?: number;
+  /** Default fp32. int8 needs `calibration`. */
+  readonly precision?: Precision;
+  /** The sample an int8 model is calibrated on, and the key its ranges are kept under. */
+  readonly calibration?: CalibrationSource;
 }
 
 /** What the layer-graph engines (onnx-engine.ts, tfjs-engine.ts) take. */

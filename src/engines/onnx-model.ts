@@ -9,7 +9,8 @@ import { biasName, weightName, type Activation, type Pads } from '../backbones/l
 import type { WeightMap } from '../backbones/weights.ts';
 import { winogradConv, winogradEligible, winogradPays, type WinogradOptions } from './onnx-winograd.ts';
 import { product } from '../util/numbers.ts';
-import { attr, encodeModel, OnnxGraph, valueInfo } from '../util/onnx-graph.ts';
+import type { onnx as proto } from 'onnx-proto';
+import { attr, encodeProto, modelProto, OnnxGraph, valueInfo } from '../util/onnx-graph.ts';
 
 export const ONNX_INPUT = 'images';
 export const onnxOutputName = (i: number): string => `code${i}`;
@@ -39,7 +40,11 @@ interface Value {
   readonly cnhw?: boolean;
 }
 
-export function buildOnnxModel({ plan, cuts, weights, convAlgorithm = 'direct', winograd = {}, outputNames }: OnnxModelSpec): Uint8Array {
+export function buildOnnxModel(spec: OnnxModelSpec): Uint8Array {
+  return encodeProto(buildOnnxProto(spec));
+}
+
+export function buildOnnxProto({ plan, cuts, weights, convAlgorithm = 'direct', winograd = {}, outputNames }: OnnxModelSpec): proto.IModelProto {
   const g = new OnnxGraph();
   // Which ONNX value holds each plan node's output, and whether it is still a 4-D map: NCHW, or
   // channel-major CNHW as Winograd convs leave it, which the next one reads without a transpose.
@@ -228,7 +233,7 @@ export function buildOnnxModel({ plan, cuts, weights, convAlgorithm = 'direct', 
   });
 
   const [h, w] = plan.inputSize;
-  return encodeModel(g, plan.graph.name, [valueInfo(ONNX_INPUT, ['batch', h, w, plan.inputChannels])], outputs);
+  return modelProto(g, plan.graph.name, [valueInfo(ONNX_INPUT, ['batch', h, w, plan.inputChannels])], outputs);
 }
 
 

@@ -31,7 +31,8 @@ export const attr = {
 };
 
 interface Shared {
-  counter: number;
+  /** Per base name, so that a value's name does not depend on what else the graph holds (calibrated ranges are kept by name). */
+  readonly counters: Map<string, number>;
   readonly initializers: proto.ITensorProto[];
   readonly constants: Map<string, string>;
 }
@@ -41,7 +42,7 @@ export class OnnxGraph {
   private readonly shared: Shared;
 
   constructor(shared?: Shared) {
-    this.shared = shared ?? { counter: 0, initializers: [], constants: new Map() };
+    this.shared = shared ?? { counters: new Map(), initializers: [], constants: new Map() };
   }
 
   get initializers(): readonly proto.ITensorProto[] {
@@ -54,7 +55,9 @@ export class OnnxGraph {
   }
 
   fresh(base: string): string {
-    return `${base}__${this.shared.counter++}`;
+    const n = this.shared.counters.get(base) ?? 0;
+    this.shared.counters.set(base, n + 1);
+    return `${base}__${n}`;
   }
 
   node(opType: string, inputs: readonly string[], outputs: readonly string[], attribute: Attr[] = []): void {
@@ -109,13 +112,21 @@ export function valueInfo(name: string, dims: readonly (number | string)[], elem
   };
 }
 
-/** The model file's bytes. */
-export function encodeModel(g: OnnxGraph, name: string, input: proto.IValueInfoProto[], output: proto.IValueInfoProto[]): Uint8Array {
-  const model: proto.IModelProto = {
+/** The model, before encoding (for passes over it, such as int8 quantisation). */
+export function modelProto(g: OnnxGraph, name: string, input: proto.IValueInfoProto[], output: proto.IValueInfoProto[]): proto.IModelProto {
+  return {
     irVersion: 8,
     opsetImport: [{ domain: '', version: OPSET }],
     producerName: 'bottleneck',
     graph: { name, node: g.nodes, initializer: [...g.initializers], input, output },
   };
+}
+
+/** The model file's bytes. */
+export function encodeModel(g: OnnxGraph, name: string, input: proto.IValueInfoProto[], output: proto.IValueInfoProto[]): Uint8Array {
+  return encodeProto(modelProto(g, name, input, output));
+}
+
+export function encodeProto(model: proto.IModelProto): Uint8Array {
   return onnx.ModelProto.encode(model).finish();
 }

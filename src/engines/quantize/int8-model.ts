@@ -1,0 +1,70 @@
+/**
+ * From a float32 backbone model to its int8 twin: plan the Q/DQ pairs, calibrate the tensors
+ * they need (once per calibration key, see calibration.ts), and write them in. Both ONNX engines
+ * (the layer graphs' and users' files') quantise here.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import onnxProto from 'onnx-proto';
+import type { onnx as proto } from 'onnx-proto';
+import { UserError } from '../../util/errors.ts';
+import { calibrated, type Calibration, type CalibrationSource } from './calibration.ts';
+import { applyQdq, planQdq, type FloatReader } from './qdq-rewrite.ts';
+
+const { onnx } = onnxProto;
+
+/** Bumped whenever the Q/DQ layout changes, so stale cached int8 models are not reused. */
+export const QDQ_FORMAT = 1;
+
+/** Per-axis DequantizeLinear (per-channel weights) came with opset 13. */
+const MIN_OPSET = 13;
+
+export interface Int8Model {
+  readonly model: proto.IModelProto;
+  readonly calibration: Calibration;
+  /** Tensors whose ranges this call measured (0 when the stored calibration had them all). */
+  readonly measured: number;
+  /** Weighted ops (Conv, Gemm, MatMul) now int8, and all of them. */
+  readonly quantized: number;
+}
+
+export async function quantizeModel(opts: {
+  readonly fp32: proto.IModelProto;
+  /** The graph's image input. */
+  readonly input: string;
+  readonly cacheDir: string;
+  readonly source: CalibrationSource;
+  /** Where external data lives (a user's file), if any. */
+  readonly modelDir?: string;
+  readonly threads?: number;
+  /** Names the model in errors. */
+  readonly label: string;
+}): Promise<Int8Model> {
+  const opset = Number((opts.fp32.opsetImport ?? []).find((o) => !o.domain)?.version ?? 0);
+  if (opset < MIN_OPSET) throw new UserError(`${opts.label}: --precision int8 needs ONNX opset ${MIN_OPSET} or newer (per-channel weights); this model declares opset ${opset}`);
+  const plan = planQdq(opts.fp32.graph!);
+  const quantized = plan.actions.filter((a) => a.kind === 'weighted').length;
+  if (quantized === 0) throw new UserError(`${opts.label}: --precision int8 found no Conv, Gemm or MatMul with float32 weights to quantise`);
+  const { calibration, measured } = await calibrated({ cacheDir: opts.cacheDir, source: opts.source, model: opts.fp32, input: opts.input, tensors: plan.calibrate, threads: opts.threads });
+  const ranges = new Map(Object.entries(calibration.ranges));
+  return { model: applyQdq(opts.fp32, plan, ranges, floatReader(opts.modelDir)), calibration, measured, quantized };
+}
+
+/** A float32 initializer's values: raw little-endian bytes, float_data, or external data beside the model. */
+export function floatReader(modelDir?: string): FloatReader {
+  const files = new Map<string, Buffer>();
+  return (t) => {
+    if (t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) {
+      const entry = (key: string) => (t.externalData ?? []).find((e) => e.key === key)?.value;
+      if (!modelDir) throw new Error(`tensor '${t.name}' is in external data, and no model folder was given`);
+      const location = path.join(modelDir, entry('location')!);
+      const bytes = files.get(location) ?? readFileSync(location);
+      files.set(location, bytes);
+      const offset = Number(entry('offset') ?? 0);
+      const length = Number(entry('length') ?? bytes.length - offset);
+      return new Float32Array(bytes.buffer.slice(bytes.byteOffset + offset, bytes.byteOffset + offset + length));
+    }
+    if (t.rawData && t.rawData.length > 0) return new Float32Array(t.rawData.slice().buffer);
+    return Float32Array.from(t.floatData ?? []);
+  };
+}

@@ -1,0 +1,236 @@
+/**
+ * Static int8 quantisation of a float32 ONNX model, written as QuantizeLinear/DequantizeLinear
+ * (QDQ) pairs around the ops onnxruntime fuses into int8 kernels (QLinearConv, QGemm,
+ * QLinearMatMul, QLinearAdd, QLinearConcat, QLinearAveragePool, int8 MaxPool):
+ *   - weights of Conv, Gemm and MatMul: int8, per output channel, symmetric; biases int32 at
+ *     the input scale × the weight scale, as the int8 kernels accumulate;
+ *   - activations: uint8, asymmetric, from calibrated ranges; a Relu after a weighted op is
+ *     absorbed by the Q that follows it (its range starts at 0, so Q saturates what Relu cut);
+ *   - MaxPool, Flatten, Reshape, Transpose, Squeeze and Unsqueeze keep their input's scale, so
+ *     they run on the int8 values unchanged;
+ *   - everything else (LRN, Softmax, LayerNorm, GELU …) stays float32 between a DQ and a Q.
+ * onnxruntime's own Python quantiser writes the same pattern; it is not usable from Node, and
+ * the layout of this one is what ORT's QDQ fusions need, no more.
+ *
+ * Two steps: planQdq finds which tensors need a calibrated range (and how each node is treated),
+ * applyQdq writes the quantised model once the ranges are known.
+ */
+import onnxProto from 'onnx-proto';
+import type { onnx as proto } from 'onnx-proto';
+import { activationParams, quantizeBias, quantizeWeights, type ActivationParams, type Range } from './int8-math.ts';
+
+const { onnx } = onnxProto;
+const T = onnx.TensorProto.DataType;
+
+/** Ops that compute on int8 values with their input's scale (ORT drops the Q/DQ around them). */
+const SAME_SCALE = new Set(['MaxPool', 'Flatten', 'Reshape', 'Transpose', 'Squeeze', 'Unsqueeze']);
+/** Ops with int8 kernels of their own, given every activation input quantised and an output range. */
+const OWN_SCALE = new Set(['Add', 'Concat', 'AveragePool', 'GlobalAveragePool']);
+
+/** How one node is quantised. */
+export type QdqAction =
+  | { readonly kind: 'weighted'; readonly node: number; readonly axis: number; readonly quantized: string; readonly relu?: number }
+  | { readonly kind: 'same-scale'; readonly node: number }
+  | { readonly kind: 'own-scale'; readonly node: number };
+
+export interface QdqPlan {
+  readonly actions: readonly QdqAction[];
+  /** Activation tensors whose float range must be calibrated, in graph order. */
+  readonly calibrate: readonly string[];
+}
+
+/** The nodes to quantise, in graph (topological) order, and the tensors that need ranges. */
+export function planQdq(graph: proto.IGraphProto): QdqPlan {
+  const nodes = graph.node ?? [];
+  const inits = new Map((graph.initializer ?? []).map((t) => [t.name!, t]));
+  const consumers = consumersOf(nodes);
+  const outputs = new Set((graph.output ?? []).map((o) => o.name!));
+  const quantized = new Set<string>();
+  const calibrate: string[] = [];
+  const need = (t: string) => {
+    if (!quantized.has(t)) calibrate.push(t);
+    quantized.add(t);
+  };
+  const absorbed = new Set<number>();
+  const actions: QdqAction[] = [];
+  nodes.forEach((n, i) => {
+    if (absorbed.has(i)) return;
+    const op = n.opType ?? '';
+    const ins = (n.input ?? []).filter(Boolean);
+    const out = n.output?.[0];
+    if (!out || (n.output ?? []).length !== 1 || n.domain) return;
+    const axis = weightAxis(n, inits);
+    if (axis !== null) {
+      need(ins[0]);
+      const relu = soleRelu(out, consumers, nodes, outputs);
+      const quantizedOut = relu === undefined ? out : nodes[relu].output![0];
+      if (relu !== undefined) absorbed.add(relu);
+      need(quantizedOut);
+      actions.push({ kind: 'weighted', node: i, axis, quantized: quantizedOut, ...(relu !== undefined ? { relu } : {}) });
+    } else if (SAME_SCALE.has(op) && quantized.has(ins[0])) {
+      quantized.add(out);
+      actions.push({ kind: 'same-scale', node: i });
+    } else if (OWN_SCALE.has(op) && ins.length > 0 && ins.every((x) => quantized.has(x))) {
+      need(out);
+      actions.push({ kind: 'own-scale', node: i });
+    }
+  });
+  return { actions, calibrate };
+}
+
+/**
+ * The per-channel axis of a node's weight when it is a Conv, Gemm or MatMul whose weight is a
+ * float32 initializer of the expected rank; null for anything else.
+ */
+function weightAxis(n: proto.INodeProto, inits: ReadonlyMap<string, proto.ITensorProto>): number | null {
+  const w = inits.get(n.input?.[1] ?? '');
+  if (!w || w.dataType !== T.FLOAT) return null;
+  const rank = (w.dims ?? []).length;
+  switch (n.opType) {
+    case 'Conv':
+      return rank >= 3 ? 0 : null;
+    case 'Gemm': {
+      const attr = (name: string) => (n.attribute ?? []).find((a) => a.name === name);
+      // alpha/beta other than 1 and a transposed A are rare in backbones; they stay float.
+      if (Number(attr('transA')?.i ?? 0) !== 0 || (attr('alpha')?.f ?? 1) !== 1 || (attr('beta')?.f ?? 1) !== 1) return null;
+      return rank === 2 ? (Number(attr('transB')?.i ?? 0) === 1 ? 0 : 1) : null;
+    }
+    case 'MatMul':
+      return rank === 2 ? 1 : null;
+    default:
+      return null;
+  }
+}
+
+/** The Relu that alone reads `tensor` (and whose output is not a graph output), if any. */
+function soleRelu(tensor: string, consumers: ReadonlyMap<string, number[]>, nodes: readonly proto.INodeProto[], outputs: ReadonlySet<string>): number | undefined {
+  const readers = consumers.get(tensor) ?? [];
+  if (readers.length !== 1 || outputs.has(tensor)) return undefined;
+  const relu = nodes[readers[0]];
+  return relu.opType === 'Relu' && !outputs.has(relu.output![0]) ? readers[0] : undefined;
+}
+
+function consumersOf(nodes: readonly proto.INodeProto[]): Map<string, number[]> {
+  const map = new Map<string, number[]>();
+  nodes.forEach((n, i) => {
+    for (const x of n.input ?? []) if (x) map.set(x, [...(map.get(x) ?? []), i]);
+  });
+  return map;
+}
+
+/** Reads a float32 initializer's values (raw, float_data, or external data through `external`). */
+export type FloatReader = (t: proto.ITensorProto) => Float32Array;
+
+/**
+ * The plan applied: the same graph with int8 weights and Q/DQ pairs, every float weight the
+ * quantised nodes read replaced (and dropped when nothing else reads it).
+ */
+export function applyQdq(model: proto.IModelProto, plan: QdqPlan, ranges: ReadonlyMap<string, Range>, readFloats: FloatReader): proto.IModelProto {
+  const graph = model.graph!;
+  const nodes = (graph.node ?? []).map((n) => ({ ...n, input: [...(n.input ?? [])] }));
+  const inits = new Map((graph.initializer ?? []).map((t) => [t.name!, t]));
+  const added: proto.ITensorProto[] = [];
+  const params = new Map<string, ActivationParams & { readonly dq: string }>();
+  /** Q/DQ nodes to emit right after node i (-1: before every node). */
+  const after = new Map<number, proto.INodeProto[]>();
+  const removed = new Set<number>();
+  const renamed = new Map<string, string>();
+  const producer = new Map<string, number>();
+  nodes.forEach((n, i) => (n.output ?? []).forEach((o) => producer.set(o, i)));
+
+  const constant = (name: string, dataType: number, dims: number[], raw: Uint8Array) => {
+    added.push({ name, dataType, dims, rawData: raw });
+    return name;
+  };
+  /** Q → DQ on `source` (computed by node `at`), read by `tensor`'s consumers; with `p` given, that scale. */
+  const qdq = (tensor: string, source: string, at: number, p?: ActivationParams) => {
+    if (params.has(tensor)) return params.get(tensor)!;
+    const range = ranges.get(tensor);
+    if (!p && !range) throw new Error(`no calibrated range for tensor '${tensor}'`);
+    const q = p ?? activationParams(range!);
+    const base = `bottleneck_q/${tensor}`;
+    const scale = constant(`${base}/scale`, T.FLOAT, [], new Uint8Array(Float32Array.of(q.scale).buffer));
+    const zp = constant(`${base}/zero_point`, T.UINT8, [], Uint8Array.of(q.zeroPoint));
+    const dq = `${base}/dq`;
+    const list = after.get(at) ?? [];
+    list.push({ opType: 'QuantizeLinear', input: [source, scale, zp], output: [`${base}/q`], name: `${base}/q` });
+    list.push({ opType: 'DequantizeLinear', input: [`${base}/q`, scale, zp], output: [dq], name: `${base}/dq` });
+    after.set(at, list);
+    renamed.set(tensor, dq);
+    const entry = { ...q, dq };
+    params.set(tensor, entry);
+    return entry;
+  };
+  const ensure = (tensor: string) => qdq(tensor, tensor, producer.get(tensor) ?? -1);
+
+  for (const action of plan.actions) {
+    const n = nodes[action.node];
+    const out = n.output![0];
+    if (action.kind === 'same-scale') {
+      qdq(out, out, action.node, ensure(n.input[0]));
+      continue;
+    }
+    if (action.kind === 'own-scale') {
+      for (const x of n.input) if (x) ensure(x);
+      qdq(out, out, action.node);
+      continue;
+    }
+    const x = ensure(n.input[0]);
+    const wName = n.input[1];
+    const w = inits.get(wName)!;
+    const q = quantizeWeights(readFloats(w), (w.dims ?? []).map(Number), action.axis);
+    const base = `bottleneck_q/${wName}`;
+    const channels = q.scales.length;
+    const wScale = constant(`${base}/scale`, T.FLOAT, [channels], new Uint8Array(q.scales.buffer));
+    const wZp = constant(`${base}/zero_point`, T.INT8, [channels], new Uint8Array(channels));
+    constant(`${base}/int8`, T.INT8, (w.dims ?? []).map(Number), new Uint8Array(q.values.buffer));
+    const dqW = { opType: 'DequantizeLinear', input: [`${base}/int8`, wScale, wZp], output: [`${base}/dq`], name: `${base}/dq`, attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: action.axis }] };
+    const front = [dqW];
+    n.input[1] = `${base}/dq`;
+    const bias = n.input[2] ? inits.get(n.input[2]) : undefined;
+    if (bias && bias.dataType === T.FLOAT && (bias.dims ?? []).length === 1 && Number(bias.dims![0]) === channels) {
+      const b = quantizeBias(readFloats(bias), x.scale, q.scales);
+      const bBase = `bottleneck_q/${n.input[2]}`;
+      const bScale = constant(`${bBase}/scale`, T.FLOAT, [channels], new Uint8Array(b.scales.buffer));
+      const bZp = constant(`${bBase}/zero_point`, T.INT32, [channels], new Uint8Array(channels * 4));
+      constant(`${bBase}/int32`, T.INT32, [channels], new Uint8Array(b.values.buffer));
+      front.push({ opType: 'DequantizeLinear', input: [`${bBase}/int32`, bScale, bZp], output: [`${bBase}/dq`], name: `${bBase}/dq`, attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 0 }] });
+      n.input[2] = `${bBase}/dq`;
+    }
+    // The weight's DQ goes just before its node, which keeps the graph topologically sorted.
+    after.set(action.node - 0.5, front);
+    if (action.relu !== undefined) removed.add(action.relu);
+    // With the Relu absorbed, its output's consumers read the Q/DQ of the weighted op's output.
+    qdq(action.quantized, out, action.node);
+  }
+
+  return { ...model, graph: rebuiltGraph(graph, nodes, after, removed, renamed, added) };
+}
+
+function rebuiltGraph(
+  graph: proto.IGraphProto,
+  nodes: proto.INodeProto[],
+  after: ReadonlyMap<number, proto.INodeProto[]>,
+  removed: ReadonlySet<number>,
+  renamed: ReadonlyMap<string, string>,
+  added: proto.ITensorProto[],
+): proto.IGraphProto {
+  const qdqOutputs = new Set([...after.values()].flat().flatMap((n) => n.output ?? []));
+  const ordered: proto.INodeProto[] = [...(after.get(-1) ?? [])];
+  nodes.forEach((n, i) => {
+    ordered.push(...(after.get(i - 0.5) ?? []));
+    if (!removed.has(i)) ordered.push(n);
+    ordered.push(...(after.get(i) ?? []));
+  });
+  for (const n of ordered) {
+    // A Q reads the float tensor itself; every other reader gets its dequantised value.
+    if (n.opType === 'QuantizeLinear' && qdqOutputs.has(n.output![0])) continue;
+    n.input = (n.input ?? []).map((x) => renamed.get(x) ?? x);
+  }
+  const read = new Set(ordered.flatMap((n) => n.input ?? []));
+  for (const o of graph.output ?? []) read.add(o.name!);
+  const initializer = [...(graph.initializer ?? []).filter((t) => read.has(t.name!)), ...added];
+  const inits = new Set(initializer.map((t) => t.name));
+  const input = (graph.input ?? []).filter((i) => !(graph.initializer ?? []).some((t) => t.name === i.name) || inits.has(i.name));
+  return { ...graph, node: ordered, initializer, input, valueInfo: [] };
+}
