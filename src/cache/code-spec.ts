@@ -34,6 +34,10 @@ export interface CodeSpec {
   /** Per image, e.g. [7, 7, 512] (H, W, C order) or [4096]. */
   readonly shape: readonly number[];
   readonly dtype: CodeDtype;
+  /** int8 codes (see engines/quantize/); absent for fp32, so keys made before int8 existed stay valid. */
+  readonly precision?: 'int8';
+  /** With int8: the calibration's range method (its ranges are kept under calibrationKey). */
+  readonly calibration?: string;
   readonly preprocessing: {
     readonly size: readonly [number, number];
     readonly resize: ResizeMode;
@@ -75,6 +79,8 @@ export const codeSpecSchema = z.object({
   layout: z.enum([...FEATURE_LAYOUTS, 'vector', 'other']).optional(),
   shape: z.array(z.number().int().positive()).min(1),
   dtype: z.enum(['float32', 'float16']),
+  precision: z.literal('int8').optional(),
+  calibration: z.string().optional(),
   preprocessing: z.object({
     size: z.tuple([z.number().int().positive(), z.number().int().positive()]),
     resize: z.enum(RESIZE_MODES),
@@ -96,9 +102,21 @@ export function codeDim(spec: Pick<CodeSpec, 'shape'>): number {
 /** `<backbone>-<layer>[-<pool>]-<16 hex>`: readable in `ls cache/`, unique by the hash. */
 export function cacheKey(spec: CodeSpec): string {
   const hash = createHash('sha256').update(canonicalJson({ v: CODE_SPEC_VERSION, ...spec })).digest('hex').slice(0, 16);
-  const slug = (s: string) => s.replace(/[^A-Za-z0-9_.-]+/g, '_').replace(/^_+|_+$/g, '');
-  const backbone = slug(spec.backbone.split(/[\\/]/).filter(Boolean).slice(-2).join('_')).slice(0, 40);
-  return [backbone, slug(spec.layer), spec.pool, hash].filter(Boolean).join('-');
+  return [backboneSlug(spec.backbone), slug(spec.layer), spec.pool, hash].filter(Boolean).join('-');
+}
+
+const slug = (s: string) => s.replace(/[^A-Za-z0-9_.-]+/g, '_').replace(/^_+|_+$/g, '');
+const backboneSlug = (backbone: string) => slug(backbone.split(/[\\/]/).filter(Boolean).slice(-2).join('_')).slice(0, 40);
+
+/**
+ * The key an int8 calibration is kept under: what decides the values of the backbone's tensors
+ * (weights, input size, preprocessing), not the cut, its pooling or storage. Every cut of one
+ * backbone shares one calibration, so a layer sweep and single extractions quantise alike.
+ */
+export function calibrationKey(spec: CodeSpec): string {
+  const { backbone, weights, preprocessing, precision, calibration } = spec;
+  const hash = createHash('sha256').update(canonicalJson({ v: CODE_SPEC_VERSION, backbone, weights, preprocessing, precision, calibration })).digest('hex').slice(0, 16);
+  return `${backboneSlug(backbone)}-${hash}`;
 }
 
 /** JSON with sorted keys, so equal specs hash equally whatever order they were built in. */
@@ -119,6 +137,7 @@ export interface SpecSettings {
   readonly cropFraction?: number;
   readonly background: readonly [number, number, number];
   readonly dtype: CodeDtype;
+  readonly precision?: 'int8';
   readonly augment?: { readonly views: number; readonly seed: number };
 }
 
@@ -132,6 +151,7 @@ export function settingsOfSpec(spec: CodeSpec): SpecSettings {
     ...(p.cropFraction ? { cropFraction: p.cropFraction } : {}),
     background: p.background,
     dtype: spec.dtype,
+    ...(spec.precision ? { precision: spec.precision } : {}),
     ...(spec.augment ? { augment: { views: spec.augment.views, seed: spec.augment.seed } } : {}),
   };
 }

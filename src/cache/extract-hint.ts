@@ -13,6 +13,7 @@ export function extractHint(spec: CodeSpec, source: string): string {
     p.interpolation !== 'linear' ? `--interpolation ${p.interpolation}` : '',
     p.background.join(',') !== '255,255,255' ? `--background ${p.background.join(',')}` : '',
     spec.dtype === 'float16' ? '--float16' : '',
+    spec.precision ? `--precision ${spec.precision}` : '',
     spec.augment ? `--augment ${spec.augment.views} --augment-seed ${spec.augment.seed}` : '',
   ];
   return ['bottleneck extract', quote(source), ...flags].filter(Boolean).join(' ');

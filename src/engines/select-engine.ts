@@ -6,7 +6,7 @@
  */
 import { isInstalled } from '../util/installed.ts';
 import { isOnnxBackbone, type Backbone } from '../backbones/backbone.ts';
-import type { DeviceChoice, EngineChoice, EngineOptions, FeatureEngine, GraphEngineOptions } from './engine.ts';
+import type { DeviceChoice, EngineChoice, EngineOptions, FeatureEngine, GraphEngineOptions, Precision } from './engine.ts';
 import { UsageError } from '../util/errors.ts';
 import { createOnnxEngine } from './onnx-engine.ts';
 import { createOnnxFileEngine } from './onnx-file-engine.ts';
@@ -16,13 +16,15 @@ import { createTfjsEngine } from './tfjs-engine.ts';
 
 export async function createEngine(opts: EngineOptions & { readonly engine: EngineChoice }): Promise<FeatureEngine> {
   const { backbone } = opts;
-  assertEngineRuns(opts.engine, backbone);
+  assertEngineRuns(opts.engine, backbone, opts.precision);
   if (isOnnxBackbone(backbone)) return createOnnxFileEngine({ ...opts, backbone });
+  if (opts.precision === 'int8') return createOnnxEngine({ ...opts, backbone });
   return createGraphEngine({ ...opts, backbone });
 }
 
 /** An ONNX file runs on onnxruntime only; checked up front by the commands, like the device. */
-export function assertEngineRuns(engine: EngineChoice, backbone: Backbone): void {
+export function assertEngineRuns(engine: EngineChoice, backbone: Backbone, precision: Precision = 'fp32'): void {
+  if (engine === 'tfjs' && precision === 'int8') throw new UsageError('--engine tfjs: int8 codes are computed by onnxruntime only (use --engine onnx or auto)');
   if (engine === 'tfjs' && isOnnxBackbone(backbone)) throw new UsageError(`--engine tfjs: ${backbone.id} is an ONNX file, which only onnxruntime runs (use --engine onnx or auto)`);
 }
 

@@ -8,7 +8,8 @@ import type { Cut } from '../backbones/cut.ts';
 import { preprocessInto } from '../backbones/preprocess.ts';
 import type { Pair } from '../backbones/layer-graph.ts';
 import { contentId, type CodeRows } from '../cache/code-rows.ts';
-import type { DeviceChoice, EngineChoice, FeatureEngine } from '../engines/engine.ts';
+import type { DeviceChoice, EngineChoice, FeatureEngine, Precision } from '../engines/engine.ts';
+import type { CalibrationSource } from '../engines/quantize/calibration.ts';
 import { createEngine } from '../engines/select-engine.ts';
 import type { KeyTarget, Target } from './extract-targets.ts';
 
@@ -33,6 +34,8 @@ export interface BatchRunnerOptions {
   readonly device: DeviceChoice;
   /** Where the engine keeps generated models (the cache folder). */
   readonly cacheDir: string;
+  readonly precision?: Precision;
+  readonly calibration?: CalibrationSource;
   /** Buffered codes are written at least this often, bounding what a crash can lose. */
   readonly flushSeconds: number;
   readonly onEngine?: (engine: FeatureEngine) => void;
@@ -124,7 +127,16 @@ export class BatchRunner {
   private async startedEngine(): Promise<FeatureEngine> {
     if (this.engine) return this.engine;
     const o = this.opts;
-    this.engine = await createEngine({ engine: o.engine, backbone: o.backbone, cuts: o.cuts, inputSize: o.size, device: o.device, cacheDir: o.cacheDir });
+    this.engine = await createEngine({
+      engine: o.engine,
+      backbone: o.backbone,
+      cuts: o.cuts,
+      inputSize: o.size,
+      device: o.device,
+      cacheDir: o.cacheDir,
+      ...(o.precision ? { precision: o.precision } : {}),
+      ...(o.calibration ? { calibration: o.calibration } : {}),
+    });
     for (const t of this.targets) for (const k of t.views ? [t, t.views] : [t]) k.writer.engine = this.engineLabel!;
     o.onEngine?.(this.engine);
     return this.engine;

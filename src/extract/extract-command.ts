@@ -64,8 +64,8 @@ export async function runExtractCommand(cmd: ExtractCommand): Promise<number> {
   assertDeviceUsable(cmd.engine, cmd.device);
   const dataset = await loadDataset(cmd.data);
   const plan = await planExtract(cmd);
-  assertEngineRuns(cmd.engine, plan.backbone);
-  const { cuts } = plan;
+  assertEngineRuns(cmd.engine, plan.backbone, plan.precision);
+  const { cuts, precisionNote, ...planned } = plan;
 
   // Human-readable lines go to stderr in both modes; with --json, stdout stays machine-readable.
   const log = (line: string) => console.error(line);
@@ -73,6 +73,7 @@ export async function runExtractCommand(cmd: ExtractCommand): Promise<number> {
     log(`${dataset.items.length} images, ${dataset.classes.length} classes (${dataset.classes.slice(0, 8).join(', ')}${dataset.classes.length > 8 ? ', …' : ''})`);
     for (const u of dataset.unlisted) log(`warning: ${u.path}: ${u.reason}`);
     for (const w of dataset.warnings) log(`warning: ${w}`);
+    if (precisionNote) log(`note: ${precisionNote}`);
   };
 
   const sink = progressSink(cmd.json ? 'json' : 'bar');
@@ -83,7 +84,7 @@ export async function runExtractCommand(cmd: ExtractCommand): Promise<number> {
     const summary = await runExtract({
       items: dataset.items,
       dataset: { name: cmd.name ?? dataset.name, root: dataset.root, source: dataset.source },
-      ...plan,
+      ...planned,
       cut: cuts[0],
       moreCuts: cuts.slice(1),
       ...(cmd.augment > 0 ? { augment: { views: cmd.augment, seed: cmd.augmentSeed } } : {}),

@@ -10,6 +10,8 @@ import { acquireCacheLock, type CacheLock } from '../cache/cache-lock.ts';
 import { contentId } from '../cache/code-rows.ts';
 import type { CodeDtype, CodeSpec, Interpolation, ResizeMode } from '../cache/code-spec.ts';
 import { FeatureCache, type ShardWriter } from '../cache/feature-cache.ts';
+import type { Precision } from '../engines/engine.ts';
+import { CALIBRATION_METHOD } from '../engines/quantize/calibration.ts';
 import { UsageError } from '../util/errors.ts';
 import { TOOL_VERSION } from '../util/version.ts';
 import { augmentSpec } from './augment.ts';
@@ -39,6 +41,8 @@ export interface SpecOptions {
   readonly cropFraction?: number;
   readonly background: readonly [number, number, number];
   readonly dtype: CodeDtype;
+  /** Default fp32. */
+  readonly precision?: Precision;
   readonly augment?: { readonly views: number; readonly seed: number };
 }
 
@@ -57,6 +61,7 @@ export function codeSpecFor(opts: SpecOptions): CodeSpec {
     ...(resolved.layout ? { layout: resolved.layout } : {}),
     shape: [...resolved.shape],
     dtype: opts.dtype,
+    ...(opts.precision === 'int8' ? { precision: 'int8' as const, calibration: CALIBRATION_METHOD } : {}),
     preprocessing: {
       size: [size[0], size[1]],
       resize: opts.resize,

@@ -13,10 +13,11 @@ import path from 'node:path';
 import type { Backbone } from '../backbones/backbone.ts';
 import type { Cut } from '../backbones/cut.ts';
 import type { Pair } from '../backbones/layer-graph.ts';
-import type { CodeDtype, Interpolation, ResizeMode } from '../cache/code-spec.ts';
+import { calibrationKey, type CodeDtype, type Interpolation, type ResizeMode } from '../cache/code-spec.ts';
 import { writeErrorsTable, type FailedImage } from '../cache/errors-table.ts';
 import { datasetDir, recordedSource, writeMembership, type DatasetSource, type Member } from '../cache/membership.ts';
-import type { DeviceChoice, EngineChoice, FeatureEngine } from '../engines/engine.ts';
+import type { DeviceChoice, EngineChoice, FeatureEngine, Precision } from '../engines/engine.ts';
+import { calibrationSource } from './calibration-sample.ts';
 import { checkNumber, WHOLE_POSITIVE } from '../util/number-rules.ts';
 import { UsageError } from '../util/errors.ts';
 import { TOOL_VERSION } from '../util/version.ts';
@@ -62,6 +63,8 @@ export interface ExtractOptions {
   readonly cropFraction?: number;
   readonly background: readonly [number, number, number];
   readonly dtype: CodeDtype;
+  /** Default fp32; int8 calibrates on a sample of `items` (calibration-sample.ts) unless the cache holds a calibration. */
+  readonly precision?: Precision;
   readonly batch: number;
   readonly concurrency: number;
   readonly engine: EngineChoice;
@@ -162,6 +165,7 @@ export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> 
   const { targets } = opened;
   opts.onStart?.();
   const size = targets[0].cache.spec.preprocessing.size;
+  const decode = decodeOptions(opts, size);
   const runner = new BatchRunner(
     {
       backbone: opts.backbone,
@@ -171,13 +175,19 @@ export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> 
       engine: opts.engine,
       device: opts.device,
       cacheDir: opts.cacheRoot,
+      ...(opts.precision === 'int8'
+        ? {
+            precision: 'int8' as const,
+            calibration: calibrationSource({ key: calibrationKey(targets[0].cache.spec), items: opts.items, decode, preprocessing: opts.backbone.preprocessing, size, signal: opts.signal }),
+          }
+        : {}),
       flushSeconds: opts.flushSeconds ?? 30,
       onEngine: opts.onEngine,
     },
     targets,
   );
   try {
-    const tally = await runAll(opts, targets, runner, size, started);
+    const tally = await runAll(opts, targets, runner, decode, started);
     await runner.finish();
     const interrupted = opts.signal?.aborted ?? false;
     if (!interrupted) await record(opts, opened.keys, tally, writerId);
@@ -217,10 +227,14 @@ interface Tally {
 }
 
 /** Every image through prepare and into the runner, in input order. */
-async function runAll(opts: ExtractOptions, targets: readonly Target[], runner: BatchRunner, size: Pair, started: number): Promise<Tally> {
+function decodeOptions(opts: ExtractOptions, size: Pair): PrepareContext['decode'] {
+  return { size, resize: opts.resize, interpolation: opts.interpolation, ...(opts.cropFraction ? { cropFraction: opts.cropFraction } : {}), background: { r: opts.background[0], g: opts.background[1], b: opts.background[2] } };
+}
+
+async function runAll(opts: ExtractOptions, targets: readonly Target[], runner: BatchRunner, decode: PrepareContext['decode'], started: number): Promise<Tally> {
   const tally: Tally = { members: [], failures: [], elsewhere: 0 };
   const ctx: PrepareContext = {
-    decode: { size, resize: opts.resize, interpolation: opts.interpolation, ...(opts.cropFraction ? { cropFraction: opts.cropFraction } : {}), background: { r: opts.background[0], g: opts.background[1], b: opts.background[2] } },
+    decode,
     viewCount: (item) => (opts.augment && item.split !== 'validation' && item.split !== 'test' ? opts.augment.views : 0),
     augmentSeed: opts.augment?.seed ?? 0,
     needs: (sha256, view) => keysLacking(targets, sha256, view).length > 0,

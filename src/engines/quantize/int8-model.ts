@@ -64,7 +64,12 @@ export function floatReader(modelDir?: string): FloatReader {
       const length = Number(entry('length') ?? bytes.length - offset);
       return new Float32Array(bytes.buffer.slice(bytes.byteOffset + offset, bytes.byteOffset + offset + length));
     }
-    if (t.rawData && t.rawData.length > 0) return new Float32Array(t.rawData.slice().buffer);
+    if (t.rawData && t.rawData.length > 0) {
+      // A copy: decoded protobuf bytes are Buffers, whose slice() is a view into a shared pool.
+      const copy = new Uint8Array(t.rawData.byteLength);
+      copy.set(t.rawData);
+      return new Float32Array(copy.buffer);
+    }
     return Float32Array.from(t.floatData ?? []);
   };
 }

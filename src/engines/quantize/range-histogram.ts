@@ -4,8 +4,9 @@
  * Bare min/max lets one outlier pixel stretch the scale of a whole tensor; the percentile keeps
  * the resolution where the values are.
  *
- * The histogram is symmetric about 0, [-limit, limit], and grows by doubling: pairs of bins merge
- * exactly, so the result does not depend on the order the batches came in.
+ * The histogram is symmetric about 0, [-limit, limit] with a power-of-two limit, and grows by
+ * doubling: pairs of bins merge exactly, so the result does not depend on the order the batches
+ * came in.
  */
 
 export const PERCENTILE = 99.99;
@@ -34,7 +35,8 @@ export class RangeHistogram {
       if (a > maxAbs) maxAbs = a;
     }
     if (!Number.isFinite(maxAbs)) throw new Error('calibration: a tensor holds NaN or infinity');
-    if (this.limit === 0) this.limit = maxAbs > 0 ? maxAbs : 1;
+    // Limits are powers of two, so that every order of batches lands on the same bins.
+    if (this.limit === 0) this.limit = 2 ** Math.ceil(Math.log2(maxAbs > 0 ? maxAbs : 1));
     while (maxAbs > this.limit) this.double();
     const { counts, limit } = this;
     const perUnit = BINS / (2 * limit);

@@ -1,0 +1,147 @@
+/**
+ * bench/int8-accuracy: what int8 extraction costs in accuracy, on real images and real weights.
+ *
+ *   npm run bench:int8-accuracy
+ *   npm run bench:int8-accuracy -- --backbones googlenet --datasets flowers --seeds 1
+ *
+ * For each backbone and dataset: extract fp32 and int8 codes as a user would (`extract
+ * --precision int8`, calibrated on 128 of the dataset's training images), train the default
+ * head (Dense(256), 50 epochs) on each with the same seeds, and report validation accuracy
+ * (mean over --seeds heads, which takes out most of the head's own seed noise) and the cosine
+ * similarity of each image's int8 code to its fp32 code.
+ */
+import { mkdirSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { rowCount } from '../src/cache/code-rows.ts';
+import { FeatureCache } from '../src/cache/feature-cache.ts';
+import { runExtractCommand, type ExtractCommand } from '../src/extract/extract-command.ts';
+import { planExtract, planKey } from '../src/extract/extract-plan.ts';
+import { DEFAULT_HEAD_TRAINING, runTrainHead, type TrainHeadCommand } from '../src/train-head/train-command.ts';
+import { machineLine } from './machine.ts';
+
+const ROOT = path.resolve(import.meta.dirname, '..');
+const SHARED = path.resolve(ROOT, '..', 'shared');
+const { values: args } = parseArgs({
+  options: {
+    backbones: { type: 'string', default: `squeezenet1_1,googlenet,${path.join(SHARED, 'models', 'teachable-machine', 'model.json')}` },
+    datasets: { type: 'string', default: 'dogs-vs-cats,flowers,cifar10-mini' },
+    cache: { type: 'string', default: path.join(os.tmpdir(), 'bottleneck-int8-cache') },
+    seeds: { type: 'string', default: '3' },
+  },
+});
+
+const PRECISIONS = ['fp32', 'int8'] as const;
+type Precision = (typeof PRECISIONS)[number];
+
+async function extractKey(backbone: string, dataset: string, precision: Precision): Promise<{ key: string; seconds: number }> {
+  const started = performance.now();
+  process.env.BOTTLENECK_WEIGHTS ??= path.join(SHARED, 'models');
+  const cmd: ExtractCommand = {
+    data: path.join(SHARED, 'datasets', dataset),
+    backbone,
+    engine: 'auto',
+    device: 'cpu',
+    cacheRoot: args.cache!,
+    background: '255,255,255',
+    batch: 8,
+    concurrency: 4,
+    float16: false,
+    precision,
+    strict: false,
+    wait: 0,
+    flushSeconds: 30,
+    json: true,
+    augment: 0,
+    augmentSeed: 0,
+  };
+  await runExtractCommand(cmd);
+  return { key: planKey(await planExtract(cmd)), seconds: (performance.now() - started) / 1000 };
+}
+
+/** Every image's code, by content hash. */
+async function codesOf(key: string): Promise<Map<string, Float32Array>> {
+  const cache = await FeatureCache.open(args.cache!, key);
+  const codes = new Map<string, Float32Array>();
+  for await (const { rows } of cache.shards()) {
+    for (let i = 0; i < rowCount(rows); i++) codes.set(rows.sha256[i], rows.codes.slice(i * cache.dim, (i + 1) * cache.dim));
+  }
+  return codes;
+}
+
+function cosines(a: Map<string, Float32Array>, b: Map<string, Float32Array>): { mean: number; min: number } {
+  let sum = 0;
+  let min = 1;
+  let n = 0;
+  for (const [sha, x] of a) {
+    const y = b.get(sha);
+    if (!y) continue;
+    let dot = 0;
+    let xx = 0;
+    let yy = 0;
+    for (let i = 0; i < x.length; i++) {
+      dot += x[i] * y[i];
+      xx += x[i] * x[i];
+      yy += y[i] * y[i];
+    }
+    const c = xx > 0 && yy > 0 ? dot / Math.sqrt(xx * yy) : 1;
+    sum += c;
+    min = Math.min(min, c);
+    n++;
+  }
+  return { mean: sum / n, min };
+}
+
+async function valAccuracy(key: string, dataset: string, seed: number): Promise<number> {
+  const cmd: TrainHeadCommand = {
+    ...DEFAULT_HEAD_TRAINING,
+    codes: key,
+    cacheRoot: args.cache!,
+    out: path.join(args.cache!, '..', 'bottleneck-int8-heads', `${key}-${seed}`),
+    seed,
+    dataset,
+    json: false,
+  };
+  const result = await runTrainHead(cmd);
+  return result.config.metrics.valAcc ?? NaN;
+}
+
+interface Row {
+  readonly backbone: string;
+  readonly dataset: string;
+  readonly acc: Record<Precision, number>;
+  readonly cosine: { mean: number; min: number };
+  readonly seconds: Record<Precision, number>;
+}
+
+const seeds = Array.from({ length: Number(args.seeds) }, (_, i) => i);
+const rows: Row[] = [];
+mkdirSync(args.cache!, { recursive: true });
+for (const backbone of args.backbones!.split(',')) {
+  for (const dataset of args.datasets!.split(',')) {
+    const keys = {} as Record<Precision, string>;
+    const seconds = {} as Record<Precision, number>;
+    const acc = {} as Record<Precision, number>;
+    for (const p of PRECISIONS) {
+      const { key, seconds: s } = await extractKey(backbone, dataset, p);
+      keys[p] = key;
+      seconds[p] = s;
+      const accs: number[] = [];
+      for (const seed of seeds) accs.push(await valAccuracy(key, dataset, seed));
+      acc[p] = accs.reduce((a, b) => a + b, 0) / accs.length;
+    }
+    rows.push({ backbone: path.basename(path.dirname(backbone)) === 'models' || !backbone.includes('/') ? backbone : path.basename(path.dirname(backbone)), dataset, acc, cosine: cosines(await codesOf(keys.fp32), await codesOf(keys.int8)), seconds });
+  }
+}
+
+console.log(`\n${machineLine()}`);
+console.log(`default head (Dense(256), ${DEFAULT_HEAD_TRAINING.epochs} epochs), validation accuracy, mean of ${seeds.length} seeds\n`);
+console.log('| backbone | dataset | fp32 val acc | int8 val acc | int8 − fp32 | cosine int8 vs fp32, mean (min) | extract s fp32 / int8 (incl. calibration) |');
+console.log('|---|---|---|---|---|---|---|');
+for (const r of rows) {
+  const diff = (r.acc.int8 - r.acc.fp32) * 100;
+  console.log(
+    `| ${r.backbone} | ${r.dataset} | ${(r.acc.fp32 * 100).toFixed(2)}% | ${(r.acc.int8 * 100).toFixed(2)}% | ${diff >= 0 ? '+' : ''}${diff.toFixed(2)} pt | ${r.cosine.mean.toFixed(4)} (${r.cosine.min.toFixed(4)}) | ${r.seconds.fp32.toFixed(0)} / ${r.seconds.int8.toFixed(0)} |`,
+  );
+}

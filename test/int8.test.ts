@@ -1,0 +1,199 @@
+/**
+ * int8 extraction: the quantisation arithmetic, the percentile range method, the Q/DQ rewrite
+ * (that onnxruntime really fuses it into int8 kernels, and that its codes stay close to fp32),
+ * and `extract --precision int8` as users run it: its own key, one calibration reused by later
+ * runs and other cuts, a sample that does not depend on file order, and one-line refusals.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import onnxProto from 'onnx-proto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { activationParams, quantizeWeights, roundHalfEven } from '../src/engines/quantize/int8-math.ts';
+import { applyQdq, planQdq } from '../src/engines/quantize/qdq-rewrite.ts';
+import { floatReader } from '../src/engines/quantize/int8-model.ts';
+import { RangeHistogram } from '../src/engines/quantize/range-histogram.ts';
+import { calibrationSource } from '../src/extract/calibration-sample.ts';
+import { loadDataset } from '../src/extract/dataset.ts';
+import ort from '../src/util/onnxruntime.ts';
+import { runCli } from './helpers/cli.ts';
+import { makeDataset } from './helpers/make-dataset.ts';
+import { SIDE, tinyCnnOnnx, toFloat16, writeModel } from './helpers/onnx-models.ts';
+import { readRows } from './helpers/read-codes.ts';
+
+const { onnx } = onnxProto;
+let tmp: string;
+let data: string;
+
+beforeAll(async () => {
+  tmp = await mkdtemp(path.join(os.tmpdir(), 'bottleneck-int8-'));
+  data = path.join(tmp, 'data');
+  await makeDataset(data, { classes: ['a', 'b'], perClass: 6, splits: ['train', 'validation'], seed: 5 });
+});
+afterAll(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+
+function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let dot = 0;
+  let aa = 0;
+  let bb = 0;
+  for (let i = 0; i < a.length; i++) {
+    dot += a[i] * b[i];
+    aa += a[i] * a[i];
+    bb += b[i] * b[i];
+  }
+  return dot / Math.sqrt(aa * bb);
+}
+
+describe('int8 arithmetic', () => {
+  it('rounds halves to even, as QuantizeLinear does', () => {
+    expect([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 2.4, -2.6].map(roundHalfEven)).toEqual([0, 2, 2, -0, -2, -2, 2, -3]);
+  });
+
+  it('keeps 0 exactly representable and maps a Relu range onto 0..255', () => {
+    expect(activationParams([0, 2.55])).toEqual({ scale: Math.fround(0.01), zeroPoint: 0 });
+    const p = activationParams([-1, 3]);
+    expect(p.zeroPoint).toBe(64);
+    expect(Math.abs(-p.zeroPoint * p.scale + 1)).toBeLessThan(p.scale);
+    // A range that excludes 0 is widened to hold it.
+    expect(activationParams([2, 4]).zeroPoint).toBe(0);
+    expect(activationParams([0, 0]).scale).toBe(1);
+  });
+
+  it('quantises weights per output channel, symmetric, within half a step', () => {
+    const w = Float32Array.from([1, -0.5, 0.25, 0.1, 10, -20, 5, 0, 0, 0, 0, 0]);
+    const q = quantizeWeights(w, [3, 4], 0);
+    expect([...q.scales]).toEqual([Math.fround(1 / 127), Math.fround(20 / 127), 1]);
+    expect(q.values[0]).toBe(127);
+    expect(q.values[5]).toBe(-127);
+    w.forEach((v, i) => expect(Math.abs(q.values[i] * q.scales[Math.floor(i / 4)] - v)).toBeLessThanOrEqual(q.scales[Math.floor(i / 4)] / 2 + 1e-7));
+    // Along the last axis (a MatMul weight [K, N] per column).
+    expect([...quantizeWeights(Float32Array.from([1, 4, -2, 8]), [2, 2], 1).scales]).toEqual([Math.fround(2 / 127), Math.fround(8 / 127)]);
+  });
+});
+
+describe('the percentile range', () => {
+  const values = Float32Array.from({ length: 100_000 }, (_, i) => (i % 1000) / 1000);
+
+  it('ignores a far outlier that min/max would take as the range', () => {
+    const h = new RangeHistogram();
+    h.add(values);
+    h.add(Float32Array.of(1000));
+    const [lo, hi] = h.range();
+    expect(lo).toBeGreaterThanOrEqual(0);
+    expect(lo).toBeLessThan(0.01);
+    expect(hi).toBeGreaterThan(0.98);
+    expect(hi).toBeLessThan(1.5);
+  });
+
+  it('does not depend on the order batches come in (the histogram doubles exactly)', () => {
+    const small = Float32Array.from(values.subarray(0, 5000), (v) => v * 0.1);
+    const big = Float32Array.from(values.subarray(0, 5000), (v) => -v * 50);
+    const a = new RangeHistogram();
+    a.add(small);
+    a.add(big);
+    const b = new RangeHistogram();
+    b.add(big);
+    b.add(small);
+    expect(a.range()).toEqual(b.range());
+    expect(a.state().limit).toBeGreaterThanOrEqual(b.state().limit);
+  });
+});
+
+describe('the Q/DQ rewrite', () => {
+  it('is fused by onnxruntime into int8 kernels, and its outputs stay close to fp32', async () => {
+    const model = onnx.ModelProto.decode(tinyCnnOnnx());
+    const plan = planQdq(model.graph!);
+    // Both convs and the Gemm; their Relus are absorbed by the Q after each conv.
+    expect(plan.actions.filter((a) => a.kind === 'weighted')).toHaveLength(3);
+    const input = Float32Array.from({ length: 4 * 3 * SIDE * SIDE }, (_, i) => Math.sin(i * 0.37) * 2);
+    const feed = { pixel_values: new ort.Tensor('float32', input, [4, 3, SIDE, SIDE]) };
+    // Calibrate by hand: every needed tensor's min/max on the input itself.
+    const probe = onnx.ModelProto.decode(tinyCnnOnnx());
+    probe.graph!.output = plan.calibrate.map((name) => onnx.ValueInfoProto.create({ name }));
+    const probed = await (await ort.InferenceSession.create(onnx.ModelProto.encode(probe).finish())).run(feed);
+    const ranges = new Map(plan.calibrate.map((t) => [t, [Math.min(...(probed[t].data as Float32Array)), Math.max(...(probed[t].data as Float32Array))] as const]));
+    const int8 = onnx.ModelProto.encode(applyQdq(model, plan, ranges, floatReader())).finish();
+    const optimized = path.join(tmp, 'optimized.onnx');
+    const session = await ort.InferenceSession.create(int8, { graphOptimizationLevel: 'all', optimizedModelFilePath: optimized });
+    const ops = onnx.ModelProto.decode(await readFile(optimized)).graph!.node!.map((n) => n.opType);
+    expect(ops.filter((o) => o === 'QLinearConv')).toHaveLength(2);
+    expect(ops).not.toContain('Conv');
+    expect(ops).not.toContain('Relu');
+    const fp32 = (await (await ort.InferenceSession.create(tinyCnnOnnx())).run(feed)).logits.data as Float32Array;
+    const q = (await session.run(feed)).logits.data as Float32Array;
+    expect(cosine(q, fp32)).toBeGreaterThan(0.995);
+  });
+});
+
+describe('extract --precision int8', () => {
+  it('writes its own key, calibrated once on a sample of the images, with codes close to fp32', async () => {
+    const cache = path.join(tmp, 'cache');
+    const fp32 = await runCli(['extract', data, '--backbone', 'squeezenet1_1', '--cache', cache, '--json']);
+    expect(fp32.code).toBe(0);
+    const first = await runCli(['extract', data, '--backbone', 'squeezenet1_1', '--cache', cache, '--precision', 'int8', '--json']);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stderr).toMatch(/int8: calibrated \d+ tensors on 12 images \(percentile-99\.99\)/);
+    const keyOf = (stdout: string) => (JSON.parse(stdout.trim().split('\n').pop()!) as { key: string }).key;
+    const [fp32Key, int8Key] = [keyOf(fp32.stdout), keyOf(first.stdout)];
+    expect(int8Key).not.toBe(fp32Key);
+    const spec = JSON.parse(await readFile(path.join(cache, int8Key, 'spec.json'), 'utf8')) as { precision?: string; calibration?: string };
+    expect(spec).toMatchObject({ precision: 'int8', calibration: 'percentile-99.99' });
+    const [a, b] = [await readRows(cache, fp32Key), await readRows(cache, int8Key)];
+    expect(b.paths).toEqual(a.paths);
+    for (let r = 0; r < a.paths.length; r++) expect(cosine(a.codes.subarray(r * a.dim, (r + 1) * a.dim), b.codes.subarray(r * b.dim, (r + 1) * b.dim))).toBeGreaterThan(0.97);
+
+    // Another cut of the same backbone reuses the calibration (and measures only what it lacks).
+    const pool5 = await runCli(['extract', data, '--backbone', 'squeezenet1_1', '--cache', cache, '--precision', 'int8', '--layer', 'fire5/concat', '--pool', 'avg']);
+    expect(pool5.code, pool5.stderr).toBe(0);
+    expect(pool5.stderr).not.toMatch(/calibrated/);
+    expect(await readdir(path.join(cache, 'calibrations'))).toHaveLength(1);
+
+    // train-head names the int8 key from the same flags.
+    const head = await runCli(['train-head', data, '--backbone', 'squeezenet1_1', '--cache', cache, '--precision', 'int8', '--epochs', '2', '--out', path.join(tmp, 'head')]);
+    expect(head.code, head.stderr).toBe(0);
+    expect(JSON.parse(await readFile(path.join(tmp, 'head', 'head.json'), 'utf8')).cacheKey).toBe(int8Key);
+  });
+
+  it('chooses the calibration sample by content, whatever the order of the files', async () => {
+    const dataset = await loadDataset(data);
+    const shasOf = async (items: typeof dataset.items) => {
+      const source = calibrationSource({ key: 'k', items, decode: { size: [8, 8], resize: 'squash', interpolation: 'linear', background: { r: 255, g: 255, b: 255 } }, preprocessing: { size: [8, 8], channels: 'rgb', mean: [0, 0, 0], std: [1, 1, 1] }, size: [8, 8], images: 4 });
+      const shas: string[] = [];
+      for await (const batch of source.batches()) shas.push(...batch.sha256);
+      return shas;
+    };
+    const forward = await shasOf(dataset.items);
+    expect(forward).toHaveLength(4);
+    expect(await shasOf([...dataset.items].reverse())).toEqual(forward);
+    // Training images only: the validation images never calibrate.
+    const validation = dataset.items.filter((i) => i.split === 'validation');
+    expect(validation.length).toBeGreaterThan(0);
+    for (const v of validation) expect(forward).not.toContain(createHash('sha256').update(await readFile(v.file)).digest('hex'));
+  });
+
+  it('quantises an ONNX file backbone too, and refuses what int8 cannot do in one line', async () => {
+    const cnn = await writeModel(path.join(tmp, 'cnn.onnx'), tinyCnnOnnx());
+    const cache = path.join(tmp, 'cache-onnx');
+    const ok = await runCli(['extract', data, '--backbone', cnn, '--cache', cache, '--precision', 'int8']);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stderr).toMatch(/int8: calibrated/);
+    expect(existsSync(path.join(cache, 'calibrations'))).toBe(true);
+
+    const half = await writeModel(path.join(tmp, 'half.onnx'), toFloat16(tinyCnnOnnx()));
+    const refusals = [
+      [['--backbone', half, '--precision', 'int8'], /half\.onnx: --precision int8 needs a float32 model/],
+      [['--backbone', 'squeezenet1_1', '--precision', 'int8', '--engine', 'tfjs'], /--engine tfjs: int8 codes are computed by onnxruntime only/],
+      [['--backbone', 'squeezenet1_1', '--precision', 'int4'], /precision/],
+    ] as const;
+    for (const [flags, message] of refusals) {
+      const r = await runCli(['extract', data, '--cache', cache, ...flags]);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    }
+  });
+});
