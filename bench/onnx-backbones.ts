@@ -6,6 +6,7 @@
  *
  *   npm run bench:onnx-backbones                              # batch 8, 10 s per model and side
  *   npm run bench:onnx-backbones -- --batch 16 --seconds 5 --models resnet50,vit_small_patch16_224
+ *   npm run bench:onnx-backbones -- --no-int8                  # fp32 only
  *
  * Needs the .onnx files of test/reference/onnx-backbones (regenerate: see its README) and a
  * Python with torch, torchvision and timm (--python, default $BOTTLENECK_TORCH_PYTHON or
@@ -29,18 +30,22 @@ const { values: args } = parseArgs({
     batch: { type: 'string', default: '8' },
     seconds: { type: 'string', default: '10' },
     python: { type: 'string', default: process.env.BOTTLENECK_TORCH_PYTHON ?? '/work/venv-torch/bin/python' },
+    /** Also time each model with --precision int8 (Q/DQ, calibrated on the synthetic batch). */
+    int8: { type: 'boolean', default: true },
   },
 });
 const batch = Number(args.batch);
 const seconds = Number(args.seconds);
 const VITS = new Set(['vit_small_patch16_224', 'vit_small_patch14_dinov2']);
 
-async function bottleneckImgPerSec(file: string): Promise<{ imgPerSec: number; cut: string }> {
+async function bottleneckImgPerSec(file: string, precision: 'fp32' | 'int8'): Promise<{ imgPerSec: number; cut: string }> {
   const backbone = await loadOnnxBackbone(file);
-  const engine = await createEngine({ engine: 'onnx', device: 'auto', backbone, cuts: [backbone.defaultCut], cacheDir: path.join(ROOT, 'cache') });
-  const [h, w] = engine.inputSize;
+  const [h, w] = backbone.preprocessing.size;
   const input = new Float32Array(batch * h * w * 3);
   for (let i = 0; i < input.length; i++) input[i] = (((i * 2654435761) % 255) - 120) / 60;
+  // int8 calibrates on the synthetic batch itself: its ranges do not change the speed.
+  const calibration = { key: `bench-${path.basename(file)}`, batches: async function* () { yield { images: input, count: batch, size: [h, w] as const, sha256: [] }; } };
+  const engine = await createEngine({ engine: 'onnx', device: 'auto', backbone, cuts: [backbone.defaultCut], cacheDir: path.join(ROOT, 'cache'), precision, calibration });
   for (let i = 0; i < 2; i++) await engine.run(input, batch);
   let runs = 0;
   const start = performance.now();
@@ -74,15 +79,17 @@ async function main(): Promise<void> {
       console.error(`skip ${name}: ${entry ? `${entry.onnx} is absent` : 'not in the manifest'}`);
       continue;
     }
-    const ours = await bottleneckImgPerSec(file);
+    const ours = await bottleneckImgPerSec(file, 'fp32');
+    const int8 = args.int8 ? await bottleneckImgPerSec(file, 'int8') : undefined;
     const torch = await torchImgPerSec(name);
     torchVersion = torch.torch;
     const ratio = ours.imgPerSec / torch.imgPerSec;
     const target = VITS.has(name) ? 0.9 : 1.0;
-    rows.push([name, ours.cut, ours.imgPerSec.toFixed(2), torch.imgPerSec.toFixed(2), `${ratio.toFixed(2)}×`, `≥ ${target.toFixed(1)}×: ${ratio >= target ? 'met' : 'NOT met'}`]);
-    console.error(`${name}: bottleneck ${ours.imgPerSec.toFixed(2)} img/s, torch ${torch.imgPerSec.toFixed(2)} img/s`);
+    const int8Cells = int8 ? [int8.imgPerSec.toFixed(2), `${(int8.imgPerSec / ours.imgPerSec).toFixed(2)}×`, `${(int8.imgPerSec / torch.imgPerSec).toFixed(2)}×`] : ['-', '-', '-'];
+    rows.push([name, ours.cut, ours.imgPerSec.toFixed(2), torch.imgPerSec.toFixed(2), `${ratio.toFixed(2)}×`, `≥ ${target.toFixed(1)}×: ${ratio >= target ? 'met' : 'NOT met'}`, ...int8Cells]);
+    console.error(`${name}: bottleneck ${ours.imgPerSec.toFixed(2)} img/s${int8 ? ` (int8 ${int8.imgPerSec.toFixed(2)})` : ''}, torch ${torch.imgPerSec.toFixed(2)} img/s`);
   }
-  const header = ['model', 'cut (default)', 'bottleneck img/s', `torch ${torchVersion} eager img/s`, 'ratio', 'target'];
+  const header = ['model', 'cut (default)', 'bottleneck fp32 img/s', `torch ${torchVersion} eager img/s`, 'fp32 ratio', 'target', 'bottleneck int8 img/s', 'int8 / our fp32', 'int8 / torch'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const fmt = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;
   console.log(fmt(header));

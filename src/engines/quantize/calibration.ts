@@ -18,6 +18,7 @@ import type { onnx as proto } from 'onnx-proto';
 import ort from '../../util/onnxruntime.ts';
 import { tempName, writeFileAtomic } from '../../util/atomic-file.ts';
 import { readJsonFile } from '../../util/json-file.ts';
+import { UserError } from '../../util/errors.ts';
 import { PERCENTILE, RangeHistogram } from './range-histogram.ts';
 
 const { onnx } = onnxProto;
@@ -73,10 +74,10 @@ export async function calibrated(opts: {
   const stored = await readCalibration(opts.cacheDir, opts.source.key);
   const missing = opts.tensors.filter((t) => !stored?.ranges[t]);
   if (stored && missing.length === 0) return { calibration: stored, measured: 0 };
-  const { ranges, sha256 } = await measureRanges(opts.model, opts.input, missing, opts.source, opts.threads);
+  const { ranges, sha256, images } = await measureRanges(opts.model, opts.input, missing, opts.source, opts.threads);
   const calibration: Calibration = stored
     ? { ...stored, ranges: { ...stored.ranges, ...ranges } }
-    : { version: 1, id: createHash('sha256').update(JSON.stringify({ sha256, ranges })).digest('hex').slice(0, 16), method: CALIBRATION_METHOD, sample: { images: sha256.length, sha256 }, ranges };
+    : { version: 1, id: createHash('sha256').update(JSON.stringify({ sha256, ranges })).digest('hex').slice(0, 16), method: CALIBRATION_METHOD, sample: { images, sha256 }, ranges };
   return { calibration: await store(opts.cacheDir, opts.source.key, calibration, !stored), measured: missing.length };
 }
 
@@ -107,7 +108,7 @@ async function measureRanges(
   tensors: readonly string[],
   source: CalibrationSource,
   threads?: number,
-): Promise<{ ranges: Record<string, [number, number]>; sha256: string[] }> {
+): Promise<{ ranges: Record<string, [number, number]>; sha256: string[]; images: number }> {
   const graph = model.graph!;
   const probe: proto.IModelProto = { ...model, graph: { ...graph, output: tensors.map((name) => ({ name })), valueInfo: [] } };
   const session = await ort.InferenceSession.create(onnx.ModelProto.encode(probe).finish(), {
@@ -117,6 +118,7 @@ async function measureRanges(
   });
   const histograms = tensors.map(() => new RangeHistogram());
   const sha256: string[] = [];
+  let images = 0;
   try {
     for await (const batch of source.batches()) {
       const [h, w] = batch.size;
@@ -127,10 +129,11 @@ async function measureRanges(
         out[t].dispose?.();
       });
       sha256.push(...batch.sha256);
+      images += batch.count;
     }
   } finally {
     await session.release();
   }
-  if (sha256.length === 0) throw new Error('calibration: the sample is empty');
-  return { ranges: Object.fromEntries(tensors.map((t, i) => [t, histograms[i].range()])), sha256 };
+  if (images === 0) throw new UserError('--precision int8: no image could be read and decoded to calibrate on (the dataset holds no readable training image)');
+  return { ranges: Object.fromEntries(tensors.map((t, i) => [t, histograms[i].range()])), sha256, images };
 }
