@@ -58,6 +58,13 @@ export interface ExtractPlan {
   readonly precisionNote?: string;
 }
 
+/** --precision, for extract and the commands that extract on the user's behalf (sweep). */
+export const PRECISION_OPTION = {
+  choices: PRECISION_CHOICES,
+  default: 'fp32' as PrecisionChoice,
+  describe: 'compute in fp32, or int8 (weights per channel, activations calibrated on 128 of your images); auto: int8 where the CPU has VNNI or AMX',
+} as const;
+
 /** The flags above as yargs options: extract's, and those of the commands that name codes as extract does (train-head DATA, audit). */
 export function withExtractSettings<T>(y: Argv<T>) {
   return withWeights(withBackbone(y, ZOO_NAMES))
@@ -68,11 +75,7 @@ export function withExtractSettings<T>(y: Argv<T>) {
     .option('interpolation', { choices: INTERPOLATIONS, describe: "resampling kernel (default: the model's own preprocessing, else linear)" })
     .option('background', { type: 'string', default: '255,255,255', describe: 'R,G,B that alpha is flattened on (and pad fills with)' })
     .option('float16', { type: 'boolean', default: false, describe: 'store codes as float16 (half the disk)' })
-    .option('precision', {
-      choices: PRECISION_CHOICES,
-      default: 'fp32' as PrecisionChoice,
-      describe: 'compute in fp32, or int8 (weights per channel, activations calibrated on 128 of your images); auto: int8 where the CPU has VNNI or AMX',
-    })
+    .option('precision', PRECISION_OPTION)
     .option('mean', { type: 'string', describe: 'ONNX backbones: per-channel mean R,G,B, in --scale units (default: preprocessor_config.json, else ImageNet)' })
     .option('std', { type: 'string', describe: 'ONNX backbones: per-channel std R,G,B, in --scale units' })
     .option('scale', optionalNumber('scale', 'ONNX backbones: pixels (0..255) are multiplied by this before --mean and --std, e.g. 0.00392156862745098 for 1/255 (default 1)', { min: 0, minExclusive: true }))

@@ -12,12 +12,13 @@ import { loadBackbone, ZOO_NAMES } from '../backbones/zoo.ts';
 import type { DeviceChoice, EngineChoice } from '../engines/engine.ts';
 import { loadDataset } from '../extract/dataset.ts';
 import { progressSink } from '../extract/progress-reporter.ts';
-import { inputFit } from '../extract/extract-plan.ts';
+import { inputFit, PRECISION_OPTION } from '../extract/extract-plan.ts';
 import { DEFAULT_EXTRACT_SETTINGS, runExtract } from '../extract/run-extract.ts';
 import { withHeadOptions } from '../train-head/train-command.ts';
 import { DEFAULT_HEAD_TRAINING, trainHead } from '../train-head/train-head.ts';
 import { cacheRootOf, defineCommand, numberOption, withBackbone, withBatching, withCache, withEngine, withWeights, WHOLE_POSITIVE } from '../util/cli-options.ts';
 import { UsageError } from '../util/errors.ts';
+import { resolvePrecision, type PrecisionChoice } from '../engines/precision.ts';
 
 export const sweepCommand = defineCommand(
   'sweep [data]',
@@ -29,6 +30,7 @@ export const sweepCommand = defineCommand(
       .option('pool', { choices: CUT_POOLS, default: 'avg' as const, describe: 'pooling of spatial cuts (avg, max); token sequences take cls unless a token pooling is named' })
       .option('epochs', numberOption('epochs', 'passes over the training rows, per head', WHOLE_POSITIVE, 30))
       .option('out', { type: 'string', default: 'sweeps', describe: 'folder for the heads, one per cut' })
+      .option('precision', PRECISION_OPTION)
       .option('json', { type: 'boolean', default: false }),
   async (argv) => {
     if (!argv.data) throw new UsageError('sweep needs a dataset: bottleneck sweep DATA (a folder or manifest, as for extract)');
@@ -63,6 +65,8 @@ export interface SweepCommand {
   readonly seed: number;
   readonly val: number;
   readonly quiet?: boolean;
+  /** Default fp32. */
+  readonly precision?: PrecisionChoice;
 }
 
 export interface SweepRow {
@@ -92,8 +96,11 @@ export async function runSweep(cmd: SweepCommand): Promise<SweepResult> {
     if (!cmd.quiet) console.error(line);
   };
   log(`sweep: ${cuts.length} cuts of ${backbone.id} in one pass over ${dataset.items.length} images: ${cuts.map(cutLabel).join(', ')}`);
+  const { precision, note } = resolvePrecision(cmd.precision ?? 'fp32', cmd.device);
+  if (note) log(`note: ${note}`);
   const sink = progressSink(cmd.quiet ? 'none' : 'bar');
   const extracted = await runExtract({
+    precision,
     items: dataset.items,
     dataset,
     backbone,
