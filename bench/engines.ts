@@ -12,10 +12,10 @@
  *
  *   npm run bench:engines -- --backbones resnet50,inception_v3,../shared/models/teachable-machine/model.json
  *   npm run bench:engines -- --backbones fixtures/generated/onnx-backbones/resnet50.onnx   # ONNX files (onnx engine only)
+ *   npm run bench:engines -- --engines onnx --precisions fp32,int8 --batches 8        # int8 beside fp32
  *
  * bench:onnx-backbones sets ONNX files beside PyTorch eager on the same machine.
  */
-import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Backbone, GraphBackbone } from '../src/backbones/backbone.ts';
@@ -26,9 +26,10 @@ import { loadGraphBackbone } from '../src/backbones/zoo.ts';
 import { seededWeights } from '../src/backbones/zoo/random-weights.ts';
 import { VGG16_PREPROCESSING, vgg16Graph } from '../src/backbones/zoo/vgg16.ts';
 import { isKerasApplication, KERAS_APPLICATIONS, kerasPreprocessing, type KerasApplication } from '../src/backbones/zoo/keras-applications.ts';
-import type { EngineName, FeatureEngine } from '../src/engines/engine.ts';
+import type { EngineName, FeatureEngine, Precision } from '../src/engines/engine.ts';
 import { createOnnxEngine } from '../src/engines/onnx-engine.ts';
 import { createTfjsEngine } from '../src/engines/tfjs-engine.ts';
+import { machineLine } from './machine.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -38,6 +39,8 @@ const { values: args } = parseArgs({
     /** tfjs on wasm runs VGG16 at under 1 img/s, so by default it gets batch 8 only. */
     'tfjs-batches': { type: 'string', default: '8' },
     seconds: { type: 'string', default: '8' },
+    /** int8 rows are onnx only, calibrated on the synthetic batch (its ranges do not change the speed). */
+    precisions: { type: 'string', default: 'fp32' },
   },
 });
 
@@ -87,17 +90,26 @@ async function benchBackbone(name: string): Promise<{ backbone: Backbone; cut: C
   }
 }
 
-type BenchEngineOptions = { readonly cuts: readonly Cut[]; readonly inputSize: readonly [number, number]; readonly device: 'auto'; readonly cacheDir: string };
+type BenchEngineOptions = { readonly cuts: readonly Cut[]; readonly inputSize: readonly [number, number]; readonly device: 'auto'; readonly cacheDir: string; readonly precision: Precision };
 
 function openEngine(engineName: EngineName, backbone: Backbone, opts: BenchEngineOptions): Promise<FeatureEngine> {
-  if (backbone.kind === 'onnx') return createEngine({ ...opts, engine: 'onnx', backbone });
-  return engineName === 'onnx' ? createOnnxEngine({ ...opts, backbone }) : createTfjsEngine({ ...opts, backbone });
+  const [h, w] = opts.inputSize;
+  const input = syntheticBatch(8, h, w);
+  const calibration = { key: `bench-engines-${backbone.id.replace(/[^\w.-]+/g, '_')}-${backbone.weightsId.slice(0, 16)}`, batches: async function* () { yield { images: input, count: 8, size: opts.inputSize, sha256: [] }; } };
+  const withInt8 = { ...opts, calibration };
+  if (backbone.kind === 'onnx') return createEngine({ ...withInt8, engine: 'onnx', backbone });
+  return engineName === 'onnx' ? createOnnxEngine({ ...withInt8, backbone }) : createTfjsEngine({ ...opts, backbone });
+}
+
+function syntheticBatch(batch: number, h: number, w: number): Float32Array {
+  const input = new Float32Array(batch * h * w * 3);
+  for (let i = 0; i < input.length; i++) input[i] = ((i * 2654435761) % 255) - 120;
+  return input;
 }
 
 async function timeEngine(engine: FeatureEngine, batch: number, seconds: number): Promise<{ imgPerSec: number; msPerBatch: number; runs: number }> {
   const [h, w] = engine.inputSize;
-  const input = new Float32Array(batch * h * w * 3);
-  for (let i = 0; i < input.length; i++) input[i] = ((i * 2654435761) % 255) - 120;
+  const input = syntheticBatch(batch, h, w);
   await engine.run(input, batch); // warm-up: kernel selection, allocation
   let runs = 0;
   const start = performance.now();
@@ -122,23 +134,27 @@ interface Row {
 async function main(): Promise<void> {
   const rows: Row[] = [];
   const seconds = Number(args.seconds);
-  console.log(`machine: ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.availableParallelism()} cores, node ${process.version}`);
+  console.log(machineLine());
   for (const name of args.backbones!.split(',').map((n) => (n.endsWith('.json') ? path.resolve(n) : n))) {
     const spec = await benchBackbone(name);
     if (!spec) continue;
     const { backbone } = spec;
     // An ONNX file runs on onnxruntime only.
-    for (const engineName of (backbone.kind === 'onnx' ? ['onnx'] : args.engines!.split(',')) as EngineName[]) {
+    const runs = ((backbone.kind === 'onnx' ? ['onnx'] : args.engines!.split(',')) as EngineName[]).flatMap((engineName) =>
+      (args.precisions!.split(',') as Precision[]).filter((p) => p === 'fp32' || engineName === 'onnx').map((precision) => ({ engineName, precision })),
+    );
+    for (const { engineName, precision } of runs) {
       const engine = await openEngine(engineName, backbone, {
         cuts: [spec.cut],
         inputSize: spec.backbone.preprocessing.size,
         device: 'auto',
         cacheDir: path.resolve('cache'),
+        precision,
       });
       const batches = (engineName === 'tfjs' ? args['tfjs-batches']! : args.batches!).split(',').map(Number);
       for (const batch of batches) {
         const r = await timeEngine(engine, batch, seconds);
-        const row = { backbone: name.endsWith('.json') ? path.basename(path.dirname(name)) : name.endsWith('.onnx') ? path.basename(name) : name, cut: cutLabel(spec.cut), engine: `${engine.name}/${engine.provider}`, batch, ...r };
+        const row = { backbone: name.endsWith('.json') ? path.basename(path.dirname(name)) : name.endsWith('.onnx') ? path.basename(name) : name, cut: cutLabel(spec.cut), engine: `${engine.name}/${engine.provider}${precision === 'int8' ? ' int8' : ''}`, batch, ...r };
         rows.push(row);
         console.error(`${row.backbone} ${row.engine} batch ${batch}: ${r.imgPerSec.toFixed(2)} img/s`);
       }
@@ -149,10 +165,10 @@ async function main(): Promise<void> {
 }
 
 function printTable(rows: Row[]): void {
-  const onnxVgg = rows.filter((r) => r.backbone === 'vgg16' && r.engine.startsWith('onnx'));
+  const onnxVgg = rows.filter((r) => r.backbone === 'vgg16' && r.engine.startsWith('onnx') && !r.engine.endsWith('int8'));
   const header = ['backbone', 'cut', 'engine', 'batch', 'img/s', 'ms/batch', 'runs', 'vs onnx'];
   const lines = rows.map((r) => {
-    const ref = rows.find((o) => o.backbone === r.backbone && o.batch === r.batch && o.engine.startsWith('onnx'));
+    const ref = rows.find((o) => o.backbone === r.backbone && o.batch === r.batch && o.engine.startsWith('onnx') && !o.engine.endsWith('int8'));
     return [r.backbone, r.cut, r.engine, String(r.batch), r.imgPerSec.toFixed(2), r.msPerBatch.toFixed(0), String(r.runs), ref ? `${(r.imgPerSec / ref.imgPerSec).toFixed(3)}×` : '-'];
   });
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
