@@ -53,6 +53,7 @@ export function planQdq(graph: proto.IGraphProto): QdqPlan {
   };
   const absorbed = new Set<number>();
   const actions: QdqAction[] = [];
+  const feeding = feedsWeighted(nodes, inits);
   nodes.forEach((n, i) => {
     if (absorbed.has(i)) return;
     const op = n.opType ?? '';
@@ -70,12 +71,28 @@ export function planQdq(graph: proto.IGraphProto): QdqPlan {
     } else if (SAME_SCALE.has(op) && quantized.has(ins[0])) {
       quantized.add(out);
       actions.push({ kind: 'same-scale', node: i });
-    } else if (OWN_SCALE.has(op) && ins.length > 0 && ins.every((x) => quantized.has(x))) {
+    } else if (OWN_SCALE.has(op) && feeding.has(out) && ins.length > 0 && ins.every((x) => quantized.has(x))) {
+      // Only on the way to a weighted op: int8 there would just round a code (a pooled cut, say).
       need(out);
       actions.push({ kind: 'own-scale', node: i });
     }
   });
   return { actions, calibrate };
+}
+
+/**
+ * Tensors on the way to a weighted op's input, through ops that keep int8 values: where an int8
+ * Add, Concat or pool saves a requantisation. After the last weighted op, they run in float.
+ */
+function feedsWeighted(nodes: readonly proto.INodeProto[], inits: ReadonlyMap<string, proto.ITensorProto>): Set<string> {
+  const feeding = new Set<string>();
+  for (let i = nodes.length - 1; i >= 0; i--) {
+    const n = nodes[i];
+    const out = n.output?.[0] ?? '';
+    if (weightAxis(n, inits) !== null) feeding.add(n.input![0]);
+    else if ((SAME_SCALE.has(n.opType ?? '') || OWN_SCALE.has(n.opType ?? '') || n.opType === 'Relu') && feeding.has(out)) for (const x of n.input ?? []) feeding.add(x);
+  }
+  return feeding;
 }
 
 /**
