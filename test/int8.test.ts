@@ -136,12 +136,12 @@ describe('extract --precision int8', () => {
     expect(fp32.code).toBe(0);
     const first = await runCli(['extract', data, '--backbone', 'squeezenet1_1', '--cache', cache, '--precision', 'int8', '--json']);
     expect(first.code, first.stderr).toBe(0);
-    expect(first.stderr).toMatch(/int8: calibrated \d+ tensors on 12 images \(percentile-99\.99\)/);
+    expect(first.stderr).toMatch(/int8: calibrated \d+ tensors on 12 images \(percentile-99\.999\)/);
     const keyOf = (stdout: string) => (JSON.parse(stdout.trim().split('\n').pop()!) as { key: string }).key;
     const [fp32Key, int8Key] = [keyOf(fp32.stdout), keyOf(first.stdout)];
     expect(int8Key).not.toBe(fp32Key);
     const spec = JSON.parse(await readFile(path.join(cache, int8Key, 'spec.json'), 'utf8')) as { precision?: string; calibration?: string };
-    expect(spec).toMatchObject({ precision: 'int8', calibration: 'percentile-99.99' });
+    expect(spec).toMatchObject({ precision: 'int8', calibration: 'percentile-99.999' });
     const [a, b] = [await readRows(cache, fp32Key), await readRows(cache, int8Key)];
     expect(b.paths).toEqual(a.paths);
     for (let r = 0; r < a.paths.length; r++) expect(cosine(a.codes.subarray(r * a.dim, (r + 1) * a.dim), b.codes.subarray(r * b.dim, (r + 1) * b.dim))).toBeGreaterThan(0.97);
@@ -156,6 +156,12 @@ describe('extract --precision int8', () => {
     const head = await runCli(['train-head', data, '--backbone', 'squeezenet1_1', '--cache', cache, '--precision', 'int8', '--epochs', '2', '--out', path.join(tmp, 'head')]);
     expect(head.code, head.stderr).toBe(0);
     expect(JSON.parse(await readFile(path.join(tmp, 'head', 'head.json'), 'utf8')).cacheKey).toBe(int8Key);
+
+    // predict runs the head's int8 backbone on new images, with the key's own calibration.
+    const image = path.join(data, 'validation', 'a', (await readdir(path.join(data, 'validation', 'a')))[0]);
+    const predicted = await runCli(['predict', image, '--head', path.join(tmp, 'head'), '--cache', cache, '--json']);
+    expect(predicted.code, predicted.stderr).toBe(0);
+    expect(predicted.stderr).not.toMatch(/calibrated/);
   });
 
   it('chooses the calibration sample by content, whatever the order of the files', async () => {

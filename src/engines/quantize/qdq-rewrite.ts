@@ -4,8 +4,8 @@
  * QLinearMatMul, QLinearAdd, QLinearConcat, QLinearAveragePool, int8 MaxPool):
  *   - weights of Conv, Gemm and MatMul: int8, per output channel, symmetric; biases int32 at
  *     the input scale × the weight scale, as the int8 kernels accumulate;
- *   - activations: uint8, asymmetric, from calibrated ranges; a Relu after a weighted op is
- *     absorbed by the Q that follows it (its range starts at 0, so Q saturates what Relu cut);
+ *   - activations: uint8, asymmetric, from calibrated ranges; a Relu or ReLU6 (Clip) after a
+ *     weighted op is absorbed by the Q that follows it (Q saturates where it would cut);
  *   - MaxPool, Flatten, Reshape, Transpose, Squeeze and Unsqueeze keep their input's scale, so
  *     they run on the int8 values unchanged;
  *   - everything else (LRN, Softmax, LayerNorm, GELU …) stays float32 between a DQ and a Q.
@@ -29,7 +29,7 @@ const OWN_SCALE = new Set(['Add', 'Concat', 'AveragePool', 'GlobalAveragePool'])
 
 /** How one node is quantised. */
 export type QdqAction =
-  | { readonly kind: 'weighted'; readonly node: number; readonly axis: number; readonly quantized: string; readonly relu?: number }
+  | { readonly kind: 'weighted'; readonly node: number; readonly axis: number; readonly quantized: string; /** The absorbed Relu or Clip. */ readonly activation?: number }
   | { readonly kind: 'same-scale'; readonly node: number }
   | { readonly kind: 'own-scale'; readonly node: number };
 
@@ -63,11 +63,11 @@ export function planQdq(graph: proto.IGraphProto): QdqPlan {
     const axis = weightAxis(n, inits);
     if (axis !== null) {
       need(ins[0]);
-      const relu = soleRelu(out, consumers, nodes, outputs);
-      const quantizedOut = relu === undefined ? out : nodes[relu].output![0];
-      if (relu !== undefined) absorbed.add(relu);
+      const activation = soleActivation(out, consumers, nodes, outputs, inits);
+      const quantizedOut = activation === undefined ? out : nodes[activation].output![0];
+      if (activation !== undefined) absorbed.add(activation);
       need(quantizedOut);
-      actions.push({ kind: 'weighted', node: i, axis, quantized: quantizedOut, ...(relu !== undefined ? { relu } : {}) });
+      actions.push({ kind: 'weighted', node: i, axis, quantized: quantizedOut, ...(activation !== undefined ? { activation } : {}) });
     } else if (SAME_SCALE.has(op) && quantized.has(ins[0])) {
       quantized.add(out);
       actions.push({ kind: 'same-scale', node: i });
@@ -119,12 +119,33 @@ function weightAxis(n: proto.INodeProto, inits: ReadonlyMap<string, proto.ITenso
   }
 }
 
-/** The Relu that alone reads `tensor` (and whose output is not a graph output), if any. */
-function soleRelu(tensor: string, consumers: ReadonlyMap<string, number[]>, nodes: readonly proto.INodeProto[], outputs: ReadonlySet<string>): number | undefined {
+/**
+ * The Relu, or Clip with constant bounds (ReLU6), that alone reads `tensor` (and whose output is
+ * not a graph output), if any: the Q after it saturates exactly where it would cut, so it goes.
+ * Quantising the raw conv output instead would spend the 256 levels on values it then discards.
+ */
+function soleActivation(
+  tensor: string,
+  consumers: ReadonlyMap<string, number[]>,
+  nodes: readonly proto.INodeProto[],
+  outputs: ReadonlySet<string>,
+  inits: ReadonlyMap<string, proto.ITensorProto>,
+): number | undefined {
   const readers = consumers.get(tensor) ?? [];
   if (readers.length !== 1 || outputs.has(tensor)) return undefined;
-  const relu = nodes[readers[0]];
-  return relu.opType === 'Relu' && !outputs.has(relu.output![0]) ? readers[0] : undefined;
+  const act = nodes[readers[0]];
+  if (outputs.has(act.output![0])) return undefined;
+  if (act.opType === 'Relu') return readers[0];
+  const bounds = (act.input ?? []).slice(1).filter(Boolean);
+  // Clip's bounds must be constants, and its floor at or below 0, which Q's range always holds.
+  const floor = inits.get(act.input?.[1] ?? '');
+  const constant = bounds.every((b) => inits.has(b)) && (act.attribute ?? []).length === 0;
+  return act.opType === 'Clip' && constant && (!floor || floatsOf(floor)[0] <= 0) ? readers[0] : undefined;
+}
+
+function floatsOf(t: proto.ITensorProto): Float32Array {
+  if (t.rawData && t.rawData.length >= 4) return new Float32Array(Uint8Array.from(t.rawData).buffer);
+  return Float32Array.from(t.floatData ?? []);
 }
 
 function consumersOf(nodes: readonly proto.INodeProto[]): Map<string, number[]> {
@@ -216,8 +237,8 @@ export function applyQdq(model: proto.IModelProto, plan: QdqPlan, ranges: Readon
     }
     // The weight's DQ goes just before its node, which keeps the graph topologically sorted.
     after.set(action.node - 0.5, front);
-    if (action.relu !== undefined) removed.add(action.relu);
-    // With the Relu absorbed, its output's consumers read the Q/DQ of the weighted op's output.
+    if (action.activation !== undefined) removed.add(action.activation);
+    // With the activation absorbed, its output's consumers read the Q/DQ of the weighted op's output.
     qdq(action.quantized, out, action.node);
   }
 

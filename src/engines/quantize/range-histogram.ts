@@ -1,15 +1,17 @@
 /**
  * The calibration's range method: a histogram of every value a tensor takes over the sample,
- * and the range that keeps all but the outermost 0.01% on each side (the percentile method).
- * Bare min/max lets one outlier pixel stretch the scale of a whole tensor; the percentile keeps
- * the resolution where the values are.
+ * and the range that keeps all but the outermost 0.001% on each side (the percentile method).
+ * Bare min/max lets one outlier pixel stretch the scale of a whole tensor; a tighter percentile
+ * clips values the next layers need. Measured on 120 flower photos (cosine of int8 to fp32 codes,
+ * mean): googlenet 0.9635 at 99.9, 0.9946 at 99.99, 0.9986 at 99.999, 0.9988 at min/max;
+ * Teachable Machine's MobileNetV2 0.9667, 0.9756, 0.9780, 0.9769.
  *
  * The histogram is symmetric about 0, [-limit, limit] with a power-of-two limit, and grows by
  * doubling: pairs of bins merge exactly, so the result does not depend on the order the batches
  * came in.
  */
 
-export const PERCENTILE = 99.99;
+export const PERCENTILE = 99.999;
 const BINS = 4096; // even, so that doubling merges whole pairs
 
 export interface HistogramState {
