@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { link, rm } from 'node:fs/promises';
+import { link, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import onnxProto from 'onnx-proto';
@@ -18,7 +18,7 @@ import type { onnx as proto } from 'onnx-proto';
 import ort from '../../util/onnxruntime.ts';
 import { tempName, writeFileAtomic } from '../../util/atomic-file.ts';
 import { readJsonFile } from '../../util/json-file.ts';
-import { UserError } from '../../util/errors.ts';
+import { asFileSystemError, UserError } from '../../util/errors.ts';
 import { PERCENTILE, RangeHistogram } from './range-histogram.ts';
 
 const { onnx } = onnxProto;
@@ -82,23 +82,29 @@ export async function calibrated(opts: {
 }
 
 /**
- * Writes the calibration; a new one only if no other process (a sharded run) wrote one first,
- * whose ranges then win, so that every process quantises alike.
+ * Writes the calibration. Ranges already in the file win over ours (another process of a
+ * sharded run may have stored them first), so that every process quantises alike.
  */
 async function store(cacheDir: string, key: string, calibration: Calibration, isNew: boolean): Promise<Calibration> {
   const file = calibrationFile(cacheDir, key);
-  const text = `${JSON.stringify(calibration)}\n`;
   if (!isNew) {
-    await writeFileAtomic(file, text);
-    return calibration;
+    const now = (await readCalibration(cacheDir, key)) ?? calibration;
+    const merged = { ...now, ranges: { ...calibration.ranges, ...now.ranges } };
+    await writeFileAtomic(file, `${JSON.stringify(merged)}\n`);
+    return merged;
   }
-  const tmp = `${tempName(path.dirname(file), path.basename(file))}`;
-  await writeFileAtomic(tmp, text);
-  // link() fails if the name exists: the first writer wins, atomically.
-  await link(tmp, file).catch((err: NodeJS.ErrnoException) => {
-    if (err.code !== 'EEXIST') throw err;
-  });
-  await rm(tmp, { force: true });
+  const tmp = tempName(path.dirname(file), path.basename(file));
+  await writeFileAtomic(tmp, `${JSON.stringify(calibration)}\n`);
+  // link() fails if the name exists: the first writer wins, atomically. A file system without
+  // hard links gets a rename, atomic but not exclusive.
+  await link(tmp, file)
+    .catch(async (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EEXIST') await rename(tmp, file);
+    })
+    .catch((err: unknown) => {
+      throw asFileSystemError(file, err);
+    })
+    .finally(() => rm(tmp, { force: true }));
   return (await readCalibration(cacheDir, key))!;
 }
 

@@ -200,6 +200,9 @@ export function applyQdq(model: proto.IModelProto, plan: QdqPlan, ranges: Readon
     return entry;
   };
   const ensure = (tensor: string) => qdq(tensor, tensor, producer.get(tensor) ?? -1);
+  const weights = new Map<string, { dq: string; scales: Float32Array }>();
+  /** Weight and bias DQs: constants, so they go first, which keeps the graph topologically sorted. */
+  const front: proto.INodeProto[] = [];
 
   for (const action of plan.actions) {
     const n = nodes[action.node];
@@ -214,36 +217,50 @@ export function applyQdq(model: proto.IModelProto, plan: QdqPlan, ranges: Readon
       continue;
     }
     const x = ensure(n.input[0]);
-    const wName = n.input[1];
-    const w = inits.get(wName)!;
-    const q = quantizeWeights(readFloats(w), (w.dims ?? []).map(Number), action.axis);
-    const base = `bottleneck_q/${wName}`;
-    const channels = q.scales.length;
-    const wScale = constant(`${base}/scale`, T.FLOAT, [channels], new Uint8Array(q.scales.buffer));
-    const wZp = constant(`${base}/zero_point`, T.INT8, [channels], new Uint8Array(channels));
-    constant(`${base}/int8`, T.INT8, (w.dims ?? []).map(Number), new Uint8Array(q.values.buffer));
-    const dqW = { opType: 'DequantizeLinear', input: [`${base}/int8`, wScale, wZp], output: [`${base}/dq`], name: `${base}/dq`, attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: action.axis }] };
-    const front = [dqW];
-    n.input[1] = `${base}/dq`;
+    const w = weightDq(n.input[1], action.axis);
+    n.input[1] = w.dq;
     const bias = n.input[2] ? inits.get(n.input[2]) : undefined;
-    if (bias && bias.dataType === T.FLOAT && (bias.dims ?? []).length === 1 && Number(bias.dims![0]) === channels) {
-      const b = quantizeBias(readFloats(bias), x.scale, q.scales);
-      const bBase = `bottleneck_q/${n.input[2]}`;
-      const bScale = constant(`${bBase}/scale`, T.FLOAT, [channels], new Uint8Array(b.scales.buffer));
-      const bZp = constant(`${bBase}/zero_point`, T.INT32, [channels], new Uint8Array(channels * 4));
-      constant(`${bBase}/int32`, T.INT32, [channels], new Uint8Array(b.values.buffer));
-      front.push({ opType: 'DequantizeLinear', input: [`${bBase}/int32`, bScale, bZp], output: [`${bBase}/dq`], name: `${bBase}/dq`, attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 0 }] });
-      n.input[2] = `${bBase}/dq`;
+    if (bias && bias.dataType === T.FLOAT && (bias.dims ?? []).length === 1 && Number(bias.dims![0]) === w.scales.length) {
+      n.input[2] = biasDq(bias, x.scale, w.scales, action.node);
     }
-    // The weight's DQ goes just before its node, which keeps the graph topologically sorted.
-    after.set(action.node - 0.5, front);
     if (action.activation !== undefined) removed.add(action.activation);
     // With the activation absorbed, its output's consumers read the Q/DQ of the weighted op's output.
     qdq(action.quantized, out, action.node);
   }
 
+  /** int8 per-channel weight and its DQ (once per initializer, however many nodes share it). */
+  function weightDq(name: string, axis: number): { dq: string; scales: Float32Array } {
+    const known = weights.get(name);
+    if (known) return known;
+    const t = inits.get(name)!;
+    const dims = (t.dims ?? []).map(Number);
+    const q = quantizeWeights(readFloats(t), dims, axis);
+    const base = `bottleneck_q/${name}`;
+    const scale = constant(`${base}/scale`, T.FLOAT, [q.scales.length], new Uint8Array(q.scales.buffer));
+    const zp = constant(`${base}/zero_point`, T.INT8, [q.scales.length], new Uint8Array(q.scales.length));
+    const values = constant(`${base}/int8`, T.INT8, dims, new Uint8Array(q.values.buffer));
+    front.push({ opType: 'DequantizeLinear', input: [values, scale, zp], output: [`${base}/dq`], name: `${base}/dq`, attribute: [axisAttr(axis)] });
+    const entry = { dq: `${base}/dq`, scales: q.scales };
+    weights.set(name, entry);
+    return entry;
+  }
+
+  /** int32 bias at the input scale × the weight scales, and its DQ (per node: the input scale is the node's). */
+  function biasDq(bias: proto.ITensorProto, inputScale: number, weightScales: Float32Array, node: number): string {
+    const b = quantizeBias(readFloats(bias), inputScale, weightScales);
+    const base = `bottleneck_q/${bias.name}@${node}`;
+    const scale = constant(`${base}/scale`, T.FLOAT, [b.scales.length], new Uint8Array(b.scales.buffer));
+    const zp = constant(`${base}/zero_point`, T.INT32, [b.scales.length], new Uint8Array(b.scales.length * 4));
+    const values = constant(`${base}/int32`, T.INT32, [b.scales.length], new Uint8Array(b.values.buffer));
+    front.push({ opType: 'DequantizeLinear', input: [values, scale, zp], output: [`${base}/dq`], name: `${base}/dq`, attribute: [axisAttr(0)] });
+    return `${base}/dq`;
+  }
+
+  after.set(-1, [...front, ...(after.get(-1) ?? [])]);
   return { ...model, graph: rebuiltGraph(graph, nodes, after, removed, renamed, added) };
 }
+
+const axisAttr = (axis: number): proto.IAttributeProto => ({ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: axis });
 
 function rebuiltGraph(
   graph: proto.IGraphProto,
@@ -256,7 +273,6 @@ function rebuiltGraph(
   const qdqOutputs = new Set([...after.values()].flat().flatMap((n) => n.output ?? []));
   const ordered: proto.INodeProto[] = [...(after.get(-1) ?? [])];
   nodes.forEach((n, i) => {
-    ordered.push(...(after.get(i - 0.5) ?? []));
     if (!removed.has(i)) ordered.push(n);
     ordered.push(...(after.get(i) ?? []));
   });
