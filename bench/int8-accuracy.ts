@@ -20,6 +20,7 @@ import { FeatureCache } from '../src/cache/feature-cache.ts';
 import { runExtractCommand, type ExtractCommand } from '../src/extract/extract-command.ts';
 import { planExtract, planKey } from '../src/extract/extract-plan.ts';
 import { DEFAULT_HEAD_TRAINING, runTrainHead, type TrainHeadCommand } from '../src/train-head/train-command.ts';
+import { cosine } from '../test/helpers/compare.ts';
 import { machineLine } from './machine.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
@@ -68,26 +69,8 @@ async function codesOf(key: string, dataset: string): Promise<Map<string, Float3
 }
 
 function cosines(a: Map<string, Float32Array>, b: Map<string, Float32Array>): { mean: number; min: number } {
-  let sum = 0;
-  let min = 1;
-  let n = 0;
-  for (const [sha, x] of a) {
-    const y = b.get(sha);
-    if (!y) continue;
-    let dot = 0;
-    let xx = 0;
-    let yy = 0;
-    for (let i = 0; i < x.length; i++) {
-      dot += x[i] * y[i];
-      xx += x[i] * x[i];
-      yy += y[i] * y[i];
-    }
-    const c = xx > 0 && yy > 0 ? dot / Math.sqrt(xx * yy) : 1;
-    sum += c;
-    min = Math.min(min, c);
-    n++;
-  }
-  return { mean: sum / n, min };
+  const all = [...a].filter(([sha]) => b.has(sha)).map(([sha, x]) => cosine(x, b.get(sha)!));
+  return { mean: all.reduce((s, c) => s + c, 0) / all.length, min: Math.min(...all) };
 }
 
 async function valAccuracy(key: string, dataset: string, seed: number): Promise<number> {

@@ -19,6 +19,7 @@ import { calibrationSource } from '../src/extract/calibration-sample.ts';
 import { loadDataset } from '../src/extract/dataset.ts';
 import ort from '../src/util/onnxruntime.ts';
 import { runCli } from './helpers/cli.ts';
+import { cosine } from './helpers/compare.ts';
 import { makeDataset } from './helpers/make-dataset.ts';
 import { SIDE, tinyCnnOnnx, toFloat16, writeModel } from './helpers/onnx-models.ts';
 import { readRows } from './helpers/read-codes.ts';
@@ -35,18 +36,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(tmp, { recursive: true, force: true });
 });
-
-function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let dot = 0;
-  let aa = 0;
-  let bb = 0;
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i] * b[i];
-    aa += a[i] * a[i];
-    bb += b[i] * b[i];
-  }
-  return dot / Math.sqrt(aa * bb);
-}
 
 describe('int8 arithmetic', () => {
   it('rounds halves to even, as QuantizeLinear does', () => {

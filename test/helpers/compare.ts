@@ -12,3 +12,16 @@ export function relativeError(actual: ArrayLike<number>, expected: ArrayLike<num
   }
   return scale === 0 ? diff : diff / scale;
 }
+
+/** Cosine similarity of two codes (1 for two zero codes: both say nothing, alike). */
+export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let dot = 0;
+  let aa = 0;
+  let bb = 0;
+  for (let i = 0; i < a.length; i++) {
+    dot += a[i] * b[i];
+    aa += a[i] * a[i];
+    bb += b[i] * b[i];
+  }
+  return aa > 0 && bb > 0 ? dot / Math.sqrt(aa * bb) : 1;
+}
