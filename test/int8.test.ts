@@ -15,6 +15,7 @@ import { activationParams, quantizeWeights, roundHalfEven } from '../src/engines
 import { applyQdq, planQdq } from '../src/engines/quantize/qdq-rewrite.ts';
 import { floatReader } from '../src/engines/quantize/int8-model.ts';
 import { RangeHistogram } from '../src/engines/quantize/range-histogram.ts';
+import { resolvePrecision } from '../src/engines/precision.ts';
 import { calibrationSource } from '../src/extract/calibration-sample.ts';
 import { loadDataset } from '../src/extract/dataset.ts';
 import ort from '../src/util/onnxruntime.ts';
@@ -92,6 +93,17 @@ describe('the percentile range', () => {
   });
 });
 
+describe('--precision auto', () => {
+  it('takes int8 only where the CPU has int8 dot products and the backbone no depthwise convs', () => {
+    const plain = { groupedConvs: false };
+    expect(resolvePrecision('auto', 'cpu', plain, ['avx2', 'avx512f', 'avx512_vnni'])).toMatchObject({ precision: 'int8', note: expect.stringMatching(/avx512_vnni/) });
+    expect(resolvePrecision('auto', 'cpu', plain, ['avx2', 'amx_tile', 'amx_int8']).precision).toBe('int8');
+    expect(resolvePrecision('auto', 'cpu', plain, ['avx2', 'fma'])).toMatchObject({ precision: 'fp32', note: expect.stringMatching(/no VNNI or AMX/) });
+    expect(resolvePrecision('auto', 'cpu', { groupedConvs: true }, ['avx512_vnni'])).toMatchObject({ precision: 'fp32', note: expect.stringMatching(/depthwise/) });
+    expect(resolvePrecision('int8', 'cpu', { groupedConvs: true }, []).precision).toBe('int8');
+  });
+});
+
 describe('the Q/DQ rewrite', () => {
   it('is fused by onnxruntime into int8 kernels, and its outputs stay close to fp32', async () => {
     const model = onnx.ModelProto.decode(tinyCnnOnnx());
@@ -151,6 +163,12 @@ describe('extract --precision int8', () => {
     const predicted = await runCli(['predict', image, '--head', path.join(tmp, 'head'), '--cache', cache, '--json']);
     expect(predicted.code, predicted.stderr).toBe(0);
     expect(predicted.stderr).not.toMatch(/calibrated/);
+
+    // A calibration deleted since would mix two quantised models in one key: refused, by name.
+    await rm(path.join(cache, 'calibrations'), { recursive: true });
+    const stale = await runCli(['extract', data, '--backbone', 'squeezenet1_1', '--cache', cache, '--precision', 'int8']);
+    expect(stale.code).toBe(2);
+    expect(stale.stderr).toMatch(new RegExp(`${int8Key}: its int8 codes were made with calibration \\w+, but .* is gone; delete`));
   });
 
   it('chooses the calibration sample by content, whatever the order of the files', async () => {

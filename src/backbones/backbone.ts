@@ -71,6 +71,15 @@ export function requireGraph(b: Backbone, what: string, instead = ''): GraphBack
 }
 
 /** A short name for messages: the graph's own name, or the ONNX file's. */
+/**
+ * Whether the backbone has grouped or depthwise convolutions (MobileNet, EfficientNet, Xception):
+ * onnxruntime's int8 kernels run those slower than its fp32 ones (bench:engines).
+ */
+export function hasGroupedConvs(b: Backbone): boolean {
+  if (isOnnxBackbone(b)) return b.model.groupedConvs;
+  return b.graph.nodes.some((n) => n.op === 'separable_conv2d' || (n.op === 'conv2d' && (n.groups ?? 1) > 1));
+}
+
 export function backboneName(b: Backbone): string {
   return isOnnxBackbone(b) ? b.model.file.split(/[\\/]/).slice(-2).join('/') : b.graph.name;
 }

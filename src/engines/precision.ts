@@ -1,9 +1,11 @@
 /**
  * `--precision auto`: int8 where this machine's engine runs it faster, else fp32. onnxruntime's
- * int8 kernels (QLinearConv, QGemm) use VNNI and AMX dot products; bench/extract measured VGG16
- * 3.1× faster in int8 than in fp32 on 2 cores of a Xeon with AVX512-VNNI. Without them (AVX2
- * only) the u8×s8 products go through 16-bit intermediates that can saturate, so auto stays fp32
- * there, as it does on GPUs, whose providers do not fuse Q/DQ pairs.
+ * int8 kernels (QLinearConv, QGemm) use VNNI and AMX dot products: on 2 cores of a Xeon with
+ * AVX512-VNNI, bench/extract measured VGG16's forward pass 3.17× faster in int8, and bench:engines
+ * squeezenet 1.60×, googlenet 1.46×, resnet50 1.63×, but MobileNetV2 0.64× and EfficientNet-B0
+ * 0.47×: depthwise convs are slower in int8, so auto keeps fp32 for backbones with grouped convs.
+ * Without VNNI or AMX (AVX2 only) the u8×s8 products go through 16-bit intermediates that can
+ * saturate, so auto stays fp32 there, as it does on GPUs, whose providers do not fuse Q/DQ pairs.
  */
 import { cpuFlags, type CpuFlag } from '../util/cpu-flags.ts';
 import type { DeviceChoice, Precision } from './engine.ts';
@@ -14,9 +16,15 @@ export const PRECISION_CHOICES = ['fp32', 'int8', 'auto'] as const satisfies rea
 
 const INT8_DOT_PRODUCTS: readonly CpuFlag[] = ['avx512_vnni', 'avx_vnni', 'amx_int8'];
 
-export function resolvePrecision(choice: PrecisionChoice, device: DeviceChoice, flags: readonly CpuFlag[] = cpuFlags()): { precision: Precision; note?: string } {
+export function resolvePrecision(
+  choice: PrecisionChoice,
+  device: DeviceChoice,
+  backbone: { readonly groupedConvs: boolean },
+  flags: readonly CpuFlag[] = cpuFlags(),
+): { precision: Precision; note?: string } {
   if (choice !== 'auto') return { precision: choice };
   if (providerCandidates(device)[0] !== 'cpu') return { precision: 'fp32', note: '--precision auto: fp32 (a GPU provider runs here; its int8 is no faster)' };
+  if (backbone.groupedConvs) return { precision: 'fp32', note: "--precision auto: fp32 (the backbone's depthwise convs run slower in int8)" };
   const dot = INT8_DOT_PRODUCTS.filter((f) => flags.includes(f));
   if (dot.length === 0) return { precision: 'fp32', note: '--precision auto: fp32 (this CPU has no VNNI or AMX int8 dot products)' };
   return { precision: 'int8', note: `--precision auto: int8 (this CPU has ${dot.join(', ')}, which onnxruntime's int8 kernels use)` };

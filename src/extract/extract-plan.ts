@@ -4,7 +4,7 @@
  * does (train-head DATA, audit), so they resolve exactly the key extract writes.
  */
 import type { Argv } from 'yargs';
-import type { Backbone } from '../backbones/backbone.ts';
+import { hasGroupedConvs, type Backbone } from '../backbones/backbone.ts';
 import { CUT_POOLS, FEATURE_LAYOUTS, type Cut, type CutPool, type FeatureLayout } from '../backbones/cut.ts';
 import { poolFitting, resolveCuts } from '../backbones/cut-shape.ts';
 import type { Pair } from '../backbones/layer-graph.ts';
@@ -92,7 +92,7 @@ export async function planExtract(flags: ExtractSettingsFlags): Promise<ExtractP
   const onnx = onnxOptions(flags, size);
   if (!isOnnxTarget(flags.backbone)) refuseOnnxOnlyFlags(flags);
   const backbone = await loadBackbone(flags.backbone, { weights: flags.weights, cuts: requested?.map((layer) => ({ layer })), onnx });
-  const { precision, note } = resolvePrecision(flags.precision ?? 'fp32', flags.device ?? 'auto');
+  const { precision, note } = resolvePrecision(flags.precision ?? 'fp32', flags.device ?? 'auto', { groupedConvs: hasGroupedConvs(backbone) });
   return {
     backbone,
     cuts: cutsFor(backbone, requested, flags.pool, size, flags.featureLayout),

@@ -18,6 +18,7 @@ import { writeErrorsTable, type FailedImage } from '../cache/errors-table.ts';
 import { datasetDir, recordedSource, writeMembership, type DatasetSource, type Member } from '../cache/membership.ts';
 import type { DeviceChoice, EngineChoice, FeatureEngine, Precision } from '../engines/engine.ts';
 import { calibrationSource } from './calibration-sample.ts';
+import { checkKeyCalibrations, recordKeyCalibrations } from './calibration-guard.ts';
 import { checkNumber, WHOLE_POSITIVE } from '../util/number-rules.ts';
 import { UsageError } from '../util/errors.ts';
 import { TOOL_VERSION } from '../util/version.ts';
@@ -166,6 +167,11 @@ export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> 
   opts.onStart?.();
   const size = targets[0].cache.spec.preprocessing.size;
   const decode = decodeOptions(opts, size);
+  const int8 = opts.precision === 'int8' ? { key: calibrationKey(targets[0].cache.spec), dirs: opened.keys.map((k) => k.cache.dir) } : undefined;
+  if (int8) await checkKeyCalibrations(int8.dirs, opts.cacheRoot, int8.key).catch(async (err: unknown) => {
+    await opened.release();
+    throw err;
+  });
   const runner = new BatchRunner(
     {
       backbone: opts.backbone,
@@ -175,12 +181,7 @@ export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> 
       engine: opts.engine,
       device: opts.device,
       cacheDir: opts.cacheRoot,
-      ...(opts.precision === 'int8'
-        ? {
-            precision: 'int8' as const,
-            calibration: calibrationSource({ key: calibrationKey(targets[0].cache.spec), items: opts.items, decode, preprocessing: opts.backbone.preprocessing, size, signal: opts.signal }),
-          }
-        : {}),
+      ...(int8 ? { precision: 'int8' as const, calibration: calibrationSource({ key: int8.key, items: opts.items, decode, preprocessing: opts.backbone.preprocessing, size, signal: opts.signal }) } : {}),
       flushSeconds: opts.flushSeconds ?? 30,
       onEngine: opts.onEngine,
     },
@@ -189,6 +190,7 @@ export async function runExtract(opts: ExtractOptions): Promise<ExtractSummary> 
   try {
     const tally = await runAll(opts, targets, runner, decode, started);
     await runner.finish();
+    if (int8) await recordKeyCalibrations(int8.dirs, opts.cacheRoot, int8.key);
     const interrupted = opts.signal?.aborted ?? false;
     if (!interrupted) await record(opts, opened.keys, tally, writerId);
     const seconds = (performance.now() - started) / 1000;

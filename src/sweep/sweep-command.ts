@@ -19,6 +19,7 @@ import { DEFAULT_HEAD_TRAINING, trainHead } from '../train-head/train-head.ts';
 import { cacheRootOf, defineCommand, numberOption, withBackbone, withBatching, withCache, withEngine, withWeights, WHOLE_POSITIVE } from '../util/cli-options.ts';
 import { UsageError } from '../util/errors.ts';
 import { resolvePrecision, type PrecisionChoice } from '../engines/precision.ts';
+import { hasGroupedConvs } from '../backbones/backbone.ts';
 
 export const sweepCommand = defineCommand(
   'sweep [data]',
@@ -96,7 +97,7 @@ export async function runSweep(cmd: SweepCommand): Promise<SweepResult> {
     if (!cmd.quiet) console.error(line);
   };
   log(`sweep: ${cuts.length} cuts of ${backbone.id} in one pass over ${dataset.items.length} images: ${cuts.map(cutLabel).join(', ')}`);
-  const { precision, note } = resolvePrecision(cmd.precision ?? 'fp32', cmd.device);
+  const { precision, note } = resolvePrecision(cmd.precision ?? 'fp32', cmd.device, { groupedConvs: hasGroupedConvs(backbone) });
   if (note) log(`note: ${note}`);
   const sink = progressSink(cmd.quiet ? 'none' : 'bar');
   const extracted = await runExtract({

@@ -49,6 +49,8 @@ export interface OnnxModel {
   readonly dynamicBatch: boolean;
   /** The classifier's input and output tensors, when the graph ends in one (a final Gemm or MatMul). */
   readonly classifier?: { readonly input: string; readonly output: string };
+  /** Whether some Conv is grouped (depthwise, as in MobileNet and EfficientNet). */
+  readonly groupedConvs: boolean;
 }
 
 /** protobuf's limit for one message: larger models keep their weights as external data. */
@@ -136,7 +138,8 @@ export async function openOnnxModel(target: string, opts: ProbeOptions = {}): Pr
   const weightsId = await onnxWeightsId(file, dataFiles);
   const { tensors, dynamicBatch } = await cachedProbe(weightsId, size, input.layout, () => probeTensors(modelProto, input, size, { file, dataFiles }));
   const graphOutputs = (modelProto.graph!.output ?? []).map((o) => o.name!).filter((n) => tensors.has(n));
-  const model: OnnxModel = { file, dataFiles, input, size, tensors, graphOutputs, dynamicBatch, classifier: findClassifier(modelProto, tensors) };
+  const groupedConvs = (modelProto.graph!.node ?? []).some((n) => n.opType === 'Conv' && Number((n.attribute ?? []).find((a) => a.name === 'group')?.i ?? 1) > 1);
+  const model: OnnxModel = { file, dataFiles, input, size, tensors, graphOutputs, dynamicBatch, classifier: findClassifier(modelProto, tensors), groupedConvs };
   return { model, proto: modelProto, weightsId };
 }
 
