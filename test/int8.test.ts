@@ -119,7 +119,7 @@ describe('the Q/DQ rewrite', () => {
     const ranges = new Map(plan.calibrate.map((t) => [t, [Math.min(...(probed[t].data as Float32Array)), Math.max(...(probed[t].data as Float32Array))] as const]));
     const int8 = onnx.ModelProto.encode(applyQdq(model, plan, ranges, floatReader())).finish();
     const optimized = path.join(tmp, 'optimized.onnx');
-    const session = await ort.InferenceSession.create(int8, { graphOptimizationLevel: 'all', optimizedModelFilePath: optimized });
+    const session = await ort.InferenceSession.create(int8, { graphOptimizationLevel: 'all', optimizedModelFilePath: optimized, logSeverityLevel: 3 });
     const ops = onnx.ModelProto.decode(await readFile(optimized)).graph!.node!.map((n) => n.opType);
     expect(ops.filter((o) => o === 'QLinearConv')).toHaveLength(2);
     expect(ops).not.toContain('Conv');
