@@ -5,7 +5,8 @@
  * squeezenet 1.60×, googlenet 1.46×, resnet50 1.63×, but MobileNetV2 0.64× and EfficientNet-B0
  * 0.47×: depthwise convs are slower in int8, so auto keeps fp32 for backbones with grouped convs.
  * Without VNNI or AMX (AVX2 only) the u8×s8 products go through 16-bit intermediates that can
- * saturate, so auto stays fp32 there, as it does on GPUs, whose providers do not fuse Q/DQ pairs.
+ * saturate, so auto stays fp32 there; and on GPUs, where int8 was not measured (the Q/DQ layout is
+ * made for the CPU provider's fused kernels).
  */
 import { cpuFlags, type CpuFlag } from '../util/cpu-flags.ts';
 import type { DeviceChoice, Precision } from './engine.ts';
@@ -23,7 +24,7 @@ export function resolvePrecision(
   flags: readonly CpuFlag[] = cpuFlags(),
 ): { precision: Precision; note?: string } {
   if (choice !== 'auto') return { precision: choice };
-  if (providerCandidates(device)[0] !== 'cpu') return { precision: 'fp32', note: '--precision auto: fp32 (a GPU provider runs here; its int8 is no faster)' };
+  if (providerCandidates(device)[0] !== 'cpu') return { precision: 'fp32', note: '--precision auto: fp32 (a GPU provider runs here; int8 is made for the CPU provider)' };
   if (backbone.groupedConvs) return { precision: 'fp32', note: "--precision auto: fp32 (the backbone's depthwise convs run slower in int8)" };
   const dot = INT8_DOT_PRODUCTS.filter((f) => flags.includes(f));
   if (dot.length === 0) return { precision: 'fp32', note: '--precision auto: fp32 (this CPU has no VNNI or AMX int8 dot products)' };
