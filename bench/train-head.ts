@@ -9,6 +9,7 @@
  * Random codes are fine: the cost does not depend on the values.
  */
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs, promisify } from 'node:util';
@@ -18,6 +19,7 @@ import { initHeadParams } from '../src/train-head/head-init.ts';
 import { createOnnxTrainer } from '../src/train-head/onnx-trainer.ts';
 import { createTfjsTrainer } from '../src/train-head/tfjs-trainer.ts';
 import type { HeadArchitecture, HeadTrainer, OptimizerConfig, TrainerOptions } from '../src/train-head/trainer.ts';
+import { machineLine } from './machine.ts';
 
 const run = promisify(execFile);
 const ROOT = path.resolve(import.meta.dirname, '..');
@@ -32,6 +34,8 @@ const { values: args } = parseArgs({
     'skip-torch': { type: 'boolean', default: false },
     /** Also time the onnx trainer with these optimizers (the comparison is Adam's). */
     'also-optimizers': { type: 'string', default: '' },
+    /** A Python with PyTorch 2.x (see bench/reference/README.md). */
+    python: { type: 'string', default: process.env.BOTTLENECK_TORCH_PYTHON ?? (existsSync('/work/venv-torch/bin/python') ? '/work/venv-torch/bin/python' : '/usr/bin/python3') },
   },
 });
 
@@ -76,13 +80,14 @@ async function ours(
   }
 }
 
-async function torch(dim: number, rows: number, epochs: number): Promise<number> {
-  const { stdout } = await run('/usr/bin/python3', [
+async function torch(dim: number, rows: number, epochs: number): Promise<{ secondsPerEpoch: number; label: string }> {
+  const { stdout } = await run(args.python!, [
     path.join(ROOT, 'bench', 'reference', 'torch_head.py'),
     ...['--rows', String(rows), '--dim', String(dim), '--classes', '2', '--epochs', String(epochs), '--batch', '32'],
     ...['--threads', String(os.availableParallelism()), '--json'],
   ]);
-  return (JSON.parse(stdout.trim().split('\n').pop()!) as { seconds_per_epoch: number }).seconds_per_epoch;
+  const r = JSON.parse(stdout.trim().split('\n').pop()!) as { seconds_per_epoch: number; torch_version?: string; blas?: string };
+  return { secondsPerEpoch: r.seconds_per_epoch, label: `PyTorch ${r.torch_version ?? ''} ${r.blas ? path.basename(r.blas) : ''}`.trim() };
 }
 
 const results: Row[] = [];
@@ -103,14 +108,15 @@ for (const dim of args.dims!.split(',').map(Number)) {
   }
   if (!args['skip-torch']) {
     try {
-      results.push({ dim, name: 'PyTorch reference (torch_head.py)', secondsPerEpoch: await torch(dim, rows, epochs), epochs });
+      const t = await torch(dim, rows, epochs);
+      results.push({ dim, name: `${t.label} (torch_head.py)`, secondsPerEpoch: t.secondsPerEpoch, epochs });
     } catch (err) {
       console.error(`PyTorch reference skipped: ${(err as Error).message.split('\n')[0]}`);
     }
   }
 }
 
-console.log(`machine: ${os.cpus()[0]?.model ?? 'unknown'}, ${os.availableParallelism()} cores; ${rows} rows, batch 32, Dense(256) head, Adam`);
+console.log(`${machineLine()}\n${rows} rows, batch 32, Dense(256) head, Adam`);
 console.log('| codes | trainer | epochs run | s/epoch | 50 epochs (s) | speed vs PyTorch |');
 console.log('|---|---|---|---|---|---|');
 for (const r of results) {
