@@ -16,6 +16,7 @@ import { applyQdq, planQdq } from '../src/engines/quantize/qdq-rewrite.ts';
 import { floatReader } from '../src/engines/quantize/int8-model.ts';
 import { RangeHistogram } from '../src/engines/quantize/range-histogram.ts';
 import { resolvePrecision } from '../src/engines/precision.ts';
+import { extract } from '../src/index.ts';
 import { calibrationSource } from '../src/extract/calibration-sample.ts';
 import { loadDataset } from '../src/extract/dataset.ts';
 import ort from '../src/util/onnxruntime.ts';
@@ -141,6 +142,8 @@ describe('extract --precision int8', () => {
     const keyOf = (stdout: string) => (JSON.parse(stdout.trim().split('\n').pop()!) as { key: string }).key;
     const [fp32Key, int8Key] = [keyOf(fp32.stdout), keyOf(first.stdout)];
     expect(int8Key).not.toBe(fp32Key);
+    // The library names the same key, and finds the calibration.
+    expect((await extract({ data, backbone: 'squeezenet1_1', cache, precision: 'int8' })).key).toBe(int8Key);
     const spec = JSON.parse(await readFile(path.join(cache, int8Key, 'spec.json'), 'utf8')) as { precision?: string; calibration?: string };
     expect(spec).toMatchObject({ precision: 'int8', calibration: 'percentile-99.999' });
     const [a, b] = [await readRows(cache, fp32Key), await readRows(cache, int8Key)];
