@@ -97,11 +97,12 @@ describe('the percentile range', () => {
 describe('--precision auto', () => {
   it('takes int8 only where the CPU has int8 dot products and the backbone no depthwise convs', () => {
     const plain = { groupedConvs: false };
-    expect(resolvePrecision('auto', 'cpu', plain, ['avx2', 'avx512f', 'avx512_vnni'])).toMatchObject({ precision: 'int8', note: expect.stringMatching(/avx512_vnni/) });
-    expect(resolvePrecision('auto', 'cpu', plain, ['avx2', 'amx_tile', 'amx_int8']).precision).toBe('int8');
-    expect(resolvePrecision('auto', 'cpu', plain, ['avx2', 'fma'])).toMatchObject({ precision: 'fp32', note: expect.stringMatching(/no VNNI or AMX/) });
-    expect(resolvePrecision('auto', 'cpu', { groupedConvs: true }, ['avx512_vnni'])).toMatchObject({ precision: 'fp32', note: expect.stringMatching(/depthwise/) });
-    expect(resolvePrecision('int8', 'cpu', { groupedConvs: true }, []).precision).toBe('int8');
+    expect(resolvePrecision('auto', { device: 'cpu' }, plain, ['avx2', 'avx512f', 'avx512_vnni'])).toMatchObject({ precision: 'int8', note: expect.stringMatching(/avx512_vnni/) });
+    expect(resolvePrecision('auto', { device: 'cpu' }, plain, ['avx2', 'amx_tile', 'amx_int8']).precision).toBe('int8');
+    expect(resolvePrecision('auto', { device: 'cpu' }, plain, ['avx2', 'fma'])).toMatchObject({ precision: 'fp32', note: expect.stringMatching(/no VNNI or AMX/) });
+    expect(resolvePrecision('auto', { device: 'cpu' }, { groupedConvs: true }, ['avx512_vnni'])).toMatchObject({ precision: 'fp32', note: expect.stringMatching(/depthwise/) });
+    expect(resolvePrecision('int8', { device: 'cpu' }, { groupedConvs: true }, []).precision).toBe('int8');
+    expect(resolvePrecision('auto', { device: 'cpu', engine: 'tfjs' }, plain, ['avx512_vnni'])).toMatchObject({ precision: 'fp32', note: expect.stringMatching(/onnxruntime only/) });
   });
 });
 

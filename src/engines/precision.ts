@@ -9,7 +9,7 @@
  * made for the CPU provider's fused kernels).
  */
 import { cpuFlags, type CpuFlag } from '../util/cpu-flags.ts';
-import type { DeviceChoice, Precision } from './engine.ts';
+import type { DeviceChoice, EngineChoice, Precision } from './engine.ts';
 import { providerCandidates } from './onnx-session.ts';
 
 export type PrecisionChoice = Precision | 'auto';
@@ -19,12 +19,13 @@ const INT8_DOT_PRODUCTS: readonly CpuFlag[] = ['avx512_vnni', 'avx_vnni', 'amx_i
 
 export function resolvePrecision(
   choice: PrecisionChoice,
-  device: DeviceChoice,
+  run: { readonly device: DeviceChoice; readonly engine?: EngineChoice },
   backbone: { readonly groupedConvs: boolean },
   flags: readonly CpuFlag[] = cpuFlags(),
 ): { precision: Precision; note?: string } {
   if (choice !== 'auto') return { precision: choice };
-  if (providerCandidates(device)[0] !== 'cpu') return { precision: 'fp32', note: '--precision auto: fp32 (a GPU provider runs here; int8 is made for the CPU provider)' };
+  if (run.engine === 'tfjs') return { precision: 'fp32', note: '--precision auto: fp32 (int8 runs on onnxruntime only, not --engine tfjs)' };
+  if (providerCandidates(run.device)[0] !== 'cpu') return { precision: 'fp32', note: '--precision auto: fp32 (a GPU provider runs here; int8 is made for the CPU provider)' };
   if (backbone.groupedConvs) return { precision: 'fp32', note: "--precision auto: fp32 (the backbone's depthwise convs run slower in int8)" };
   const dot = INT8_DOT_PRODUCTS.filter((f) => flags.includes(f));
   if (dot.length === 0) return { precision: 'fp32', note: '--precision auto: fp32 (this CPU has no VNNI or AMX int8 dot products)' };

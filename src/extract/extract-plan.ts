@@ -12,7 +12,7 @@ import type { OnnxBackboneOptions } from '../backbones/onnx-file/onnx-backbone.t
 import { isOnnxTarget } from '../backbones/onnx-file/onnx-model-file.ts';
 import { loadBackbone, ZOO_NAMES } from '../backbones/zoo.ts';
 import { cacheKey, INTERPOLATIONS, RESIZE_MODES, type CodeDtype, type Interpolation, type ResizeMode } from '../cache/code-spec.ts';
-import type { DeviceChoice, Precision } from '../engines/engine.ts';
+import type { DeviceChoice, EngineChoice, Precision } from '../engines/engine.ts';
 import { PRECISION_CHOICES, resolvePrecision, type PrecisionChoice } from '../engines/precision.ts';
 import { checkNumber, optionalNumber, withBackbone, withWeights } from '../util/cli-options.ts';
 import { UsageError } from '../util/errors.ts';
@@ -40,8 +40,9 @@ export interface ExtractSettingsFlags {
   readonly layout?: 'nchw' | 'nhwc';
   readonly featureLayout?: FeatureLayout;
   readonly precision?: PrecisionChoice;
-  /** What --precision auto looks at (a command without --device resolves as for auto). */
+  /** What --precision auto looks at (a command without --device or --engine resolves as for auto). */
   readonly device?: DeviceChoice;
+  readonly engine?: EngineChoice;
 }
 
 export interface ExtractPlan {
@@ -92,7 +93,7 @@ export async function planExtract(flags: ExtractSettingsFlags): Promise<ExtractP
   const onnx = onnxOptions(flags, size);
   if (!isOnnxTarget(flags.backbone)) refuseOnnxOnlyFlags(flags);
   const backbone = await loadBackbone(flags.backbone, { weights: flags.weights, cuts: requested?.map((layer) => ({ layer })), onnx });
-  const { precision, note } = resolvePrecision(flags.precision ?? 'fp32', flags.device ?? 'auto', { groupedConvs: hasGroupedConvs(backbone) });
+  const { precision, note } = resolvePrecision(flags.precision ?? 'fp32', { device: flags.device ?? 'auto', engine: flags.engine }, { groupedConvs: hasGroupedConvs(backbone) });
   return {
     backbone,
     cuts: cutsFor(backbone, requested, flags.pool, size, flags.featureLayout),

@@ -5,11 +5,13 @@
  * for data unlike ImageNet an earlier one often wins, and this measures it rather than guessing.
  */
 import path from 'node:path';
-import type { Backbone } from '../backbones/backbone.ts';
+import { hasGroupedConvs, type Backbone } from '../backbones/backbone.ts';
 import { CUT_POOLS, cutLabel, type Cut, type CutPool } from '../backbones/cut.ts';
 import { poolFitting, resolveCuts } from '../backbones/cut-shape.ts';
 import { loadBackbone, ZOO_NAMES } from '../backbones/zoo.ts';
 import type { DeviceChoice, EngineChoice } from '../engines/engine.ts';
+import { resolvePrecision, type PrecisionChoice } from '../engines/precision.ts';
+import { assertEngineRuns } from '../engines/select-engine.ts';
 import { loadDataset } from '../extract/dataset.ts';
 import { progressSink } from '../extract/progress-reporter.ts';
 import { inputFit, PRECISION_OPTION } from '../extract/extract-plan.ts';
@@ -18,8 +20,6 @@ import { withHeadOptions } from '../train-head/train-command.ts';
 import { DEFAULT_HEAD_TRAINING, trainHead } from '../train-head/train-head.ts';
 import { cacheRootOf, defineCommand, numberOption, withBackbone, withBatching, withCache, withEngine, withWeights, WHOLE_POSITIVE } from '../util/cli-options.ts';
 import { UsageError } from '../util/errors.ts';
-import { resolvePrecision, type PrecisionChoice } from '../engines/precision.ts';
-import { hasGroupedConvs } from '../backbones/backbone.ts';
 
 export const sweepCommand = defineCommand(
   'sweep [data]',
@@ -97,8 +97,9 @@ export async function runSweep(cmd: SweepCommand): Promise<SweepResult> {
     if (!cmd.quiet) console.error(line);
   };
   log(`sweep: ${cuts.length} cuts of ${backbone.id} in one pass over ${dataset.items.length} images: ${cuts.map(cutLabel).join(', ')}`);
-  const { precision, note } = resolvePrecision(cmd.precision ?? 'fp32', cmd.device, { groupedConvs: hasGroupedConvs(backbone) });
+  const { precision, note } = resolvePrecision(cmd.precision ?? 'fp32', { device: cmd.device, engine: cmd.engine }, { groupedConvs: hasGroupedConvs(backbone) });
   if (note) log(`note: ${note}`);
+  assertEngineRuns(cmd.engine, backbone, precision);
   const sink = progressSink(cmd.quiet ? 'none' : 'bar');
   const extracted = await runExtract({
     precision,

@@ -33,7 +33,7 @@ export interface CalibrationBatch {
 
 /** What an engine needs to calibrate: where its calibration is kept, and the sample to run. */
 export interface CalibrationSource {
-  /** The calibration's own key (see calibrationKey in extract/calibration-sample.ts). */
+  /** The calibration's own key (calibrationKey in cache/code-spec.ts). */
   readonly key: string;
   readonly batches: () => AsyncIterable<CalibrationBatch>;
 }

@@ -9,7 +9,7 @@ import onnxProto from 'onnx-proto';
 import type { onnx as proto } from 'onnx-proto';
 import { UserError } from '../../util/errors.ts';
 import { calibrated, type Calibration, type CalibrationSource } from './calibration.ts';
-import { applyQdq, planQdq, type FloatReader } from './qdq-rewrite.ts';
+import { applyQdq, inlineFloats, planQdq, type FloatReader } from './qdq-rewrite.ts';
 
 const { onnx } = onnxProto;
 
@@ -64,12 +64,6 @@ export function floatReader(modelDir?: string): FloatReader {
       const length = Number(entry('length') ?? bytes.length - offset);
       return new Float32Array(bytes.buffer.slice(bytes.byteOffset + offset, bytes.byteOffset + offset + length));
     }
-    if (t.rawData && t.rawData.length > 0) {
-      // A copy: decoded protobuf bytes are Buffers, whose slice() is a view into a shared pool.
-      const copy = new Uint8Array(t.rawData.byteLength);
-      copy.set(t.rawData);
-      return new Float32Array(copy.buffer);
-    }
-    return Float32Array.from(t.floatData ?? []);
+    return inlineFloats(t);
   };
 }

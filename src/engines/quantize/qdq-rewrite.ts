@@ -140,11 +140,13 @@ function soleActivation(
   // Clip's bounds must be constants, and its floor at or below 0, which Q's range always holds.
   const floor = inits.get(act.input?.[1] ?? '');
   const constant = bounds.every((b) => inits.has(b)) && (act.attribute ?? []).length === 0;
-  return act.opType === 'Clip' && constant && (!floor || floatsOf(floor)[0] <= 0) ? readers[0] : undefined;
+  return act.opType === 'Clip' && constant && (!floor || inlineFloats(floor)[0] <= 0) ? readers[0] : undefined;
 }
 
-function floatsOf(t: proto.ITensorProto): Float32Array {
-  if (t.rawData && t.rawData.length >= 4) return new Float32Array(Uint8Array.from(t.rawData).buffer);
+/** A float32 initializer's values held in the model itself (raw little-endian bytes or float_data). */
+export function inlineFloats(t: proto.ITensorProto): Float32Array {
+  // A copy: decoded protobuf bytes are Buffers, whose slice() is a view into a shared pool.
+  if (t.rawData && t.rawData.length > 0) return new Float32Array(Uint8Array.from(t.rawData).buffer);
   return Float32Array.from(t.floatData ?? []);
 }
 
