@@ -404,9 +404,12 @@ function ownDetail(message: string, format: ImageFormat): string[] {
   const foreign = Object.entries(LOADER_TAGS).flatMap(([f, tags]) => (f === format ? [] : tags.map((t) => `${t}:`)));
   return message
     .split('\n')
+    // libvips' error buffer is process-wide, so another thread's words can follow sharp's own
+    // prefix on the same line ("Input buffer has corrupt header: VipsJpeg: …" for a PNG): keep the prefix.
+    .map((line) => foreign.reduce((kept, tag) => (kept.includes(tag) ? kept.slice(0, kept.indexOf(tag)) : kept), line))
     // A dangling colon is where libvips had no detail to add ("Input buffer has corrupt header:").
-    .map((line) => line.trim().replace(/:$/, ''))
-    .filter((line) => line && line !== 'Unknown error' && !/^timeout: \d+% complete$/.test(line) && !foreign.some((tag) => line.includes(tag)));
+    .map((line) => line.trim().replace(/:$/, '').trim())
+    .filter((line) => line && line !== 'Unknown error' && !/^timeout: \d+% complete$/.test(line));
 }
 
 /** Turns a sharp rejection into a DecodeError; its messages are libvips' words. */
