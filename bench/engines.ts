@@ -14,8 +14,14 @@
  *   npm run bench:engines -- --backbones fixtures/generated/onnx-backbones/resnet50.onnx   # ONNX files (onnx engine only)
  *   npm run bench:engines -- --engines onnx --precisions fp32,int8 --batches 8        # int8 beside fp32
  *
+ * With a Python that has torch and torchvision (--python, default $BOTTLENECK_TORCH_PYTHON or
+ * /work/venv-torch/bin/python; skipped when absent or with --no-torch), each built-in backbone that
+ * torchvision also has (vgg16, squeezenet1_1, resnet50, mobilenet_v2, efficientnet_b0) gets a
+ * PyTorch eager row, cut at the same place, at every batch of the onnx rows (torch_forward.py).
+ * googlenet has none: torchvision's is a BatchNorm variant, not BVLC's network.
  * bench:onnx-backbones sets ONNX files beside PyTorch eager on the same machine.
  */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Backbone, GraphBackbone } from '../src/backbones/backbone.ts';
@@ -30,6 +36,7 @@ import type { EngineName, FeatureEngine, Precision } from '../src/engines/engine
 import { createOnnxEngine } from '../src/engines/onnx-engine.ts';
 import { createTfjsEngine } from '../src/engines/tfjs-engine.ts';
 import { machineLine } from './machine.ts';
+import { DEFAULT_TORCH_PYTHON, torchForward } from './torch-forward.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -41,6 +48,8 @@ const { values: args } = parseArgs({
     seconds: { type: 'string', default: '8' },
     /** int8 rows are onnx only, calibrated on the synthetic batch (its ranges do not change the speed). */
     precisions: { type: 'string', default: 'fp32' },
+    python: { type: 'string', default: DEFAULT_TORCH_PYTHON },
+    torch: { type: 'boolean', default: true },
   },
 });
 
@@ -88,6 +97,27 @@ async function benchBackbone(name: string): Promise<{ backbone: Backbone; cut: C
     console.error(`skip ${name}: ${(err as Error).message}`);
     return undefined;
   }
+}
+
+/** torch_forward.py's twin of each built-in backbone, cut where bottleneck cuts it by default. */
+const TORCH_TWINS: Readonly<Record<string, string>> = {
+  vgg16: 'vgg16_features',
+  squeezenet1_1: 'squeezenet1_1_features',
+  resnet50: 'resnet50_features',
+  mobilenet_v2: 'mobilenet_v2_features',
+  efficientnet_b0: 'efficientnet_b0_features',
+};
+
+async function torchRows(name: string, cut: string, batches: readonly number[], seconds: number): Promise<Row[]> {
+  const twin = TORCH_TWINS[name];
+  if (!twin || !args.torch || !existsSync(args.python!)) return [];
+  const rows: Row[] = [];
+  for (const batch of batches) {
+    const r = await torchForward(args.python!, twin, batch, seconds);
+    rows.push({ backbone: name, cut, engine: `pytorch ${r.torch} eager`, batch, imgPerSec: r.imgPerSec, msPerBatch: (batch * 1000) / r.imgPerSec, runs: r.runs });
+    console.error(`${name} pytorch batch ${batch}: ${r.imgPerSec.toFixed(2)} img/s`);
+  }
+  return rows;
 }
 
 type BenchEngineOptions = { readonly cuts: readonly Cut[]; readonly inputSize: readonly [number, number]; readonly device: 'auto'; readonly cacheDir: string; readonly precision: Precision };
@@ -160,16 +190,21 @@ async function main(): Promise<void> {
       }
       await engine.dispose();
     }
+    rows.push(...(await torchRows(name, cutLabel(spec.cut), args.batches!.split(',').map(Number), seconds)));
   }
+  if (args.torch && !existsSync(args.python!)) console.error(`no PyTorch rows: no Python at ${args.python} (pass --python, or --no-torch)`);
   printTable(rows);
 }
 
 function printTable(rows: Row[]): void {
   const onnxVgg = rows.filter((r) => r.backbone === 'vgg16' && r.engine.startsWith('onnx') && !r.engine.endsWith('int8'));
-  const header = ['backbone', 'cut', 'engine', 'batch', 'img/s', 'ms/batch', 'runs', 'vs onnx'];
+  const header = ['backbone', 'cut', 'engine', 'batch', 'img/s', 'ms/batch', 'runs', 'vs onnx fp32', 'vs pytorch'];
+  const ratio = (r: Row, ref: Row | undefined) => (ref && ref !== r ? `${(r.imgPerSec / ref.imgPerSec).toFixed(3)}×` : '-');
   const lines = rows.map((r) => {
-    const ref = rows.find((o) => o.backbone === r.backbone && o.batch === r.batch && o.engine.startsWith('onnx') && !o.engine.endsWith('int8'));
-    return [r.backbone, r.cut, r.engine, String(r.batch), r.imgPerSec.toFixed(2), r.msPerBatch.toFixed(0), String(r.runs), ref ? `${(r.imgPerSec / ref.imgPerSec).toFixed(3)}×` : '-'];
+    const same = (o: Row) => o.backbone === r.backbone && o.batch === r.batch;
+    const onnx = rows.find((o) => same(o) && o.engine.startsWith('onnx') && !o.engine.endsWith('int8'));
+    const torch = rows.find((o) => same(o) && o.engine.startsWith('pytorch'));
+    return [r.backbone, r.cut, r.engine, String(r.batch), r.imgPerSec.toFixed(2), r.msPerBatch.toFixed(0), String(r.runs), ratio(r, onnx), ratio(r, torch)];
   });
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
   const fmt = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;

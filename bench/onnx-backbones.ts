@@ -13,15 +13,15 @@
  * /work/venv-torch/bin/python). Targets (issue 14): at least PyTorch's speed for each CNN,
  * within 10% of it for the ViTs.
  */
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs, promisify } from 'node:util';
+import { parseArgs } from 'node:util';
 import { loadOnnxBackbone } from '../src/backbones/onnx-file/onnx-backbone.ts';
 import { createEngine } from '../src/engines/select-engine.ts';
 import { machineLine } from './machine.ts';
+import { DEFAULT_TORCH_PYTHON, torchForward } from './torch-forward.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const { values: args } = parseArgs({
@@ -29,7 +29,7 @@ const { values: args } = parseArgs({
     models: { type: 'string', default: 'resnet50,convnext_tiny,efficientnet_b0,vit_small_patch16_224,vit_small_patch14_dinov2' },
     batch: { type: 'string', default: '8' },
     seconds: { type: 'string', default: '10' },
-    python: { type: 'string', default: process.env.BOTTLENECK_TORCH_PYTHON ?? '/work/venv-torch/bin/python' },
+    python: { type: 'string', default: DEFAULT_TORCH_PYTHON },
     /** Also time each model with --precision int8 (Q/DQ, calibrated on the synthetic batch). */
     int8: { type: 'boolean', default: true },
   },
@@ -58,13 +58,6 @@ async function bottleneckImgPerSec(file: string, precision: 'fp32' | 'int8'): Pr
   return { imgPerSec, cut: backbone.defaultCut.layer };
 }
 
-async function torchImgPerSec(model: string): Promise<{ imgPerSec: number; torch: string }> {
-  const script = path.join(ROOT, 'bench', 'reference', 'torch_forward.py');
-  const { stdout } = await promisify(execFile)(args.python!, [script, '--models', model, '--batch', String(batch), '--seconds', String(seconds), '--threads', String(os.availableParallelism())], { maxBuffer: 1 << 20 });
-  const line = JSON.parse(stdout.trim().split('\n').at(-1)!) as { img_per_s: number; torch: string };
-  return { imgPerSec: line.img_per_s, torch: line.torch };
-}
-
 async function main(): Promise<void> {
   console.log(machineLine());
   console.log(`batch ${batch}, ${seconds} s per model and side, ${os.availableParallelism()} threads each\n`);
@@ -81,7 +74,7 @@ async function main(): Promise<void> {
     }
     const ours = await bottleneckImgPerSec(file, 'fp32');
     const int8 = args.int8 ? await bottleneckImgPerSec(file, 'int8') : undefined;
-    const torch = await torchImgPerSec(name);
+    const torch = await torchForward(args.python!, name, batch, seconds);
     torchVersion = torch.torch;
     const ratio = ours.imgPerSec / torch.imgPerSec;
     const target = VITS.has(name) ? 0.9 : 1.0;
