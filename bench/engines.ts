@@ -39,6 +39,8 @@ import { machineLine } from './machine.ts';
 import { DEFAULT_TORCH_PYTHON, torchForward } from './torch-forward.ts';
 
 const { values: args } = parseArgs({
+  // --no-torch turns the boolean off.
+  allowNegative: true,
   options: {
     backbones: { type: 'string', default: 'vgg16,squeezenet1_1,googlenet' },
     engines: { type: 'string', default: 'onnx,tfjs' },

@@ -25,6 +25,8 @@ import { DEFAULT_TORCH_PYTHON, torchForward } from './torch-forward.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const { values: args } = parseArgs({
+  // --no-int8 turns the boolean off.
+  allowNegative: true,
   options: {
     models: { type: 'string', default: 'resnet50,convnext_tiny,efficientnet_b0,vit_small_patch16_224,vit_small_patch14_dinov2' },
     batch: { type: 'string', default: '8' },
