@@ -115,7 +115,11 @@ async function torchRows(name: string, cut: string, batches: readonly number[], 
   if (!twin || !args.torch || !existsSync(args.python!)) return [];
   const rows: Row[] = [];
   for (const batch of batches) {
-    const r = await torchForward(args.python!, twin, batch, seconds);
+    const r = await torchForward(args.python!, twin, batch, seconds).catch((err: Error) => {
+      console.error(`no PyTorch row for ${name}: ${err.message}`);
+      return undefined;
+    });
+    if (!r) return rows;
     rows.push({ backbone: name, cut, engine: `pytorch ${r.torch} eager`, batch, imgPerSec: r.imgPerSec, msPerBatch: (batch * 1000) / r.imgPerSec, runs: r.runs });
     console.error(`${name} pytorch batch ${batch}: ${r.imgPerSec.toFixed(2)} img/s`);
   }

@@ -92,4 +92,8 @@ async function main(): Promise<void> {
   for (const r of rows) console.log(fmt(r));
 }
 
-await main();
+// PyTorch is this bench's anchor: without it there is no result, so one line and exit 1.
+await main().catch((err: Error) => {
+  console.error(`bench:onnx-backbones: ${err.message}`);
+  process.exit(1);
+});

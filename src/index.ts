@@ -8,10 +8,10 @@
  *   const report = await evaluate({ head: head.dir });
  */
 import path from 'node:path';
-import type { PrecisionChoice } from './engines/precision.ts';
 import type { CutPool } from './backbones/cut.ts';
 import type { Interpolation, ResizeMode } from './cache/code-spec.ts';
 import type { DeviceChoice, EngineChoice } from './engines/engine.ts';
+import type { PrecisionChoice } from './engines/precision.ts';
 import { runEvaluate } from './evaluate/evaluate-command.ts';
 import type { EvaluationReport } from './evaluate/evaluation-report.ts';
 import { loadDataset } from './extract/dataset.ts';
@@ -85,6 +85,7 @@ export async function extract(opts: ExtractOptions): Promise<ExtractSummary> {
     float16: opts.float16 ?? false,
     precision: opts.precision ?? 'fp32',
     device: opts.device ?? 'auto',
+    engine: opts.engine ?? 'auto',
   });
   return runExtract({
     items: dataset.items,
