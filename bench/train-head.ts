@@ -5,6 +5,7 @@
  *   npm run bench:train-head                        # 50 epochs at 4096-d and 25,088-d
  *   npm run bench:train-head -- --epochs 5 --skip-tfjs
  *   npm run bench:train-head -- --dims 4096 --skip-tfjs --skip-torch --also-optimizers sgd,momentum
+ *   npm run bench:train-head -- --no-onnx-only       # without the row that turns the native update off
  *
  * Random codes are fine: the cost does not depend on the values.
  */
@@ -13,6 +14,7 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs, promisify } from 'node:util';
+import { z } from 'zod';
 import { mulberry32 } from '../src/util/numbers.ts';
 import { fit } from '../src/train-head/fit.ts';
 import { initHeadParams } from '../src/train-head/head-init.ts';
@@ -32,11 +34,14 @@ const { values: args } = parseArgs({
     'tfjs-epochs': { type: 'string', default: '1' },
     'skip-tfjs': { type: 'boolean', default: false },
     'skip-torch': { type: 'boolean', default: false },
+    /** Also time the onnx trainer with the native first-kernel update off (its ONNX-only path). */
+    'onnx-only': { type: 'boolean', default: true },
     /** Also time the onnx trainer with these optimizers (the comparison is Adam's). */
     'also-optimizers': { type: 'string', default: '' },
     /** A Python with PyTorch 2.x (see bench/reference/README.md). */
     python: { type: 'string', default: process.env.BOTTLENECK_TORCH_PYTHON ?? (existsSync('/work/venv-torch/bin/python') ? '/work/venv-torch/bin/python' : '/usr/bin/python3') },
   },
+  allowNegative: true,
 });
 
 const OPTIMIZERS: Record<string, OptimizerConfig> = {
@@ -52,6 +57,8 @@ interface Row {
   readonly secondsPerEpoch: number;
   readonly epochs: number;
 }
+
+const onnxOnly = (o: TrainerOptions) => createOnnxTrainer(o, { native: 'off' });
 
 async function ours(
   create: (o: TrainerOptions) => Promise<HeadTrainer>,
@@ -86,9 +93,12 @@ async function torch(dim: number, rows: number, epochs: number): Promise<{ secon
     ...['--rows', String(rows), '--dim', String(dim), '--classes', '2', '--epochs', String(epochs), '--batch', '32'],
     ...['--threads', String(os.availableParallelism()), '--json'],
   ]);
-  const r = JSON.parse(stdout.trim().split('\n').pop()!) as { seconds_per_epoch: number; torch_version?: string; blas?: string };
+  const r = TorchHeadResult.parse(JSON.parse(stdout.trim().split('\n').pop()!));
   return { secondsPerEpoch: r.seconds_per_epoch, label: `PyTorch ${r.torch_version ?? ''} ${r.blas ? path.basename(r.blas) : ''}`.trim() };
 }
+
+/** torch_head.py --json's last line. */
+const TorchHeadResult = z.object({ seconds_per_epoch: z.number().positive(), torch_version: z.string().nullish(), blas: z.string().nullish() });
 
 const results: Row[] = [];
 const epochs = Number(args.epochs);
@@ -100,6 +110,10 @@ for (const dim of args.dims!.split(',').map(Number)) {
     if (!OPTIMIZERS[opt]) throw new Error(`--also-optimizers: unknown '${opt}' (${Object.keys(OPTIMIZERS).join(', ')})`);
     const other = await ours(createOnnxTrainer, dim, rows, epochs, OPTIMIZERS[opt]);
     results.push({ dim, name: `${other.name}, ${opt}`, secondsPerEpoch: other.perEpoch, epochs });
+  }
+  if (args['onnx-only'] && onnx.name.includes('native')) {
+    const plain = await ours(onnxOnly, dim, rows, epochs);
+    results.push({ dim, name: `${plain.name}, native update off`, secondsPerEpoch: plain.perEpoch, epochs });
   }
   if (!args['skip-tfjs']) {
     const tfjsEpochs = Number(args['tfjs-epochs']);

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { nativeDenseUpdateStatus } from '../src/train-head/native-dense-update.ts';
 import { createOnnxTrainer, type OnnxTrainerTuning } from '../src/train-head/onnx-trainer.ts';
 import type { HeadArchitecture, HeadParams, OptimizerConfig, TrainBatch, TrainingConfig } from '../src/train-head/trainer.ts';
 
@@ -148,15 +149,31 @@ function referenceOptimizer(opt: OptimizerConfig, shapeOf: Params64): (params: P
 const small: HeadArchitecture = { inputDim: 7, hidden: [5], dropout: 0.4, classes: 3 };
 const logistic: HeadArchitecture = { inputDim: 7, hidden: [], dropout: 0, classes: 3 };
 const deep: HeadArchitecture = { inputDim: 9, hidden: [6, 4], dropout: 0.3, classes: 3 };
+// 90 outputs reach every part of the native update: a 64-wide tile, a 16-wide one and 10 single
+// columns; 10 rows, a 4-row tile twice and 2 single rows (and, on 2 threads, slices of 8 and 2).
+const wide: HeadArchitecture = { inputDim: 10, hidden: [90], dropout: 0.2, classes: 3 };
 // Tiny chunks force the Scan path, with padding rows (7 inputs → 4 chunks of 2 rows).
-const chunked: OnnxTrainerTuning = { chunkElements: 8 };
+const chunked: OnnxTrainerTuning = { chunkElements: 8, native: 'off' };
+const native = nativeDenseUpdateStatus();
+// CI builds the addon and sets BOTTLENECK_REQUIRE_NATIVE=1, so there its tests cannot skip.
+const testNative = native.loaded || process.env.BOTTLENECK_REQUIRE_NATIVE === '1';
 const variants = [
-  { label: 'whole kernels', tuning: {} },
+  { label: 'whole kernels', tuning: { native: 'off' } as OnnxTrainerTuning },
   { label: 'chunked kernels', tuning: chunked },
+  ...(testNative
+    ? [
+        { label: 'native first kernel', tuning: { native: 'on' } as OnnxTrainerTuning },
+        { label: 'native first kernel, 2 threads', tuning: { native: 'on', threads: 2 } as OnnxTrainerTuning },
+      ]
+    : []),
 ];
+if (!testNative) console.warn(`onnx trainer tests: native update variants skipped (${native.loaded ? '' : native.reason})`);
 
 async function trainer(arch: HeadArchitecture, training: TrainingConfig, initial: HeadParams, tuning: OnnxTrainerTuning, maxBatch = 4) {
-  return createOnnxTrainer({ architecture: arch, training, initial, maxBatch }, { ...tuning, threads: 1 });
+  const t = await createOnnxTrainer({ architecture: arch, training, initial, maxBatch }, { threads: 1, ...tuning });
+  // 'on' falls back quietly where the addon is missing; these variants must really run it.
+  if (tuning.native === 'on') expect(t.provider).toMatch(/native update \((avx512|avx2|generic)\)/);
+  return t;
 }
 
 const maxAbs = (a: ArrayLike<number>): number => Array.from(a).reduce((m, v) => Math.max(m, Math.abs(v)), 0);
@@ -167,6 +184,7 @@ describe.each(variants)('onnx trainer ($label)', ({ tuning }) => {
     { arch: logistic, n: 4, extraRows: 0 },
     { arch: deep, n: 4, extraRows: 0 },
     { arch: small, n: 3, extraRows: 1 }, // the last, smaller batch of an epoch
+    { arch: wide, n: 4, extraRows: 1 },
   ])('computes the gradient: $arch.hidden hidden, n=$n', async ({ arch, n, extraRows }) => {
     const random = rng(7);
     const initial = randomParams(arch, random);
@@ -204,12 +222,17 @@ describe.each(variants)('onnx trainer ($label)', ({ tuning }) => {
     { opt: { kind: 'adam', lr: 0.01, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 } },
     { opt: { kind: 'rmsprop', lr: 0.01, rho: 0.9, epsilon: 1e-7 } },
     { opt: { kind: 'sgd', lr: 0.1, momentum: 0.9 } },
+    { opt: { kind: 'sgd', lr: 0.1, momentum: 0 } },
   ])('matches tfjs $opt.kind over three steps', async ({ opt }) => {
+    for (const arch of [small, wide]) await matchesTfjs(arch, opt, tuning);
+  });
+
+  async function matchesTfjs(arch: HeadArchitecture, opt: OptimizerConfig, tuning: OnnxTrainerTuning) {
     const random = rng(11);
-    const initial = randomParams(small, random);
-    const batches = [0, 1, 2].map(() => randomBatch(small, 4, random));
+    const initial = randomParams(arch, random);
+    const batches = [0, 1, 2].map(() => randomBatch(arch, 4, random));
     const l2 = 0.001;
-    const t = await trainer(small, { optimizer: opt, l2 }, initial, tuning);
+    const t = await trainer(arch, { optimizer: opt, l2 }, initial, tuning);
     const ref = to64(initial);
     const refStep = referenceOptimizer(opt, ref);
     for (const batch of batches) {
@@ -224,10 +247,10 @@ describe.each(variants)('onnx trainer ($label)', ({ tuning }) => {
       for (const kind of ['weight', 'bias'] as const) {
         const moved = maxAbs(layer[kind].map((w, j) => w - initial[l][kind][j]));
         const err = maxAbs(layer[kind].map((w, j) => w - got[l][kind][j]));
-        expect(err / moved, `layer ${l} ${kind}`).toBeLessThan(1e-5);
+        expect(err / moved, `${arch.hidden} hidden, layer ${l} ${kind}`).toBeLessThan(1e-5);
       }
     });
-  });
+  }
 
   it.each([
     { arch: small, l2: 0.001 },

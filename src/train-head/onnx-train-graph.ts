@@ -37,6 +37,11 @@ export const Y = 'y';
 /** Per-row loss weights, n. */
 export const ROW_WEIGHT = 'w';
 export const LOSS = 'loss';
+/**
+ * With an external first kernel: dz at layer 0's output times the optimizer's gradient scale,
+ * [n, outputs₀], from which the caller computes and applies layer 0's kernel update itself.
+ */
+export const KERNEL0_DZ = 'dz0';
 export const PROBS = 'probs';
 export const maskName = (hiddenLayer: number): string => `mask${hiddenLayer}`;
 export type ParamKind = 'kernel' | 'bias';
@@ -60,11 +65,12 @@ export interface DenseLayout {
   readonly kernelDims: readonly number[];
 }
 
-export function planLayout(arch: HeadArchitecture, chunkElements = DEFAULT_CHUNK_ELEMENTS): DenseLayout[] {
+/** `wholeFirst`: layer 0 unchunked, as an external first kernel needs. */
+export function planLayout(arch: HeadArchitecture, chunkElements = DEFAULT_CHUNK_ELEMENTS, wholeFirst = false): DenseLayout[] {
   const widths = [arch.inputDim, ...arch.hidden, arch.classes];
   return widths.slice(1).map((outputs, i) => {
     const inputs = widths[i];
-    const chunks = Math.min(inputs, Math.max(1, Math.round((inputs * outputs) / chunkElements)));
+    const chunks = wholeFirst && i === 0 ? 1 : Math.min(inputs, Math.max(1, Math.round((inputs * outputs) / chunkElements)));
     if (chunks === 1) return { inputs, outputs, chunks, chunkRows: inputs, rows: inputs, kernelDims: [inputs, outputs] };
     const chunkRows = Math.ceil(inputs / chunks);
     return { inputs, outputs, chunks, chunkRows, rows: chunks * chunkRows, kernelDims: [chunks, chunkRows, outputs] };
@@ -158,11 +164,25 @@ function optimizerPlan(opt: OptimizerConfig): OptimizerPlan {
   }
 }
 
+/** The factor the step graph applies to gradients before the optimizer (see OptimizerPlan). */
+export const gradientScale = (opt: OptimizerConfig): number => optimizerPlan(opt).gradScale;
+
+/** Layer 0's kernel and its optimizer-state tensors, by name: what an external first kernel leaves out of the graph. */
+export function kernel0Tensors(opt: OptimizerConfig): { readonly kernel: string; readonly states: readonly string[] } {
+  return { kernel: paramName(0, 'kernel'), states: optimizerPlan(opt).states.map((s) => stateName(s, 0, 'kernel')) };
+}
+
 /**
  * Every parameter and optimizer-state tensor the step graph takes and returns, with its stored
  * dims, in input order: per layer the kernel and bias, then per state its kernel and bias copy.
+ * With `externalKernel0`, layer 0's kernel and its states are not among them.
  */
-export function storedTensors(layout: readonly DenseLayout[], opt: OptimizerConfig): ReadonlyMap<string, readonly number[]> {
+export function storedTensors(layout: readonly DenseLayout[], opt: OptimizerConfig, externalKernel0 = false): ReadonlyMap<string, readonly number[]> {
+  if (externalKernel0) {
+    const left = kernel0Tensors(opt);
+    const all = storedTensors(layout, opt);
+    return new Map([...all].filter(([name]) => name !== left.kernel && !left.states.includes(name)));
+  }
   const states = optimizerPlan(opt).states;
   const params = layout.flatMap((lay, l): [string, readonly number[]][] => [
     [paramName(l, 'kernel'), lay.kernelDims],
@@ -216,28 +236,42 @@ export interface TrainGraphSpec {
   readonly architecture: HeadArchitecture;
   readonly training: TrainingConfig;
   readonly layout: readonly DenseLayout[];
+  /**
+   * Layer 0's kernel is an input the graph reads but does not update (its states are not
+   * inputs at all); the graph outputs KERNEL0_DZ instead, and its loss leaves out that kernel's
+   * L2 term (l2·Σ W₀²), which the caller adds. Needs layer 0 unchunked (planLayout wholeFirst).
+   */
+  readonly externalKernel0?: boolean;
 }
 
 /**
  * Inputs: x [n, D], y one-hot [n, C], w [n], mask_i [n, h_i] (pre-scaled), every kernel, bias and
  * optimizer state tensor, and the optimizer's scalars. Outputs: the mean loss before the step
  * (Σ w·CE / n + l2·Σ W²) and the next value of every parameter and state tensor.
+ * (See TrainGraphSpec.externalKernel0 for what changes with an external first kernel.)
  */
 export function buildTrainStepModel(spec: TrainGraphSpec): Uint8Array {
   const { architecture: arch, training, layout } = spec;
+  const external = spec.externalKernel0 === true;
+  if (external && layout[0].chunks !== 1) throw new Error('onnx train graph: an external first kernel must be unchunked');
   const g = new OnnxGraph();
   const plan = optimizerPlan(training.optimizer);
   emitTrainStep(g, spec);
-  const stored = [...storedTensors(layout, training.optimizer)];
+  const stored = [...storedTensors(layout, training.optimizer, external)];
   const inputs = [
     valueInfo(X, ['n', arch.inputDim]),
     valueInfo(Y, ['n', arch.classes]),
     valueInfo(ROW_WEIGHT, ['n']),
     ...arch.hidden.map((h, i) => valueInfo(maskName(i), ['n', h])),
+    ...(external ? [valueInfo(paramName(0, 'kernel'), layout[0].kernelDims)] : []),
     ...stored.map(([name, dims]) => valueInfo(name, dims)),
     ...plan.scalars.map((s) => valueInfo(s, [])),
   ];
-  const outputs = [valueInfo(LOSS, []), ...stored.map(([name, dims]) => valueInfo(nextName(name), dims))];
+  const outputs = [
+    valueInfo(LOSS, []),
+    ...(external ? [valueInfo(KERNEL0_DZ, ['n', layout[0].outputs])] : []),
+    ...stored.map(([name, dims]) => valueInfo(nextName(name), dims)),
+  ];
   return encodeModel(g, 'head_train_step', inputs, outputs);
 }
 
@@ -259,6 +293,7 @@ export const LOSSES = 'losses';
  */
 export function buildTrainManyModel(spec: TrainGraphSpec): Uint8Array {
   const { architecture: arch, training, layout } = spec;
+  if (spec.externalKernel0) throw new Error('onnx train graph: the many-step graph has no external first kernel');
   const g = new OnnxGraph();
   const plan = optimizerPlan(training.optimizer);
   const body = g.subgraph();
@@ -292,7 +327,7 @@ export function buildTrainManyModel(spec: TrainGraphSpec): Uint8Array {
 }
 
 /** Adds one training step's nodes to `g`, reading the step graph's inputs and writing its outputs. */
-function emitTrainStep(g: OnnxGraph, { training, layout }: TrainGraphSpec): void {
+function emitTrainStep(g: OnnxGraph, { training, layout, externalKernel0 }: TrainGraphSpec): void {
   const plan = optimizerPlan(training.optimizer);
   const { l2 } = training;
   const last = layout.length - 1;
@@ -326,8 +361,12 @@ function emitTrainStep(g: OnnxGraph, { training, layout }: TrainGraphSpec): void
   const squares: string[] = [];
   for (let l = last; l >= 0; l--) {
     const dzScaled = plan.gradScale === 1 ? dz : g.op('Mul', [dz, g.scalar(plan.gradScale)]);
-    const sumSquares = updateKernel(g, plan, l2, padded[l], dzScaled, l, layout[l]);
-    if (sumSquares) squares.push(sumSquares);
+    if (l === 0 && externalKernel0) {
+      g.op('Identity', [dzScaled], KERNEL0_DZ);
+    } else {
+      const sumSquares = updateKernel(g, plan, l2, padded[l], dzScaled, l, layout[l]);
+      if (sumSquares) squares.push(sumSquares);
+    }
     const bias = paramName(l, 'bias');
     const biasStates = plan.states.map((s) => stateName(s, l, 'bias'));
     const biasGrad = g.op('ReduceSum', [dzScaled, g.int64s([0])], undefined, [attr.int('keepdims', 0)]);

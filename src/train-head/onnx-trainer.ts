@@ -17,6 +17,11 @@
  * That per-run copy is why stepMany() exists: it runs k same-size batches through one Scan over
  * the same step graph in a single session.run, so the outputs are copied once per k steps
  * (bench/train-head: about 1.7× faster per epoch than one run per step).
+ *
+ * With the native addon (native-dense-update.ts) and a large first kernel, that kernel leaves
+ * the graph: the graph reads it and returns dz at its output, and the addon applies the fused
+ * gradient-and-optimizer update in place. The outputs left are small, so each step is one run
+ * and stepMany() is a loop.
  */
 import os from 'node:os';
 import ort from '../util/onnxruntime.ts';
@@ -24,6 +29,9 @@ import {
   buildPredictModel,
   buildTrainManyModel,
   buildTrainStepModel,
+  gradientScale,
+  KERNEL0_DZ,
+  kernel0Tensors,
   carryInName,
   carryOutName,
   DEFAULT_CHUNK_ELEMENTS,
@@ -42,23 +50,40 @@ import {
   Y,
 } from './onnx-train-graph.ts';
 import { readParams, writeParams, type TensorSet } from './onnx-head-params.ts';
+import { nativeDenseUpdateStatus, nativeKernelUpdater } from './native-dense-update.ts';
 import type { HeadParams, HeadTrainer, TrainBatch, TrainerOptions } from './trainer.ts';
 import { product } from '../util/numbers.ts';
 
 export interface OnnxTrainerTuning {
   /** Elements per chunk of a kernel's update (see DEFAULT_CHUNK_ELEMENTS); tests make it tiny. */
   readonly chunkElements?: number;
-  /** onnxruntime intra-op threads; default os.availableParallelism(). */
+  /** onnxruntime intra-op threads (and the native update's); default os.availableParallelism(). */
   readonly threads?: number;
+  /**
+   * The native first-kernel update: 'auto' (default) where the addon is loaded and layer 0's
+   * kernel has at least NATIVE_MIN_ELEMENTS weights; 'on' wherever the addon is loaded; 'off'.
+   */
+  readonly native?: 'auto' | 'on' | 'off';
 }
+
+/**
+ * Smallest first kernel for which 'auto' takes the native update. Below it the graph's own
+ * update is cheap and the many-step Scan (one run per chunk of batches) wins.
+ */
+export const NATIVE_MIN_ELEMENTS = 1 << 18;
 
 export async function createOnnxTrainer(opts: TrainerOptions, tuning: OnnxTrainerTuning = {}): Promise<HeadTrainer> {
   const { architecture: arch, training, maxBatch } = opts;
-  const layout = planLayout(arch, tuning.chunkElements ?? DEFAULT_CHUNK_ELEMENTS);
+  const threads = tuning.threads ?? os.availableParallelism();
+  const firstWidth = arch.hidden[0] ?? arch.classes;
+  const wantNative = tuning.native === 'on' || ((tuning.native ?? 'auto') === 'auto' && arch.inputDim * firstWidth >= NATIVE_MIN_ELEMENTS);
+  const nativeUpdate = wantNative ? nativeKernelUpdater(training.optimizer, gradientScale(training.optimizer), training.l2, threads) : null;
+  const external = nativeUpdate !== null;
+  const layout = planLayout(arch, tuning.chunkElements ?? DEFAULT_CHUNK_ELEMENTS, external);
   const sessionOptions: ort.InferenceSession.SessionOptions = {
     executionProviders: ['cpu'],
     graphOptimizationLevel: 'all',
-    intraOpNumThreads: tuning.threads ?? os.availableParallelism(),
+    intraOpNumThreads: threads,
     interOpNumThreads: 1,
     executionMode: 'sequential',
     // A step is over a thousand small ops (the chunked updates). On a loaded 2-core machine,
@@ -66,20 +91,25 @@ export async function createOnnxTrainer(opts: TrainerOptions, tuning: OnnxTraine
     // 1 thread; without spinning, 2 threads stayed within noise of 1 (idle machines: unmeasured).
     extra: { session: { intra_op: { allow_spinning: '0' } } },
   };
-  const stepSession = await ort.InferenceSession.create(buildTrainStepModel({ architecture: arch, training, layout }), sessionOptions);
+  const stepSession = await ort.InferenceSession.create(buildTrainStepModel({ architecture: arch, training, layout, externalKernel0: external }), sessionOptions);
   const predictSession = await ort.InferenceSession.create(buildPredictModel({ architecture: arch, layout }), sessionOptions);
 
-  const stored = storedTensors(layout, training.optimizer);
-  const makeSet = (): TensorSet =>
-    new Map([...stored].map(([name, dims]) => [name, new ort.Tensor('float32', new Float32Array(size(dims)), dims)]));
+  const stored = storedTensors(layout, training.optimizer, external);
+  const newTensor = (dims: readonly number[]) => new ort.Tensor('float32', new Float32Array(size(dims)), dims);
+  const makeSet = (): TensorSet => new Map([...stored].map(([name, dims]) => [name, newTensor(dims)]));
   // Optimizer state starts at zero, as in tfjs; only the parameters are initialised.
   const sets: [TensorSet, TensorSet] = [makeSet(), makeSet()];
   let current = 0;
-  writeParams(sets[0], layout, opts.initial);
+  // An external first kernel and its states live once, outside the ping-pong sets: the addon updates them in place.
+  const kernel0 = kernel0Tensors(training.optimizer);
+  const outside = external ? { kernel: newTensor(layout[0].kernelDims), states: kernel0.states.map(() => new Float32Array(size(layout[0].kernelDims))) } : null;
+  /** A set with the external kernel added back, for code that reads or writes every parameter. */
+  const whole = (set: TensorSet): TensorSet => (outside ? new Map([...set, [kernel0.kernel, outside.kernel]]) : set);
+  writeParams(whole(sets[0]), layout, opts.initial);
 
-  // Each set's fetches name the other set's buffers; the loss is small and left to onnxruntime.
+  // Each set's fetches name the other set's buffers; the loss (and dz₀) are small and left to onnxruntime.
   const fetches: ort.InferenceSession.NullableOnnxValueMapType[] = sets.map((_, i) =>
-    Object.fromEntries([[LOSS, null], ...[...sets[1 - i]].map(([name, t]) => [nextName(name), t] as const)]),
+    Object.fromEntries([[LOSS, null], ...(outside ? [[KERNEL0_DZ, null]] : []), ...[...sets[1 - i]].map(([name, t]) => [nextName(name), t] as const)]),
   );
 
   const schedule = scalarSchedule(training.optimizer);
@@ -154,7 +184,7 @@ export async function createOnnxTrainer(opts: TrainerOptions, tuning: OnnxTraine
 
   const trainer: HeadTrainer = {
     name: 'onnx',
-    provider: 'onnxruntime cpu',
+    provider: external ? `onnxruntime cpu + native update (${nativeIsa()})` : 'onnxruntime cpu',
 
     async step(batch: TrainBatch): Promise<number> {
       const { n } = batch;
@@ -174,6 +204,7 @@ export async function createOnnxTrainer(opts: TrainerOptions, tuning: OnnxTraine
       };
       arch.hidden.forEach((h, i) => (feeds[maskName(i)] = rows(batch.masks[i], n, h)));
       for (const [name, t] of sets[current]) feeds[name] = t;
+      if (outside) feeds[kernel0.kernel] = outside.kernel;
       const values = schedule.next();
       scalars.forEach(({ name, tensor }, i) => {
         (tensor.data as Float32Array)[0] = values[i];
@@ -181,12 +212,21 @@ export async function createOnnxTrainer(opts: TrainerOptions, tuning: OnnxTraine
       });
       const result = await stepSession.run(feeds, fetches[current]);
       current = 1 - current;
-      return (result[LOSS].data as Float32Array)[0];
+      const loss = (result[LOSS].data as Float32Array)[0];
+      if (!outside || !nativeUpdate) return loss;
+      const lay = layout[0];
+      const dz = result[KERNEL0_DZ].data as Float32Array;
+      const sumSquares = nativeUpdate(batch.x, n, dz, outside.kernel.data as Float32Array, outside.states, lay.inputs, lay.outputs, { lr: values[0], eps: values[1] });
+      return loss + training.l2 * sumSquares;
     },
 
     /** Runs of two or more batches with the same n go through the many-step graph, the rest through step(). */
     async stepMany(batches: readonly TrainBatch[]): Promise<number[]> {
       const losses: number[] = [];
+      if (outside) {
+        for (const batch of batches) losses.push(await trainer.step(batch));
+        return losses;
+      }
       for (let i = 0; i < batches.length; ) {
         let j = i + 1;
         while (j < batches.length && batches[j].n === batches[i].n) j++;
@@ -199,20 +239,21 @@ export async function createOnnxTrainer(opts: TrainerOptions, tuning: OnnxTraine
 
     async predict(x: Float32Array, n: number): Promise<Float32Array> {
       const feeds: Record<string, ort.Tensor> = { [X]: rows(x, n, arch.inputDim) };
+      const params = whole(sets[current]);
       layout.forEach((_, l) => {
-        for (const kind of ['kernel', 'bias'] as const) feeds[paramName(l, kind)] = sets[current].get(paramName(l, kind))!;
+        for (const kind of ['kernel', 'bias'] as const) feeds[paramName(l, kind)] = params.get(paramName(l, kind))!;
       });
       const result = await predictSession.run(feeds, [PROBS]);
       return result[PROBS].data as Float32Array;
     },
 
     async getParams(): Promise<HeadParams> {
-      return readParams(sets[current], layout);
+      return readParams(whole(sets[current]), layout);
     },
 
     /** Replaces the parameters only: the optimizer state (moments, step count) is kept. */
     async setParams(params: HeadParams): Promise<void> {
-      writeParams(sets[current], layout, params);
+      writeParams(whole(sets[current]), layout, params);
     },
 
     async dispose(): Promise<void> {
@@ -225,6 +266,11 @@ export async function createOnnxTrainer(opts: TrainerOptions, tuning: OnnxTraine
 }
 
 const size = product;
+
+function nativeIsa(): string {
+  const status = nativeDenseUpdateStatus();
+  return status.loaded ? status.isa : 'none';
+}
 
 function rows(data: Float32Array, n: number, width: number): ort.Tensor {
   if (data.length < n * width) throw new Error(`onnx trainer: expected ${n}×${width} floats, got ${data.length}`);
