@@ -13,13 +13,14 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #define NAPI_VERSION 8
 #include <node_api.h>
 
 #include "dense-update.h"
 
-typedef double (*kernel_fn)(const dense_update_args *, size_t, size_t);
+typedef double (*kernel_fn)(const dense_update_args *, size_t, size_t, float *);
 
 static kernel_fn kernel;
 static const char *kernel_isa;
@@ -47,13 +48,29 @@ static void pick_kernel(void) {
 typedef struct {
   const dense_update_args *u;
   size_t r0, r1;
+  float *scratch;
   double sumsq;
 } slice;
 
 static void *run_slice(void *arg) {
   slice *s = arg;
-  s->sumsq = kernel(s->u, s->r0, s->r1);
+  s->sumsq = kernel(s->u, s->r0, s->r1, s->scratch);
   return NULL;
+}
+
+/*
+ * The calling thread's scratch, kept across calls: a fresh buffer of this size each step costs
+ * its page faults. Per thread, so Node worker threads may train heads side by side.
+ */
+static float *caller_scratch(size_t floats) {
+  static __thread float *buffer;
+  static __thread size_t capacity;
+  if (floats > capacity) {
+    free(buffer);
+    buffer = malloc(floats * sizeof *buffer);
+    capacity = buffer ? floats : 0;
+  }
+  return buffer;
 }
 
 /* Throws a JS TypeError and returns NULL, the convention for a failed Node-API callback. */
@@ -127,6 +144,12 @@ static napi_value dense_update(napi_env env, napi_callback_info info) {
   u.lr = params[0], u.eps = params[1], u.beta1 = params[2], u.beta2 = params[3], u.kappa = params[4];
   u.momentum = params[5], u.rho = params[6], u.l2coef = params[7];
 
+  napi_value result;
+  if (u.n == 0 || cells == 0) {  // no rows or an empty kernel: nothing to update
+    napi_create_double(env, 0, &result);
+    return result;
+  }
+
   // Rows split in multiples of 4 (the kernel's tile height); the calling thread takes the first slice.
   if (threads < 1) threads = 1;
   if (threads > MAX_THREADS) threads = MAX_THREADS;
@@ -134,7 +157,16 @@ static napi_value dense_update(napi_env env, napi_callback_info info) {
   slice slices[MAX_THREADS];
   pthread_t ids[MAX_THREADS];
   size_t used = 0;
-  for (size_t r = 0; r < u.inputs; r += per) slices[used++] = (slice){&u, r, r + per < u.inputs ? r + per : u.inputs, 0};
+  for (size_t r = 0; r < u.inputs; r += per) slices[used++] = (slice){&u, r, r + per < u.inputs ? r + per : u.inputs, NULL, 0};
+  // Scratch for the transposed x: the caller's slice reuses its own; the others get one per call.
+  float *shared = used > 1 ? malloc((used - 1) * per * u.n * sizeof(float)) : NULL;
+  if (used > 0) slices[0].scratch = caller_scratch(per * u.n);
+  if ((used > 0 && !slices[0].scratch) || (used > 1 && !shared)) {
+    free(shared);
+    napi_throw_error(env, NULL, "denseUpdate: out of memory");
+    return NULL;
+  }
+  for (size_t i = 1; i < used; i++) slices[i].scratch = shared + (i - 1) * per * u.n;
   size_t started = 1;
   for (; started < used; started++)
     if (pthread_create(&ids[started], NULL, run_slice, &slices[started]) != 0) break;
@@ -146,7 +178,7 @@ static napi_value dense_update(napi_env env, napi_callback_info info) {
     if (i < started) pthread_join(ids[i], NULL);
     sumsq += slices[i].sumsq;
   }
-  napi_value result;
+  free(shared);
   napi_create_double(env, sumsq, &result);
   return result;
 }

@@ -16,7 +16,6 @@
  */
 #include <math.h>
 #include <stddef.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "dense-update.h"
@@ -153,35 +152,22 @@ static void tail_columns(const dense_update_args *u, const float *xt, size_t r0,
 /*
  * x's columns r0..r1 as rows: xt[(r − r0)·n + b] = x[b·inputs + r]. The tiles read x down its
  * columns, and with inputs a power of two those n addresses share one L1 set (4096 floats apart)
- * and evict each other; transposed, each tile reads one short contiguous run. About 5% of a call.
+ * and evict each other; transposed, each tile reads one short contiguous run.
  */
-static float *transpose_rows(const dense_update_args *u, size_t r0, size_t r1) {
-  /* Kept per thread across calls: a fresh half-megabyte buffer each step costs its page faults. */
-  static __thread float *scratch;
-  static __thread size_t capacity;
-  size_t need = (r1 - r0) * u->n;
-  if (need > capacity) {
-    free(scratch);
-    scratch = malloc(need * sizeof *scratch);
-    capacity = scratch ? need : 0;
-    if (!scratch) return NULL;
-  }
-  float *xt = scratch;
+static void transpose_rows(const dense_update_args *u, size_t r0, size_t r1, float *xt) {
   for (size_t b = 0; b < u->n; b++) {
     const float *xb = u->x + b * u->inputs;
     for (size_t r = r0; r < r1; r++) xt[(r - r0) * u->n + b] = xb[r];
   }
-  return xt;
 }
 
 /*
- * Updates kernel rows [r0, r1); returns Σ W² over them (before the update) when l2coef ≠ 0, or
- * NAN when it could not allocate its scratch (nothing is updated then).
+ * Updates kernel rows [r0, r1), with xt scratch for (r1 − r0)·n floats; returns Σ W² over those
+ * rows (before the update) when l2coef ≠ 0.
  */
-double KERNEL(const dense_update_args *u, size_t r0, size_t r1) {
+double KERNEL(const dense_update_args *u, size_t r0, size_t r1, float *xt) {
   if (r1 <= r0) return 0;
-  float *xt = transpose_rows(u, r0, r1);
-  if (!xt) return NAN;
+  transpose_rows(u, r0, r1, xt);
   double sumsq = 0;
   const size_t wide = (u->outputs / (TILE_VECS * LANES)) * TILE_VECS * LANES;
   const size_t vectors = (u->outputs / LANES) * LANES;

@@ -19,8 +19,9 @@ typedef struct {
   float l2coef;
 } dense_update_args;
 
-double dense_update_avx512(const dense_update_args *u, size_t r0, size_t r1);
-double dense_update_avx2(const dense_update_args *u, size_t r0, size_t r1);
-double dense_update_generic(const dense_update_args *u, size_t r0, size_t r1);
+/* Rows [r0, r1); xt: scratch for (r1 − r0)·n floats. Returns Σ W² over the rows (0 without L2). */
+double dense_update_avx512(const dense_update_args *u, size_t r0, size_t r1, float *xt);
+double dense_update_avx2(const dense_update_args *u, size_t r0, size_t r1, float *xt);
+double dense_update_generic(const dense_update_args *u, size_t r0, size_t r1, float *xt);
 
 #endif

@@ -103,8 +103,6 @@ export function nativeKernelUpdater(
   return (x, n, dz, w, states, inputs, outputs, scalars) => {
     params[0] = scalars.lr;
     if (opt.kind === 'adam') params[1] = scalars.eps ?? 0;
-    const sumsq = addon.denseUpdate(x, n, inputs, dz, outputs, w, states[0] ?? null, states[1] ?? null, kind, params, threads);
-    if (Number.isNaN(sumsq)) throw new Error('native head update: out of memory for its scratch');
-    return sumsq;
+    return addon.denseUpdate(x, n, inputs, dz, outputs, w, states[0] ?? null, states[1] ?? null, kind, params, threads);
   };
 }

@@ -1,0 +1,43 @@
+/**
+ * The native head update's two fallbacks: a build that cannot compile says so in one line and
+ * leaves install working (and any earlier build in place); BOTTLENECK_NATIVE=0 makes the trainer
+ * take its ONNX-only path. (Its arithmetic is tested in onnx-trainer.test.ts, both paths.)
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+
+const run = promisify(execFile);
+const ROOT = path.resolve(import.meta.dirname, '..');
+const ADDON = path.join(ROOT, 'build', 'native', 'dense_update.node');
+
+describe('native head update', () => {
+  it('a build without a working compiler says why in one line, exits 0 and keeps an earlier build', async () => {
+    const before = existsSync(ADDON) ? statSync(ADDON).mtimeMs : null;
+    const { stdout, stderr } = await run(process.execPath, [path.join(ROOT, 'scripts', 'build-native.mjs')], {
+      env: { ...process.env, CC: path.join(ROOT, 'no-such-compiler') },
+    });
+    const lines = stdout.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^bottleneck: native head update not built \(.*no-such-compiler.*\); train-head uses its ONNX-only path$/);
+    expect(stderr).toBe('');
+    expect(existsSync(ADDON) ? statSync(ADDON).mtimeMs : null).toBe(before);
+  });
+
+  it('BOTTLENECK_NATIVE=0 runs the ONNX-only path', async () => {
+    const script = `
+      import { createOnnxTrainer } from ${JSON.stringify(path.join(ROOT, 'src/train-head/onnx-trainer.ts'))};
+      import { initHeadParams } from ${JSON.stringify(path.join(ROOT, 'src/train-head/head-init.ts'))};
+      const architecture = { inputDim: 8, hidden: [4], dropout: 0, classes: 2 };
+      const t = await createOnnxTrainer({ architecture, training: { optimizer: { kind: 'sgd', lr: 0.1, momentum: 0 }, l2: 0 }, initial: initHeadParams(architecture, 1), maxBatch: 2 }, { native: 'on' });
+      console.log(t.provider);
+      await t.dispose();`;
+    const { stdout } = await run(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: ROOT,
+      env: { ...process.env, BOTTLENECK_NATIVE: '0' },
+    });
+    expect(stdout.trim()).toBe('onnxruntime cpu');
+  });
+});
