@@ -172,6 +172,13 @@ export function kernel0Tensors(opt: OptimizerConfig): { readonly kernel: string;
   return { kernel: paramName(0, 'kernel'), states: optimizerPlan(opt).states.map((s) => stateName(s, 0, 'kernel')) };
 }
 
+/** The optimizer-state tensors among storedTensors (kernel and bias copies of each state). */
+export function stateTensorNames(layout: readonly DenseLayout[], opt: OptimizerConfig, externalKernel0 = false): string[] {
+  const stored = storedTensors(layout, opt, externalKernel0);
+  const states = optimizerPlan(opt).states;
+  return layout.flatMap((_, l) => states.flatMap((st) => [stateName(st, l, 'kernel'), stateName(st, l, 'bias')])).filter((n) => stored.has(n));
+}
+
 /**
  * Every parameter and optimizer-state tensor the step graph takes and returns, with its stored
  * dims, in input order: per layer the kernel and bias, then per state its kernel and bias copy.

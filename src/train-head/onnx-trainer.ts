@@ -45,6 +45,7 @@ import {
   ROW_WEIGHT,
   scalarSchedule,
   seqName,
+  stateTensorNames,
   storedTensors,
   X,
   Y,
@@ -114,6 +115,16 @@ export async function createOnnxTrainer(opts: TrainerOptions, tuning: OnnxTraine
     Object.fromEntries([[LOSS, null], ...(outside ? [[KERNEL0_DZ, null]] : []), ...[...sets[1 - i]].map(([name, t]) => [nextName(name), t] as const)]),
   );
 
+  const stateNames = stateTensorNames(layout, training.optimizer, external);
+  let stepsSinceFlush = 0;
+  /** Called after each run: every FLUSH_EVERY steps, zeroes the subnormal optimizer state (see flushSubnormals). */
+  const ranSteps = (k: number) => {
+    stepsSinceFlush += k;
+    if (stepsSinceFlush < FLUSH_EVERY) return;
+    stepsSinceFlush = 0;
+    for (const name of stateNames) flushSubnormals(sets[current].get(name)!.data as Float32Array);
+  };
+
   const schedule = scalarSchedule(training.optimizer);
   const scalars = schedule.names.map((name) => ({ name, tensor: new ort.Tensor('float32', new Float32Array(1), []) }));
   const oneHot = new Float32Array(maxBatch * arch.classes);
@@ -181,6 +192,7 @@ export async function createOnnxTrainer(opts: TrainerOptions, tuning: OnnxTraine
     schedule.names.forEach((name, i) => (feeds[seqName(name)] = new ort.Tensor('float32', values[i], [k])));
     const result = await session.run(feeds, carriedFetches[current]);
     current = 1 - current;
+    ranSteps(k);
     return Array.from(result[LOSSES].data as Float32Array);
   };
 
@@ -214,6 +226,7 @@ export async function createOnnxTrainer(opts: TrainerOptions, tuning: OnnxTraine
       });
       const result = await stepSession.run(feeds, fetches[current]);
       current = 1 - current;
+      ranSteps(1);
       const loss = (result[LOSS].data as Float32Array)[0];
       if (!outside || !nativeUpdate) return loss;
       const lay = layout[0];
@@ -268,6 +281,26 @@ export async function createOnnxTrainer(opts: TrainerOptions, tuning: OnnxTraine
 }
 
 const size = product;
+
+/** Steps between two flushes of subnormal optimizer state. */
+const FLUSH_EVERY = 32;
+const FLT_MIN = 2 ** -126;
+
+/**
+ * Sets subnormal entries to zero, as FTZ would. Where a gradient stays zero (a dead ReLU unit's
+ * column), a state that decays by 0.9 per step (Adam's m, momentum, RMSProp) shrinks into the
+ * subnormals and sticks at the smallest one (0.9 × it rounds back to it); every op on a subnormal
+ * then takes a microcode assist, and 4096-d Adam epochs ran 4-5× slower from about the 14th on
+ * (bench/train-head). Once zero, such an entry stays zero, so an occasional pass is enough; in
+ * the graph it cost three more elementwise passes per step. Values this small move no weight.
+ * (The native update runs with FTZ/DAZ instead.)
+ */
+function flushSubnormals(a: Float32Array): void {
+  for (let i = 0; i < a.length; i++) {
+    const v = a[i];
+    if (v !== 0 && v < FLT_MIN && v > -FLT_MIN) a[i] = 0;
+  }
+}
 
 function nativeIsa(): string {
   const status = nativeDenseUpdateStatus();
