@@ -172,6 +172,6 @@ export interface ExportOptions {
 }
 
 /** Backbone + head as one model file (ONNX or TF.js layers) with its preprocessing.json, loaded back before it returns. */
-export async function exportModel(opts: ExportOptions): Promise<{ readonly files: readonly string[] }> {
+export async function exportModel(opts: ExportOptions): Promise<{ readonly files: readonly string[]; readonly notes: readonly string[] }> {
   return runExport(opts);
 }

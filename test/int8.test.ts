@@ -168,6 +168,12 @@ describe('extract --precision int8', () => {
     expect(predicted.code, predicted.stderr).toBe(0);
     expect(predicted.stderr).not.toMatch(/calibrated/);
 
+    // export says that its backbone is float32, in one note line and in preprocessing.json.
+    const exported = await runCli(['export', path.join(tmp, 'head'), '--format', 'onnx', '--out', path.join(tmp, 'export')]);
+    expect(exported.code, exported.stderr).toBe(0);
+    expect(exported.stderr).toMatch(/^note: the head was trained on int8 codes; the exported backbone runs in float32/m);
+    expect(JSON.parse(await readFile(path.join(tmp, 'export', 'preprocessing.json'), 'utf8')).source.codePrecision).toBe('int8');
+
     // A calibration deleted since would mix two quantised models in one key: refused, by name.
     await rm(path.join(cache, 'calibrations'), { recursive: true });
     const stale = await runCli(['extract', data, '--backbone', 'squeezenet1_1', '--cache', cache, '--precision', 'int8']);

@@ -40,7 +40,8 @@ export const exportCommand = defineCommand(
   async (argv) => {
     if (!argv.head && !argv.backbone) throw new UsageError('export needs a head folder (bottleneck export HEAD --format onnx --out DIR) or --backbone NAME for an embedding model');
     if (argv.head && argv.backbone) throw new UsageError('export takes a head folder or --backbone, not both: a head names its own backbone');
-    const { files } = await runExport(argv);
+    const { files, notes } = await runExport(argv);
+    for (const note of notes) console.error(`note: ${note}`);
     for (const f of files) console.log(f);
   },
 );
@@ -82,7 +83,15 @@ export interface ExportedPreprocessing {
   };
   /** classes: the head's, in output order; an embedding model (no head) has none, and `shape` per image. */
   readonly output: { readonly name: string; readonly classes: readonly string[]; readonly shape?: readonly number[] };
-  readonly source: { readonly head: string | null; readonly cacheKey: string; readonly backbone: string; readonly layer: string; readonly pool: string | null };
+  readonly source: {
+    readonly head: string | null;
+    readonly cacheKey: string;
+    readonly backbone: string;
+    readonly layer: string;
+    readonly pool: string | null;
+    /** The codes the head was trained on; the exported backbone itself is always float32. */
+    readonly codePrecision: 'fp32' | 'int8';
+  };
 }
 
 /** What one export writes: a backbone's codes at one spec, and the head on them if there is one. */
@@ -92,7 +101,15 @@ interface ExportSource {
   readonly head: Head | null;
 }
 
-export async function runExport(cmd: ExportCommand): Promise<{ files: string[] }> {
+/** What the user should know about an export that is not what they might assume. */
+export function exportNotes(spec: CodeSpec): string[] {
+  if (spec.precision !== 'int8') return [];
+  return [
+    'the head was trained on int8 codes; the exported backbone runs in float32 (int8 export is not built), so its probabilities can differ slightly from predict --head',
+  ];
+}
+
+export async function runExport(cmd: ExportCommand): Promise<{ files: string[]; notes: string[] }> {
   const source = await exportSource(cmd);
   await assertReplaceable(cmd.out);
   const out = path.resolve(cmd.out);
@@ -106,7 +123,7 @@ export async function runExport(cmd: ExportCommand): Promise<{ files: string[] }
     await writeFileAtomic(prepFile, `${JSON.stringify(preprocessingFor(source, model), null, 2)}\n`);
     names = [...model.files, prepFile].map((f) => path.basename(f));
   });
-  return { files: names.map((n) => path.join(out, n)) };
+  return { files: names.map((n) => path.join(out, n)), notes: exportNotes(source.spec) };
 }
 
 async function exportSource(cmd: ExportCommand): Promise<ExportSource> {
@@ -264,6 +281,6 @@ function preprocessingFor(source: ExportSource, written: Written): ExportedPrepr
       background: p.background,
     },
     output: head ? { name: written.output, classes: head.config.classes } : { name: written.output, classes: [], shape: spec.shape },
-    source: { head: head ? path.resolve(head.dir) : null, cacheKey: head ? head.config.cacheKey : cacheKey(spec), backbone: source.backbone.id, layer: spec.layer, pool: spec.pool },
+    source: { head: head ? path.resolve(head.dir) : null, cacheKey: head ? head.config.cacheKey : cacheKey(spec), backbone: source.backbone.id, layer: spec.layer, pool: spec.pool, codePrecision: spec.precision ?? 'fp32' },
   };
 }
