@@ -3,6 +3,7 @@
  * splits the kernel's rows over threads.
  *
  *   isa(): 'avx512' | 'avx2' | 'generic'
+ *   useIsa(name): switches to that build where the CPU has it; returns the build in use (tests)
  *   denseUpdate(x, n, inputs, dz, outputs, w, s1, s2, kind, params, threads): Σ W² before the
  *     update (0 without L2). x, dz, w: Float32Array; s1, s2: Float32Array or null; params:
  *     Float32Array [lr, eps, beta1, beta2, kappa, momentum, rho, l2coef].
@@ -14,6 +15,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define NAPI_VERSION 8
 #include <node_api.h>
@@ -221,6 +223,30 @@ static napi_value dense_update(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* useIsa(name): runs the named build from now on, if this CPU has it; returns the one in use. For tests. */
+static napi_value use_isa(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char name[16] = "";
+  if (argc != 1 || napi_get_value_string_utf8(env, argv[0], name, sizeof name, NULL) != napi_ok) return fail(env, "useIsa: expected a name");
+  if (strcmp(name, "generic") == 0) {
+    kernel = dense_update_generic;
+    kernel_isa = "generic";
+  } else {
+    pick_kernel(); /* the best this CPU has; an AVX-512 CPU also runs the AVX2 build */
+#if defined(__x86_64__) && defined(HAVE_X86_KERNELS)
+    if (strcmp(name, "avx2") == 0 && kernel == dense_update_avx512) {
+      kernel = dense_update_avx2;
+      kernel_isa = "avx2";
+    }
+#endif
+  }
+  napi_value s;
+  napi_create_string_utf8(env, kernel_isa, NAPI_AUTO_LENGTH, &s);
+  return s;
+}
+
 static napi_value isa(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value s;
@@ -233,6 +259,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"denseUpdate", NULL, dense_update, NULL, NULL, NULL, napi_default, NULL},
       {"isa", NULL, isa, NULL, NULL, NULL, napi_default, NULL},
+      {"useIsa", NULL, use_isa, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { nativeDenseUpdateStatus } from '../src/train-head/native-dense-update.ts';
+import { nativeDenseUpdateStatus, useNativeIsa, type NativeIsa } from '../src/train-head/native-dense-update.ts';
 import { createOnnxTrainer, type OnnxTrainerTuning } from '../src/train-head/onnx-trainer.ts';
 import type { HeadArchitecture, HeadParams, OptimizerConfig, TrainBatch, TrainingConfig } from '../src/train-head/trainer.ts';
 
@@ -157,28 +157,31 @@ const chunked: OnnxTrainerTuning = { chunkElements: 8, native: 'off' };
 const native = nativeDenseUpdateStatus();
 // CI builds the addon and sets BOTTLENECK_REQUIRE_NATIVE=1, so there its tests cannot skip.
 const testNative = native.loaded || process.env.BOTTLENECK_REQUIRE_NATIVE === '1';
-const variants = [
-  { label: 'whole kernels', tuning: { native: 'off' } as OnnxTrainerTuning },
+// Each build of the addon this CPU can run (an AVX-512 CPU runs all three), not just its best.
+const nativeBuilds: NativeIsa[] = testNative ? (['avx512', 'avx2', 'generic'] as const).filter((isa) => useNativeIsa(isa) === isa) : [];
+if (testNative) useNativeIsa('avx512');
+type Variant = { label: string; tuning: OnnxTrainerTuning; isa?: NativeIsa };
+const variants: Variant[] = [
+  { label: 'whole kernels', tuning: { native: 'off' } },
   { label: 'chunked kernels', tuning: chunked },
-  ...(testNative
-    ? [
-        { label: 'native first kernel', tuning: { native: 'on' } as OnnxTrainerTuning },
-        { label: 'native first kernel, 2 threads', tuning: { native: 'on', threads: 2 } as OnnxTrainerTuning },
-      ]
-    : []),
+  ...nativeBuilds.flatMap((isa): Variant[] => [
+    { label: `native first kernel (${isa})`, tuning: { native: 'on' }, isa },
+    { label: `native first kernel (${isa}), 2 threads`, tuning: { native: 'on', threads: 2 }, isa },
+  ]),
 ];
 if (!testNative) console.warn(`onnx trainer tests: native update variants skipped (${native.loaded ? '' : native.reason})`);
 
-async function trainer(arch: HeadArchitecture, training: TrainingConfig, initial: HeadParams, tuning: OnnxTrainerTuning, maxBatch = 4) {
-  const t = await createOnnxTrainer({ architecture: arch, training, initial, maxBatch }, { threads: 1, ...tuning });
+async function trainer(arch: HeadArchitecture, training: TrainingConfig, initial: HeadParams, variant: Variant, maxBatch = 4) {
+  if (variant.isa) expect(useNativeIsa(variant.isa)).toBe(variant.isa);
+  const t = await createOnnxTrainer({ architecture: arch, training, initial, maxBatch }, { threads: 1, ...variant.tuning });
   // 'on' falls back quietly where the addon is missing; these variants must really run it.
-  if (tuning.native === 'on') expect(t.provider).toMatch(/native update \((avx512|avx2|generic)\)/);
+  if (variant.isa) expect(t.provider).toContain(`native update (${variant.isa})`);
   return t;
 }
 
 const maxAbs = (a: ArrayLike<number>): number => Array.from(a).reduce((m, v) => Math.max(m, Math.abs(v)), 0);
 
-describe.each(variants)('onnx trainer ($label)', ({ tuning }) => {
+describe.each(variants)('onnx trainer ($label)', (variant) => {
   it.each([
     { arch: small, n: 4, extraRows: 0 },
     { arch: logistic, n: 4, extraRows: 0 },
@@ -192,7 +195,7 @@ describe.each(variants)('onnx trainer ($label)', ({ tuning }) => {
     const l2 = 0.01;
     // Plain SGD is linear in the gradient, so (W − W')/lr recovers it for any lr; lr = 1 keeps
     // the most float32 digits of it.
-    const t = await trainer(arch, { optimizer: { kind: 'sgd', lr: 1, momentum: 0 }, l2 }, initial, tuning);
+    const t = await trainer(arch, { optimizer: { kind: 'sgd', lr: 1, momentum: 0 }, l2 }, initial, variant);
     const loss = await t.step(batch);
     const after = await t.getParams();
     await t.dispose();
@@ -224,15 +227,15 @@ describe.each(variants)('onnx trainer ($label)', ({ tuning }) => {
     { opt: { kind: 'sgd', lr: 0.1, momentum: 0.9 } },
     { opt: { kind: 'sgd', lr: 0.1, momentum: 0 } },
   ])('matches tfjs $opt.kind over three steps', async ({ opt }) => {
-    for (const arch of [small, wide]) await matchesTfjs(arch, opt, tuning);
+    for (const arch of [small, wide]) await matchesTfjs(arch, opt);
   });
 
-  async function matchesTfjs(arch: HeadArchitecture, opt: OptimizerConfig, tuning: OnnxTrainerTuning) {
+  async function matchesTfjs(arch: HeadArchitecture, opt: OptimizerConfig) {
     const random = rng(11);
     const initial = randomParams(arch, random);
     const batches = [0, 1, 2].map(() => randomBatch(arch, 4, random));
     const l2 = 0.001;
-    const t = await trainer(arch, { optimizer: opt, l2 }, initial, tuning);
+    const t = await trainer(arch, { optimizer: opt, l2 }, initial, variant);
     const ref = to64(initial);
     const refStep = referenceOptimizer(opt, ref);
     for (const batch of batches) {
@@ -262,12 +265,12 @@ describe.each(variants)('onnx trainer ($label)', ({ tuning }) => {
     // Five full batches then a smaller last one; random row weights (class weights) and dropout masks.
     const batches = [4, 4, 4, 4, 4, 3].map((n) => randomBatch(arch, n, random, 4 - n));
     const training: TrainingConfig = { optimizer: { kind: 'adam', lr: 0.01, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 }, l2 };
-    const single = await trainer(arch, training, initial, tuning);
+    const single = await trainer(arch, training, initial, variant);
     const singleLosses: number[] = [];
     for (const batch of batches) singleLosses.push(await single.step(batch));
     const want = await single.getParams();
     await single.dispose();
-    const many = await trainer(arch, training, initial, tuning);
+    const many = await trainer(arch, training, initial, variant);
     // Two calls, so the optimizer state and step count carry across runs of the many-step graph.
     const manyLosses = [...(await many.stepMany!(batches.slice(0, 2))), ...(await many.stepMany!(batches.slice(2)))];
     const got = await many.getParams();
@@ -286,7 +289,7 @@ describe.each(variants)('onnx trainer ($label)', ({ tuning }) => {
     const random = rng(3);
     const initial = randomParams(logistic, random);
     const batch = randomBatch(logistic, 4, random);
-    const t = await trainer(logistic, { optimizer: { kind: 'adam', lr: 0.05, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 }, l2: 0 }, initial, tuning);
+    const t = await trainer(logistic, { optimizer: { kind: 'adam', lr: 0.05, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 }, l2: 0 }, initial, variant);
     const first = await t.step(batch);
     let last = first;
     for (let i = 0; i < 50; i++) last = await t.step(batch);
@@ -297,7 +300,7 @@ describe.each(variants)('onnx trainer ($label)', ({ tuning }) => {
   it('predicts probabilities with dropout off, and round-trips parameters', async () => {
     const random = rng(5);
     const initial = randomParams(small, random);
-    const t = await trainer(small, { optimizer: { kind: 'sgd', lr: 0.1, momentum: 0 }, l2: 0 }, initial, tuning, 6);
+    const t = await trainer(small, { optimizer: { kind: 'sgd', lr: 0.1, momentum: 0 }, l2: 0 }, initial, variant, 6);
     const x = new Float32Array(6 * small.inputDim).map(() => random() * 2 - 1);
     const probs = await t.predict(x, 6);
     expect(probs).toHaveLength(6 * small.classes);

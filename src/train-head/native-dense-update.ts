@@ -21,6 +21,7 @@ const KIND = { sgd: 0, momentum: 1, adam: 2, rmsprop: 3 } as const;
 
 interface Addon {
   isa(): string;
+  useIsa(name: string): string;
   denseUpdate(
     x: Float32Array,
     n: number,
@@ -57,7 +58,22 @@ function load(): { addon: Addon | null; status: NativeStatus } {
 
 function isAddon(mod: unknown): mod is Addon {
   const m = mod as Partial<Record<keyof Addon, unknown>> | null;
-  return typeof m === 'object' && m !== null && typeof m.denseUpdate === 'function' && typeof m.isa === 'function';
+  return typeof m === 'object' && m !== null && typeof m.denseUpdate === 'function' && typeof m.isa === 'function' && typeof m.useIsa === 'function';
+}
+
+export type NativeIsa = 'avx512' | 'avx2' | 'generic';
+
+/**
+ * Makes the addon run the build for `isa` from now on, where this CPU has it; returns the build
+ * in use, or null without the addon. For tests: each build must agree with the reference, not
+ * only the one this machine would pick.
+ */
+export function useNativeIsa(isa: NativeIsa): string | null {
+  cached ??= load();
+  if (!cached.addon) return null;
+  const inUse = cached.addon.useIsa(isa);
+  cached = { addon: cached.addon, status: { loaded: true, isa: inUse } };
+  return inUse;
 }
 
 export function nativeDenseUpdateStatus(): NativeStatus {
