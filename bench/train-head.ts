@@ -111,7 +111,7 @@ for (const dim of args.dims!.split(',').map(Number)) {
     const other = await ours(createOnnxTrainer, dim, rows, epochs, OPTIMIZERS[opt]);
     results.push({ dim, name: `${other.name}, ${opt}`, secondsPerEpoch: other.perEpoch, epochs });
   }
-  if (args['onnx-only'] && onnx.name.includes('native')) {
+  if (args['onnx-only'] && onnx.name.includes('+ native update')) {
     const plain = await ours(onnxOnly, dim, rows, epochs);
     results.push({ dim, name: `${plain.name}, native update off`, secondsPerEpoch: plain.perEpoch, epochs });
   }

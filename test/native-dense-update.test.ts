@@ -46,7 +46,7 @@ describe('native head update', () => {
     expect(existsSync(ADDON) ? statSync(ADDON).mtimeMs : null).toBe(before);
   });
 
-  it('BOTTLENECK_NATIVE=0 runs the ONNX-only path', async () => {
+  it('BOTTLENECK_NATIVE=0 runs the ONNX-only path, and says why', async () => {
     const script = `
       import { createOnnxTrainer } from ${JSON.stringify(path.join(ROOT, 'src/train-head/onnx-trainer.ts'))};
       import { initHeadParams } from ${JSON.stringify(path.join(ROOT, 'src/train-head/head-init.ts'))};
@@ -58,6 +58,7 @@ describe('native head update', () => {
       cwd: ROOT,
       env: { ...process.env, BOTTLENECK_NATIVE: '0' },
     });
-    expect(stdout.trim()).toBe('onnxruntime cpu');
+    // It says so where train-head names its trainer.
+    expect(stdout.trim()).toBe('onnxruntime cpu, without the native update: BOTTLENECK_NATIVE=0');
   });
 });

@@ -198,7 +198,7 @@ export async function createOnnxTrainer(opts: TrainerOptions, tuning: OnnxTraine
 
   const trainer: HeadTrainer = {
     name: 'onnx',
-    provider: external ? `onnxruntime cpu + native update (${nativeIsa()})` : 'onnxruntime cpu',
+    provider: providerName(external, wantNative),
 
     async step(batch: TrainBatch): Promise<number> {
       const { n } = batch;
@@ -302,9 +302,11 @@ function flushSubnormals(a: Float32Array): void {
   }
 }
 
-function nativeIsa(): string {
+/** The trainer's name for its line: with the native update's build, or why a head that wanted it runs without. */
+function providerName(external: boolean, wanted: boolean): string {
   const status = nativeDenseUpdateStatus();
-  return status.loaded ? status.isa : 'none';
+  if (status.loaded) return external ? `onnxruntime cpu + native update (${status.isa})` : 'onnxruntime cpu';
+  return wanted ? `onnxruntime cpu, without the native update: ${status.reason}` : 'onnxruntime cpu';
 }
 
 function rows(data: Float32Array, n: number, width: number): ort.Tensor {
