@@ -19,6 +19,8 @@ import { resolvePrecision } from '../src/engines/precision.ts';
 import { extract } from '../src/index.ts';
 import { calibrationSource } from '../src/extract/calibration-sample.ts';
 import { loadDataset } from '../src/extract/dataset.ts';
+import { decodeImage } from '../src/extract/decode-image.ts';
+import { preprocessInto } from '../src/backbones/preprocess.ts';
 import ort from '../src/util/onnxruntime.ts';
 import { runCli } from './helpers/cli.ts';
 import { cosine } from './helpers/compare.ts';
@@ -151,6 +153,15 @@ describe('extract --precision int8', () => {
     expect(b.paths).toEqual(a.paths);
     for (let r = 0; r < a.paths.length; r++) expect(cosine(a.codes.subarray(r * a.dim, (r + 1) * a.dim), b.codes.subarray(r * b.dim, (r + 1) * b.dim))).toBeGreaterThan(0.97);
 
+    // The int8 embedding model exports from the same calibration, and gives the cached codes.
+    const embedding = await runCli(['export', '--backbone', 'squeezenet1_1', '--precision', 'int8', '--cache', cache, '--format', 'onnx', '--out', path.join(tmp, 'embedding')]);
+    expect(embedding.code, embedding.stderr).toBe(0);
+    const row = b.paths.findIndex((p) => p.startsWith('train/'));
+    const exportedCode = await runModel(path.join(tmp, 'embedding'), path.join(data, b.paths[row]));
+    expect(exportedCode.length).toBe(b.dim);
+    const cached = b.codes.subarray(row * b.dim, (row + 1) * b.dim);
+    expect(Math.max(...exportedCode.map((v, i) => Math.abs(v - cached[i])))).toBeLessThan(1e-4 * Math.max(...cached.map(Math.abs)));
+
     // Another cut of the same backbone reuses the calibration (and measures only what it lacks).
     const pool5 = await runCli(['extract', data, '--backbone', 'squeezenet1_1', '--cache', cache, '--precision', 'int8', '--layer', 'fire5/concat', '--pool', 'avg']);
     expect(pool5.code, pool5.stderr).toBe(0);
@@ -168,11 +179,26 @@ describe('extract --precision int8', () => {
     expect(predicted.code, predicted.stderr).toBe(0);
     expect(predicted.stderr).not.toMatch(/calibrated/);
 
-    // export says that its backbone is float32, in one note line and in preprocessing.json.
+    // export writes the int8 model the codes came from, with the head on it: it answers as predict does.
+    const predictedTop = (JSON.parse(predicted.stdout.trim()) as { top: { label: string; probability: number }[] }).top;
     const exported = await runCli(['export', path.join(tmp, 'head'), '--format', 'onnx', '--out', path.join(tmp, 'export')]);
     expect(exported.code, exported.stderr).toBe(0);
-    expect(exported.stderr).toMatch(/^note: the head was trained on int8 codes; the exported backbone runs in float32/m);
-    expect(JSON.parse(await readFile(path.join(tmp, 'export', 'preprocessing.json'), 'utf8')).source.codePrecision).toBe('int8');
+    expect(exported.stderr).not.toMatch(/note:/);
+    const exportedTop = await runExport(path.join(tmp, 'export'), image);
+    expect(exportedTop.precision).toEqual({ codePrecision: 'int8', modelPrecision: 'int8' });
+    expect(await quantizedOps(path.join(tmp, 'export', 'model.onnx'))).toBeGreaterThan(0);
+    for (const { label, probability } of predictedTop) expect(exportedTop.probabilities[label]).toBeCloseTo(probability, 5);
+    // Asked for, a float32 backbone: said in a note, and in preprocessing.json.
+    const float = await runCli(['export', path.join(tmp, 'head'), '--format', 'onnx', '--precision', 'fp32', '--out', path.join(tmp, 'export-fp32')]);
+    expect(float.code, float.stderr).toBe(0);
+    expect(float.stderr).toMatch(/^note: the head was trained on int8 codes and the exported backbone runs in float32/m);
+    expect((await runExport(path.join(tmp, 'export-fp32'), image)).precision).toEqual({ codePrecision: 'int8', modelPrecision: 'fp32' });
+    expect(await quantizedOps(path.join(tmp, 'export-fp32', 'model.onnx'))).toBe(0);
+    // Without the cache that holds its calibration, an int8 export says where it looked and what to do.
+    const lost = await runCli(['export', path.join(tmp, 'head'), '--format', 'onnx', '--cache', path.join(tmp, 'elsewhere'), '--out', path.join(tmp, 'export-lost')]);
+    expect(lost.code).toBe(2);
+    expect(lost.stderr).toMatch(/its codes are int8, and the calibration that made them \(.*elsewhere.*\) is not there; point --cache .* or export a float32 backbone with --precision fp32/);
+    expect(existsSync(path.join(tmp, 'export-lost'))).toBe(false);
 
     // A calibration deleted since would mix two quantised models in one key: refused, by name.
     await rm(path.join(cache, 'calibrations'), { recursive: true });
@@ -205,6 +231,18 @@ describe('extract --precision int8', () => {
     expect(ok.code, ok.stderr).toBe(0);
     expect(ok.stderr).toMatch(/int8: calibrated/);
     expect(existsSync(path.join(cache, 'calibrations'))).toBe(true);
+    // Its head exports as the int8 rewrite plus the head, answering as predict does.
+    const headDir = path.join(tmp, 'cnn-head');
+    expect((await runCli(['train-head', data, '--backbone', cnn, '--cache', cache, '--precision', 'int8', '--epochs', '2', '--out', headDir])).code).toBe(0);
+    const image = path.join(data, 'validation', 'b', (await readdir(path.join(data, 'validation', 'b')))[0]);
+    const predicted = await runCli(['predict', image, '--head', headDir, '--json']);
+    expect(predicted.code, predicted.stderr).toBe(0);
+    const exported = await runCli(['export', headDir, '--format', 'onnx', '--out', path.join(tmp, 'cnn-export')]);
+    expect(exported.code, exported.stderr).toBe(0);
+    const answer = await runExport(path.join(tmp, 'cnn-export'), image);
+    expect(answer.precision.modelPrecision).toBe('int8');
+    expect(await quantizedOps(path.join(tmp, 'cnn-export', 'model.onnx'))).toBeGreaterThan(0);
+    for (const { label, probability } of (JSON.parse(predicted.stdout.trim()) as { top: { label: string; probability: number }[] }).top) expect(answer.probabilities[label]).toBeCloseTo(probability, 5);
 
     const half = await writeModel(path.join(tmp, 'half.onnx'), toFloat16(tinyCnnOnnx()));
     const refusals = [
@@ -220,3 +258,34 @@ describe('extract --precision int8', () => {
     }
   });
 });
+
+interface ExportedPreprocessing {
+  input: { name: string; size: [number, number]; channels: 'rgb' | 'bgr'; mean: number[]; std: number[] };
+  output: { name: string; classes: string[] };
+  source: { codePrecision: string; modelPrecision: string };
+}
+
+/** An export folder's model run on one image, preprocessed as its preprocessing.json says. */
+async function runModel(dir: string, image: string): Promise<Float32Array> {
+  const prep = JSON.parse(await readFile(path.join(dir, 'preprocessing.json'), 'utf8')) as ExportedPreprocessing;
+  const { size, channels, mean, std } = prep.input;
+  const input = new Float32Array(size[0] * size[1] * 3);
+  preprocessInto(await decodeImage(image, { size }), { size, channels, mean, std }, input, 0);
+  const session = await ort.InferenceSession.create(path.join(dir, 'model.onnx'));
+  const out = (await session.run({ [prep.input.name]: new ort.Tensor('float32', input, [1, size[0], size[1], 3]) }))[prep.output.name].data as Float32Array;
+  await session.release();
+  return out;
+}
+
+/** An exported head's probabilities by class, and the precisions its preprocessing.json records. */
+async function runExport(dir: string, image: string): Promise<{ probabilities: Record<string, number>; precision: { codePrecision: string; modelPrecision: string } }> {
+  const prep = JSON.parse(await readFile(path.join(dir, 'preprocessing.json'), 'utf8')) as ExportedPreprocessing;
+  const out = await runModel(dir, image);
+  const { codePrecision, modelPrecision } = prep.source;
+  return { probabilities: Object.fromEntries(prep.output.classes.map((c, i) => [c, out[i]])), precision: { codePrecision, modelPrecision } };
+}
+
+/** QuantizeLinear nodes in a model file: an int8 model has them, a float32 one none. */
+async function quantizedOps(file: string): Promise<number> {
+  return (onnx.ModelProto.decode(await readFile(file)).graph?.node ?? []).filter((n) => n.opType === 'QuantizeLinear').length;
+}

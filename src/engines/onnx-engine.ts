@@ -12,10 +12,10 @@ import { checkWeights } from '../backbones/weights.ts';
 import { foldPlan } from '../backbones/fold-batchnorm.ts';
 import { sweepDeadWritersTemps, writeFileAtomic } from '../util/atomic-file.ts';
 import type { FeatureEngine, GraphEngineOptions } from './engine.ts';
-import { startOnnxSession } from './onnx-session.ts';
+import { startOnnxSession, type CachedModel } from './onnx-session.ts';
 import { buildOnnxModel, buildOnnxProto, ONNX_INPUT, onnxOutputName, type ConvAlgorithm } from './onnx-model.ts';
 import { readCalibration } from './quantize/calibration.ts';
-import { QDQ_FORMAT, quantizeModel } from './quantize/int8-model.ts';
+import { calibratedNote, QDQ_FORMAT, quantizeModel } from './quantize/int8-model.ts';
 import { encodeProto } from '../util/onnx-graph.ts';
 import type { WinogradOptions } from './onnx-winograd.ts';
 import { product } from '../util/numbers.ts';
@@ -45,7 +45,12 @@ export async function createOnnxEngine(opts: OnnxEngineOptions): Promise<Feature
     device: opts.device,
     threads: opts.threads,
     modelFor: (candidate, rebuild) =>
-      opts.precision === 'int8' ? cachedInt8Model(opts, inputSize, rebuild) : cachedModel(opts, inputSize, candidate === 'cpu' ? (opts.convAlgorithm ?? DEFAULT_CPU_CONV_ALGORITHM) : 'direct', rebuild),
+      opts.precision === 'int8'
+        ? cachedInt8Model(opts, rebuild).then(({ note, ...model }) => {
+            if (note) int8Notes.push(note);
+            return model;
+          })
+        : cachedModel(opts, candidate === 'cpu' ? (opts.convAlgorithm ?? DEFAULT_CPU_CONV_ALGORITHM) : 'direct', rebuild),
   });
   const outputs = cuts.map((cut) => {
     const shape = codeShape(plan, cut);
@@ -79,48 +84,54 @@ export async function createOnnxEngine(opts: OnnxEngineOptions): Promise<Feature
       await live.release();
     },
   };
+}
 
-  function modelFile(o: OnnxEngineOptions, parts: object): string {
-    const key = createHash('sha256')
-      .update(JSON.stringify({ format: MODEL_FORMAT, graph: o.backbone.graph, cuts: o.cuts, weights: o.backbone.weightsId, ...parts }))
-      .digest('hex')
-      .slice(0, 24);
-    return path.join(o.cacheDir, 'onnx', `${o.backbone.graph.name.replace(/[^\w.-]+/g, '_')}-${key}.onnx`);
-  }
+function modelFile(o: OnnxEngineOptions, parts: object): string {
+  const key = createHash('sha256')
+    .update(JSON.stringify({ format: MODEL_FORMAT, graph: o.backbone.graph, cuts: o.cuts, weights: o.backbone.weightsId, ...parts }))
+    .digest('hex')
+    .slice(0, 24);
+  return path.join(o.cacheDir, 'onnx', `${o.backbone.graph.name.replace(/[^\w.-]+/g, '_')}-${key}.onnx`);
+}
 
-  async function writeModel(file: string, bytes: () => Promise<Uint8Array> | Uint8Array): Promise<void> {
-    await mkdir(path.dirname(file), { recursive: true });
-    // A run killed while writing a model (VGG16's is 0.5 GB) leaves its temporary file here.
-    await sweepDeadWritersTemps(path.dirname(file));
-    await writeFileAtomic(file, await bytes());
-  }
+async function writeModel(file: string, bytes: () => Promise<Uint8Array> | Uint8Array): Promise<void> {
+  await mkdir(path.dirname(file), { recursive: true });
+  // A run killed while writing a model (VGG16's is 0.5 GB) leaves its temporary file here.
+  await sweepDeadWritersTemps(path.dirname(file));
+  await writeFileAtomic(file, await bytes());
+}
 
-  function foldedPlan(o: OnnxEngineOptions) {
-    checkWeights(plan, o.backbone.weights);
-    return foldPlan(plan, o.backbone.weights);
-  }
+const sizeOf = (o: OnnxEngineOptions) => o.inputSize ?? o.backbone.preprocessing.size;
 
-  async function cachedModel(o: OnnxEngineOptions, size: readonly [number, number], conv: ConvAlgorithm, rebuild: boolean): Promise<{ file: string; reused: boolean }> {
-    const winograd = conv === 'winograd' ? (o.winograd ?? {}) : undefined;
-    const file = modelFile(o, { size, conv, winograd });
-    if (existsSync(file) && !rebuild) return { file, reused: true };
-    const folded = foldedPlan(o);
-    await writeModel(file, () => buildOnnxModel({ plan: folded.plan, cuts: o.cuts, weights: folded.weights, convAlgorithm: conv, winograd }));
-    return { file, reused: false };
-  }
+function foldedPlan(o: OnnxEngineOptions) {
+  const plan = planCuts(o.backbone.graph, sizeOf(o), o.cuts);
+  checkWeights(plan, o.backbone.weights);
+  return foldPlan(plan, o.backbone.weights);
+}
 
-  /** int8: direct convs (Winograd's transforms would widen the int8 ranges), Q/DQ from the calibration. */
-  async function cachedInt8Model(o: OnnxEngineOptions, size: readonly [number, number], rebuild: boolean): Promise<{ file: string; reused: boolean }> {
-    if (!o.calibration) throw new Error('onnx engine: precision int8 needs a calibration source');
-    const fileFor = (calibration: string) => modelFile(o, { size, conv: 'direct', precision: 'int8', qdq: QDQ_FORMAT, calibration });
-    const stored = await readCalibration(o.cacheDir, o.calibration.key);
-    if (stored && existsSync(fileFor(stored.id)) && !rebuild) return { file: fileFor(stored.id), reused: true };
-    const folded = foldedPlan(o);
-    const fp32 = buildOnnxProto({ plan: folded.plan, cuts: o.cuts, weights: folded.weights, convAlgorithm: 'direct' });
-    const q = await quantizeModel({ fp32, input: ONNX_INPUT, cacheDir: o.cacheDir, source: o.calibration, threads: o.threads, label: o.backbone.graph.name });
-    if (q.measured > 0) int8Notes.push(`int8: calibrated ${q.measured} tensors on ${q.calibration.sample.images} images (${q.calibration.method})`);
-    const file = fileFor(q.calibration.id);
-    await writeModel(file, () => encodeProto(q.model));
-    return { file, reused: false };
-  }
+async function cachedModel(o: OnnxEngineOptions, conv: ConvAlgorithm, rebuild: boolean): Promise<CachedModel> {
+  const winograd = conv === 'winograd' ? (o.winograd ?? {}) : undefined;
+  const file = modelFile(o, { size: sizeOf(o), conv, winograd });
+  if (existsSync(file) && !rebuild) return { file, reused: true };
+  const folded = foldedPlan(o);
+  await writeModel(file, () => buildOnnxModel({ plan: folded.plan, cuts: o.cuts, weights: folded.weights, convAlgorithm: conv, winograd }));
+  return { file, reused: false };
+}
+
+/**
+ * The int8 model of these cuts (outputs as the fp32 engine's, input ONNX_INPUT): from the cache,
+ * else quantised now with the stored calibration, measuring only the ranges it lacks. Direct
+ * convs: Winograd's transforms would widen the int8 ranges. `export` stitches a head onto it.
+ */
+export async function cachedInt8Model(o: OnnxEngineOptions, rebuild = false): Promise<CachedModel> {
+  if (!o.calibration) throw new Error('onnx engine: precision int8 needs a calibration source');
+  const fileFor = (calibration: string) => modelFile(o, { size: sizeOf(o), conv: 'direct', precision: 'int8', qdq: QDQ_FORMAT, calibration });
+  const stored = await readCalibration(o.cacheDir, o.calibration.key);
+  if (stored && existsSync(fileFor(stored.id)) && !rebuild) return { file: fileFor(stored.id), reused: true };
+  const folded = foldedPlan(o);
+  const fp32 = buildOnnxProto({ plan: folded.plan, cuts: o.cuts, weights: folded.weights, convAlgorithm: 'direct' });
+  const q = await quantizeModel({ fp32, input: ONNX_INPUT, cacheDir: o.cacheDir, source: o.calibration, threads: o.threads, label: o.backbone.graph.name });
+  const file = fileFor(q.calibration.id);
+  await writeModel(file, () => encodeProto(q.model));
+  return { file, reused: false, ...(q.measured > 0 ? { note: calibratedNote(q) } : {}) };
 }

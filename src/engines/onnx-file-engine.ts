@@ -14,9 +14,9 @@ import { codeOutput, feedName, rewriteForCuts, type CutRequest } from '../backbo
 import { product } from '../util/numbers.ts';
 import ort from '../util/onnxruntime.ts';
 import type { EngineOptions, FeatureEngine } from './engine.ts';
-import { startOnnxSession } from './onnx-session.ts';
+import { startOnnxSession, type CachedModel } from './onnx-session.ts';
 import { readCalibration } from './quantize/calibration.ts';
-import { QDQ_FORMAT, quantizeModel } from './quantize/int8-model.ts';
+import { calibratedNote, QDQ_FORMAT, quantizeModel } from './quantize/int8-model.ts';
 import { encodeProto } from '../util/onnx-graph.ts';
 import { UserError } from '../util/errors.ts';
 import onnxProto from 'onnx-proto';
@@ -30,7 +30,8 @@ export interface OnnxFileEngineOptions extends EngineOptions {
   readonly backbone: OnnxBackbone;
 }
 
-export async function createOnnxFileEngine(opts: OnnxFileEngineOptions): Promise<FeatureEngine> {
+/** Where this backbone's rewritten models for these cuts are kept, and the cut requests. */
+function rewritePlan(opts: OnnxFileEngineOptions) {
   const { backbone, cuts } = opts;
   const { model } = backbone;
   const inputSize = opts.inputSize ?? backbone.preprocessing.size;
@@ -38,36 +39,54 @@ export async function createOnnxFileEngine(opts: OnnxFileEngineOptions): Promise
   const requests: CutRequest[] = resolved.map((r, i) => ({ tensor: r.layer, layout: r.layout ?? 'other', pool: cuts[i].pool ?? null, float16: model.tensors.get(r.layer)!.float16 }));
   const key = createHash('sha256').update(JSON.stringify({ format: REWRITE_FORMAT, weights: backbone.weightsId, input: model.input, requests })).digest('hex').slice(0, 24);
   const dir = path.join(opts.cacheDir, 'onnx', `${path.basename(model.file, '.onnx').replace(/[^\w.-]+/g, '_')}-${key}`);
+  return { inputSize, resolved, requests, dir, rewritten: async () => rewriteForCuts(await readModel(model.file), model.input, requests) };
+}
 
+/** The rewritten float32 model, in the plan's folder. */
+async function fp32File(opts: OnnxFileEngineOptions, rebuild: boolean): Promise<CachedModel> {
+  const { dir, rewritten } = rewritePlan(opts);
+  const file = path.join(dir, 'model.onnx');
+  if (existsSync(file) && !rebuild) return { file, reused: true };
+  // Rebuilt from scratch: links to external data may point where the user no longer keeps it.
+  if (rebuild) await rm(dir, { recursive: true, force: true });
+  return { file: await materializeModel(dir, await rewritten(), opts.backbone.model), reused: false };
+}
+
+/**
+ * The int8 model of these cuts (outputs code0, …, input as the fp32 rewrite's), in a folder
+ * named by the calibration it was quantised with; external data it still reads (weights left
+ * float, LayerNorm's say) is linked beside it. `export` stitches a head onto it.
+ */
+export async function cachedInt8FileModel(opts: OnnxFileEngineOptions, rebuild = false): Promise<CachedModel> {
+  const { model } = opts.backbone;
+  if (model.input.elemType !== 'float32') throw new UserError(`${model.file}: --precision int8 needs a float32 model; this one computes in float16`);
+  if (!opts.calibration) throw new Error('onnx engine: precision int8 needs a calibration source');
+  const { dir, rewritten } = rewritePlan(opts);
+  const folderFor = (calibration: string) => `${dir}-int8-q${QDQ_FORMAT}-${calibration}`;
+  const stored = await readCalibration(opts.cacheDir, opts.calibration.key);
+  if (stored && existsSync(path.join(folderFor(stored.id), 'model.onnx')) && !rebuild) return { file: path.join(folderFor(stored.id), 'model.onnx'), reused: true };
+  const fp32 = onnx.ModelProto.decode(await rewritten());
+  const q = await quantizeModel({ fp32, input: feedName(model.input), cacheDir: opts.cacheDir, source: opts.calibration, modelDir: path.dirname(model.file), threads: opts.threads, label: model.file });
+  const folder = folderFor(q.calibration.id);
+  if (rebuild) await rm(folder, { recursive: true, force: true });
+  const file = await materializeModel(folder, encodeProto(q.model), model);
+  return { file, reused: false, ...(q.measured > 0 ? { note: calibratedNote(q) } : {}) };
+}
+
+export async function createOnnxFileEngine(opts: OnnxFileEngineOptions): Promise<FeatureEngine> {
+  const { backbone, cuts } = opts;
+  const { model } = backbone;
+  const { inputSize, resolved } = rewritePlan(opts);
   const int8Notes: string[] = [];
-  const rewritten = async () => rewriteForCuts(await readModel(model.file), model.input, requests);
-  /** The rewritten float32 model, in `dir`. */
-  const fp32File = async (rebuild: boolean) => {
-    const file = path.join(dir, 'model.onnx');
-    if (existsSync(file) && !rebuild) return { file, reused: true };
-    // Rebuilt from scratch: links to external data may point where the user no longer keeps it.
-    if (rebuild) await rm(dir, { recursive: true, force: true });
-    return { file: await materializeModel(dir, await rewritten(), model), reused: false };
-  };
-  /** The int8 model, in a folder named by the calibration it was quantised with. */
   const int8File = async (rebuild: boolean) => {
-    if (model.input.elemType !== 'float32') throw new UserError(`${model.file}: --precision int8 needs a float32 model; this one computes in float16`);
-    if (!opts.calibration) throw new Error('onnx engine: precision int8 needs a calibration source');
-    const folderFor = (calibration: string) => `${dir}-int8-q${QDQ_FORMAT}-${calibration}`;
-    const stored = await readCalibration(opts.cacheDir, opts.calibration.key);
-    if (stored && existsSync(path.join(folderFor(stored.id), 'model.onnx')) && !rebuild) return { file: path.join(folderFor(stored.id), 'model.onnx'), reused: true };
-    const fp32 = onnx.ModelProto.decode(await rewritten());
-    const q = await quantizeModel({ fp32, input: feedName(model.input), cacheDir: opts.cacheDir, source: opts.calibration, modelDir: path.dirname(model.file), threads: opts.threads, label: model.file });
-    if (q.measured > 0) int8Notes.push(`int8: calibrated ${q.measured} tensors on ${q.calibration.sample.images} images (${q.calibration.method})`);
-    const folder = folderFor(q.calibration.id);
-    if (rebuild) await rm(folder, { recursive: true, force: true });
-    // Weights left float (LayerNorm's, say) may still be external data: it is linked beside the model.
-    return { file: await materializeModel(folder, encodeProto(q.model), model), reused: false };
+    const { note, ...cached } = await cachedInt8FileModel(opts, rebuild);
+    if (note) int8Notes.push(note);
+    return cached;
   };
   const started = await startOnnxSession({
     device: opts.device,
     threads: opts.threads,
-    modelFor: (_provider, rebuild) => (opts.precision === 'int8' ? int8File(rebuild) : fp32File(rebuild)),
+    modelFor: (_provider, rebuild) => (opts.precision === 'int8' ? int8File(rebuild) : fp32File(opts, rebuild)),
   });
   const { session, provider } = started;
   const notes = [...started.notes, ...int8Notes];

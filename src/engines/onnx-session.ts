@@ -46,6 +46,14 @@ export interface StartedSession {
   readonly notes: readonly string[];
 }
 
+/** A model in the cache: reused, or written by this call. */
+export interface CachedModel {
+  readonly file: string;
+  readonly reused: boolean;
+  /** What quantising measured, to tell the user once (int8 only, and only when it calibrated). */
+  readonly note?: string;
+}
+
 /**
  * `modelFor` writes (or finds) the model file a provider runs. A cached model that no longer
  * loads (cut short by a full disk, damaged on disk) is asked for again with `rebuild`; if the
@@ -54,7 +62,7 @@ export interface StartedSession {
 export async function startOnnxSession(opts: {
   readonly device: DeviceChoice;
   readonly threads?: number;
-  readonly modelFor: (provider: OnnxProvider, rebuild: boolean) => Promise<{ readonly file: string; readonly reused: boolean }>;
+  readonly modelFor: (provider: OnnxProvider, rebuild: boolean) => Promise<CachedModel>;
 }): Promise<StartedSession> {
   const candidates = providerCandidates(opts.device);
   if (candidates.length === 0) throw new UserError(NO_GPU);

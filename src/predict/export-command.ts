@@ -21,7 +21,9 @@ import { feedName, type DenseLayer } from '../backbones/onnx-file/onnx-rewrite.t
 import { cacheKey, codeDim, settingsOfSpec, type CodeSpec } from '../cache/code-spec.ts';
 import { planExtract } from '../extract/extract-plan.ts';
 import { codeSpecFor } from '../extract/extract-targets.ts';
-import { defineCommand, withWeights } from '../util/cli-options.ts';
+import { cacheRootOf, defineCommand, withCache, withWeights } from '../util/cli-options.ts';
+import { PRECISIONS, type Precision } from '../engines/engine.ts';
+import { exportInt8Onnx } from './export-int8.ts';
 import { UsageError, UserError } from '../util/errors.ts';
 
 export type ExportFormat = 'onnx' | 'tfjs' | 'teachable-machine';
@@ -30,17 +32,18 @@ export const exportCommand = defineCommand(
   'export [head]',
   'write backbone + head as one model (ONNX, TF.js layers, or a Teachable Machine folder) with its preprocessing.json; or, with --backbone and no head, the backbone up to a cut as ONNX',
   (y) =>
-    withWeights(y)
+    withCache(withWeights(y))
       .positional('head', { type: 'string', describe: 'head folder written by train-head (or --head)' })
       .option('backbone', { type: 'string', describe: 'without a head: the backbone to write up to --layer (its default cut otherwise), as an ONNX embedding model' })
       .option('layer', { type: 'string', describe: 'with --backbone: the cut' })
       .option('pool', { choices: CUT_POOLS, describe: 'with --backbone: pooling of the cut' })
       .option('format', { choices: ['onnx', 'tfjs', 'teachable-machine'] as const, demandOption: true, describe: "teachable-machine: a folder @teachablemachine/image's load() reads" })
+      .option('precision', { choices: PRECISIONS, describe: "the backbone's arithmetic: by default the head's codes' (int8 for a head trained on int8 codes, in --format onnx; TF.js has no int8 kernels)" })
       .option('out', { type: 'string', demandOption: true, describe: 'folder to write the model and preprocessing.json into' }),
   async (argv) => {
     if (!argv.head && !argv.backbone) throw new UsageError('export needs a head folder (bottleneck export HEAD --format onnx --out DIR) or --backbone NAME for an embedding model');
     if (argv.head && argv.backbone) throw new UsageError('export takes a head folder or --backbone, not both: a head names its own backbone');
-    const { files, notes } = await runExport(argv);
+    const { files, notes } = await runExport({ ...argv, cacheRoot: argv.cache });
     for (const note of notes) console.error(`note: ${note}`);
     for (const f of files) console.log(f);
   },
@@ -56,6 +59,10 @@ export interface ExportCommand {
   readonly format: ExportFormat;
   readonly out: string;
   readonly weights?: string;
+  /** Default: the codes' precision where the format runs it (int8 in ONNX only), else fp32. */
+  readonly precision?: Precision;
+  /** Where an int8 export finds its calibration and int8 model: --cache, the head's recorded cache, or ./cache. */
+  readonly cacheRoot?: string;
 }
 
 /** What a program needs to feed the exported model and read its answer. */
@@ -89,24 +96,39 @@ export interface ExportedPreprocessing {
     readonly backbone: string;
     readonly layer: string;
     readonly pool: string | null;
-    /** The codes the head was trained on; the exported backbone itself is always float32. */
-    readonly codePrecision: 'fp32' | 'int8';
+    /** The codes the head was trained on, and the arithmetic of the exported backbone (int8: Q/DQ pairs). */
+    readonly codePrecision: Precision;
+    readonly modelPrecision: Precision;
   };
 }
 
-/** What one export writes: a backbone's codes at one spec, and the head on them if there is one. */
+/** What one export writes: a backbone's codes at one spec, the head on them if there is one, and in what arithmetic. */
 interface ExportSource {
   readonly backbone: Backbone;
   readonly spec: CodeSpec;
   readonly head: Head | null;
+  readonly precision: Precision;
+  readonly cacheRoot: string;
+}
+
+/**
+ * int8 where the codes are int8 and the format runs it: an int8 head's export is then the model
+ * its codes came from. A float32 backbone under an int8 head is allowed (asked for, or TF.js),
+ * and said in a note.
+ */
+function exportPrecision(cmd: ExportCommand, spec: CodeSpec): Precision {
+  const codes = spec.precision ?? 'fp32';
+  if (cmd.precision === 'int8' && codes !== 'int8') {
+    throw new UsageError(`--precision int8: head ${cmd.head} was trained on fp32 codes; extract and train a head with --precision int8 for an int8 export`);
+  }
+  if (cmd.precision === 'int8' && cmd.format !== 'onnx') throw new UsageError(`--precision int8: --format ${cmd.format} is TF.js, which has no int8 kernels; use --format onnx, or --precision fp32`);
+  return cmd.precision ?? (cmd.format === 'onnx' ? codes : 'fp32');
 }
 
 /** What the user should know about an export that is not what they might assume. */
-export function exportNotes(spec: CodeSpec): string[] {
-  if (spec.precision !== 'int8') return [];
-  return [
-    'the head was trained on int8 codes; the exported backbone runs in float32 (int8 export is not built), so its probabilities can differ slightly from predict --head',
-  ];
+export function exportNotes(source: Pick<ExportSource, 'spec' | 'precision'>): string[] {
+  if (source.spec.precision !== 'int8' || source.precision === 'int8') return [];
+  return ['the head was trained on int8 codes and the exported backbone runs in float32, so its probabilities can differ slightly from predict --head'];
 }
 
 export async function runExport(cmd: ExportCommand): Promise<{ files: string[]; notes: string[] }> {
@@ -123,21 +145,25 @@ export async function runExport(cmd: ExportCommand): Promise<{ files: string[]; 
     await writeFileAtomic(prepFile, `${JSON.stringify(preprocessingFor(source, model), null, 2)}\n`);
     names = [...model.files, prepFile].map((f) => path.basename(f));
   });
-  return { files: names.map((n) => path.join(out, n)), notes: exportNotes(source.spec) };
+  return { files: names.map((n) => path.join(out, n)), notes: exportNotes(source) };
 }
 
 async function exportSource(cmd: ExportCommand): Promise<ExportSource> {
   if (cmd.head) {
     const head = await loadHead(cmd.head);
-    return { backbone: await loadHeadBackbone(head, { weights: cmd.weights }), spec: head.config.codeSpec, head };
+    const spec = head.config.codeSpec;
+    const cacheRoot = cacheRootOf(cmd.cacheRoot, head.config.cacheRoot);
+    return { backbone: await loadHeadBackbone(head, { weights: cmd.weights }), spec, head, precision: exportPrecision(cmd, spec), cacheRoot };
   }
-  const plan = await planExtract({ backbone: cmd.backbone!, weights: cmd.weights, layer: cmd.layer, pool: cmd.pool, background: '255,255,255', float16: false });
+  if (cmd.precision === 'int8' && cmd.format !== 'onnx') throw new UsageError(`--precision int8: an embedding model is written as ONNX only; use --format onnx`);
+  const plan = await planExtract({ backbone: cmd.backbone!, weights: cmd.weights, layer: cmd.layer, pool: cmd.pool, background: '255,255,255', float16: false, precision: cmd.precision });
   if (plan.cuts.length !== 1) throw new UsageError('--layer: export writes one cut');
-  return { backbone: plan.backbone, spec: codeSpecFor({ ...plan, cut: plan.cuts[0] }), head: null };
+  return { backbone: plan.backbone, spec: codeSpecFor({ ...plan, cut: plan.cuts[0] }), head: null, precision: plan.precision, cacheRoot: cacheRootOf(cmd.cacheRoot) };
 }
 
 async function writeModel(format: ExportFormat, source: ExportSource, staging: string): Promise<Written> {
   const { backbone, head, spec } = source;
+  if (source.precision === 'int8') return writeInt8Onnx(source, staging);
   if (format !== 'onnx' && (!head || isOnnxBackbone(backbone))) {
     throw new UsageError(
       !head
@@ -241,6 +267,26 @@ async function writeOnnxFileExport(backbone: OnnxBackbone, spec: CodeSpec, head:
   return { files, model: files[0], input: feedName(backbone.model.input), output };
 }
 
+async function writeInt8Onnx(source: ExportSource, out: string): Promise<Written> {
+  const { backbone, spec, head } = source;
+  const wanted = head ? EXPORTED_OUTPUT : EMBEDDING_OUTPUT;
+  const output = isOnnxBackbone(backbone) && backbone.model.tensors.has(wanted) ? `${wanted}_2` : wanted;
+  const { files, input } = await exportInt8Onnx(
+    {
+      backbone,
+      spec,
+      cut: settingsOfSpec(spec).cut,
+      cacheKey: head ? head.config.cacheKey : null,
+      cacheRoot: source.cacheRoot,
+      head: head ? denseLayersOf(head) : [],
+      output,
+      label: head ? `head ${head.dir}` : `${backbone.id} --precision int8`,
+    },
+    out,
+  );
+  return { files, model: files[0], input, output };
+}
+
 function denseLayersOf(head: Head): DenseLayer[] {
   const { architecture } = head.config;
   const widths = [architecture.inputDim, ...architecture.hidden, architecture.classes];
@@ -281,6 +327,6 @@ function preprocessingFor(source: ExportSource, written: Written): ExportedPrepr
       background: p.background,
     },
     output: head ? { name: written.output, classes: head.config.classes } : { name: written.output, classes: [], shape: spec.shape },
-    source: { head: head ? path.resolve(head.dir) : null, cacheKey: head ? head.config.cacheKey : cacheKey(spec), backbone: source.backbone.id, layer: spec.layer, pool: spec.pool, codePrecision: spec.precision ?? 'fp32' },
+    source: { head: head ? path.resolve(head.dir) : null, cacheKey: head ? head.config.cacheKey : cacheKey(spec), backbone: source.backbone.id, layer: spec.layer, pool: spec.pool, codePrecision: spec.precision ?? 'fp32', modelPrecision: source.precision },
   };
 }

@@ -133,6 +133,33 @@ export function rewriteForExport(
   const initializers: proto.ITensorProto[] = [];
   const code = head.length === 0 ? output : codeOutput(0);
   emitCode(cut, code, added, initializers);
+  const dense = denseHeadNodes(code, head, output);
+  return encodeRewritten(model, input, input.size, [...added, ...dense.nodes], [...initializers, ...dense.initializers], [valueInfo(output, ['batch', head.at(-1)?.outputs ?? 'code'], FLOAT)]);
+}
+
+/**
+ * A codes model (output `code`, [batch, D]) with a head on it: its dense layers, ReLU between
+ * them and a softmax, in float32, as the model's only output `output` ([batch, classes]; with
+ * no head, the code itself under that name).
+ */
+export function appendDenseHead(model: proto.IModelProto, code: string, head: readonly DenseLayer[], output: string): proto.IModelProto {
+  const graph = model.graph!;
+  if (!(graph.output ?? []).some((o) => o.name === code)) throw new Error(`appendDenseHead: the model has no output '${code}'`);
+  const dense = head.length > 0 ? denseHeadNodes(code, head, output) : { nodes: [{ opType: 'Identity', input: [code], output: [output], name: output }], initializers: [] };
+  return {
+    ...model,
+    graph: {
+      ...graph,
+      node: [...(graph.node ?? []), ...dense.nodes],
+      initializer: [...(graph.initializer ?? []), ...dense.initializers],
+      output: [valueInfo(output, ['batch', head.at(-1)?.outputs ?? 'code'], FLOAT)],
+    },
+  };
+}
+
+function denseHeadNodes(code: string, head: readonly DenseLayer[], output: string): { nodes: proto.INodeProto[]; initializers: proto.ITensorProto[] } {
+  const nodes: proto.INodeProto[] = [];
+  const initializers: proto.ITensorProto[] = [];
   let x = code;
   head.forEach((layer, i) => {
     const last = i === head.length - 1;
@@ -141,11 +168,11 @@ export function rewriteForExport(
     initializers.push({ name: w, dims: [layer.outputs, layer.inputs], dataType: FLOAT, rawData: bytesOf(layer.weight) });
     initializers.push({ name: b, dims: [layer.outputs], dataType: FLOAT, rawData: bytesOf(layer.bias) });
     const dense = `head_dense_${i}`;
-    added.push({ opType: 'Gemm', input: [x, w, b], output: [dense], name: dense, attribute: [attr.int('transB', 1)] });
+    nodes.push({ opType: 'Gemm', input: [x, w, b], output: [dense], name: dense, attribute: [attr.int('transB', 1)] });
     x = last ? output : `head_relu_${i}`;
-    added.push(last ? { opType: 'Softmax', input: [dense], output: [x], name: x, attribute: [attr.int('axis', 1)] } : { opType: 'Relu', input: [dense], output: [x], name: x });
+    nodes.push(last ? { opType: 'Softmax', input: [dense], output: [x], name: x, attribute: [attr.int('axis', 1)] } : { opType: 'Relu', input: [dense], output: [x], name: x });
   });
-  return encodeRewritten(model, input, input.size, added, initializers, [valueInfo(output, ['batch', head.at(-1)?.outputs ?? 'code'], FLOAT)]);
+  return { nodes, initializers };
 }
 
 /** The model with every float tensor as an output, as it is (for learning their shapes). */

@@ -50,6 +50,11 @@ export async function quantizeModel(opts: {
   return { model: applyQdq(opts.fp32, plan, ranges, floatReader(opts.modelDir)), calibration, measured, quantized };
 }
 
+/** Said once when quantising measured ranges; tests and users read it. */
+export function calibratedNote(q: Int8Model): string {
+  return `int8: calibrated ${q.measured} tensors on ${q.calibration.sample.images} images (${q.calibration.method})`;
+}
+
 /** A float32 initializer's values: raw little-endian bytes, float_data, or external data beside the model. */
 export function floatReader(modelDir?: string): FloatReader {
   const files = new Map<string, Buffer>();
