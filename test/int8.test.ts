@@ -199,6 +199,13 @@ describe('extract --precision int8', () => {
     expect(lost.code).toBe(2);
     expect(lost.stderr).toMatch(/its codes are int8, and the calibration that made them \(.*elsewhere.*\) is not there; point --cache .* or export a float32 backbone with --precision fp32/);
     expect(existsSync(path.join(tmp, 'export-lost'))).toBe(false);
+    // TF.js has no int8 kernels: asked for, refused in one line; by default, float32 with the note.
+    const tfjsInt8 = await runCli(['export', path.join(tmp, 'head'), '--format', 'tfjs', '--precision', 'int8', '--out', path.join(tmp, 'web')]);
+    expect(tfjsInt8.code).toBe(2);
+    expect(tfjsInt8.stderr).toMatch(/--precision int8: --format tfjs is TF.js, which has no int8 kernels; use --format onnx/);
+    const tfjs = await runCli(['export', path.join(tmp, 'head'), '--format', 'tfjs', '--out', path.join(tmp, 'web')]);
+    expect(tfjs.code, tfjs.stderr).toBe(0);
+    expect(tfjs.stderr).toMatch(/^note: the head was trained on int8 codes and the exported backbone runs in float32/m);
 
     // A calibration deleted since would mix two quantised models in one key: refused, by name.
     await rm(path.join(cache, 'calibrations'), { recursive: true });
@@ -260,7 +267,7 @@ describe('extract --precision int8', () => {
 });
 
 interface ExportedPreprocessing {
-  input: { name: string; size: [number, number]; channels: 'rgb' | 'bgr'; mean: number[]; std: number[] };
+  input: { name: string; size: [number, number]; channels: 'rgb' | 'bgr'; mean: [number, number, number]; std: [number, number, number] };
   output: { name: string; classes: string[] };
   source: { codePrecision: string; modelPrecision: string };
 }

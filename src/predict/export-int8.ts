@@ -68,8 +68,10 @@ export async function exportInt8Onnx(opts: Int8ExportOptions, out: string): Prom
   return { files: [file, ...data], input };
 }
 
-/** The stored calibration covers every tensor of the head's cut: it made the head's codes. */
-// eslint-disable-next-line require-yield -- a source that never yields: it only says why
+/**
+ * The stored calibration covers every tensor of the head's cut (it made the head's codes), so
+ * export never measures: a source that only says why, should it be asked.
+ */
 async function* refuseToCalibrate(label: string): AsyncGenerator<never> {
   throw new UserError(`${label}: the stored int8 calibration lacks ranges this cut needs; extract the head's images with --precision int8 again first`);
 }
