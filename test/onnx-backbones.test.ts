@@ -216,25 +216,37 @@ describe('ONNX files as users have them', () => {
     for (const img of images.slice(0, 4)) expect(maxRelError(codeAt(b, img.path), codeAt(a, img.path))).toBeLessThan(1e-6);
   });
 
-  it('weights in an external-data file: loaded from beside the model, part of the weights id, copied on export', async () => {
+  it('weights in an external-data file: loaded from beside the model, part of the weights id, copied on export; int8 reads each tensor at its offset', async () => {
     const dir = path.join(tmp, 'external');
     const model = onnx.ModelProto.decode(tinyCnnOnnx());
-    const conv = model.graph!.initializer!.find((t) => t.name === 'conv2.weight')!;
     const { mkdir } = await import('node:fs/promises');
     await mkdir(dir, { recursive: true });
-    await writeFile(path.join(dir, 'weights.bin'), conv.rawData!);
-    Object.assign(conv, {
-      rawData: new Uint8Array(),
-      dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
-      externalData: [
-        { key: 'location', value: 'weights.bin' },
-        { key: 'length', value: String(conv.rawData!.length) },
-      ],
-    });
+    // Two tensors in one file, the second at an offset, as onnx.save(save_as_external_data=True) writes them.
+    const parts: Uint8Array[] = [];
+    let offset = 0;
+    for (const name of ['conv1.weight', 'conv2.weight']) {
+      const t = model.graph!.initializer!.find((i) => i.name === name)!;
+      const bytes = t.rawData!;
+      parts.push(bytes);
+      Object.assign(t, {
+        rawData: new Uint8Array(),
+        dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+        externalData: [
+          { key: 'location', value: 'weights.bin' },
+          { key: 'offset', value: String(offset) },
+          { key: 'length', value: String(bytes.length) },
+        ],
+      });
+      offset += bytes.length;
+    }
+    await writeFile(path.join(dir, 'weights.bin'), Buffer.concat(parts));
     const file = await writeModel(path.join(dir, 'model.onnx'), onnx.ModelProto.encode(model).finish());
     const cache = path.join(tmp, 'cache-external');
     const [plain, external] = [await extract(cnn, [], cache), await extract(dir, [], cache)];
     expect(maxRelError(codeAt(await readRows(cache, external), images[2].path), codeAt(await readRows(cache, plain), images[2].path))).toBeLessThan(1e-6);
+    // Quantised from the external data, the int8 codes are those of the same weights inline.
+    const [plainInt8, externalInt8] = [await extract(cnn, ['--precision', 'int8'], cache), await extract(dir, ['--precision', 'int8'], cache)];
+    expect(codeAt(await readRows(cache, externalInt8), images[2].path)).toEqual(codeAt(await readRows(cache, plainInt8), images[2].path));
     const out = path.join(tmp, 'external-export');
     const r = await runCli(['export', '--backbone', file, '--format', 'onnx', '--out', out]);
     expect(r.code, r.stderr).toBe(0);

@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { OnnxBackbone } from '../backbones/backbone.ts';
 import { resolveCuts } from '../backbones/cut-shape.ts';
@@ -61,12 +61,14 @@ export async function cachedInt8FileModel(opts: OnnxFileEngineOptions, rebuild =
   const { model } = opts.backbone;
   if (model.input.elemType !== 'float32') throw new UserError(`${model.file}: --precision int8 needs a float32 model; this one computes in float16`);
   if (!opts.calibration) throw new Error('onnx engine: precision int8 needs a calibration source');
-  const { dir, rewritten } = rewritePlan(opts);
+  const { dir } = rewritePlan(opts);
   const folderFor = (calibration: string) => `${dir}-int8-q${QDQ_FORMAT}-${calibration}`;
   const stored = await readCalibration(opts.cacheDir, opts.calibration.key);
   if (stored && existsSync(path.join(folderFor(stored.id), 'model.onnx')) && !rebuild) return { file: path.join(folderFor(stored.id), 'model.onnx'), reused: true };
-  const fp32 = onnx.ModelProto.decode(await rewritten());
-  const q = await quantizeModel({ fp32, input: feedName(model.input), cacheDir: opts.cacheDir, source: opts.calibration, modelDir: path.dirname(model.file), threads: opts.threads, label: model.file });
+  // Quantised from the float32 rewrite in the cache, whose folder has the external data linked in.
+  const float = await fp32File(opts, rebuild);
+  const fp32 = onnx.ModelProto.decode(await readFile(float.file));
+  const q = await quantizeModel({ fp32, input: feedName(model.input), cacheDir: opts.cacheDir, source: opts.calibration, modelDir: path.dirname(float.file), threads: opts.threads, label: model.file });
   const folder = folderFor(q.calibration.id);
   if (rebuild) await rm(folder, { recursive: true, force: true });
   const file = await materializeModel(folder, encodeProto(q.model), model);

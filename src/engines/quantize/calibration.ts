@@ -70,11 +70,13 @@ export async function calibrated(opts: {
   readonly input: string;
   readonly tensors: readonly string[];
   readonly threads?: number;
+  /** Where the model's external data is (a folder of the cache): the probe model is written there to load it. */
+  readonly modelDir?: string;
 }): Promise<{ readonly calibration: Calibration; readonly measured: number }> {
   const stored = await readCalibration(opts.cacheDir, opts.source.key);
   const missing = opts.tensors.filter((t) => !stored?.ranges[t]);
   if (stored && missing.length === 0) return { calibration: stored, measured: 0 };
-  const { ranges, sha256, images } = await measureRanges(opts.model, opts.input, missing, opts.source, opts.threads);
+  const { ranges, sha256, images } = await measureRanges(opts.model, opts.input, missing, opts.source, opts.threads, opts.modelDir);
   const calibration: Calibration = stored
     ? { ...stored, ranges: { ...stored.ranges, ...ranges } }
     : { version: 1, id: createHash('sha256').update(JSON.stringify({ sha256, ranges })).digest('hex').slice(0, 16), method: CALIBRATION_METHOD, sample: { images, sha256 }, ranges };
@@ -114,14 +116,15 @@ async function measureRanges(
   tensors: readonly string[],
   source: CalibrationSource,
   threads?: number,
+  modelDir?: string,
 ): Promise<{ ranges: Record<string, [number, number]>; sha256: string[]; images: number }> {
   const graph = model.graph!;
-  const probe: proto.IModelProto = { ...model, graph: { ...graph, output: tensors.map((name) => ({ name })), valueInfo: [] } };
-  const session = await ort.InferenceSession.create(onnx.ModelProto.encode(probe).finish(), {
-    executionProviders: ['cpu'],
-    graphOptimizationLevel: 'all',
-    ...(threads ? { intraOpNumThreads: threads } : {}),
-  });
+  const probe = onnx.ModelProto.encode({ ...model, graph: { ...graph, output: tensors.map((name) => ({ name })), valueInfo: [] } }).finish();
+  const options = { executionProviders: ['cpu'], graphOptimizationLevel: 'all' as const, ...(threads ? { intraOpNumThreads: threads } : {}) };
+  // onnxruntime resolves external data only beside a model it loads from a file.
+  const probeFile = modelDir ? tempName(modelDir, 'calibration-probe.onnx') : undefined;
+  if (probeFile) await writeFileAtomic(probeFile, probe);
+  const session = await (probeFile ? ort.InferenceSession.create(probeFile, options) : ort.InferenceSession.create(probe, options)).finally(() => probeFile && rm(probeFile, { force: true }));
   const histograms = tensors.map(() => new RangeHistogram());
   const sha256: string[] = [];
   let images = 0;

@@ -3,7 +3,7 @@
  * they need (once per calibration key, see calibration.ts), and write them in. Both ONNX engines
  * (the layer graphs' and users' files') quantise here.
  */
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import path from 'node:path';
 import onnxProto from 'onnx-proto';
 import type { onnx as proto } from 'onnx-proto';
@@ -34,7 +34,7 @@ export async function quantizeModel(opts: {
   readonly input: string;
   readonly cacheDir: string;
   readonly source: CalibrationSource;
-  /** Where external data lives (a user's file), if any. */
+  /** The folder of the cache where the float32 model's external data is linked, if it has any. */
   readonly modelDir?: string;
   readonly threads?: number;
   /** Names the model in errors. */
@@ -45,7 +45,7 @@ export async function quantizeModel(opts: {
   const plan = planQdq(opts.fp32.graph!);
   const quantized = plan.actions.filter((a) => a.kind === 'weighted').length;
   if (quantized === 0) throw new UserError(`${opts.label}: --precision int8 found no Conv, Gemm or MatMul with float32 weights to quantise`);
-  const { calibration, measured } = await calibrated({ cacheDir: opts.cacheDir, source: opts.source, model: opts.fp32, input: opts.input, tensors: plan.calibrate, threads: opts.threads });
+  const { calibration, measured } = await calibrated({ cacheDir: opts.cacheDir, source: opts.source, model: opts.fp32, input: opts.input, tensors: plan.calibrate, threads: opts.threads, modelDir: opts.modelDir });
   const ranges = new Map(Object.entries(calibration.ranges));
   return { model: applyQdq(opts.fp32, plan, ranges, floatReader(opts.modelDir)), calibration, measured, quantized };
 }
@@ -55,20 +55,32 @@ export function calibratedNote(q: Int8Model): string {
   return `int8: calibrated ${q.measured} tensors on ${q.calibration.sample.images} images (${q.calibration.method})`;
 }
 
-/** A float32 initializer's values: raw little-endian bytes, float_data, or external data beside the model. */
+/**
+ * A float32 initializer's values: raw little-endian bytes, float_data, or external data beside
+ * the model. External data is read tensor by tensor at its offset, so quantising a model with
+ * gigabytes of weights never holds the whole data file in memory.
+ */
 export function floatReader(modelDir?: string): FloatReader {
-  const files = new Map<string, Buffer>();
   return (t) => {
-    if (t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) {
-      const entry = (key: string) => (t.externalData ?? []).find((e) => e.key === key)?.value;
-      if (!modelDir) throw new Error(`tensor '${t.name}' is in external data, and no model folder was given`);
-      const location = path.join(modelDir, entry('location')!);
-      const bytes = files.get(location) ?? readFileSync(location);
-      files.set(location, bytes);
-      const offset = Number(entry('offset') ?? 0);
-      const length = Number(entry('length') ?? bytes.length - offset);
-      return new Float32Array(bytes.buffer.slice(bytes.byteOffset + offset, bytes.byteOffset + offset + length));
+    if (t.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL) return inlineFloats(t);
+    const entry = (key: string) => (t.externalData ?? []).find((e) => e.key === key)?.value;
+    if (!modelDir) throw new Error(`tensor '${t.name}' is in external data, and no model folder was given`);
+    const location = path.join(modelDir, entry('location')!);
+    const offset = Number(entry('offset') ?? 0);
+    const length = entry('length') !== undefined ? Number(entry('length')) : statSync(location).size - offset;
+    const values = new Float32Array(length / 4);
+    const bytes = new Uint8Array(values.buffer);
+    const fd = openSync(location, 'r');
+    try {
+      // One read returns at most ~2 GiB on Linux, and less at the end of the file.
+      for (let done = 0; done < length; ) {
+        const read = readSync(fd, bytes, done, length - done, offset + done);
+        if (read === 0) throw new UserError(`${location}: tensor '${t.name}' needs ${length} bytes at offset ${offset}, and the file ends after ${done}`);
+        done += read;
+      }
+    } finally {
+      closeSync(fd);
     }
-    return inlineFloats(t);
+    return values;
   };
 }
