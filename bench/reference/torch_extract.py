@@ -1,16 +1,22 @@
-"""PyTorch reference for bench/extract: VGG16 conv base over a folder of images.
+"""PyTorch reference for bench/extract: a backbone's codes over a folder of images.
 
-  /work/venv-torch/bin/python bench/reference/torch_extract.py DIR [--batch 8] [--threads 2] [--workers 1]
-      [--limit N] [--forward-runs 3] [--config eager|channels_last|compile|bf16] [--json]
+  /work/venv-torch/bin/python bench/reference/torch_extract.py DIR [--model vgg16|resnet50|vit_small_patch16_224]
+      [--batch 8] [--threads 2] [--workers 1] [--limit N] [--forward-runs 3]
+      [--config eager|channels_last|compile|bf16] [--json]
+
+--model: vgg16, torchvision's vgg16 features (to block5_pool, Caffe BGR mean, as Keras' VGG16);
+resnet50, torchvision's resnet50 without its fc (the 2048-d pooled code); vit_small_patch16_224,
+timm's with num_classes=0 (the pooled 384-d code). The last two with ImageNet mean/std in RGB:
+the networks of test/reference/onnx-backbones, which bottleneck runs from their ONNX export.
 
 --config: PyTorch 2.x on a CPU at its best. eager: plain fp32; channels_last: fp32 with NHWC memory
 format (oneDNN's preferred layout); compile: channels_last + torch.compile (inductor; compiled
 before timing); bf16: channels_last + torch.autocast(bfloat16), which oneDNN runs on AVX512-BF16 or
 AMX where the CPU has them.
 
-Decodes with PIL in a DataLoader (squash-resize to 224x224 bilinear, RGB->BGR, minus the Keras/Caffe
-VGG mean), runs torchvision's vgg16(weights=None).features (random weights: the cost does not depend
-on the values), and reports end-to-end img/s (decode + forward over the whole set) and the bare
+Decodes with PIL in a DataLoader (squash-resize to 224x224 bilinear, then the model's channel order
+and normalisation), runs the model with random weights (the cost does not depend on the values),
+and reports end-to-end img/s (decode + forward over the whole set) and the bare
 forward img/s (timed separately on one fixed random batch), plus peak RSS.
 """
 import argparse
@@ -30,12 +36,25 @@ from common import blas_in_use, peak_rss_mb
 
 SIZE = 224
 MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
+IMAGENET_MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32)
+IMAGENET_STD = np.array([58.395, 57.12, 57.375], dtype=np.float32)
 EXTENSIONS = ('.jpg', '.jpeg', '.png')
 
 
+def build(name: str) -> torch.nn.Module:
+    if name == 'vgg16':
+        return torchvision.models.vgg16(weights=None).features
+    if name == 'resnet50':
+        net = torchvision.models.resnet50(weights=None)
+        return torch.nn.Sequential(*list(net.children())[:-1], torch.nn.Flatten())
+    import timm
+    return timm.create_model(name, pretrained=False, num_classes=0)
+
+
 class ImageFolderFlat(Dataset):
-    def __init__(self, files: list[str]):
+    def __init__(self, files: list[str], caffe: bool):
         self.files = files
+        self.caffe = caffe
 
     def __len__(self) -> int:
         return len(self.files)
@@ -43,8 +62,9 @@ class ImageFolderFlat(Dataset):
     def __getitem__(self, i: int) -> torch.Tensor:
         with Image.open(self.files[i]) as im:
             rgb = im.convert('RGB').resize((SIZE, SIZE), Image.BILINEAR)
-        bgr = np.asarray(rgb, dtype=np.float32)[:, :, ::-1] - MEAN_BGR
-        return torch.from_numpy(np.ascontiguousarray(bgr.transpose(2, 0, 1)))
+        pixels = np.asarray(rgb, dtype=np.float32)
+        x = pixels[:, :, ::-1] - MEAN_BGR if self.caffe else (pixels - IMAGENET_MEAN) / IMAGENET_STD
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
 
 
 def list_images(root: str) -> list[str]:
@@ -57,6 +77,7 @@ def list_images(root: str) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('dir')
+    ap.add_argument('--model', choices=['vgg16', 'resnet50', 'vit_small_patch16_224'], default='vgg16')
     ap.add_argument('--batch', type=int, default=8)
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--workers', type=int, default=1)
@@ -71,7 +92,7 @@ def main() -> None:
     files = list_images(args.dir)[: args.limit or None]
     if not files:
         sys.exit(f'no .jpg/.jpeg/.png under {args.dir}')
-    model = torchvision.models.vgg16(weights=None).features.eval()
+    model = build(args.model).eval()
     nhwc = args.config != 'eager'
     if nhwc:
         model = model.to(memory_format=torch.channels_last)
@@ -83,7 +104,7 @@ def main() -> None:
 
     with torch.inference_mode(), autocast:
         # Bare forward pass: warm-up (compilation, for --config compile), then --forward-runs timed runs on a fixed random batch.
-        x = torch.randn(args.batch, 3, SIZE, SIZE) * 60
+        x = torch.randn(args.batch, 3, SIZE, SIZE) * (60 if args.model == 'vgg16' else 1)
         run(x)
         run(x)
         t0 = time.perf_counter()
@@ -92,7 +113,7 @@ def main() -> None:
         forward_ips = args.forward_runs * args.batch / (time.perf_counter() - t0)
 
         # End to end: decode (in --workers processes) + forward over the whole set.
-        loader = DataLoader(ImageFolderFlat(files), batch_size=args.batch, num_workers=args.workers, shuffle=False)
+        loader = DataLoader(ImageFolderFlat(files, caffe=args.model == 'vgg16'), batch_size=args.batch, num_workers=args.workers, shuffle=False)
         n, out_shape = 0, None
         t0 = time.perf_counter()
         for batch in loader:
@@ -111,6 +132,7 @@ def main() -> None:
         'batch': args.batch,
         'workers': args.workers,
         'code_shape': out_shape,
+        'model': args.model,
         'torch_version': torch.__version__,
         'config': args.config,
         'cpu_capability': torch.backends.cpu.get_cpu_capability(),
