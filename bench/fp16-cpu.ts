@@ -16,6 +16,7 @@ import { loadBackbone } from '../src/backbones/zoo.ts';
 import { createEngine } from '../src/engines/select-engine.ts';
 import type { FeatureEngine } from '../src/engines/engine.ts';
 import { machineLine } from './machine.ts';
+import { cosine } from '../test/helpers/compare.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const { values: args } = parseArgs({
@@ -43,12 +44,6 @@ async function rate(engine: FeatureEngine, input: Float32Array, batch: number, s
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
-
-function cosine(a: Float32Array, b: Float32Array): number {
-  let ab = 0, aa = 0, bb = 0;
-  for (let i = 0; i < a.length; i++) [ab, aa, bb] = [ab + a[i] * b[i], aa + a[i] * a[i], bb + b[i] * b[i]];
-  return ab / Math.sqrt(aa * bb);
-}
 
 async function main(): Promise<void> {
   console.log(machineLine());

@@ -260,17 +260,20 @@ async function writeEmbeddingOnnx(backbone: GraphBackbone, spec: CodeSpec, out: 
 }
 
 async function writeOnnxFileExport(backbone: OnnxBackbone, spec: CodeSpec, head: Head | null, out: string): Promise<Written> {
-  const wanted = head ? EXPORTED_OUTPUT : EMBEDDING_OUTPUT;
-  // An export of an export has a tensor of that name already.
-  const output = backbone.model.tensors.has(wanted) ? `${wanted}_2` : wanted;
+  const output = outputName(backbone, head);
   const files = await exportOnnxFile(backbone, settingsOfSpec(spec).cut, head ? denseLayersOf(head) : [], output, out);
   return { files, model: files[0], input: feedName(backbone.model.input), output };
 }
 
+/** `probabilities`, or `code` without a head; an export of an export has a tensor of that name already. */
+function outputName(backbone: Backbone, head: Head | null): string {
+  const wanted = head ? EXPORTED_OUTPUT : EMBEDDING_OUTPUT;
+  return isOnnxBackbone(backbone) && backbone.model.tensors.has(wanted) ? `${wanted}_2` : wanted;
+}
+
 async function writeInt8Onnx(source: ExportSource, out: string): Promise<Written> {
   const { backbone, spec, head } = source;
-  const wanted = head ? EXPORTED_OUTPUT : EMBEDDING_OUTPUT;
-  const output = isOnnxBackbone(backbone) && backbone.model.tensors.has(wanted) ? `${wanted}_2` : wanted;
+  const output = outputName(backbone, head);
   const { files, input } = await exportInt8Onnx(
     {
       backbone,
