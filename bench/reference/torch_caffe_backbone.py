@@ -1,8 +1,8 @@
 """Independent PyTorch forward pass of the Caffe-origin backbones, for cross-checking our port.
 
-  /usr/bin/python3 bench/reference/torch_caffe_backbone.py squeezenet1_1|googlenet \\
+  /work/venv-torch/bin/python bench/reference/torch_caffe_backbone.py squeezenet1_1|googlenet \\
       --images IMG1 IMG2 ... [--layer fire9/concat] [--pool avg|max] [--out codes.npy] [--json]
-  /usr/bin/python3 bench/reference/torch_caffe_backbone.py --selftest
+  /work/venv-torch/bin/python bench/reference/torch_caffe_backbone.py --selftest
 
 Reads /work/shared/models/<name>.arch.json (Caffe layer list) and <name>.safetensors (parsed by hand),
 and runs the layers with torch.nn.functional following Caffe's rules (see `semantics` in the arch

@@ -1,6 +1,6 @@
 """PyTorch reference for bench/train-head: the Keras-blog head trained on random codes.
 
-  /usr/bin/python3 bench/reference/torch_head.py [--rows 2000] [--dim 4096] [--classes 2] [--epochs 50]
+  /work/venv-torch/bin/python bench/reference/torch_head.py [--rows 2000] [--dim 4096] [--classes 2] [--epochs 50]
                                                  [--batch 32] [--threads 2] [--seed 0] [--json]
 
 Flatten -> Dense(256, relu) -> Dropout(0.5) -> Dense(classes), softmax cross-entropy, Adam (lr 1e-3),
