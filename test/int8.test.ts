@@ -188,6 +188,12 @@ describe('extract --precision int8', () => {
     expect(exportedTop.precision).toEqual({ codePrecision: 'int8', modelPrecision: 'int8' });
     expect(await quantizedOps(path.join(tmp, 'export', 'model.onnx'))).toBeGreaterThan(0);
     for (const { label, probability } of predictedTop) expect(exportedTop.probabilities[label]).toBeCloseTo(probability, 5);
+    // With the cached int8 model gone, export quantises it again from the stored calibration alone.
+    await rm(path.join(cache, 'onnx'), { recursive: true });
+    const rebuilt = await runCli(['export', path.join(tmp, 'head'), '--format', 'onnx', '--out', path.join(tmp, 'export')]);
+    expect(rebuilt.code, rebuilt.stderr).toBe(0);
+    const again = await runExport(path.join(tmp, 'export'), image);
+    for (const { label, probability } of predictedTop) expect(again.probabilities[label]).toBeCloseTo(probability, 5);
     // Asked for, a float32 backbone: said in a note, and in preprocessing.json.
     const float = await runCli(['export', path.join(tmp, 'head'), '--format', 'onnx', '--precision', 'fp32', '--out', path.join(tmp, 'export-fp32')]);
     expect(float.code, float.stderr).toBe(0);
