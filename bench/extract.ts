@@ -11,7 +11,8 @@
  * depend on the values), through the real CLI in a child process, so startup and weight loading
  * count. resnet50 and vit_small_patch16_224 are the ONNX exports of test/reference/onnx-backbones
  * (fixtures/generated/onnx-backbones, made by its torch_onnx_backbones.py), at their default cut
- * (the pooled code), beside the very PyTorch modules they were exported from. The PyTorch reference is bench/reference/torch_extract.py: PyTorch 2.x (the venv of
+ * (the pooled code), beside the very PyTorch modules they were exported from. The PyTorch
+ * reference is bench/reference/torch_extract.py: PyTorch 2.x (the venv of
  * bench/reference/README.md, or --python) in each --torch-configs configuration, one process each.
  */
 import { execFile } from 'node:child_process';
@@ -144,7 +145,7 @@ async function main(): Promise<void> {
     await rm(path.join(cache, 'datasets'), { recursive: true, force: true });
     await extract('bottleneck extract int8, calibration cached', 'ours-int8', ['--precision', 'int8']);
 
-    // 4. PyTorch: DataLoader + PIL decode, VGG16 features, same threads, each configuration.
+    // 4. PyTorch: DataLoader + PIL decode, the same network, same threads, each configuration.
     for (const config of args['skip-torch'] ? [] : args['torch-configs']!.split(',')) {
       try {
         const torch = await timed(args.python!, [path.join(ROOT, 'bench', 'reference', 'torch_extract.py'), folder, '--model', model, '--batch', String(batch), '--threads', String(os.availableParallelism()), '--config', config, '--json']);
