@@ -101,7 +101,11 @@ async function main(): Promise<void> {
     return;
   }
   const model = args.model!;
-  if (!MODELS.includes(model)) throw new Error(`--model: one of ${MODELS.join(', ')}`);
+  if (!MODELS.includes(model)) {
+    console.error(`bench/extract: --model ${model}: use one of ${MODELS.join(', ')}`);
+    process.exitCode = 2;
+    return;
+  }
   const onnxFile = path.join(ROOT, 'fixtures', 'generated', 'onnx-backbones', `${model}.onnx`);
   if (model !== 'vgg16' && !existsSync(onnxFile)) {
     console.error(`skipped: ${onnxFile} is absent (made by test/reference/onnx-backbones/torch_onnx_backbones.py)`);

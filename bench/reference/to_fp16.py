@@ -7,6 +7,7 @@ Writes NAME.fp16.onnx beside each file: onnxruntime's own convert_float_to_float
 (keep_io_types=False), as a float16 export is. (onnxconverter-common 1.16's converter of the same
 name leaves the ViT's Cast nodes casting to float32, a model onnxruntime refuses.)
 """
+import os
 import sys
 
 import onnx
@@ -14,7 +15,11 @@ from onnxruntime.transformers.float16 import convert_float_to_float16
 
 
 def main() -> None:
+    if len(sys.argv) < 2:
+        sys.exit('usage: to_fp16.py MODEL.onnx [...]')
     for path in sys.argv[1:]:
+        if not path.endswith('.onnx') or not os.path.isfile(path):
+            sys.exit(f'{path}: not an .onnx file')
         model = convert_float_to_float16(onnx.load(path), keep_io_types=False)
         out = path[: -len('.onnx')] + '.fp16.onnx'
         onnx.save(model, out)

@@ -5,7 +5,7 @@
  * `predict --head` does, at int8 speed, in any runtime that fuses Q/DQ pairs (onnxruntime,
  * TensorRT, OpenVINO) and, more slowly, in any that runs them as written.
  */
-import { copyFile, mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import onnxProto from 'onnx-proto';
 import { isOnnxBackbone, type Backbone } from '../backbones/backbone.ts';
@@ -21,6 +21,7 @@ import { checkKeyCalibrations } from '../extract/calibration-guard.ts';
 import { writeFileAtomic } from '../util/atomic-file.ts';
 import { encodeProto } from '../util/onnx-graph.ts';
 import { UserError } from '../util/errors.ts';
+import { copyDataFiles } from './export-onnx.ts';
 
 const { onnx } = onnxProto;
 
@@ -58,14 +59,7 @@ export async function exportInt8Onnx(opts: Int8ExportOptions, out: string): Prom
   const model = onnx.ModelProto.decode(await readFile(cached.file));
   const file = path.join(out, 'model.onnx');
   await writeFileAtomic(file, encodeProto(appendDenseHead(model, code, opts.head, opts.output)));
-  const data: string[] = [];
-  for (const f of externalDataFiles(model, cached.file)) {
-    const dest = path.join(out, f);
-    await mkdir(path.dirname(dest), { recursive: true });
-    await copyFile(path.join(path.dirname(cached.file), f), dest);
-    data.push(dest);
-  }
-  return { files: [file, ...data], input };
+  return { files: [file, ...(await copyDataFiles(externalDataFiles(model, cached.file), path.dirname(cached.file), out))], input };
 }
 
 /**

@@ -43,12 +43,17 @@ export async function exportOnnxFile(backbone: OnnxBackbone, cut: Cut, head: rea
   const request = { tensor: resolved.layer, layout: resolved.layout ?? 'other', pool: cut.pool ?? null, float16: model.tensors.get(resolved.layer)!.float16 };
   const file = path.join(out, 'model.onnx');
   await writeFileAtomic(file, rewriteForExport(await readModel(model.file), model.input, request, head, output));
-  const data: string[] = [];
-  for (const f of model.dataFiles) {
+  return [file, ...(await copyDataFiles(model.dataFiles, path.dirname(model.file), out))];
+}
+
+/** External-data files (paths relative to the model) copied from `from` into `out`; returns the copies. */
+export async function copyDataFiles(files: readonly string[], from: string, out: string): Promise<string[]> {
+  const copies: string[] = [];
+  for (const f of files) {
     const dest = path.join(out, f);
     await mkdir(path.dirname(dest), { recursive: true });
-    await copyFile(path.join(path.dirname(model.file), f), dest);
-    data.push(dest);
+    await copyFile(path.join(from, f), dest);
+    copies.push(dest);
   }
-  return [file, ...data];
+  return copies;
 }

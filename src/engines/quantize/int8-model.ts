@@ -68,6 +68,7 @@ export function floatReader(modelDir?: string): FloatReader {
     const location = path.join(modelDir, entry('location')!);
     const offset = Number(entry('offset') ?? 0);
     const length = entry('length') !== undefined ? Number(entry('length')) : statSync(location).size - offset;
+    if (!Number.isSafeInteger(length) || length < 0 || length % 4 !== 0) throw new UserError(`${location}: tensor '${t.name}' gives ${length} bytes of external data, not a whole number of float32 values`);
     const values = new Float32Array(length / 4);
     const bytes = new Uint8Array(values.buffer);
     const fd = openSync(location, 'r');
