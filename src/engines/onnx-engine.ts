@@ -6,7 +6,6 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import ort from '../util/onnxruntime.ts';
 import { codeShape, planCuts } from '../backbones/cut.ts';
 import { checkWeights } from '../backbones/weights.ts';
 import { foldPlan } from '../backbones/fold-batchnorm.ts';
@@ -60,6 +59,7 @@ export async function createOnnxEngine(opts: OnnxEngineOptions): Promise<Feature
   const [h, w] = inputSize;
   const c = plan.inputChannels;
   const live = session;
+  const fetches = outputs.map((_, i) => onnxOutputName(i));
 
   return {
     name: 'onnx',
@@ -71,14 +71,8 @@ export async function createOnnxEngine(opts: OnnxEngineOptions): Promise<Feature
       if (images.length < count * h * w * c) {
         throw new Error(`onnx engine: expected ${count}×${h}×${w}×${c} floats, got ${images.length}`);
       }
-      const input = new ort.Tensor('float32', images.subarray(0, count * h * w * c), [count, h, w, c]);
-      const result = await live.run({ [ONNX_INPUT]: input });
-      return outputs.map((_, i) => {
-        const t = result[onnxOutputName(i)];
-        const data = t.data as Float32Array;
-        t.dispose?.();
-        return data;
-      });
+      const result = await live.run({ [ONNX_INPUT]: { data: images.subarray(0, count * h * w * c), dims: [count, h, w, c] } }, fetches);
+      return fetches.map((name) => result[name]);
     },
     async dispose() {
       await live.release();

@@ -12,7 +12,6 @@ import { resolveCuts } from '../backbones/cut-shape.ts';
 import { materializeModel, readModel } from '../backbones/onnx-file/onnx-model-file.ts';
 import { codeOutput, feedName, rewriteForCuts, type CutRequest } from '../backbones/onnx-file/onnx-rewrite.ts';
 import { product } from '../util/numbers.ts';
-import ort from '../util/onnxruntime.ts';
 import type { EngineOptions, FeatureEngine } from './engine.ts';
 import { startOnnxSession, type CachedModel } from './onnx-session.ts';
 import { readCalibration } from './quantize/calibration.ts';
@@ -95,14 +94,10 @@ export async function createOnnxFileEngine(opts: OnnxFileEngineOptions): Promise
   const outputs = cuts.map((cut, i) => ({ cut, shape: resolved[i].shape, size: product(resolved[i].shape) }));
   const [h, w] = inputSize;
   const perImage = h * w * 3;
+  const fetches = outputs.map((_, i) => codeOutput(i));
   const runBatch = async (images: Float32Array, count: number): Promise<Float32Array[]> => {
-    const result = await session.run({ [feedName(model.input)]: new ort.Tensor('float32', images.subarray(0, count * perImage), [count, h, w, 3]) });
-    return outputs.map((_, i) => {
-      const t = result[codeOutput(i)];
-      const data = t.data as Float32Array;
-      t.dispose?.();
-      return data;
-    });
+    const result = await session.run({ [feedName(model.input)]: { data: images.subarray(0, count * perImage), dims: [count, h, w, 3] } }, fetches);
+    return fetches.map((name) => result[name]);
   };
   if (!model.dynamicBatch) notes.push(`${model.file} fixes a batch of one inside its graph: images run one at a time`);
 

@@ -1,6 +1,7 @@
 /**
  * One onnxruntime session on the best provider that starts: CUDA, then WebGPU, then the CPU.
- * Both ONNX engines (the layer graphs' and users' ONNX files') start theirs here.
+ * Both ONNX engines (the layer graphs' and users' ONNX files') start theirs here, in the
+ * worker thread of onnx-worker-session.ts, so that the event loop runs beside the forward pass.
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -9,6 +10,7 @@ import path from 'node:path';
 import ort from '../util/onnxruntime.ts';
 import { UserError } from '../util/errors.ts';
 import type { DeviceChoice } from './engine.ts';
+import { startWorkerSession, warmOnnxWorker, type OnnxRunner } from './onnx-worker-session.ts';
 
 export type OnnxProvider = 'cuda' | 'webgpu' | 'cpu';
 
@@ -40,7 +42,7 @@ function ortBinaryDir(): string {
 }
 
 export interface StartedSession {
-  readonly session: ort.InferenceSession;
+  readonly session: OnnxRunner;
   readonly provider: OnnxProvider;
   /** Why better providers were not used. */
   readonly notes: readonly string[];
@@ -68,8 +70,10 @@ export async function startOnnxSession(opts: {
   if (candidates.length === 0) throw new UserError(NO_GPU);
   const threads = opts.threads ?? os.availableParallelism();
   const notes: string[] = [];
+  // It boots while modelFor writes or finds the model.
+  warmOnnxWorker();
   const start = (file: string, provider: OnnxProvider) =>
-    ort.InferenceSession.create(file, {
+    startWorkerSession(file, {
       executionProviders: [provider],
       graphOptimizationLevel: 'all',
       intraOpNumThreads: threads,

@@ -1,0 +1,124 @@
+/**
+ * onnxruntime sessions that run in a worker thread (onnx-session-worker.mjs), so that the event
+ * loop stays free while they compute: onnxruntime-node's own run() holds the calling thread for
+ * the whole forward pass (see the worker for why that matters).
+ *
+ * One worker per process hosts every session: booting a worker and loading onnxruntime into it
+ * costs about 150 ms, paid once, and started early (warmOnnxWorker) it boots while the caller
+ * still prepares its model. An idle worker does not keep the process alive.
+ *
+ * Inputs are copied once into the message (the caller keeps and reuses its buffers); outputs
+ * come back transferred, without a copy.
+ */
+import { Worker } from 'node:worker_threads';
+import type ort from '../util/onnxruntime.ts';
+
+export interface FloatTensor {
+  readonly data: Float32Array;
+  readonly dims: readonly number[];
+}
+
+/** What the engines need of a session. */
+export interface OnnxRunner {
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+  /** One forward pass; resolves to the float32 values of `fetches`, by name. */
+  run(feeds: Readonly<Record<string, FloatTensor>>, fetches: readonly string[]): Promise<Record<string, Float32Array>>;
+  release(): Promise<void>;
+}
+
+export type SessionOptions = ort.InferenceSession.SessionOptions;
+
+/** Requests, each answered by one reply with the same id. */
+export type ToWorker =
+  | { readonly kind: 'open'; readonly id: number; readonly file: string; readonly options: SessionOptions }
+  | { readonly kind: 'run'; readonly id: number; readonly session: number; readonly feeds: Readonly<Record<string, FloatTensor>>; readonly fetches: readonly string[] }
+  | { readonly kind: 'release'; readonly id: number; readonly session: number };
+
+export type FromWorker =
+  | { readonly kind: 'opened'; readonly id: number; readonly inputNames: string[]; readonly outputNames: string[] }
+  | { readonly kind: 'result'; readonly id: number; readonly outputs: Record<string, Float32Array> }
+  | { readonly kind: 'released'; readonly id: number }
+  | { readonly kind: 'error'; readonly id: number; readonly message: string };
+
+type Request = ToWorker extends infer T ? (T extends ToWorker ? Omit<T, 'id'> : never) : never;
+
+const WORKER_FILE = new URL('./onnx-session-worker.mjs', import.meta.url);
+
+class SessionHost {
+  private readonly worker = new Worker(WORKER_FILE);
+  private nextId = 0;
+  private readonly pending = new Map<number, { resolve: (m: FromWorker) => void; reject: (e: Error) => void }>();
+
+  constructor(private readonly onGone: () => void) {
+    this.worker.on('message', (message: FromWorker) => this.settle(message));
+    this.worker.on('error', (err) => this.fail(err));
+    this.worker.once('exit', (code) => this.fail(new Error(`the onnxruntime worker thread exited (code ${code})`)));
+    this.worker.unref();
+  }
+
+  /** Sends one request; rejects with the worker's message when it answers with an error. */
+  request(request: Request, transfer: ArrayBuffer[] = []): Promise<FromWorker> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      // Only a request in flight keeps the process alive.
+      if (this.pending.size === 1) this.worker.ref();
+      this.worker.postMessage({ ...request, id }, transfer);
+    });
+  }
+
+  private settle(message: FromWorker): void {
+    const waiting = this.pending.get(message.id);
+    if (!waiting) return;
+    this.pending.delete(message.id);
+    if (this.pending.size === 0) this.worker.unref();
+    if (message.kind === 'error') waiting.reject(new Error(message.message));
+    else waiting.resolve(message);
+  }
+
+  private fail(err: Error): void {
+    this.onGone();
+    for (const { reject } of this.pending.values()) reject(err);
+    this.pending.clear();
+  }
+}
+
+let shared: SessionHost | undefined;
+
+function host(): SessionHost {
+  shared ??= new SessionHost(() => (shared = undefined));
+  return shared;
+}
+
+/** Boots the worker now, so that it is ready by the time a session is opened. */
+export function warmOnnxWorker(): void {
+  host();
+}
+
+/** Opens a session in the worker; rejects with onnxruntime's message when it cannot start. */
+export async function startWorkerSession(file: string, options: SessionOptions): Promise<OnnxRunner> {
+  const owner = host();
+  const opened = await owner.request({ kind: 'open', file, options });
+  if (opened.kind !== 'opened') throw new Error(`the onnxruntime worker answered '${opened.kind}' to open`);
+  const session = opened.id;
+  let released = false;
+  return {
+    inputNames: opened.inputNames,
+    outputNames: opened.outputNames,
+    async run(feeds, fetches) {
+      if (released) throw new Error('the onnxruntime session was released');
+      // Copies of exactly the fed values, handed over whole (a subarray would clone its whole buffer).
+      const copies = Object.fromEntries(Object.entries(feeds).map(([name, t]) => [name, { data: t.data.slice(), dims: [...t.dims] }]));
+      const reply = await owner.request({ kind: 'run', session, feeds: copies, fetches: [...fetches] }, Object.values(copies).map((c) => c.data.buffer));
+      if (reply.kind !== 'result') throw new Error(`the onnxruntime worker answered '${reply.kind}' to run`);
+      return reply.outputs;
+    },
+    async release() {
+      if (released) return;
+      released = true;
+      // A worker that died has freed its sessions with it.
+      if (shared === owner) await owner.request({ kind: 'release', session });
+    },
+  };
+}
