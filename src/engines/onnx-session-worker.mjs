@@ -6,6 +6,8 @@
  * the call with setImmediate (microsoft/onnxruntime#19611). On the main thread a forward pass of
  * a few hundred milliseconds stops the whole event loop: no file is read, no decode is started
  * or collected, no code is written, so decoding and the engine took turns instead of overlapping.
+ * Where onnxruntime fills every core that gains little (README: measured); it matters where the
+ * engine leaves the CPU free, as a GPU provider does.
  *
  * Plain JavaScript, so that it runs unchanged from src/ (under tsx or vitest, whose loaders a
  * worker does not inherit) and from dist/.
@@ -19,8 +21,7 @@ import ort from 'onnxruntime-node';
 const port = parentPort;
 if (!port) throw new Error('onnx-session-worker.mjs runs only as a worker thread');
 
-/** Open sessions, by the id of the request that opened them. */
-/** @type {Map<number, ort.InferenceSession>} */
+/** @type {Map<number, ort.InferenceSession>} Open sessions, by the id of the request that opened them. */
 const sessions = new Map();
 
 /** @param {FromWorker} message @param {ArrayBuffer[]} [transfer] */

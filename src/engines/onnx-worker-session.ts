@@ -11,7 +11,9 @@
  * come back transferred, without a copy.
  */
 import { Worker } from 'node:worker_threads';
+// Imported for its effect too: the telemetry switch it sets is in the environment the worker copies.
 import type ort from '../util/onnxruntime.ts';
+import '../util/onnxruntime.ts';
 
 export interface FloatTensor {
   readonly data: Float32Array;
