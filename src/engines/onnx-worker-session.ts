@@ -43,7 +43,10 @@ export type FromWorker =
   | { readonly kind: 'released'; readonly id: number }
   | { readonly kind: 'error'; readonly id: number; readonly message: string };
 
-type Request = ToWorker extends infer T ? (T extends ToWorker ? Omit<T, 'id'> : never) : never;
+/** Omit, member by member of a union (a plain Omit would merge the members). */
+type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never;
+/** A request before its id is given. */
+type Request = WithoutId<ToWorker>;
 
 const WORKER_FILE = new URL('./onnx-session-worker.mjs', import.meta.url);
 
@@ -52,7 +55,7 @@ class SessionHost {
   private nextId = 0;
   private readonly pending = new Map<number, { resolve: (m: FromWorker) => void; reject: (e: Error) => void }>();
 
-  constructor(private readonly onGone: () => void) {
+  constructor(private readonly onGone: (host: SessionHost) => void) {
     this.worker.on('message', (message: FromWorker) => this.settle(message));
     this.worker.on('error', (err) => this.fail(err));
     this.worker.once('exit', (code) => this.fail(new Error(`the onnxruntime worker thread exited (code ${code})`)));
@@ -79,8 +82,9 @@ class SessionHost {
     else waiting.resolve(message);
   }
 
+  /** Called for the worker's 'error' and again for its 'exit'. */
   private fail(err: Error): void {
-    this.onGone();
+    this.onGone(this);
     for (const { reject } of this.pending.values()) reject(err);
     this.pending.clear();
   }
@@ -89,7 +93,10 @@ class SessionHost {
 let shared: SessionHost | undefined;
 
 function host(): SessionHost {
-  shared ??= new SessionHost(() => (shared = undefined));
+  // Only the host that died is forgotten: its 'exit' may come after a new one has started.
+  shared ??= new SessionHost((gone) => {
+    if (shared === gone) shared = undefined;
+  });
   return shared;
 }
 
