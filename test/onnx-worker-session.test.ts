@@ -1,7 +1,8 @@
 /**
  * onnxruntime sessions in the worker thread: the event loop runs during a forward pass (with
  * onnxruntime-node's own run() it stops), the codes are onnxruntime's in-process ones, failures
- * are onnxruntime's messages, and an idle worker lets the process exit.
+ * are onnxruntime's messages, a worker that ends takes its sessions with it (loudly), and an idle
+ * worker lets the process exit.
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -9,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startWorkerSession } from '../src/engines/onnx-worker-session.ts';
+import { startWorkerSession, stopOnnxWorker } from '../src/engines/onnx-worker-session.ts';
 import { mulberry32 } from '../src/util/numbers.ts';
 import { encodeModel, OnnxGraph, valueInfo } from '../src/util/onnx-graph.ts';
 import ort from '../src/util/onnxruntime.ts';
@@ -80,6 +81,22 @@ describe('onnxruntime in the worker thread', () => {
     const { y } = await session.run({ x: { data: input.subarray(0, WIDTH), dims: [1, WIDTH] } }, ['y']);
     expect(y.length).toBe(WIDTH);
     await session.release();
+  });
+
+  it('a worker that ends mid-run fails that run and every later one of its sessions, and a new session boots a new worker', async () => {
+    const session = await startWorkerSession(model, OPTIONS);
+    const feeds = { x: { data: input, dims: [ROWS, WIDTH] } };
+    const inFlight = expect(session.run(feeds, ['y'])).rejects.toThrow(/worker thread was stopped/);
+    await stopOnnxWorker();
+    await inFlight;
+    // Posting to the exited worker would never be answered: this must reject, not hang.
+    await expect(session.run(feeds, ['y'])).rejects.toThrow(/worker thread was stopped/);
+    await session.release();
+
+    const next = await startWorkerSession(model, OPTIONS);
+    const { y } = await next.run({ x: { data: input.subarray(0, WIDTH), dims: [1, WIDTH] } }, ['y']);
+    expect(y.length).toBe(WIDTH);
+    await next.release();
   });
 
   it('an idle worker does not keep the process alive', async () => {

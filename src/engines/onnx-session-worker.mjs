@@ -33,6 +33,8 @@ port.on('message', (/** @type {ToWorker} */ message) => {
 
 /** @param {ToWorker} message */
 async function answer(message) {
+  // In a worker, process.exit ends this thread only.
+  if (message.kind === 'exit') process.exit(0);
   if (message.kind === 'open') {
     const session = await ort.InferenceSession.create(message.file, message.options);
     sessions.set(message.id, session);

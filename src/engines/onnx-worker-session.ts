@@ -35,7 +35,9 @@ export type SessionOptions = ort.InferenceSession.SessionOptions;
 export type ToWorker =
   | { readonly kind: 'open'; readonly id: number; readonly file: string; readonly options: SessionOptions }
   | { readonly kind: 'run'; readonly id: number; readonly session: number; readonly feeds: Readonly<Record<string, FloatTensor>>; readonly fetches: readonly string[] }
-  | { readonly kind: 'release'; readonly id: number; readonly session: number };
+  | { readonly kind: 'release'; readonly id: number; readonly session: number }
+  /** Ends the thread from inside, between two messages: never while onnxruntime computes. */
+  | { readonly kind: 'exit'; readonly id: number };
 
 export type FromWorker =
   | { readonly kind: 'opened'; readonly id: number; readonly inputNames: string[]; readonly outputNames: string[] }
@@ -53,6 +55,8 @@ const WORKER_FILE = new URL('./onnx-session-worker.mjs', import.meta.url);
 class SessionHost {
   private readonly worker = new Worker(WORKER_FILE);
   private nextId = 0;
+  /** Why the worker is gone, once it is: later requests fail with it instead of waiting forever. */
+  private gone: Error | undefined;
   private readonly pending = new Map<number, { resolve: (m: FromWorker) => void; reject: (e: Error) => void }>();
 
   constructor(private readonly onGone: (host: SessionHost) => void) {
@@ -66,6 +70,8 @@ class SessionHost {
   request(request: Request, transfer: ArrayBuffer[] = []): Promise<FromWorker> {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
+      // A message to an exited worker is dropped without a word: it would never be answered.
+      if (this.gone) return reject(this.gone);
       this.pending.set(id, { resolve, reject });
       // Only a request in flight keeps the process alive.
       if (this.pending.size === 1) this.worker.ref();
@@ -84,9 +90,22 @@ class SessionHost {
 
   /** Called for the worker's 'error' and again for its 'exit'. */
   private fail(err: Error): void {
+    this.gone ??= err;
     this.onGone(this);
     for (const { reject } of this.pending.values()) reject(err);
     this.pending.clear();
+  }
+
+  /**
+   * Ends the worker; what is pending rejects with `reason`. Not worker.terminate(): that can
+   * tear the thread down while onnxruntime's native code is still running in it, which was seen
+   * to crash the process; the worker's own exit waits for the forward pass in progress.
+   */
+  async stop(reason: Error): Promise<void> {
+    const exited = new Promise((resolve) => this.worker.once('exit', resolve));
+    this.fail(reason);
+    this.worker.postMessage({ kind: 'exit', id: this.nextId++ } satisfies ToWorker);
+    await exited;
   }
 }
 
@@ -103,6 +122,16 @@ function host(): SessionHost {
 /** Boots the worker now, so that it is ready by the time a session is opened. */
 export function warmOnnxWorker(): void {
   host();
+}
+
+/**
+ * Ends the worker and every session in it, at once, even in the middle of a forward pass: what
+ * is pending rejects, and so does any later run of those sessions. The next session opened
+ * boots a new worker. For a caller that wants all of onnxruntime's memory back now.
+ */
+export async function stopOnnxWorker(): Promise<void> {
+  const current = shared;
+  if (current) await current.stop(new Error('the onnxruntime worker thread was stopped'));
 }
 
 /** Opens a session in the worker; rejects with onnxruntime's message when it cannot start. */
