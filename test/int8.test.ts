@@ -21,6 +21,7 @@ import { calibrationSource } from '../src/extract/calibration-sample.ts';
 import { loadDataset } from '../src/extract/dataset.ts';
 import { decodeImage } from '../src/extract/decode-image.ts';
 import { preprocessInto } from '../src/backbones/preprocess.ts';
+import { attr, encodeModel, OnnxGraph, valueInfo } from '../src/util/onnx-graph.ts';
 import ort from '../src/util/onnxruntime.ts';
 import { runCli } from './helpers/cli.ts';
 import { cosine } from './helpers/compare.ts';
@@ -56,15 +57,15 @@ describe('int8 arithmetic', () => {
     expect(activationParams([0, 0]).scale).toBe(1);
   });
 
-  it('quantises weights per output channel, symmetric, within half a step', () => {
+  it('quantises weights per output channel, symmetric, to 7 bits, within half a step', () => {
     const w = Float32Array.from([1, -0.5, 0.25, 0.1, 10, -20, 5, 0, 0, 0, 0, 0]);
     const q = quantizeWeights(w, [3, 4], 0);
-    expect([...q.scales]).toEqual([Math.fround(1 / 127), Math.fround(20 / 127), 1]);
-    expect(q.values[0]).toBe(127);
-    expect(q.values[5]).toBe(-127);
+    expect([...q.scales]).toEqual([Math.fround(1 / 63), Math.fround(20 / 63), 1]);
+    expect(q.values[0]).toBe(63);
+    expect(q.values[5]).toBe(-63);
     w.forEach((v, i) => expect(Math.abs(q.values[i] * q.scales[Math.floor(i / 4)] - v)).toBeLessThanOrEqual(q.scales[Math.floor(i / 4)] / 2 + 1e-7));
     // Along the last axis (a MatMul weight [K, N] per column).
-    expect([...quantizeWeights(Float32Array.from([1, 4, -2, 8]), [2, 2], 1).scales]).toEqual([Math.fround(2 / 127), Math.fround(8 / 127)]);
+    expect([...quantizeWeights(Float32Array.from([1, 4, -2, 8]), [2, 2], 1).scales]).toEqual([Math.fround(2 / 63), Math.fround(8 / 63)]);
   });
 });
 
@@ -109,6 +110,30 @@ describe('--precision auto', () => {
 });
 
 describe('the Q/DQ rewrite', () => {
+  it("computes, fused, exactly the Q/DQ graph's arithmetic, even where every product is at its largest", async () => {
+    // 64 input channels at the top of their range (uint8 255) against weights at the top of theirs:
+    // a pair of such products overflows a 16-bit sum at 8-bit weights (2 × 255 × 127 > 32767),
+    // which onnxruntime's AVX2 kernel (no VNNI) uses; 7-bit weights cannot (2 × 255 × 63 < 32767).
+    const C = 64;
+    const g = new OnnxGraph();
+    const weight = g.floats('w', { shape: [8, C, 3, 3], data: new Float32Array(8 * C * 9).fill(0.5) });
+    g.op('Relu', [g.op('Conv', ['x', weight, g.floats('b', { shape: [8], data: new Float32Array(8) })], 'conv', [attr.ints('pads', [1, 1, 1, 1])])], 'y');
+    const model = onnx.ModelProto.decode(encodeModel(g, 'saturating', [valueInfo('x', [1, C, 4, 4])], [valueInfo('y', [1, 8, 4, 4])]));
+    const plan = planQdq(model.graph!);
+    const peak = C * 9 * 0.5;
+    const ranges = new Map(plan.calibrate.map((t): [string, readonly [number, number]] => [t, t === 'x' ? [0, 1] : [0, peak]]));
+    const int8 = onnx.ModelProto.encode(applyQdq(model, plan, ranges, floatReader())).finish();
+    const feed = { x: new ort.Tensor('float32', new Float32Array(C * 16).fill(1), [1, C, 4, 4]) };
+    // Unoptimised, onnxruntime runs the graph as written: Q, DQ, a float Conv. That is the reference.
+    const reference = (await (await ort.InferenceSession.create(int8, { graphOptimizationLevel: 'disabled' })).run(feed)).y.data as Float32Array;
+    const fused = (await (await ort.InferenceSession.create(int8, { graphOptimizationLevel: 'all' })).run(feed)).y.data as Float32Array;
+    // The centre's 3×3 window covers the whole input: the full sum, within one output step.
+    expect(reference[5]).toBeCloseTo(peak, 0);
+    let worst = 0;
+    for (let i = 0; i < fused.length; i++) worst = Math.max(worst, Math.abs(fused[i] - reference[i]));
+    expect(worst, `fused ${fused[5]} against ${reference[5]} at the centre`).toBeLessThanOrEqual(peak / 255 + 1e-3);
+  });
+
   it('is fused by onnxruntime into int8 kernels, and its outputs stay close to fp32', async () => {
     const model = onnx.ModelProto.decode(tinyCnnOnnx());
     const plan = planQdq(model.graph!);

@@ -38,6 +38,11 @@ export interface CodeSpec {
   readonly precision?: 'int8';
   /** With int8: the calibration's range method (its ranges are kept under calibrationKey). */
   readonly calibration?: string;
+  /**
+   * With int8: the bits of the weights (7, see engines/quantize/int8-math.ts). int8 keys written
+   * before it, with 8-bit weights, lack it, so their codes are never mixed with these.
+   */
+  readonly weightBits?: number;
   readonly preprocessing: {
     readonly size: readonly [number, number];
     readonly resize: ResizeMode;
@@ -81,6 +86,7 @@ export const codeSpecSchema = z.object({
   dtype: z.enum(['float32', 'float16']),
   precision: z.literal('int8').optional(),
   calibration: z.string().optional(),
+  weightBits: z.number().int().min(2).max(8).optional(),
   preprocessing: z.object({
     size: z.tuple([z.number().int().positive(), z.number().int().positive()]),
     resize: z.enum(RESIZE_MODES),

@@ -25,8 +25,20 @@ export function activationParams([low, high]: Range): ActivationParams {
 }
 
 /**
- * Symmetric int8 per channel along `axis`: scale = max|w| / 127, zero point 0. A channel of
- * zeros gets scale 1 (all its values are 0 either way).
+ * Weights take 7 bits, not 8. onnxruntime's u8×s8 kernel for CPUs without VNNI
+ * (AVX2, and AVX-512 before VNNI) multiplies with vpmaddubsw, which adds each pair of products in
+ * a saturating 16-bit sum: 2 × 255 × 127 = 64770 overflows it, and on such a CPU 8-bit weights
+ * gave codes with a cosine of only 0.80-0.96 to fp32's (bench:int8-accuracy, AMD EPYC, AVX2).
+ * With |w| ≤ 63 no pair can overflow (2 × 255 × 63 = 32130), VNNI and AMX sum in 32 bits anyway,
+ * so every CPU computes the same exact integer sums, and one int8 key holds the same codes
+ * whichever machine wrote them. onnxruntime's own quantiser calls this reduce_range.
+ */
+export const WEIGHT_BITS = 7;
+export const WEIGHT_MAX = 2 ** (WEIGHT_BITS - 1) - 1;
+
+/**
+ * Symmetric per channel along `axis`: scale = max|w| / WEIGHT_MAX, zero point 0, int8 storage. A
+ * channel of zeros gets scale 1 (all its values are 0 either way).
  */
 export function quantizeWeights(w: Float32Array, dims: readonly number[], axis: number): { values: Int8Array; scales: Float32Array } {
   const channels = dims[axis];
@@ -38,9 +50,9 @@ export function quantizeWeights(w: Float32Array, dims: readonly number[], axis: 
     const a = Math.abs(w[i]);
     if (a > maxAbs[c]) maxAbs[c] = a;
   }
-  const scales = maxAbs.map((m) => (m > 0 ? m / 127 : 1));
+  const scales = maxAbs.map((m) => (m > 0 ? m / WEIGHT_MAX : 1));
   const values = new Int8Array(w.length);
-  for (let i = 0; i < w.length; i++) values[i] = clamp(roundHalfEven(w[i] / scales[channelOf(i)]), -127, 127);
+  for (let i = 0; i < w.length; i++) values[i] = clamp(roundHalfEven(w[i] / scales[channelOf(i)]), -WEIGHT_MAX, WEIGHT_MAX);
   return { values, scales };
 }
 

@@ -14,7 +14,7 @@ import { applyQdq, inlineFloats, planQdq, type FloatReader } from './qdq-rewrite
 const { onnx } = onnxProto;
 
 /** Bumped whenever the Q/DQ layout changes, so stale cached int8 models are not reused. */
-export const QDQ_FORMAT = 3;
+export const QDQ_FORMAT = 4;
 
 /** Per-axis DequantizeLinear (per-channel weights) came with opset 13. */
 const MIN_OPSET = 13;
