@@ -110,19 +110,28 @@ describe('--precision auto', () => {
 });
 
 describe('the Q/DQ rewrite', () => {
-  it("computes, fused, exactly the Q/DQ graph's arithmetic, even where every product is at its largest", async () => {
+  it.each([
+    ['a conv', 1],
+    ['a depthwise conv (8-bit weights)', 64],
+  ])("computes, fused, exactly the Q/DQ graph's arithmetic in %s, even where every product is at its largest", async (_name, group) => {
     // 64 input channels at the top of their range (uint8 255) against weights at the top of theirs:
     // a pair of such products overflows a 16-bit sum at 8-bit weights (2 × 255 × 127 > 32767),
     // which onnxruntime's AVX2 kernel (no VNNI) uses; 7-bit weights cannot (2 × 255 × 63 < 32767).
+    // Its depthwise kernel adds no pairs in 16 bits, so depthwise weights keep 8 bits.
     const C = 64;
+    const perGroup = C / group;
     const g = new OnnxGraph();
-    const weight = g.floats('w', { shape: [8, C, 3, 3], data: new Float32Array(8 * C * 9).fill(0.5) });
-    g.op('Relu', [g.op('Conv', ['x', weight, g.floats('b', { shape: [8], data: new Float32Array(8) })], 'conv', [attr.ints('pads', [1, 1, 1, 1])])], 'y');
-    const model = onnx.ModelProto.decode(encodeModel(g, 'saturating', [valueInfo('x', [1, C, 4, 4])], [valueInfo('y', [1, 8, 4, 4])]));
+    const weight = g.floats('w', { shape: [C, perGroup, 3, 3], data: new Float32Array(C * perGroup * 9).fill(0.5) });
+    const conv = g.op('Conv', ['x', weight, g.floats('b', { shape: [C], data: new Float32Array(C) })], 'conv', [attr.ints('pads', [1, 1, 1, 1]), attr.int('group', group)]);
+    g.op('Relu', [conv], 'y');
+    const model = onnx.ModelProto.decode(encodeModel(g, 'saturating', [valueInfo('x', [1, C, 4, 4])], [valueInfo('y', [1, C, 4, 4])]));
     const plan = planQdq(model.graph!);
-    const peak = C * 9 * 0.5;
+    const peak = perGroup * 9 * 0.5;
     const ranges = new Map(plan.calibrate.map((t): [string, readonly [number, number]] => [t, t === 'x' ? [0, 1] : [0, peak]]));
-    const int8 = onnx.ModelProto.encode(applyQdq(model, plan, ranges, floatReader())).finish();
+    const quantized = applyQdq(model, plan, ranges, floatReader());
+    const int8Weights = quantized.graph!.initializer!.find((t) => t.name === 'bottleneck_q/w/int8')!;
+    expect(Math.max(...new Int8Array(int8Weights.rawData!.slice().buffer)), 'the weights at their largest').toBe(group === 1 ? 63 : 127);
+    const int8 = onnx.ModelProto.encode(quantized).finish();
     const feed = { x: new ort.Tensor('float32', new Float32Array(C * 16).fill(1), [1, C, 4, 4]) };
     // Unoptimised, onnxruntime runs the graph as written: Q, DQ, a float Conv. That is the reference.
     const reference = (await (await ort.InferenceSession.create(int8, { graphOptimizationLevel: 'disabled' })).run(feed)).y.data as Float32Array;

@@ -39,10 +39,11 @@ export interface CodeSpec {
   /** With int8: the calibration's range method (its ranges are kept under calibrationKey). */
   readonly calibration?: string;
   /**
-   * With int8: the bits of the weights (7, see engines/quantize/int8-math.ts). int8 keys written
-   * before it, with 8-bit weights, lack it, so their codes are never mixed with these.
+   * With int8: the format of the Q/DQ rewrite that made the int8 model (QDQ_FORMAT in
+   * engines/quantize/int8-model.ts): another rewrite computes other codes, so it is another key.
+   * Keys from before format 5 (8-bit weights everywhere) lack it.
    */
-  readonly weightBits?: number;
+  readonly qdq?: number;
   readonly preprocessing: {
     readonly size: readonly [number, number];
     readonly resize: ResizeMode;
@@ -86,7 +87,7 @@ export const codeSpecSchema = z.object({
   dtype: z.enum(['float32', 'float16']),
   precision: z.literal('int8').optional(),
   calibration: z.string().optional(),
-  weightBits: z.number().int().min(2).max(8).optional(),
+  qdq: z.number().int().positive().optional(),
   preprocessing: z.object({
     size: z.tuple([z.number().int().positive(), z.number().int().positive()]),
     resize: z.enum(RESIZE_MODES),

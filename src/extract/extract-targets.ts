@@ -12,7 +12,7 @@ import type { CodeDtype, CodeSpec, Interpolation, ResizeMode } from '../cache/co
 import { FeatureCache, type ShardWriter } from '../cache/feature-cache.ts';
 import type { Precision } from '../engines/engine.ts';
 import { CALIBRATION_METHOD } from '../engines/quantize/calibration.ts';
-import { WEIGHT_BITS } from '../engines/quantize/int8-math.ts';
+import { QDQ_FORMAT } from '../engines/quantize/int8-model.ts';
 import { UsageError } from '../util/errors.ts';
 import { TOOL_VERSION } from '../util/version.ts';
 import { augmentSpec } from './augment.ts';
@@ -62,7 +62,7 @@ export function codeSpecFor(opts: SpecOptions): CodeSpec {
     ...(resolved.layout ? { layout: resolved.layout } : {}),
     shape: [...resolved.shape],
     dtype: opts.dtype,
-    ...(opts.precision === 'int8' ? { precision: 'int8' as const, calibration: CALIBRATION_METHOD, weightBits: WEIGHT_BITS } : {}),
+    ...(opts.precision === 'int8' ? { precision: 'int8' as const, calibration: CALIBRATION_METHOD, qdq: QDQ_FORMAT } : {}),
     preprocessing: {
       size: [size[0], size[1]],
       resize: opts.resize,

@@ -13,8 +13,11 @@ import { applyQdq, inlineFloats, planQdq, type FloatReader } from './qdq-rewrite
 
 const { onnx } = onnxProto;
 
-/** Bumped whenever the Q/DQ layout changes, so stale cached int8 models are not reused. */
-export const QDQ_FORMAT = 4;
+/**
+ * Bumped whenever the Q/DQ rewrite changes, so that stale cached int8 models are not reused and
+ * int8 codes get a new key (the code spec records it). 5: 7-bit weights outside depthwise convs.
+ */
+export const QDQ_FORMAT = 5;
 
 /** Per-axis DequantizeLinear (per-channel weights) came with opset 13. */
 const MIN_OPSET = 13;

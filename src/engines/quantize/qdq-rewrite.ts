@@ -17,7 +17,7 @@
  */
 import onnxProto from 'onnx-proto';
 import type { onnx as proto } from 'onnx-proto';
-import { activationParams, quantizeBias, quantizeWeights, type ActivationParams, type Range } from './int8-math.ts';
+import { activationParams, DEPTHWISE_WEIGHT_MAX, quantizeBias, quantizeWeights, WEIGHT_MAX, type ActivationParams, type Range } from './int8-math.ts';
 
 const { onnx } = onnxProto;
 const T = onnx.TensorProto.DataType;
@@ -219,7 +219,7 @@ export function applyQdq(model: proto.IModelProto, plan: QdqPlan, ranges: Readon
       continue;
     }
     const x = ensure(n.input[0]);
-    const w = weightDq(n.input[1], action.axis);
+    const w = weightDq(n.input[1], action.axis, groupsOf(n) > 1);
     n.input[1] = w.dq;
     const bias = n.input[2] ? inits.get(n.input[2]) : undefined;
     if (bias && bias.dataType === T.FLOAT && (bias.dims ?? []).length === 1 && Number(bias.dims![0]) === w.scales.length) {
@@ -231,12 +231,14 @@ export function applyQdq(model: proto.IModelProto, plan: QdqPlan, ranges: Readon
   }
 
   /** int8 per-channel weight and its DQ (once per initializer, however many nodes share it). */
-  function weightDq(name: string, axis: number): { dq: string; scales: Float32Array } {
+  function weightDq(name: string, axis: number, grouped: boolean): { dq: string; scales: Float32Array } {
     const known = weights.get(name);
     if (known) return known;
     const t = inits.get(name)!;
     const dims = (t.dims ?? []).map(Number);
-    const q = quantizeWeights(readFloats(t), dims, axis);
+    // Depthwise: grouped, one input channel per group (weight [C_out, 1, kh, kw]).
+    const depthwise = grouped && dims[1] === 1;
+    const q = quantizeWeights(readFloats(t), dims, axis, depthwise ? DEPTHWISE_WEIGHT_MAX : WEIGHT_MAX);
     const base = `bottleneck_q/${name}`;
     const scale = constant(`${base}/scale`, T.FLOAT, [q.scales.length], new Uint8Array(q.scales.buffer));
     const zp = constant(`${base}/zero_point`, T.INT8, [q.scales.length], new Uint8Array(q.scales.length));
@@ -260,6 +262,11 @@ export function applyQdq(model: proto.IModelProto, plan: QdqPlan, ranges: Readon
 
   after.set(-1, [...front, ...(after.get(-1) ?? [])]);
   return { ...model, graph: rebuiltGraph(graph, nodes, after, removed, renamed, added) };
+}
+
+/** A Conv's `group` attribute (1 for every other op). */
+function groupsOf(n: proto.INodeProto): number {
+  return n.opType === 'Conv' ? Number((n.attribute ?? []).find((a) => a.name === 'group')?.i ?? 1) : 1;
 }
 
 const axisAttr = (axis: number): proto.IAttributeProto => ({ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: axis });
