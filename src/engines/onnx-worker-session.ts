@@ -102,6 +102,7 @@ class SessionHost {
    * to crash the process; the worker's own exit waits for the forward pass in progress.
    */
   async stop(reason: Error): Promise<void> {
+    if (this.gone) return;
     const exited = new Promise((resolve) => this.worker.once('exit', resolve));
     this.fail(reason);
     this.worker.postMessage({ kind: 'exit', id: this.nextId++ } satisfies ToWorker);
@@ -125,9 +126,9 @@ export function warmOnnxWorker(): void {
 }
 
 /**
- * Ends the worker and every session in it, at once, even in the middle of a forward pass: what
- * is pending rejects, and so does any later run of those sessions. The next session opened
- * boots a new worker. For a caller that wants all of onnxruntime's memory back now.
+ * Ends the worker and every session in it: what is pending rejects at once, and so does any
+ * later run of those sessions; the thread itself ends when the forward pass in progress returns.
+ * The next session opened boots a new worker. For a caller that wants onnxruntime's memory back.
  */
 export async function stopOnnxWorker(): Promise<void> {
   const current = shared;

@@ -2,8 +2,9 @@
  * Static int8 quantisation of a float32 ONNX model, written as QuantizeLinear/DequantizeLinear
  * (QDQ) pairs around the ops onnxruntime fuses into int8 kernels (QLinearConv, QGemm,
  * QLinearMatMul, QLinearAdd, QLinearConcat, QLinearAveragePool, int8 MaxPool):
- *   - weights of Conv, Gemm and MatMul: int8, per output channel, symmetric; biases int32 at
- *     the input scale × the weight scale, as the int8 kernels accumulate;
+ *   - weights of Conv, Gemm and MatMul: 7 bits in int8 (8 in depthwise convs; int8-math.ts says
+ *     why), per output channel, symmetric; biases int32 at the input scale × the weight scale,
+ *     as the int8 kernels accumulate;
  *   - activations: uint8, asymmetric, from calibrated ranges; a Relu or ReLU6 (Clip) after a
  *     weighted op is absorbed by the Q that follows it (Q saturates where it would cut);
  *   - MaxPool, Flatten, Reshape, Transpose, Squeeze and Unsqueeze keep their input's scale, so
