@@ -13,6 +13,7 @@
  *   npm run bench:engines -- --backbones resnet50,inception_v3,../shared/models/teachable-machine/model.json
  *   npm run bench:engines -- --backbones fixtures/generated/onnx-backbones/resnet50.onnx   # ONNX files (onnx engine only)
  *   npm run bench:engines -- --engines onnx --precisions fp32,int8 --batches 8        # int8 beside fp32
+ *   npm run bench:engines -- --backbones vgg16 --engines onnx --precisions int8-symmetric,int8-gemm   # int8's two conv paths
  *
  * With a Python that has torch and torchvision (--python, default $BOTTLENECK_TORCH_PYTHON or
  * /work/venv-torch/bin/python; skipped when absent or with --no-torch), each built-in backbone that
@@ -27,6 +28,7 @@ import { parseArgs } from 'node:util';
 import type { Backbone, GraphBackbone } from '../src/backbones/backbone.ts';
 import { loadOnnxBackbone } from '../src/backbones/onnx-file/onnx-backbone.ts';
 import { createEngine } from '../src/engines/select-engine.ts';
+import type { Int8ConvPath } from '../src/engines/quantize/qdq-rewrite.ts';
 import { cutLabel, type Cut } from '../src/backbones/cut.ts';
 import { loadGraphBackbone } from '../src/backbones/zoo.ts';
 import { seededWeights } from '../src/backbones/zoo/random-weights.ts';
@@ -126,7 +128,16 @@ async function torchRows(name: string, cut: string, batches: readonly number[], 
   return rows;
 }
 
-type BenchEngineOptions = { readonly cuts: readonly Cut[]; readonly inputSize: readonly [number, number]; readonly device: 'auto'; readonly cacheDir: string; readonly precision: Precision };
+/** A --precisions entry: fp32, int8 (this CPU's conv path), or int8-symmetric / int8-gemm (qdq-rewrite.ts). */
+function benchPrecision(token: string): { precision: Precision; int8ConvPath?: Int8ConvPath; label: string } {
+  if (token === 'fp32') return { precision: 'fp32', label: '' };
+  if (token === 'int8') return { precision: 'int8', label: ' int8' };
+  if (token === 'int8-symmetric' || token === 'int8-gemm') return { precision: 'int8', int8ConvPath: token.slice(5) as Int8ConvPath, label: ` ${token}` };
+  console.error(`--precisions: '${token}' is not fp32, int8, int8-symmetric or int8-gemm`);
+  process.exit(2);
+}
+
+type BenchEngineOptions = { readonly cuts: readonly Cut[]; readonly inputSize: readonly [number, number]; readonly device: 'auto'; readonly cacheDir: string; readonly precision: Precision; readonly int8ConvPath?: Int8ConvPath };
 
 function openEngine(engineName: EngineName, backbone: Backbone, opts: BenchEngineOptions): Promise<FeatureEngine> {
   const [h, w] = opts.inputSize;
@@ -177,20 +188,21 @@ async function main(): Promise<void> {
     const { backbone } = spec;
     // An ONNX file runs on onnxruntime only.
     const runs = ((backbone.kind === 'onnx' ? ['onnx'] : args.engines!.split(',')) as EngineName[]).flatMap((engineName) =>
-      (args.precisions!.split(',') as Precision[]).filter((p) => p === 'fp32' || engineName === 'onnx').map((precision) => ({ engineName, precision })),
+      args.precisions!.split(',').map(benchPrecision).filter((p) => p.precision === 'fp32' || engineName === 'onnx').map((p) => ({ engineName, ...p })),
     );
-    for (const { engineName, precision } of runs) {
+    for (const { engineName, precision, int8ConvPath, label } of runs) {
       const engine = await openEngine(engineName, backbone, {
         cuts: [spec.cut],
         inputSize: spec.backbone.preprocessing.size,
         device: 'auto',
         cacheDir: path.resolve('cache'),
         precision,
+        ...(int8ConvPath ? { int8ConvPath } : {}),
       });
       const batches = (engineName === 'tfjs' ? args['tfjs-batches']! : args.batches!).split(',').map(Number);
       for (const batch of batches) {
         const r = await timeEngine(engine, batch, seconds);
-        const row = { backbone: name.endsWith('.json') ? path.basename(path.dirname(name)) : name.endsWith('.onnx') ? path.basename(name) : name, cut: cutLabel(spec.cut), engine: `${engine.name}/${engine.provider}${precision === 'int8' ? ' int8' : ''}`, batch, ...r };
+        const row = { backbone: name.endsWith('.json') ? path.basename(path.dirname(name)) : name.endsWith('.onnx') ? path.basename(name) : name, cut: cutLabel(spec.cut), engine: `${engine.name}/${engine.provider}${label}`, batch, ...r };
         rows.push(row);
         console.error(`${row.backbone} ${row.engine} batch ${batch}: ${r.imgPerSec.toFixed(2)} img/s`);
       }
@@ -203,12 +215,12 @@ async function main(): Promise<void> {
 }
 
 function printTable(rows: Row[]): void {
-  const onnxVgg = rows.filter((r) => r.backbone === 'vgg16' && r.engine.startsWith('onnx') && !r.engine.endsWith('int8'));
+  const onnxVgg = rows.filter((r) => r.backbone === 'vgg16' && r.engine.startsWith('onnx') && !r.engine.includes('int8'));
   const header = ['backbone', 'cut', 'engine', 'batch', 'img/s', 'ms/batch', 'runs', 'vs onnx fp32', 'vs pytorch'];
   const ratio = (r: Row, ref: Row | undefined) => (ref && ref !== r ? `${(r.imgPerSec / ref.imgPerSec).toFixed(3)}×` : '-');
   const lines = rows.map((r) => {
     const same = (o: Row) => o.backbone === r.backbone && o.batch === r.batch;
-    const onnx = rows.find((o) => same(o) && o.engine.startsWith('onnx') && !o.engine.endsWith('int8'));
+    const onnx = rows.find((o) => same(o) && o.engine.startsWith('onnx') && !o.engine.includes('int8'));
     const torch = rows.find((o) => same(o) && o.engine.startsWith('pytorch'));
     return [r.backbone, r.cut, r.engine, String(r.batch), r.imgPerSec.toFixed(2), r.msPerBatch.toFixed(0), String(r.runs), ratio(r, onnx), ratio(r, torch)];
   });

@@ -111,9 +111,11 @@ describe('--precision auto', () => {
 
 describe('the Q/DQ rewrite', () => {
   it.each([
-    ['a conv', 1],
-    ['a depthwise conv (8-bit weights)', 64],
-  ])("computes, fused, exactly the Q/DQ graph's arithmetic in %s, even where every product is at its largest", async (_name, group) => {
+    ['a conv', 1, 'symmetric'],
+    ['a conv written for the gemm path', 1, 'gemm'],
+    ['a depthwise conv (8-bit weights)', 64, 'symmetric'],
+    ['a depthwise conv written for the gemm path', 64, 'gemm'],
+  ] as const)("computes, fused, exactly the Q/DQ graph's arithmetic in %s, even where every product is at its largest", async (_name, group, convPath) => {
     // 64 input channels at the top of their range (uint8 255) against weights at the top of theirs:
     // a pair of such products overflows a 16-bit sum at 8-bit weights (2 × 255 × 127 > 32767),
     // which onnxruntime's AVX2 kernel (no VNNI) uses; 7-bit weights cannot (2 × 255 × 63 < 32767).
@@ -128,9 +130,12 @@ describe('the Q/DQ rewrite', () => {
     const plan = planQdq(model.graph!);
     const peak = perGroup * 9 * 0.5;
     const ranges = new Map(plan.calibrate.map((t): [string, readonly [number, number]] => [t, t === 'x' ? [0, 1] : [0, peak]]));
-    const quantized = applyQdq(model, plan, ranges, floatReader());
-    const int8Weights = quantized.graph!.initializer!.find((t) => t.name === 'bottleneck_q/w/int8')!;
-    expect(Math.max(...new Int8Array(int8Weights.rawData!.slice().buffer)), 'the weights at their largest').toBe(group === 1 ? 63 : 127);
+    const quantized = applyQdq(model, plan, ranges, floatReader(), convPath);
+    const initializer = (name: string) => new Int8Array(quantized.graph!.initializer!.find((t) => t.name === name)!.rawData!.slice().buffer);
+    // The gemm path stores conv weights one higher, at zero point 1; depthwise weights stay symmetric.
+    const offset = convPath === 'gemm' && group === 1 ? 1 : 0;
+    expect(Math.max(...initializer('bottleneck_q/w/int8')), 'the weights at their largest').toBe((group === 1 ? 63 : 127) + offset);
+    expect(new Set(initializer('bottleneck_q/w/zero_point'))).toEqual(new Set([offset]));
     const int8 = onnx.ModelProto.encode(quantized).finish();
     const feed = { x: new ort.Tensor('float32', new Float32Array(C * 16).fill(1), [1, C, 4, 4]) };
     // Unoptimised, onnxruntime runs the graph as written: Q, DQ, a float Conv. That is the reference.
@@ -150,11 +155,7 @@ describe('the Q/DQ rewrite', () => {
     expect(plan.actions.filter((a) => a.kind === 'weighted')).toHaveLength(3);
     const input = Float32Array.from({ length: 4 * 3 * SIDE * SIDE }, (_, i) => Math.sin(i * 0.37) * 2);
     const feed = { pixel_values: new ort.Tensor('float32', input, [4, 3, SIDE, SIDE]) };
-    // Calibrate by hand: every needed tensor's min/max on the input itself.
-    const probe = onnx.ModelProto.decode(tinyCnnOnnx());
-    probe.graph!.output = plan.calibrate.map((name) => onnx.ValueInfoProto.create({ name }));
-    const probed = await (await ort.InferenceSession.create(onnx.ModelProto.encode(probe).finish())).run(feed);
-    const ranges = new Map(plan.calibrate.map((t) => [t, [Math.min(...(probed[t].data as Float32Array)), Math.max(...(probed[t].data as Float32Array))] as const]));
+    const ranges = await handRanges(plan.calibrate, feed);
     const int8 = onnx.ModelProto.encode(applyQdq(model, plan, ranges, floatReader())).finish();
     const optimized = path.join(tmp, 'optimized.onnx');
     const session = await ort.InferenceSession.create(int8, { graphOptimizationLevel: 'all', optimizedModelFilePath: optimized, logSeverityLevel: 3 });
@@ -166,7 +167,32 @@ describe('the Q/DQ rewrite', () => {
     const q = (await session.run(feed)).logits.data as Float32Array;
     expect(cosine(q, fp32)).toBeGreaterThan(0.995);
   });
+
+  it('gives the same outputs, bit for bit, written for either int8 conv path', async () => {
+    // The gemm path only moves the convs to another onnxruntime kernel (AMX where the CPU has
+    // it); cached codes and the code key do not depend on which path the machine took.
+    const model = onnx.ModelProto.decode(tinyCnnOnnx());
+    const plan = planQdq(model.graph!);
+    const input = Float32Array.from({ length: 4 * 3 * SIDE * SIDE }, (_, i) => Math.cos(i * 0.91) * 3);
+    const feed = { pixel_values: new ort.Tensor('float32', input, [4, 3, SIDE, SIDE]) };
+    const ranges = await handRanges(plan.calibrate, feed);
+    const logits = async (convPath: 'symmetric' | 'gemm') => {
+      const int8 = onnx.ModelProto.encode(applyQdq(model, plan, ranges, floatReader(), convPath)).finish();
+      return (await (await ort.InferenceSession.create(int8)).run(feed)).logits.data as Float32Array;
+    };
+    const symmetric = await logits('symmetric');
+    expect(symmetric.some((v) => v !== 0)).toBe(true);
+    expect(await logits('gemm')).toEqual(symmetric);
+  });
 });
+
+/** Calibrated by hand: every needed tensor's min/max on the tiny CNN's input itself. */
+async function handRanges(tensors: readonly string[], feed: Record<string, InstanceType<typeof ort.Tensor>>): Promise<Map<string, readonly [number, number]>> {
+  const probe = onnx.ModelProto.decode(tinyCnnOnnx());
+  probe.graph!.output = tensors.map((name) => onnx.ValueInfoProto.create({ name }));
+  const probed = await (await ort.InferenceSession.create(onnx.ModelProto.encode(probe).finish())).run(feed);
+  return new Map(tensors.map((t) => [t, [Math.min(...(probed[t].data as Float32Array)), Math.max(...(probed[t].data as Float32Array))] as const]));
+}
 
 describe('extract --precision int8', () => {
   it('writes its own key, calibrated once on a sample of the images, with codes close to fp32', async () => {

@@ -3,6 +3,7 @@ import type { Backbone, GraphBackbone } from '../backbones/backbone.ts';
 import type { Cut } from '../backbones/cut.ts';
 import type { Pair } from '../backbones/layer-graph.ts';
 import type { CalibrationSource } from './quantize/calibration.ts';
+import type { Int8ConvPath } from './quantize/qdq-rewrite.ts';
 
 export type EngineName = 'onnx' | 'tfjs';
 export type EngineChoice = EngineName | 'auto';
@@ -25,6 +26,8 @@ export interface EngineOptions {
   readonly precision?: Precision;
   /** The sample an int8 model is calibrated on, and the key its ranges are kept under. */
   readonly calibration?: CalibrationSource;
+  /** Which onnxruntime int8 conv kernel the int8 model is written for (same codes either way); default: this CPU's fastest. */
+  readonly int8ConvPath?: Int8ConvPath;
 }
 
 /** What the layer-graph engines (onnx-engine.ts, tfjs-engine.ts) take. */

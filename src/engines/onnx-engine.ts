@@ -14,7 +14,7 @@ import type { FeatureEngine, GraphEngineOptions } from './engine.ts';
 import { startOnnxSession, type CachedModel } from './onnx-session.ts';
 import { buildOnnxModel, buildOnnxProto, ONNX_INPUT, onnxOutputName, type ConvAlgorithm } from './onnx-model.ts';
 import { readCalibration } from './quantize/calibration.ts';
-import { calibratedNote, QDQ_FORMAT, quantizeModel } from './quantize/int8-model.ts';
+import { calibratedNote, int8ConvPath, QDQ_FORMAT, quantizeModel } from './quantize/int8-model.ts';
 import { encodeProto } from '../util/onnx-graph.ts';
 import type { WinogradOptions } from './onnx-winograd.ts';
 import { product } from '../util/numbers.ts';
@@ -119,12 +119,14 @@ async function cachedModel(o: OnnxEngineOptions, conv: ConvAlgorithm, rebuild: b
  */
 export async function cachedInt8Model(o: OnnxEngineOptions, rebuild = false): Promise<CachedModel> {
   if (!o.calibration) throw new Error('onnx engine: precision int8 needs a calibration source');
-  const fileFor = (calibration: string) => modelFile(o, { size: sizeOf(o), conv: 'direct', precision: 'int8', qdq: QDQ_FORMAT, calibration });
+  const convPath = o.int8ConvPath ?? int8ConvPath();
+  // The symmetric path's models keep the names they had before the gemm path existed.
+  const fileFor = (calibration: string) => modelFile(o, { size: sizeOf(o), conv: 'direct', precision: 'int8', qdq: QDQ_FORMAT, calibration, ...(convPath === 'gemm' ? { convPath } : {}) });
   const stored = await readCalibration(o.cacheDir, o.calibration.key);
   if (stored && existsSync(fileFor(stored.id)) && !rebuild) return { file: fileFor(stored.id), reused: true };
   const folded = foldedPlan(o);
   const fp32 = buildOnnxProto({ plan: folded.plan, cuts: o.cuts, weights: folded.weights, convAlgorithm: 'direct' });
-  const q = await quantizeModel({ fp32, input: ONNX_INPUT, cacheDir: o.cacheDir, source: o.calibration, threads: o.threads, label: o.backbone.graph.name });
+  const q = await quantizeModel({ fp32, input: ONNX_INPUT, cacheDir: o.cacheDir, source: o.calibration, threads: o.threads, convPath, label: o.backbone.graph.name });
   const file = fileFor(q.calibration.id);
   await writeModel(file, () => encodeProto(q.model));
   return { file, reused: false, ...(q.measured > 0 ? { note: calibratedNote(q) } : {}) };

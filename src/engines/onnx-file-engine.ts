@@ -15,7 +15,7 @@ import { product } from '../util/numbers.ts';
 import type { EngineOptions, FeatureEngine } from './engine.ts';
 import { startOnnxSession, type CachedModel } from './onnx-session.ts';
 import { readCalibration } from './quantize/calibration.ts';
-import { calibratedNote, QDQ_FORMAT, quantizeModel } from './quantize/int8-model.ts';
+import { calibratedNote, int8ConvPath, QDQ_FORMAT, quantizeModel } from './quantize/int8-model.ts';
 import { encodeProto } from '../util/onnx-graph.ts';
 import { UserError } from '../util/errors.ts';
 import onnxProto from 'onnx-proto';
@@ -61,13 +61,14 @@ export async function cachedInt8FileModel(opts: OnnxFileEngineOptions, rebuild =
   if (model.input.elemType !== 'float32') throw new UserError(`${model.file}: --precision int8 needs a float32 model; this one computes in float16`);
   if (!opts.calibration) throw new Error('onnx engine: precision int8 needs a calibration source');
   const { dir } = rewritePlan(opts);
-  const folderFor = (calibration: string) => `${dir}-int8-q${QDQ_FORMAT}-${calibration}`;
+  const convPath = opts.int8ConvPath ?? int8ConvPath();
+  const folderFor = (calibration: string) => `${dir}-int8-q${QDQ_FORMAT}${convPath === 'gemm' ? '-gemm' : ''}-${calibration}`;
   const stored = await readCalibration(opts.cacheDir, opts.calibration.key);
   if (stored && existsSync(path.join(folderFor(stored.id), 'model.onnx')) && !rebuild) return { file: path.join(folderFor(stored.id), 'model.onnx'), reused: true };
   // Quantised from the float32 rewrite in the cache, whose folder has the external data linked in.
   const float = await fp32File(opts, rebuild);
   const fp32 = onnx.ModelProto.decode(await readFile(float.file));
-  const q = await quantizeModel({ fp32, input: feedName(model.input), cacheDir: opts.cacheDir, source: opts.calibration, modelDir: path.dirname(float.file), threads: opts.threads, label: model.file });
+  const q = await quantizeModel({ fp32, input: feedName(model.input), cacheDir: opts.cacheDir, source: opts.calibration, modelDir: path.dirname(float.file), threads: opts.threads, convPath, label: model.file });
   const folder = folderFor(q.calibration.id);
   if (rebuild) await rm(folder, { recursive: true, force: true });
   const file = await materializeModel(folder, encodeProto(q.model), model);

@@ -7,9 +7,10 @@ import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import path from 'node:path';
 import onnxProto from 'onnx-proto';
 import type { onnx as proto } from 'onnx-proto';
+import { cpuFlags, type CpuFlag } from '../../util/cpu-flags.ts';
 import { UserError } from '../../util/errors.ts';
 import { calibrated, type Calibration, type CalibrationSource } from './calibration.ts';
-import { applyQdq, inlineFloats, planQdq, type FloatReader } from './qdq-rewrite.ts';
+import { applyQdq, inlineFloats, planQdq, type FloatReader, type Int8ConvPath } from './qdq-rewrite.ts';
 
 const { onnx } = onnxProto;
 
@@ -18,6 +19,15 @@ const { onnx } = onnxProto;
  * int8 codes get a new key (the code spec records it). 5: 7-bit weights outside depthwise convs.
  */
 export const QDQ_FORMAT = 5;
+
+/**
+ * The conv path this CPU runs fastest (qdq-rewrite.ts): 'gemm' where onnxruntime has AMX tiles
+ * for it. Elsewhere 'symmetric', as measured before the 'gemm' path existed (on VNNI without AMX
+ * the two were not compared). Cached int8 models are named by it, since they differ.
+ */
+export function int8ConvPath(flags: readonly CpuFlag[] = cpuFlags()): Int8ConvPath {
+  return flags.includes('amx_int8') ? 'gemm' : 'symmetric';
+}
 
 /** Per-axis DequantizeLinear (per-channel weights) came with opset 13. */
 const MIN_OPSET = 13;
@@ -40,6 +50,7 @@ export async function quantizeModel(opts: {
   /** The folder of the cache where the float32 model's external data is linked, if it has any. */
   readonly modelDir?: string;
   readonly threads?: number;
+  readonly convPath: Int8ConvPath;
   /** Names the model in errors. */
   readonly label: string;
 }): Promise<Int8Model> {
@@ -50,7 +61,7 @@ export async function quantizeModel(opts: {
   if (quantized === 0) throw new UserError(`${opts.label}: --precision int8 found no Conv, Gemm or MatMul with float32 weights to quantise`);
   const { calibration, measured } = await calibrated({ cacheDir: opts.cacheDir, source: opts.source, model: opts.fp32, input: opts.input, tensors: plan.calibrate, threads: opts.threads, modelDir: opts.modelDir });
   const ranges = new Map(Object.entries(calibration.ranges));
-  return { model: applyQdq(opts.fp32, plan, ranges, floatReader(opts.modelDir)), calibration, measured, quantized };
+  return { model: applyQdq(opts.fp32, plan, ranges, floatReader(opts.modelDir), opts.convPath), calibration, measured, quantized };
 }
 
 /** Said once when quantising measured ranges; tests and users read it. */

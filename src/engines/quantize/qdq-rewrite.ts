@@ -4,7 +4,7 @@
  * QLinearMatMul, QLinearAdd, QLinearConcat, QLinearAveragePool, int8 MaxPool):
  *   - weights of Conv, Gemm and MatMul: 7 bits in int8 (8 in depthwise convs; int8-math.ts says
  *     why), per output channel, symmetric; biases int32 at the input scale × the weight scale,
- *     as the int8 kernels accumulate;
+ *     as the int8 kernels accumulate; conv weights offset by one on the 'gemm' path (below);
  *   - activations: uint8, asymmetric, from calibrated ranges; a Relu or ReLU6 (Clip) after a
  *     weighted op is absorbed by the Q that follows it (Q saturates where it would cut);
  *   - MaxPool, Flatten, Reshape, Transpose, Squeeze and Unsqueeze keep their input's scale, so
@@ -27,6 +27,20 @@ const T = onnx.TensorProto.DataType;
 const SAME_SCALE = new Set(['MaxPool', 'Flatten', 'Reshape', 'Transpose', 'Squeeze', 'Unsqueeze']);
 /** Ops with int8 kernels of their own, given every activation input quantised and an output range. */
 const OWN_SCALE = new Set(['Add', 'Concat', 'AveragePool', 'GlobalAveragePool']);
+
+/**
+ * Which of onnxruntime's int8 conv kernels the model is written for. The codes are the same on
+ * both (each is exact integer arithmetic; tested bit for bit): only the speed differs.
+ *   - 'symmetric': conv weights with zero point 0, which onnxruntime runs as its symmetric
+ *     indirect convolution (AVX2 or VNNI; it has no AMX kernel);
+ *   - 'gemm': conv weights stored one higher with zero point 1 (the same real values), which
+ *     sends QLinearConv to im2col + QGEMM, onnxruntime's one int8 path with AMX tiles: VGG16's
+ *     int8 forward pass 1.43× faster on a Xeon with AMX-INT8 (bench:engines). The offset keeps
+ *     them within 64, so even the AVX2 GEMM's 16-bit pair sums (2 × 255 × 64) cannot saturate.
+ * Depthwise convs stay symmetric: their 8-bit weights have no room for the offset, and
+ * onnxruntime runs them with its depthwise kernel on either path.
+ */
+export type Int8ConvPath = 'symmetric' | 'gemm';
 
 /** How one node is quantised. */
 export type QdqAction =
@@ -166,7 +180,7 @@ export type FloatReader = (t: proto.ITensorProto) => Float32Array;
  * The plan applied: the same graph with int8 weights and Q/DQ pairs, every float weight the
  * quantised nodes read replaced (and dropped when nothing else reads it).
  */
-export function applyQdq(model: proto.IModelProto, plan: QdqPlan, ranges: ReadonlyMap<string, Range>, readFloats: FloatReader): proto.IModelProto {
+export function applyQdq(model: proto.IModelProto, plan: QdqPlan, ranges: ReadonlyMap<string, Range>, readFloats: FloatReader, convPath: Int8ConvPath = 'symmetric'): proto.IModelProto {
   const graph = model.graph!;
   const nodes = (graph.node ?? []).map((n) => ({ ...n, input: [...(n.input ?? [])] }));
   const inits = new Map((graph.initializer ?? []).map((t) => [t.name!, t]));
@@ -220,7 +234,7 @@ export function applyQdq(model: proto.IModelProto, plan: QdqPlan, ranges: Readon
       continue;
     }
     const x = ensure(n.input[0]);
-    const w = weightDq(n.input[1], action.axis, groupsOf(n) > 1);
+    const w = weightDq(n, action.axis);
     n.input[1] = w.dq;
     const bias = n.input[2] ? inits.get(n.input[2]) : undefined;
     if (bias && bias.dataType === T.FLOAT && (bias.dims ?? []).length === 1 && Number(bias.dims![0]) === w.scales.length) {
@@ -231,18 +245,21 @@ export function applyQdq(model: proto.IModelProto, plan: QdqPlan, ranges: Readon
     qdq(action.quantized, out, action.node);
   }
 
-  /** int8 per-channel weight and its DQ (once per initializer, however many nodes share it). */
-  function weightDq(name: string, axis: number, grouped: boolean): { dq: string; scales: Float32Array } {
+  /** int8 per-channel weight of node n and its DQ (once per initializer, however many nodes share it). */
+  function weightDq(n: proto.INodeProto, axis: number): { dq: string; scales: Float32Array } {
+    const name = n.input![1];
     const known = weights.get(name);
     if (known) return known;
     const t = inits.get(name)!;
     const dims = (t.dims ?? []).map(Number);
     // Depthwise: grouped, one input channel per group (weight [C_out, 1, kh, kw]).
-    const depthwise = grouped && dims[1] === 1;
+    const depthwise = groupsOf(n) > 1 && dims[1] === 1;
     const q = quantizeWeights(readFloats(t), dims, axis, depthwise ? DEPTHWISE_WEIGHT_MAX : WEIGHT_MAX);
+    const offset = convPath === 'gemm' && n.opType === 'Conv' && !depthwise ? 1 : 0;
+    if (offset) for (let i = 0; i < q.values.length; i++) q.values[i] += offset;
     const base = `bottleneck_q/${name}`;
     const scale = constant(`${base}/scale`, T.FLOAT, [q.scales.length], new Uint8Array(q.scales.buffer));
-    const zp = constant(`${base}/zero_point`, T.INT8, [q.scales.length], new Uint8Array(q.scales.length));
+    const zp = constant(`${base}/zero_point`, T.INT8, [q.scales.length], new Uint8Array(q.scales.length).fill(offset));
     const values = constant(`${base}/int8`, T.INT8, dims, new Uint8Array(q.values.buffer));
     front.push({ opType: 'DequantizeLinear', input: [values, scale, zp], output: [`${base}/dq`], name: `${base}/dq`, attribute: [axisAttr(axis)] });
     const entry = { dq: `${base}/dq`, scales: q.scales };
