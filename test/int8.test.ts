@@ -12,7 +12,7 @@ import path from 'node:path';
 import onnxProto from 'onnx-proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { activationParams, quantizeWeights, roundHalfEven } from '../src/engines/quantize/int8-math.ts';
-import { applyQdq, planQdq } from '../src/engines/quantize/qdq-rewrite.ts';
+import { applyQdq, GEMM_MIN_DEPTH, planQdq } from '../src/engines/quantize/qdq-rewrite.ts';
 import { floatReader } from '../src/engines/quantize/int8-model.ts';
 import { RangeHistogram } from '../src/engines/quantize/range-histogram.ts';
 import { resolvePrecision } from '../src/engines/precision.ts';
@@ -111,16 +111,16 @@ describe('--precision auto', () => {
 
 describe('the Q/DQ rewrite', () => {
   it.each([
-    ['a conv', 1, 'symmetric'],
-    ['a conv written for the gemm path', 1, 'gemm'],
-    ['a depthwise conv (8-bit weights)', 64, 'symmetric'],
-    ['a depthwise conv written for the gemm path', 64, 'gemm'],
-  ] as const)("computes, fused, exactly the Q/DQ graph's arithmetic in %s, even where every product is at its largest", async (_name, group, convPath) => {
+    ['a conv', 64, 1, 'symmetric'],
+    ['a deep conv written for the gemm path', 128, 1, 'gemm'],
+    ['a shallow conv written for the gemm path (left symmetric)', 64, 1, 'gemm'],
+    ['a depthwise conv (8-bit weights)', 64, 64, 'symmetric'],
+    ['a depthwise conv written for the gemm path', 64, 64, 'gemm'],
+  ] as const)("computes, fused, exactly the Q/DQ graph's arithmetic in %s, even where every product is at its largest", async (_name, C, group, convPath) => {
     // 64 input channels at the top of their range (uint8 255) against weights at the top of theirs:
     // a pair of such products overflows a 16-bit sum at 8-bit weights (2 × 255 × 127 > 32767),
     // which onnxruntime's AVX2 kernel (no VNNI) uses; 7-bit weights cannot (2 × 255 × 63 < 32767).
     // Its depthwise kernel adds no pairs in 16 bits, so depthwise weights keep 8 bits.
-    const C = 64;
     const perGroup = C / group;
     const g = new OnnxGraph();
     const weight = g.floats('w', { shape: [C, perGroup, 3, 3], data: new Float32Array(C * perGroup * 9).fill(0.5) });
@@ -132,9 +132,10 @@ describe('the Q/DQ rewrite', () => {
     const ranges = new Map(plan.calibrate.map((t): [string, readonly [number, number]] => [t, t === 'x' ? [0, 1] : [0, peak]]));
     const quantized = applyQdq(model, plan, ranges, floatReader(), convPath);
     const initializer = (name: string) => new Int8Array(quantized.graph!.initializer!.find((t) => t.name === name)!.rawData!.slice().buffer);
-    // The gemm path stores conv weights one higher, at zero point 1; depthwise weights stay symmetric.
-    const offset = convPath === 'gemm' && group === 1 ? 1 : 0;
-    expect(Math.max(...initializer('bottleneck_q/w/int8')), 'the weights at their largest').toBe((group === 1 ? 63 : 127) + offset);
+    // The gemm path stores deep convs' weights one higher, at zero point 1; depthwise weights stay symmetric.
+    const offset = convPath === 'gemm' && group === 1 && perGroup * 9 >= GEMM_MIN_DEPTH ? 1 : 0;
+    if (C === 128) expect(offset).toBe(1);
+    expect(initializer('bottleneck_q/w/int8').reduce((a, b) => Math.max(a, b)), 'the weights at their largest').toBe((group === 1 ? 63 : 127) + offset);
     expect(new Set(initializer('bottleneck_q/w/zero_point'))).toEqual(new Set([offset]));
     const int8 = onnx.ModelProto.encode(quantized).finish();
     const feed = { x: new ort.Tensor('float32', new Float32Array(C * 16).fill(1), [1, C, 4, 4]) };
@@ -155,7 +156,7 @@ describe('the Q/DQ rewrite', () => {
     expect(plan.actions.filter((a) => a.kind === 'weighted')).toHaveLength(3);
     const input = Float32Array.from({ length: 4 * 3 * SIDE * SIDE }, (_, i) => Math.sin(i * 0.37) * 2);
     const feed = { pixel_values: new ort.Tensor('float32', input, [4, 3, SIDE, SIDE]) };
-    const ranges = await handRanges(plan.calibrate, feed);
+    const ranges = await handRanges(tinyCnnOnnx(), plan.calibrate, feed);
     const int8 = onnx.ModelProto.encode(applyQdq(model, plan, ranges, floatReader())).finish();
     const optimized = path.join(tmp, 'optimized.onnx');
     const session = await ort.InferenceSession.create(int8, { graphOptimizationLevel: 'all', optimizedModelFilePath: optimized, logSeverityLevel: 3 });
@@ -169,26 +170,47 @@ describe('the Q/DQ rewrite', () => {
   });
 
   it('gives the same outputs, bit for bit, written for either int8 conv path', async () => {
-    // The gemm path only moves the convs to another onnxruntime kernel (AMX where the CPU has
+    // The gemm path only moves deep convs to another onnxruntime kernel (AMX where the CPU has
     // it); cached codes and the code key do not depend on which path the machine took.
-    const model = onnx.ModelProto.decode(tinyCnnOnnx());
+    const bytes = deepCnnOnnx();
+    const model = onnx.ModelProto.decode(bytes);
     const plan = planQdq(model.graph!);
-    const input = Float32Array.from({ length: 4 * 3 * SIDE * SIDE }, (_, i) => Math.cos(i * 0.91) * 3);
-    const feed = { pixel_values: new ort.Tensor('float32', input, [4, 3, SIDE, SIDE]) };
-    const ranges = await handRanges(plan.calibrate, feed);
-    const logits = async (convPath: 'symmetric' | 'gemm') => {
-      const int8 = onnx.ModelProto.encode(applyQdq(model, plan, ranges, floatReader(), convPath)).finish();
-      return (await (await ort.InferenceSession.create(int8)).run(feed)).logits.data as Float32Array;
+    const input = Float32Array.from({ length: 2 * 3 * 16 * 16 }, (_, i) => Math.cos(i * 0.91) * 3);
+    const feed = { pixel_values: new ort.Tensor('float32', input, [2, 3, 16, 16]) };
+    const ranges = await handRanges(bytes, plan.calibrate, feed);
+    const run = async (convPath: 'symmetric' | 'gemm') => {
+      const quantized = applyQdq(model, plan, ranges, floatReader(), convPath);
+      const zeroPoints = quantized.graph!.initializer!.filter((t) => /weight\/zero_point$/.test(t.name!)).map((t) => t.rawData![0]);
+      const int8 = onnx.ModelProto.encode(quantized).finish();
+      return { zeroPoints, logits: (await (await ort.InferenceSession.create(int8)).run(feed)).logits.data as Float32Array };
     };
-    const symmetric = await logits('symmetric');
-    expect(symmetric.some((v) => v !== 0)).toBe(true);
-    expect(await logits('gemm')).toEqual(symmetric);
+    const symmetric = await run('symmetric');
+    const gemm = await run('gemm');
+    // Written differently: the deep conv (128 × 3 × 3) is offset, the stem, the 1×1 conv and the Gemm are not.
+    expect(symmetric.zeroPoints).toEqual([0, 0, 0, 0]);
+    expect(gemm.zeroPoints).toEqual([0, 1, 0, 0]);
+    expect(symmetric.logits.some((v) => v !== 0)).toBe(true);
+    expect(gemm.logits).toEqual(symmetric.logits);
   });
 });
 
-/** Calibrated by hand: every needed tensor's min/max on the tiny CNN's input itself. */
-async function handRanges(tensors: readonly string[], feed: Record<string, InstanceType<typeof ort.Tensor>>): Promise<Map<string, readonly [number, number]>> {
-  const probe = onnx.ModelProto.decode(tinyCnnOnnx());
+/** stem conv 3×3 (3 → 128) → relu → conv 3×3 (128 → 32, deep enough for the gemm path) → relu → conv 1×1 → relu → pool → gemm. */
+function deepCnnOnnx(): Uint8Array {
+  const g = new OnnxGraph();
+  let seed = 0;
+  const w = (name: string, shape: number[], scale: number) => g.floats(name, { shape, data: Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => Math.sin(++seed * 12.9898) * scale) });
+  const conv = (x: string, name: string, shape: number[], out: string) => g.op('Relu', [g.op('Conv', [x, w(`${name}.weight`, shape, 0.2), w(`${name}.bias`, [shape[0]], 0.1)], `/${name}/Conv_output_0`, [attr.ints('pads', shape[2] === 3 ? [1, 1, 1, 1] : [0, 0, 0, 0])])], out);
+  const c1 = conv('pixel_values', 'stem', [128, 3, 3, 3], '/stem/Relu_output_0');
+  const c2 = conv(c1, 'deep', [32, 128, 3, 3], '/deep/Relu_output_0');
+  const c3 = conv(c2, 'point', [16, 32, 1, 1], '/point/Relu_output_0');
+  const flat = g.op('Flatten', [g.op('GlobalAveragePool', [c3], '/pool_output_0')], '/Flatten_output_0', [attr.int('axis', 1)]);
+  g.op('Gemm', [flat, w('fc.weight', [4, 16], 0.5), w('fc.bias', [4], 0.1)], 'logits', [attr.int('transB', 1)]);
+  return encodeModel(g, 'deep_cnn', [valueInfo('pixel_values', ['batch', 3, 16, 16])], [valueInfo('logits', ['batch', 4])]);
+}
+
+/** Calibrated by hand: every needed tensor's min/max on the input itself. */
+async function handRanges(model: Uint8Array, tensors: readonly string[], feed: Record<string, InstanceType<typeof ort.Tensor>>): Promise<Map<string, readonly [number, number]>> {
+  const probe = onnx.ModelProto.decode(model);
   probe.graph!.output = tensors.map((name) => onnx.ValueInfoProto.create({ name }));
   const probed = await (await ort.InferenceSession.create(onnx.ModelProto.encode(probe).finish())).run(feed);
   return new Map(tensors.map((t) => [t, [Math.min(...(probed[t].data as Float32Array)), Math.max(...(probed[t].data as Float32Array))] as const]));

@@ -4,7 +4,7 @@
  * QLinearMatMul, QLinearAdd, QLinearConcat, QLinearAveragePool, int8 MaxPool):
  *   - weights of Conv, Gemm and MatMul: 7 bits in int8 (8 in depthwise convs; int8-math.ts says
  *     why), per output channel, symmetric; biases int32 at the input scale × the weight scale,
- *     as the int8 kernels accumulate; conv weights offset by one on the 'gemm' path (below);
+ *     as the int8 kernels accumulate; deep convs' weights offset by one on the 'gemm' path (below);
  *   - activations: uint8, asymmetric, from calibrated ranges; a Relu or ReLU6 (Clip) after a
  *     weighted op is absorbed by the Q that follows it (Q saturates where it would cut);
  *   - MaxPool, Flatten, Reshape, Transpose, Squeeze and Unsqueeze keep their input's scale, so
@@ -33,14 +33,22 @@ const OWN_SCALE = new Set(['Add', 'Concat', 'AveragePool', 'GlobalAveragePool'])
  * both (each is exact integer arithmetic; tested bit for bit): only the speed differs.
  *   - 'symmetric': conv weights with zero point 0, which onnxruntime runs as its symmetric
  *     indirect convolution (AVX2 or VNNI; it has no AMX kernel);
- *   - 'gemm': conv weights stored one higher with zero point 1 (the same real values), which
- *     sends QLinearConv to im2col + QGEMM, onnxruntime's one int8 path with AMX tiles: VGG16's
- *     int8 forward pass 1.43× faster on a Xeon with AMX-INT8 (bench:engines). The offset keeps
- *     them within 64, so even the AVX2 GEMM's 16-bit pair sums (2 × 255 × 64) cannot saturate.
+ *   - 'gemm': the weights of deep convs (GEMM_MIN_DEPTH) stored one higher with zero point 1
+ *     (the same real values), which sends QLinearConv to im2col + QGEMM, onnxruntime's one int8
+ *     path with AMX tiles. The offset keeps them within 64, so even the AVX2 GEMM's 16-bit pair
+ *     sums (2 × 255 × 64) cannot saturate where such a model runs without AMX.
  * Depthwise convs stay symmetric: their 8-bit weights have no room for the offset, and
  * onnxruntime runs them with its depthwise kernel on either path.
  */
 export type Int8ConvPath = 'symmetric' | 'gemm';
+
+/**
+ * The depth (input channels per group × kernel area) from which a conv runs faster on the gemm
+ * path with AMX. Measured one conv at a time on 2 cores of a Xeon with AMX-INT8 at batch 8
+ * (scratch timing, README): depth 2304-4608 1.36-1.95× faster, 960-1152 1.06-1.23×, 576 and
+ * below 0.73-1.04× (im2col and the packing cost what the tiles save).
+ */
+export const GEMM_MIN_DEPTH = 1024;
 
 /** How one node is quantised. */
 export type QdqAction =
@@ -180,7 +188,7 @@ export type FloatReader = (t: proto.ITensorProto) => Float32Array;
  * The plan applied: the same graph with int8 weights and Q/DQ pairs, every float weight the
  * quantised nodes read replaced (and dropped when nothing else reads it).
  */
-export function applyQdq(model: proto.IModelProto, plan: QdqPlan, ranges: ReadonlyMap<string, Range>, readFloats: FloatReader, convPath: Int8ConvPath = 'symmetric'): proto.IModelProto {
+export function applyQdq(model: proto.IModelProto, plan: QdqPlan, ranges: ReadonlyMap<string, Range>, readFloats: FloatReader, convPath: Int8ConvPath = 'symmetric', gemmMinDepth = GEMM_MIN_DEPTH): proto.IModelProto {
   const graph = model.graph!;
   const nodes = (graph.node ?? []).map((n) => ({ ...n, input: [...(n.input ?? [])] }));
   const inits = new Map((graph.initializer ?? []).map((t) => [t.name!, t]));
@@ -255,7 +263,8 @@ export function applyQdq(model: proto.IModelProto, plan: QdqPlan, ranges: Readon
     // Depthwise: grouped, one input channel per group (weight [C_out, 1, kh, kw]).
     const depthwise = groupsOf(n) > 1 && dims[1] === 1;
     const q = quantizeWeights(readFloats(t), dims, axis, depthwise ? DEPTHWISE_WEIGHT_MAX : WEIGHT_MAX);
-    const offset = convPath === 'gemm' && n.opType === 'Conv' && !depthwise ? 1 : 0;
+    const depth = dims.slice(1).reduce((a, b) => a * b, 1);
+    const offset = convPath === 'gemm' && n.opType === 'Conv' && !depthwise && depth >= gemmMinDepth ? 1 : 0;
     if (offset) for (let i = 0; i < q.values.length; i++) q.values[i] += offset;
     const base = `bottleneck_q/${name}`;
     const scale = constant(`${base}/scale`, T.FLOAT, [q.scales.length], new Uint8Array(q.scales.buffer));
