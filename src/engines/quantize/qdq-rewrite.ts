@@ -45,8 +45,9 @@ export type Int8ConvPath = 'symmetric' | 'gemm';
 /**
  * The depth (input channels per group × kernel area) from which a conv runs faster on the gemm
  * path with AMX. Measured one conv at a time on 2 cores of a Xeon with AMX-INT8 at batch 8
- * (scratch timing, README): depth 2304-4608 1.36-1.95× faster, 960-1152 1.06-1.23×, 576 and
- * below 0.73-1.04× (im2col and the packing cost what the tiles save).
+ * (bench/int8-conv-paths.ts, two runs): depth 2048-4608 1.35-1.95× faster, 960-1152 0.99-1.23×,
+ * 576 and below 0.73-1.24×, mostly slower (im2col and the packing cost what the tiles save).
+ * Whole networks (bench:engines): VGG16 1.54×, resnet50 1.14×, the rest within 2%.
  */
 export const GEMM_MIN_DEPTH = 1024;
 
