@@ -13,7 +13,7 @@ import onnxProto from 'onnx-proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { activationParams, quantizeWeights, roundHalfEven } from '../src/engines/quantize/int8-math.ts';
 import { applyQdq, GEMM_MIN_DEPTH, planQdq } from '../src/engines/quantize/qdq-rewrite.ts';
-import { floatReader } from '../src/engines/quantize/int8-model.ts';
+import { floatReader, int8ConvPath } from '../src/engines/quantize/int8-model.ts';
 import { RangeHistogram } from '../src/engines/quantize/range-histogram.ts';
 import { resolvePrecision } from '../src/engines/precision.ts';
 import { extract } from '../src/index.ts';
@@ -106,6 +106,14 @@ describe('--precision auto', () => {
     expect(resolvePrecision('auto', { device: 'cpu' }, { groupedConvs: true }, ['avx512_vnni'])).toMatchObject({ precision: 'fp32', note: expect.stringMatching(/depthwise/) });
     expect(resolvePrecision('int8', { device: 'cpu' }, { groupedConvs: true }, []).precision).toBe('int8');
     expect(resolvePrecision('auto', { device: 'cpu', engine: 'tfjs' }, plain, ['avx512_vnni'])).toMatchObject({ precision: 'fp32', note: expect.stringMatching(/onnxruntime only/) });
+  });
+});
+
+describe('the int8 conv path', () => {
+  it('is gemm only where onnxruntime has AMX tiles for it', () => {
+    expect(int8ConvPath(['avx2', 'avx512f', 'avx512_vnni', 'amx_tile', 'amx_int8'])).toBe('gemm');
+    expect(int8ConvPath(['avx2', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'amx_bf16'])).toBe('symmetric');
+    expect(int8ConvPath(['avx2', 'fma'])).toBe('symmetric');
   });
 });
 
