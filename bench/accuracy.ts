@@ -11,14 +11,14 @@
  */
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { loadDataset } from '../src/extract/dataset.ts';
 import { runExtractCommand } from '../src/extract/extract-command.ts';
 import { DEFAULT_HEAD_TRAINING, openCodes, runTrainHead, type TrainHeadCommand } from '../src/train-head/train-command.ts';
+import { benchArgs } from './args.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const SHARED = path.resolve(ROOT, '..', 'shared');
-const { values: args } = parseArgs({
+const { values: args } = benchArgs({
   options: {
     backbones: { type: 'string', default: 'googlenet,squeezenet1_1' },
     datasets: { type: 'string', default: 'dogs-vs-cats,flowers' },

@@ -23,7 +23,6 @@ import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import sharp, { type Sharp } from 'sharp';
 import { cutLabel } from '../src/backbones/cut.ts';
 import { loadBackbone } from '../src/backbones/zoo.ts';
@@ -34,10 +33,11 @@ import { nearestNeighbours, normalizeRows, similarityVectors } from '../src/audi
 import { loadDataset, type DatasetItem } from '../src/extract/dataset.ts';
 import { DEFAULT_EXTRACT_SETTINGS, runExtract } from '../src/extract/run-extract.ts';
 import { indexOfMembers, readCodes, type CodeTable } from '../src/cache/code-table.ts';
+import { benchArgs } from './args.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const SHARED = path.resolve(ROOT, '..', 'shared');
-const { values: args } = parseArgs({
+const { values: args } = benchArgs({
   options: {
     backbone: { type: 'string', default: 'squeezenet1_1' },
     datasets: { type: 'string', default: 'dogs-vs-cats,flowers,cifar10-mini' },

@@ -5,10 +5,10 @@
  *   node --import tsx bench/audit-contact-sheet.ts audit.json docs/audit-top20.jpg [--top 20]
  */
 import { readFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import sharp, { type OverlayOptions } from 'sharp';
+import { benchArgs } from './args.ts';
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { top: { type: 'string', default: '20' }, size: { type: 'string', default: '180' } } });
+const { values, positionals } = benchArgs({ allowPositionals: true, options: { top: { type: 'string', default: '20' }, size: { type: 'string', default: '180' } } });
 const [input, output] = positionals;
 if (!input || !output) throw new Error('usage: audit-contact-sheet.ts AUDIT.json OUT.jpg [--top N]');
 const audit = JSON.parse(await readFile(input, 'utf8')) as { labels: { issues: { member: { path: string; file: string | null }; given: string; suggested: string; selfConfidence: number }[] } };

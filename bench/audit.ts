@@ -13,14 +13,14 @@
  */
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
-import { parseArgs } from 'node:util';
 import { confidentLearning } from '../src/audit/confident-learning.ts';
 import { assignFolds } from '../src/audit/folds.ts';
 import { findNearDuplicates } from '../src/audit/near-duplicates.ts';
 import { DEFAULT_OUT_OF_FOLD, outOfFoldProbabilities } from '../src/audit/out-of-fold.ts';
 import { mulberry32 } from '../src/util/numbers.ts';
+import { benchArgs } from './args.ts';
 
-const { values: args } = parseArgs({
+const { values: args } = benchArgs({
   options: {
     sizes: { type: 'string', default: '20000,100000' },
     dims: { type: 'string', default: '512,2048' },

@@ -24,7 +24,6 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import type { Backbone, GraphBackbone } from '../src/backbones/backbone.ts';
 import { loadOnnxBackbone } from '../src/backbones/onnx-file/onnx-backbone.ts';
 import { createEngine } from '../src/engines/select-engine.ts';
@@ -39,8 +38,9 @@ import { createOnnxEngine } from '../src/engines/onnx-engine.ts';
 import { createTfjsEngine } from '../src/engines/tfjs-engine.ts';
 import { machineLine } from './machine.ts';
 import { DEFAULT_TORCH_PYTHON, torchForward } from './torch-forward.ts';
+import { benchArgs } from './args.ts';
 
-const { values: args } = parseArgs({
+const { values: args } = benchArgs({
   // --no-torch turns the boolean off.
   allowNegative: true,
   options: {

@@ -20,19 +20,20 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs, promisify } from 'node:util';
+import { promisify } from 'node:util';
 import { toKerasLayers, writeKerasH5 } from '../src/backbones/weights/keras-h5-writer.ts';
 import { KERAS_VGG16_FILES } from '../src/backbones/zoo.ts';
 import { seededWeights } from '../src/backbones/zoo/random-weights.ts';
 import { vgg16Graph } from '../src/backbones/zoo/vgg16.ts';
 import { cpuFlags, machineLine } from './machine.ts';
 import { peak } from './peak.ts';
+import { benchArgs } from './args.ts';
 
 const run = promisify(execFile);
 /** The networks both sides build (see --model). */
 const MODELS = ['vgg16', 'resnet50', 'vit_small_patch16_224'];
 const ROOT = path.resolve(import.meta.dirname, '..');
-const { values: args } = parseArgs({
+const { values: args } = benchArgs({
   options: {
     data: { type: 'string', default: path.resolve(ROOT, '..', 'shared', 'datasets', 'dogs-vs-cats', 'validation') },
     limit: { type: 'string', default: '0' },

@@ -27,7 +27,6 @@ import { existsSync, readdirSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import { contentId, rowCount } from '../src/cache/code-rows.ts';
 import { readCodeTable } from '../src/cache/code-table.ts';
@@ -35,10 +34,11 @@ import { FeatureCache } from '../src/cache/feature-cache.ts';
 import { decodeShard } from '../src/cache/shard-format.ts';
 import { cacheKeys, isHealthy, verifyKey } from '../src/cache/verify.ts';
 import { mulberry32 } from '../src/util/numbers.ts';
+import { benchArgs } from './args.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const BIN = path.join(ROOT, 'bin', 'bottleneck');
-const { values: args } = parseArgs({
+const { values: args } = benchArgs({
   options: {
     kills: { type: 'string', default: '20' },
     images: { type: 'string', default: '400' },

@@ -11,15 +11,15 @@
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { loadBackbone } from '../src/backbones/zoo.ts';
 import { createEngine } from '../src/engines/select-engine.ts';
 import type { FeatureEngine } from '../src/engines/engine.ts';
 import { machineLine } from './machine.ts';
 import { cosine } from '../test/helpers/compare.ts';
+import { benchArgs } from './args.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
-const { values: args } = parseArgs({
+const { values: args } = benchArgs({
   options: {
     models: { type: 'string', default: 'resnet50,vit_small_patch16_224' },
     batch: { type: 'string', default: '8' },

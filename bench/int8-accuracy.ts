@@ -14,7 +14,6 @@
 import { mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { readCodeTable, resolveDataset } from '../src/cache/code-table.ts';
 import { FeatureCache } from '../src/cache/feature-cache.ts';
 import { runExtractCommand, type ExtractCommand } from '../src/extract/extract-command.ts';
@@ -22,10 +21,11 @@ import { planExtract, planKey } from '../src/extract/extract-plan.ts';
 import { DEFAULT_HEAD_TRAINING, runTrainHead, type TrainHeadCommand } from '../src/train-head/train-command.ts';
 import { cosine } from '../test/helpers/compare.ts';
 import { machineLine } from './machine.ts';
+import { benchArgs } from './args.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const SHARED = path.resolve(ROOT, '..', 'shared');
-const { values: args } = parseArgs({
+const { values: args } = benchArgs({
   options: {
     backbones: { type: 'string', default: `squeezenet1_1,googlenet,${path.join(SHARED, 'models', 'teachable-machine', 'model.json')}` },
     datasets: { type: 'string', default: 'dogs-vs-cats,flowers,cifar10-mini' },

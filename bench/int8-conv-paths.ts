@@ -14,8 +14,11 @@ import { applyQdq, GEMM_MIN_DEPTH, planQdq } from '../src/engines/quantize/qdq-r
 import { floatReader } from '../src/engines/quantize/int8-model.ts';
 import { attr, encodeModel, OnnxGraph, valueInfo } from '../src/util/onnx-graph.ts';
 import ort from '../src/util/onnxruntime.ts';
+import { benchArgs } from './args.ts';
 import { machineLine } from './machine.ts';
 const { onnx } = onnxProto;
+// No options: refuses any, in one line.
+benchArgs({ options: {} });
 const B = 8;
 const shapes: [string, number, number, number, number][] = [
   // name, input channels, output channels, kernel, height = width

@@ -16,7 +16,6 @@ import { createHash } from 'node:crypto';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { loadBackbone } from '../src/backbones/zoo.ts';
 import { runEvaluate } from '../src/evaluate/evaluate-command.ts';
 import { loadDataset, type DatasetItem } from '../src/extract/dataset.ts';
@@ -24,10 +23,11 @@ import { DEFAULT_EXTRACT_SETTINGS, runExtract } from '../src/extract/run-extract
 import { splitByHash } from '../src/train-head/splits.ts';
 import { DEFAULT_HEAD_TRAINING, trainHead, type KeepEpoch } from '../src/train-head/train-head.ts';
 import { machineLine } from './machine.ts';
+import { benchArgs } from './args.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const SHARED = path.resolve(ROOT, '..', 'shared', 'datasets');
-const { values: args } = parseArgs({
+const { values: args } = benchArgs({
   options: {
     datasets: { type: 'string', default: 'dogs-vs-cats,flowers,cifar10-mini,flowers-80' },
     seeds: { type: 'string', default: '3' },

@@ -17,14 +17,14 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { loadOnnxBackbone } from '../src/backbones/onnx-file/onnx-backbone.ts';
 import { createEngine } from '../src/engines/select-engine.ts';
 import { machineLine } from './machine.ts';
 import { DEFAULT_TORCH_PYTHON, torchForward } from './torch-forward.ts';
+import { benchArgs } from './args.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
-const { values: args } = parseArgs({
+const { values: args } = benchArgs({
   // --no-int8 turns the boolean off.
   allowNegative: true,
   options: {

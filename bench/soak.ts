@@ -31,7 +31,6 @@ import { existsSync, readdirSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import sharp from 'sharp';
@@ -39,9 +38,10 @@ import { loadBackbone } from '../src/backbones/zoo.ts';
 import { loadDataset } from '../src/extract/dataset.ts';
 import { runExtract, type ExtractProgress } from '../src/extract/run-extract.ts';
 import { mulberry32 } from '../src/util/numbers.ts';
+import { benchArgs } from './args.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
-const { values: args } = parseArgs({
+const { values: args } = benchArgs({
   options: {
     images: { type: 'string', default: '20000' },
     size: { type: 'string', default: '48' },

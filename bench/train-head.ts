@@ -13,7 +13,7 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs, promisify } from 'node:util';
+import { promisify } from 'node:util';
 import { z } from 'zod';
 import { mulberry32 } from '../src/util/numbers.ts';
 import { fit } from '../src/train-head/fit.ts';
@@ -22,10 +22,11 @@ import { createOnnxTrainer } from '../src/train-head/onnx-trainer.ts';
 import { createTfjsTrainer } from '../src/train-head/tfjs-trainer.ts';
 import type { HeadArchitecture, HeadTrainer, OptimizerConfig, TrainerOptions } from '../src/train-head/trainer.ts';
 import { machineLine } from './machine.ts';
+import { benchArgs } from './args.ts';
 
 const run = promisify(execFile);
 const ROOT = path.resolve(import.meta.dirname, '..');
-const { values: args } = parseArgs({
+const { values: args } = benchArgs({
   options: {
     epochs: { type: 'string', default: '50' },
     dims: { type: 'string', default: '4096,25088' },

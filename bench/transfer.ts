@@ -17,17 +17,17 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { cutLabel } from '../src/backbones/cut.ts';
 import { loadBackbone } from '../src/backbones/zoo.ts';
 import { loadDataset } from '../src/extract/dataset.ts';
 import { DEFAULT_EXTRACT_SETTINGS, runExtract } from '../src/extract/run-extract.ts';
 import { runSweep } from '../src/sweep/sweep-command.ts';
 import { DEFAULT_HEAD_TRAINING, runTrainHead, type TrainHeadCommand } from '../src/train-head/train-command.ts';
+import { benchArgs } from './args.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const SHARED = path.resolve(ROOT, '..', 'shared');
-const { values: args } = parseArgs({
+const { values: args } = benchArgs({
   options: {
     backbone: { type: 'string', default: 'squeezenet1_1' },
     datasets: { type: 'string', default: 'dogs-vs-cats,flowers,cifar10-mini' },

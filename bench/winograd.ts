@@ -15,15 +15,15 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
-import { parseArgs } from 'node:util';
 import ort from 'onnxruntime-node';
 import { planCuts } from '../src/backbones/cut.ts';
 import type { LayerGraph } from '../src/backbones/layer-graph.ts';
 import { seededWeights } from '../src/backbones/zoo/random-weights.ts';
 import { vgg16Graph } from '../src/backbones/zoo/vgg16.ts';
 import { buildOnnxModel, ONNX_INPUT, onnxOutputName, type OnnxModelSpec } from '../src/engines/onnx-model.ts';
+import { benchArgs } from './args.ts';
 
-const { values: args } = parseArgs({
+const { values: args } = benchArgs({
   options: {
     batch: { type: 'string', default: '8' },
     threads: { type: 'string', default: '2' },

@@ -14,8 +14,7 @@ import type { FeatureEngine, GraphEngineOptions } from './engine.ts';
 import { startOnnxSession, type CachedModel } from './onnx-session.ts';
 import { buildOnnxModel, buildOnnxProto, ONNX_INPUT, onnxOutputName, type ConvAlgorithm } from './onnx-model.ts';
 import { readCalibration } from './quantize/calibration.ts';
-import { calibratedNote, int8ConvPath, QDQ_FORMAT, quantizeModel } from './quantize/int8-model.ts';
-import { GEMM_MIN_DEPTH } from './quantize/qdq-rewrite.ts';
+import { calibratedNote, convPathTag, int8ConvPath, QDQ_FORMAT, quantizeModel } from './quantize/int8-model.ts';
 import { encodeProto } from '../util/onnx-graph.ts';
 import type { WinogradOptions } from './onnx-winograd.ts';
 import { product } from '../util/numbers.ts';
@@ -121,8 +120,8 @@ async function cachedModel(o: OnnxEngineOptions, conv: ConvAlgorithm, rebuild: b
 export async function cachedInt8Model(o: OnnxEngineOptions, rebuild = false): Promise<CachedModel> {
   if (!o.calibration) throw new Error('onnx engine: precision int8 needs a calibration source');
   const convPath = o.int8ConvPath ?? int8ConvPath();
-  // The symmetric path's models keep the names they had before the gemm path existed.
-  const fileFor = (calibration: string) => modelFile(o, { size: sizeOf(o), conv: 'direct', precision: 'int8', qdq: QDQ_FORMAT, calibration, ...(convPath === 'gemm' ? { convPath, gemmMinDepth: GEMM_MIN_DEPTH } : {}) });
+  const tag = convPathTag(convPath);
+  const fileFor = (calibration: string) => modelFile(o, { size: sizeOf(o), conv: 'direct', precision: 'int8', qdq: QDQ_FORMAT, calibration, ...(tag ? { convPath: tag } : {}) });
   const stored = await readCalibration(o.cacheDir, o.calibration.key);
   if (stored && existsSync(fileFor(stored.id)) && !rebuild) return { file: fileFor(stored.id), reused: true };
   const folded = foldedPlan(o);

@@ -15,8 +15,7 @@ import { product } from '../util/numbers.ts';
 import type { EngineOptions, FeatureEngine } from './engine.ts';
 import { startOnnxSession, type CachedModel } from './onnx-session.ts';
 import { readCalibration } from './quantize/calibration.ts';
-import { calibratedNote, int8ConvPath, QDQ_FORMAT, quantizeModel } from './quantize/int8-model.ts';
-import { GEMM_MIN_DEPTH } from './quantize/qdq-rewrite.ts';
+import { calibratedNote, convPathTag, int8ConvPath, QDQ_FORMAT, quantizeModel } from './quantize/int8-model.ts';
 import { encodeProto } from '../util/onnx-graph.ts';
 import { UserError } from '../util/errors.ts';
 import onnxProto from 'onnx-proto';
@@ -63,7 +62,8 @@ export async function cachedInt8FileModel(opts: OnnxFileEngineOptions, rebuild =
   if (!opts.calibration) throw new Error('onnx engine: precision int8 needs a calibration source');
   const { dir } = rewritePlan(opts);
   const convPath = opts.int8ConvPath ?? int8ConvPath();
-  const folderFor = (calibration: string) => `${dir}-int8-q${QDQ_FORMAT}${convPath === 'gemm' ? `-gemm${GEMM_MIN_DEPTH}` : ''}-${calibration}`;
+  const tag = convPathTag(convPath);
+  const folderFor = (calibration: string) => `${dir}-int8-q${QDQ_FORMAT}${tag ? `-${tag}` : ''}-${calibration}`;
   const stored = await readCalibration(opts.cacheDir, opts.calibration.key);
   if (stored && existsSync(path.join(folderFor(stored.id), 'model.onnx')) && !rebuild) return { file: path.join(folderFor(stored.id), 'model.onnx'), reused: true };
   // Quantised from the float32 rewrite in the cache, whose folder has the external data linked in.

@@ -10,7 +10,7 @@ import type { onnx as proto } from 'onnx-proto';
 import { cpuFlags, type CpuFlag } from '../../util/cpu-flags.ts';
 import { UserError } from '../../util/errors.ts';
 import { calibrated, type Calibration, type CalibrationSource } from './calibration.ts';
-import { applyQdq, inlineFloats, planQdq, type FloatReader, type Int8ConvPath } from './qdq-rewrite.ts';
+import { applyQdq, GEMM_MIN_DEPTH, inlineFloats, planQdq, type FloatReader, type Int8ConvPath } from './qdq-rewrite.ts';
 
 const { onnx } = onnxProto;
 
@@ -27,6 +27,14 @@ export const QDQ_FORMAT = 5;
  */
 export function int8ConvPath(flags: readonly CpuFlag[] = cpuFlags()): Int8ConvPath {
   return flags.includes('amx_int8') ? 'gemm' : 'symmetric';
+}
+
+/**
+ * What names a cached int8 model's conv path: '' for symmetric (whose models keep the names
+ * they had before the gemm path existed), else the path and its depth threshold.
+ */
+export function convPathTag(convPath: Int8ConvPath): string {
+  return convPath === 'gemm' ? `gemm${GEMM_MIN_DEPTH}` : '';
 }
 
 /** Per-axis DequantizeLinear (per-channel weights) came with opset 13. */

@@ -18,6 +18,7 @@
  */
 import onnxProto from 'onnx-proto';
 import type { onnx as proto } from 'onnx-proto';
+import { product } from '../../util/numbers.ts';
 import { activationParams, DEPTHWISE_WEIGHT_MAX, quantizeBias, quantizeWeights, WEIGHT_MAX, type ActivationParams, type Range } from './int8-math.ts';
 
 const { onnx } = onnxProto;
@@ -46,7 +47,7 @@ export type Int8ConvPath = 'symmetric' | 'gemm';
  * The depth (input channels per group × kernel area) from which a conv runs faster on the gemm
  * path with AMX. Measured one conv at a time on 2 cores of a Xeon with AMX-INT8 at batch 8
  * (bench/int8-conv-paths.ts, two runs): depth 2048-4608 1.35-1.95× faster, 960-1152 0.99-1.23×,
- * 576 and below 0.73-1.24×, mostly slower (im2col and the packing cost what the tiles save).
+ * 576 and below 0.73-1.50×, mostly slower (im2col and the packing cost what the tiles save).
  * Whole networks (bench:engines): VGG16 1.54×, resnet50 1.14×, the rest within 2%.
  */
 export const GEMM_MIN_DEPTH = 1024;
@@ -264,7 +265,7 @@ export function applyQdq(model: proto.IModelProto, plan: QdqPlan, ranges: Readon
     // Depthwise: grouped, one input channel per group (weight [C_out, 1, kh, kw]).
     const depthwise = groupsOf(n) > 1 && dims[1] === 1;
     const q = quantizeWeights(readFloats(t), dims, axis, depthwise ? DEPTHWISE_WEIGHT_MAX : WEIGHT_MAX);
-    const depth = dims.slice(1).reduce((a, b) => a * b, 1);
+    const depth = product(dims.slice(1));
     const offset = convPath === 'gemm' && n.opType === 'Conv' && !depthwise && depth >= gemmMinDepth ? 1 : 0;
     if (offset) for (let i = 0; i < q.values.length; i++) q.values[i] += offset;
     const base = `bottleneck_q/${name}`;
