@@ -170,10 +170,35 @@ describe('the Q/DQ rewrite', () => {
     const session = await ort.InferenceSession.create(int8, { graphOptimizationLevel: 'all', optimizedModelFilePath: optimized, logSeverityLevel: 3 });
     const ops = onnx.ModelProto.decode(await readFile(optimized)).graph!.node!.map((n) => n.opType);
     expect(ops.filter((o) => o === 'QLinearConv')).toHaveLength(2);
+    // The Gemm makes the logits, which no int8 op reads: int8 inputs, a float output, no Q after.
+    expect(ops).toContain('QGemm');
     expect(ops).not.toContain('Conv');
+    expect(ops).not.toContain('Gemm');
     expect(ops).not.toContain('Relu');
     const fp32 = (await (await ort.InferenceSession.create(tinyCnnOnnx())).run(feed)).logits.data as Float32Array;
     const q = (await session.run(feed)).logits.data as Float32Array;
+    expect(cosine(q, fp32)).toBeGreaterThan(0.995);
+  });
+
+  it("leaves a MatMul's output float where no int8 op reads it (a transformer's bias Add and LayerNorm)", async () => {
+    // As torch exports a ViT's MLP: MatMul → Add(bias) → …; here fc1 → Relu → fc2 → Add → LayerNorm.
+    const bytes = tokenMlpOnnx();
+    const model = onnx.ModelProto.decode(bytes);
+    const plan = planQdq(model.graph!);
+    // fc1's output (through its absorbed Relu) feeds fc2, so it is quantised; fc2's is not.
+    expect(plan.calibrate).toEqual(['tokens', '/fc1/Relu_output_0']);
+    const input = Float32Array.from({ length: 2 * 5 * 16 }, (_, i) => Math.sin(i * 0.53) * 2);
+    const feed = { tokens: new ort.Tensor('float32', input, [2, 5, 16]) };
+    const int8 = onnx.ModelProto.encode(applyQdq(model, plan, await handRanges(bytes, plan.calibrate, feed), floatReader())).finish();
+    const optimized = path.join(tmp, 'optimized-mlp.onnx');
+    const session = await ort.InferenceSession.create(int8, { graphOptimizationLevel: 'all', optimizedModelFilePath: optimized, logSeverityLevel: 3 });
+    const ops = onnx.ModelProto.decode(await readFile(optimized)).graph!.node!.map((n) => n.opType);
+    expect(ops.filter((o) => o === 'QLinearMatMul')).toHaveLength(1);
+    expect(ops.filter((o) => o === 'MatMulIntegerToFloat')).toHaveLength(1);
+    expect(ops).not.toContain('DequantizeLinear');
+    expect(ops.filter((o) => o === 'QuantizeLinear')).toHaveLength(1);
+    const fp32 = (await (await ort.InferenceSession.create(bytes)).run(feed)).y.data as Float32Array;
+    const q = (await session.run(feed)).y.data as Float32Array;
     expect(cosine(q, fp32)).toBeGreaterThan(0.995);
   });
 
@@ -214,6 +239,17 @@ function deepCnnOnnx(): Uint8Array {
   const flat = g.op('Flatten', [g.op('GlobalAveragePool', [c3], '/pool_output_0')], '/Flatten_output_0', [attr.int('axis', 1)]);
   g.op('Gemm', [flat, w('fc.weight', [4, 16], 0.5), w('fc.bias', [4], 0.1)], 'logits', [attr.int('transB', 1)]);
   return encodeModel(g, 'deep_cnn', [valueInfo('pixel_values', ['batch', 3, 16, 16])], [valueInfo('logits', ['batch', 4])]);
+}
+
+/** tokens [batch, 5, 16] → MatMul (fc1, 16 → 32) → Relu → MatMul (fc2, 32 → 16) → Add bias → LayerNorm → y. */
+function tokenMlpOnnx(): Uint8Array {
+  const g = new OnnxGraph();
+  let seed = 0;
+  const w = (name: string, shape: number[], scale: number) => g.floats(name, { shape, data: Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => Math.sin(++seed * 78.233) * scale) });
+  const fc1 = g.op('Relu', [g.op('MatMul', ['tokens', w('fc1.weight', [16, 32], 0.3)], '/fc1/MatMul_output_0')], '/fc1/Relu_output_0');
+  const fc2 = g.op('Add', [g.op('MatMul', [fc1, w('fc2.weight', [32, 16], 0.3)], '/fc2/MatMul_output_0'), w('fc2.bias', [16], 0.1)], '/fc2/Add_output_0');
+  g.op('LayerNormalization', [fc2, g.floats('norm.weight', { shape: [16], data: new Float32Array(16).fill(1) }), g.floats('norm.bias', { shape: [16], data: new Float32Array(16) })], 'y', [attr.int('axis', -1)]);
+  return encodeModel(g, 'token_mlp', [valueInfo('tokens', ['batch', 5, 16])], [valueInfo('y', ['batch', 5, 16])]);
 }
 
 /** Calibrated by hand: every needed tensor's min/max on the input itself. */

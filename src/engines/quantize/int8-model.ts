@@ -17,8 +17,9 @@ const { onnx } = onnxProto;
 /**
  * Bumped whenever the Q/DQ rewrite changes, so that stale cached int8 models are not reused and
  * int8 codes get a new key (the code spec records it). 5: 7-bit weights outside depthwise convs.
+ * 6: MatMul and Gemm outputs stay float unless an int8 op reads them.
  */
-export const QDQ_FORMAT = 5;
+export const QDQ_FORMAT = 6;
 
 /**
  * The conv path this CPU runs fastest (qdq-rewrite.ts): 'gemm' where onnxruntime has AMX tiles

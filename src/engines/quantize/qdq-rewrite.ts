@@ -6,7 +6,8 @@
  *     why), per output channel, symmetric; biases int32 at the input scale × the weight scale,
  *     as the int8 kernels accumulate; deep convs' weights offset by one on the 'gemm' path (below);
  *   - activations: uint8, asymmetric, from calibrated ranges; a Relu or ReLU6 (Clip) after a
- *     weighted op is absorbed by the Q that follows it (Q saturates where it would cut);
+ *     weighted op is absorbed by the Q that follows it (Q saturates where it would cut); the
+ *     outputs of MatMul and Gemm stay float where no int8 op reads them (QdqAction says why);
  *   - MaxPool, Flatten, Reshape, Transpose, Squeeze and Unsqueeze keep their input's scale, so
  *     they run on the int8 values unchanged;
  *   - everything else (LRN, Softmax, LayerNorm, GELU …) stays float32 between a DQ and a Q.
@@ -54,7 +55,21 @@ export const GEMM_MIN_DEPTH = 1024;
 
 /** How one node is quantised. */
 export type QdqAction =
-  | { readonly kind: 'weighted'; readonly node: number; readonly axis: number; readonly quantized: string; /** The absorbed Relu or Clip. */ readonly activation?: number }
+  | {
+      readonly kind: 'weighted';
+      readonly node: number;
+      readonly axis: number;
+      /**
+       * The tensor whose Q hands int8 values on: the op's output, or its absorbed activation's.
+       * Absent for a MatMul or Gemm that no int8 op reads: onnxruntime runs those as
+       * MatMulIntegerToFloat or QGemm with a float output, and a Q and a DQ after them (before a
+       * ViT's bias Add, LayerNorm or GELU, or a code) would only cost time and round the values.
+       * A Conv always has one, since onnxruntime fuses a Conv into QLinearConv only with a Q after it.
+       */
+      readonly quantized?: string;
+      /** The absorbed Relu or Clip. */
+      readonly activation?: number;
+    }
   | { readonly kind: 'same-scale'; readonly node: number }
   | { readonly kind: 'own-scale'; readonly node: number };
 
@@ -90,6 +105,10 @@ export function planQdq(graph: proto.IGraphProto): QdqPlan {
       need(ins[0]);
       const activation = soleActivation(out, consumers, nodes, outputs, inits);
       const quantizedOut = activation === undefined ? out : nodes[activation].output![0];
+      if (op !== 'Conv' && !feeding.has(quantizedOut)) {
+        actions.push({ kind: 'weighted', node: i, axis });
+        return;
+      }
       if (activation !== undefined) absorbed.add(activation);
       need(quantizedOut);
       actions.push({ kind: 'weighted', node: i, axis, quantized: quantizedOut, ...(activation !== undefined ? { activation } : {}) });
@@ -115,9 +134,20 @@ function feedsWeighted(nodes: readonly proto.INodeProto[], inits: ReadonlyMap<st
     const n = nodes[i];
     const out = n.output?.[0] ?? '';
     if (weightAxis(n, inits) !== null) feeding.add(n.input![0]);
-    else if ((SAME_SCALE.has(n.opType ?? '') || OWN_SCALE.has(n.opType ?? '') || n.opType === 'Relu') && feeding.has(out)) for (const x of n.input ?? []) feeding.add(x);
+    else if (passesInt8(n, inits) && feeding.has(out)) for (const x of n.input ?? []) feeding.add(x);
   }
   return feeding;
+}
+
+/**
+ * Whether int8 values can flow through node n unrequantised (or requantised by its own int8
+ * kernel). An Add or Concat with a constant input cannot: it would need that constant quantised,
+ * which planQdq never does (a MatMul's bias Add, as torch exports a Linear on 3-D input).
+ */
+function passesInt8(n: proto.INodeProto, inits: ReadonlyMap<string, proto.ITensorProto>): boolean {
+  const op = n.opType ?? '';
+  if (SAME_SCALE.has(op) || op === 'Relu') return true;
+  return OWN_SCALE.has(op) && !(n.input ?? []).some((x) => inits.has(x));
 }
 
 /**
@@ -252,7 +282,7 @@ export function applyQdq(model: proto.IModelProto, plan: QdqPlan, ranges: Readon
     }
     if (action.activation !== undefined) removed.add(action.activation);
     // With the activation absorbed, its output's consumers read the Q/DQ of the weighted op's output.
-    qdq(action.quantized, out, action.node);
+    if (action.quantized !== undefined) qdq(action.quantized, out, action.node);
   }
 
   /** int8 per-channel weight of node n and its DQ (once per initializer, however many nodes share it). */
