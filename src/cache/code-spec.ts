@@ -41,7 +41,7 @@ export interface CodeSpec {
   /**
    * With int8: the format of the Q/DQ rewrite that made the int8 model (QDQ_FORMAT in
    * engines/quantize/int8-model.ts): another rewrite computes other codes, so it is another key.
-   * Keys from before format 5 (8-bit weights everywhere) lack it.
+   * Keys from before format 5 (8-bit weights everywhere) lack it; 6 keeps MatMul and Gemm outputs float.
    */
   readonly qdq?: number;
   readonly preprocessing: {
