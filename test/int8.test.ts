@@ -202,6 +202,18 @@ describe('the Q/DQ rewrite', () => {
     expect(cosine(q, fp32)).toBeGreaterThan(0.995);
   });
 
+  it('takes a bias written as an Identity of an initializer for the constant it is', () => {
+    // torch's exporter writes equal biases once, the others as Identities of it. An Add of a
+    // constant cannot run in int8 here, so fc1's output, which only such an Add reads, stays float.
+    const g = new OnnxGraph();
+    const w = (name: string, shape: number[]) => g.floats(name, { shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)).fill(0.1) });
+    const bias = g.op('Identity', [w('shared.bias', [8])], 'fc1.bias');
+    const fc1 = g.op('Relu', [g.op('Add', [g.op('MatMul', ['tokens', w('fc1.weight', [4, 8])], '/fc1/MatMul_output_0'), bias], '/fc1/Add_output_0')], '/fc1/Relu_output_0');
+    g.op('MatMul', [fc1, w('fc2.weight', [8, 4])], 'y');
+    const model = onnx.ModelProto.decode(encodeModel(g, 'identity_bias', [valueInfo('tokens', ['batch', 3, 4])], [valueInfo('y', ['batch', 3, 4])]));
+    expect(planQdq(model.graph!).calibrate).toEqual(['tokens', '/fc1/Relu_output_0']);
+  });
+
   it('gives the same outputs, bit for bit, written for either int8 conv path', async () => {
     // The gemm path only moves deep convs to another onnxruntime kernel (AMX where the CPU has
     // it); cached codes and the code key do not depend on which path the machine took.

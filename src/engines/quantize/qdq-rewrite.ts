@@ -129,12 +129,13 @@ export function planQdq(graph: proto.IGraphProto): QdqPlan {
  * Add, Concat or pool saves a requantisation. After the last weighted op, they run in float.
  */
 function feedsWeighted(nodes: readonly proto.INodeProto[], inits: ReadonlyMap<string, proto.ITensorProto>): Set<string> {
+  const constant = constantsOf(nodes, inits);
   const feeding = new Set<string>();
   for (let i = nodes.length - 1; i >= 0; i--) {
     const n = nodes[i];
     const out = n.output?.[0] ?? '';
     if (weightAxis(n, inits) !== null) feeding.add(n.input![0]);
-    else if (passesInt8(n, inits) && feeding.has(out)) for (const x of n.input ?? []) feeding.add(x);
+    else if (passesInt8(n, constant) && feeding.has(out)) for (const x of n.input ?? []) feeding.add(x);
   }
   return feeding;
 }
@@ -144,10 +145,22 @@ function feedsWeighted(nodes: readonly proto.INodeProto[], inits: ReadonlyMap<st
  * kernel). An Add or Concat with a constant input cannot: it would need that constant quantised,
  * which planQdq never does (a MatMul's bias Add, as torch exports a Linear on 3-D input).
  */
-function passesInt8(n: proto.INodeProto, inits: ReadonlyMap<string, proto.ITensorProto>): boolean {
+function passesInt8(n: proto.INodeProto, constant: ReadonlySet<string>): boolean {
   const op = n.opType ?? '';
   if (SAME_SCALE.has(op) || op === 'Relu') return true;
-  return OWN_SCALE.has(op) && !(n.input ?? []).some((x) => inits.has(x));
+  return OWN_SCALE.has(op) && !(n.input ?? []).some((x) => constant.has(x));
+}
+
+/**
+ * Initializers, and what Constant nodes or Identities of constants make: torch's exporter writes
+ * some biases as an Identity of another layer's equal initializer.
+ */
+function constantsOf(nodes: readonly proto.INodeProto[], inits: ReadonlyMap<string, proto.ITensorProto>): Set<string> {
+  const constant = new Set(inits.keys());
+  for (const n of nodes) {
+    if (n.opType === 'Constant' || (n.opType === 'Identity' && constant.has(n.input?.[0] ?? ''))) for (const o of n.output ?? []) constant.add(o);
+  }
+  return constant;
 }
 
 /**
