@@ -67,6 +67,11 @@ async function main(): Promise<void> {
   const manifest = JSON.parse(await readFile(path.join(ROOT, 'test', 'reference', 'onnx-backbones', 'manifest.json'), 'utf8')) as { models: { name: string; onnx: string }[] };
   const rows: string[][] = [];
   let torchVersion = '';
+  const unknown = args.models!.split(',').filter((name) => !manifest.models.some((m) => m.name === name));
+  if (unknown.length > 0) {
+    console.error(`bench/onnx-backbones: --models ${unknown.join(',')}: use any of ${manifest.models.map((m) => m.name).join(', ')}`);
+    process.exit(2);
+  }
   for (const name of args.models!.split(',')) {
     const entry = manifest.models.find((m) => m.name === name);
     const file = entry && path.join(ROOT, entry.onnx);
