@@ -23,8 +23,9 @@ export const QDQ_FORMAT = 6;
 
 /**
  * The conv path this CPU runs fastest (qdq-rewrite.ts): 'gemm' where onnxruntime has AMX tiles
- * for it. Elsewhere 'symmetric', as measured before the 'gemm' path existed (on VNNI without AMX
- * the two were not compared). Cached int8 models are named by it, since they differ.
+ * for it. Elsewhere 'symmetric': on VNNI without AMX (an AMD EPYC with AVX512-VNNI,
+ * bench:int8-conv-paths) the gemm path ran every conv of depth ≥ 1024 slower, at 0.74–0.98× of
+ * symmetric. Cached int8 models are named by it, since they differ.
  */
 export function int8ConvPath(flags: readonly CpuFlag[] = cpuFlags()): Int8ConvPath {
   return flags.includes('amx_int8') ? 'gemm' : 'symmetric';
