@@ -19,6 +19,7 @@ import { relativeError } from './helpers/compare.ts';
 import { makeDataset, type MadeImage } from './helpers/make-dataset.ts';
 import { SIDE, tinyCnnOnnx, tinyVitOnnx, toFloat16, writeModel } from './helpers/onnx-models.ts';
 import { codeAt, readRows } from './helpers/read-codes.ts';
+import { onnxReference } from './helpers/onnx-reference.ts';
 
 const { onnx } = onnxProto;
 let tmp: string;
@@ -38,23 +39,6 @@ afterAll(async () => {
   await rm(tmp, { recursive: true, force: true });
 });
 
-/** onnxruntime on the original model, with `tensors` added as outputs, for the images as extract prepares them. */
-async function reference(modelFile: string, tensors: readonly string[], files: readonly string[]): Promise<Map<string, { data: Float32Array; dims: readonly number[] }>> {
-  const backbone = await loadOnnxBackbone(modelFile);
-  const model = onnx.ModelProto.decode(await readFile(modelFile));
-  model.graph!.output!.push(...tensors.map((name) => onnx.ValueInfoProto.create({ name })));
-  const session = await ort.InferenceSession.create(onnx.ModelProto.encode(model).finish());
-  const nhwc = new Float32Array(files.length * SIDE * SIDE * 3);
-  for (const [i, f] of files.entries()) preprocessInto(await decodeImage(f, { size: [SIDE, SIDE] }), backbone.preprocessing, nhwc, i * SIDE * SIDE * 3);
-  const nchw = new Float32Array(nhwc.length);
-  for (let n = 0; n < files.length; n++) {
-    for (let p = 0; p < SIDE * SIDE; p++) for (let c = 0; c < 3; c++) nchw[((n * 3 + c) * SIDE * SIDE) + p] = nhwc[(n * SIDE * SIDE + p) * 3 + c];
-  }
-  const out = await session.run({ pixel_values: new ort.Tensor('float32', nchw, [files.length, 3, SIDE, SIDE]) });
-  await session.release();
-  return new Map(tensors.map((t) => [t, { data: out[t].data as Float32Array, dims: out[t].dims }]));
-}
-
 function maxRelError(a: ArrayLike<number>, b: ArrayLike<number>): number {
   expect(a.length).toBe(b.length);
   return relativeError(a, b);
@@ -72,7 +56,7 @@ describe('cutting an ONNX graph at any tensor', () => {
 
   it('token pools (cls, mean, mean-patch) and the unpooled sequence equal the tensor in the original model', async () => {
     const files = images.slice(0, 3).map((i) => i.file);
-    const ref = (await reference(vit, [TOKENS], files)).get(TOKENS)!;
+    const ref = (await onnxReference(vit, [TOKENS], files)).get(TOKENS)!;
     expect(ref.dims).toEqual([3, 17, 16]);
     const expected = (pool: string, n: number): number[] => {
       const tokens = Array.from({ length: 17 }, (_, t) => Array.from(ref.data.subarray((n * 17 + t) * 16, (n * 17 + t + 1) * 16)));
@@ -92,7 +76,7 @@ describe('cutting an ONNX graph at any tensor', () => {
   it('a spatial map flattens in H, W, C order and pools over H and W; several cuts come out of one pass', async () => {
     const MAP = '/stage2/relu/Relu_output_0';
     const files = images.slice(0, 2).map((i) => i.file);
-    const ref = (await reference(cnn, [MAP], files)).get(MAP)!;
+    const ref = (await onnxReference(cnn, [MAP], files)).get(MAP)!;
     expect(ref.dims).toEqual([2, 16, 16, 16]);
     const cache = path.join(tmp, 'cache-cnn');
     const r = await runCli(['extract', data, '--backbone', cnn, '--cache', cache, '--layer', `${MAP},/avgpool/GlobalAveragePool_output_0`, '--json']);

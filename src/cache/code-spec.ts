@@ -41,7 +41,8 @@ export interface CodeSpec {
   /**
    * With int8: the format of the Q/DQ rewrite that made the int8 model (QDQ_FORMAT in
    * engines/quantize/int8-model.ts): another rewrite computes other codes, so it is another key.
-   * Keys from before format 5 (8-bit weights everywhere) lack it; 6 keeps MatMul and Gemm outputs float.
+   * Keys from before format 5 (8-bit weights everywhere) lack it; 6 keeps MatMul and Gemm outputs float;
+   * 7, for ONNX files only, quantises their graph with its attention fused (int8KeyFormat).
    */
   readonly qdq?: number;
   readonly preprocessing: {

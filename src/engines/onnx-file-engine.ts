@@ -15,15 +15,19 @@ import { product } from '../util/numbers.ts';
 import type { EngineOptions, FeatureEngine } from './engine.ts';
 import { startOnnxSession, type CachedModel } from './onnx-session.ts';
 import { readCalibration } from './quantize/calibration.ts';
-import { calibratedNote, convPathTag, int8ConvPath, QDQ_FORMAT, quantizeModel } from './quantize/int8-model.ts';
+import { calibratedNote, convPathTag, int8ConvPath, int8KeyFormat, quantizeModel } from './quantize/int8-model.ts';
 import { encodeProto } from '../util/onnx-graph.ts';
+import { fuseAttention } from './fuse-attention.ts';
 import { UserError } from '../util/errors.ts';
 import onnxProto from 'onnx-proto';
 
 const { onnx } = onnxProto;
 
-/** Bumped whenever rewriteForCuts changes what it writes, so stale cached models are not reused. */
-const REWRITE_FORMAT = 2;
+/**
+ * Bumped whenever what is written here changes, so stale cached models are not reused.
+ * 3: attention blocks fused (fuse-attention.ts).
+ */
+const REWRITE_FORMAT = 3;
 
 export interface OnnxFileEngineOptions extends EngineOptions {
   readonly backbone: OnnxBackbone;
@@ -38,7 +42,12 @@ function rewritePlan(opts: OnnxFileEngineOptions) {
   const requests: CutRequest[] = resolved.map((r, i) => ({ tensor: r.layer, layout: r.layout ?? 'other', pool: cuts[i].pool ?? null, float16: model.tensors.get(r.layer)!.float16 }));
   const key = createHash('sha256').update(JSON.stringify({ format: REWRITE_FORMAT, weights: backbone.weightsId, input: model.input, requests })).digest('hex').slice(0, 24);
   const dir = path.join(opts.cacheDir, 'onnx', `${path.basename(model.file, '.onnx').replace(/[^\w.-]+/g, '_')}-${key}`);
-  return { inputSize, resolved, requests, dir, rewritten: async () => rewriteForCuts(await readModel(model.file), model.input, requests) };
+  const rewritten = async () => {
+    const cut = rewriteForCuts(await readModel(model.file), model.input, requests);
+    // onnxruntime's CPU provider has MultiHeadAttention for float32 only.
+    return encodeProto(model.input.elemType === 'float32' ? fuseAttention(cut).model : cut);
+  };
+  return { inputSize, resolved, requests, dir, rewritten };
 }
 
 /** The rewritten float32 model, in the plan's folder. */
@@ -63,7 +72,7 @@ export async function cachedInt8FileModel(opts: OnnxFileEngineOptions, rebuild =
   const { dir } = rewritePlan(opts);
   const convPath = opts.int8ConvPath ?? int8ConvPath();
   const tag = convPathTag(convPath);
-  const folderFor = (calibration: string) => `${dir}-int8-q${QDQ_FORMAT}${tag ? `-${tag}` : ''}-${calibration}`;
+  const folderFor = (calibration: string) => `${dir}-int8-q${int8KeyFormat('onnx')}${tag ? `-${tag}` : ''}-${calibration}`;
   const stored = await readCalibration(opts.cacheDir, opts.calibration.key);
   if (stored && existsSync(path.join(folderFor(stored.id), 'model.onnx')) && !rebuild) return { file: path.join(folderFor(stored.id), 'model.onnx'), reused: true };
   // Quantised from the float32 rewrite in the cache, whose folder has the external data linked in.

@@ -2,7 +2,7 @@
  * The cache keys one extract writes: a key per cut (and, with augmentation, a key of views
  * beside each), every one locked before any work, with what it already holds and its writer.
  */
-import type { Backbone } from '../backbones/backbone.ts';
+import { isOnnxBackbone, type Backbone } from '../backbones/backbone.ts';
 import { cutLabel, type Cut } from '../backbones/cut.ts';
 import { resolveCuts } from '../backbones/cut-shape.ts';
 import type { Pair } from '../backbones/layer-graph.ts';
@@ -12,7 +12,7 @@ import type { CodeDtype, CodeSpec, Interpolation, ResizeMode } from '../cache/co
 import { FeatureCache, type ShardWriter } from '../cache/feature-cache.ts';
 import type { Precision } from '../engines/engine.ts';
 import { CALIBRATION_METHOD } from '../engines/quantize/calibration.ts';
-import { QDQ_FORMAT } from '../engines/quantize/int8-model.ts';
+import { int8KeyFormat } from '../engines/quantize/int8-model.ts';
 import { UsageError } from '../util/errors.ts';
 import { TOOL_VERSION } from '../util/version.ts';
 import { augmentSpec } from './augment.ts';
@@ -62,7 +62,7 @@ export function codeSpecFor(opts: SpecOptions): CodeSpec {
     ...(resolved.layout ? { layout: resolved.layout } : {}),
     shape: [...resolved.shape],
     dtype: opts.dtype,
-    ...(opts.precision === 'int8' ? { precision: 'int8' as const, calibration: CALIBRATION_METHOD, qdq: QDQ_FORMAT } : {}),
+    ...(opts.precision === 'int8' ? { precision: 'int8' as const, calibration: CALIBRATION_METHOD, qdq: int8KeyFormat(isOnnxBackbone(backbone) ? 'onnx' : 'graph') } : {}),
     preprocessing: {
       size: [size[0], size[1]],
       resize: opts.resize,

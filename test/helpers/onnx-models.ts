@@ -69,6 +69,62 @@ export function tinyVitOnnx(classes = 5, seed = 11): Uint8Array {
   return encodeModel(g, 'tiny_vit', [valueInfo('pixel_values', ['batch', 3, SIDE, SIDE])], [valueInfo('logits', ['batch', classes])]);
 }
 
+/**
+ * A ViT whose attention is written node for node as torch.onnx.export (opset 17) writes timm's
+ * `Attention` with F.scaled_dot_product_attention: one packed qkv projection, its Reshape to
+ * [B, S, 3, heads, H] from the input's Shape, Transpose (2, 0, 3, 1, 4), Split and Squeeze, SDPA's
+ * default scale computed from q's shape and applied as a square root to q and to kᵀ, then
+ * MatMul, Softmax, MatMul, Transpose and Reshape. 8×8 patches, 16 + 1 tokens of 16, `blocks` blocks.
+ */
+export function timmVitOnnx(blocks = 2, heads = 2, classes = 5, seed = 13): Uint8Array {
+  const rand = mulberry32(seed);
+  const D = 16;
+  const g = new OnnxGraph();
+  const w = (name: string, shape: number[], scale: number) => g.floats(name, randomTensor(rand, shape, scale));
+  const ones = (name: string) => g.floats(name, { shape: [D], data: new Float32Array(D).fill(1) });
+  const zeros = (name: string) => g.floats(name, { shape: [D], data: new Float32Array(D) });
+  const ln = (x: string, name: string) => g.op('LayerNormalization', [x, ones(`${name}.weight`), zeros(`${name}.bias`)], `/${name}/LayerNormalization_output_0`, [attr.int('axis', -1)]);
+  const dense = (x: string, name: string, din: number, dout: number) => g.op('Add', [w(`${name}.bias`, [dout], 0.1), g.op('MatMul', [x, w(`${name}.weight`, [din, dout], 0.4)])], `/${name}/Add_output_0`);
+  const patches = g.op('Conv', ['pixel_values', w('patch.weight', [D, 3, 8, 8], 0.05), w('patch.bias', [D], 0.1)], '/patch_embed/proj/Conv_output_0', [attr.ints('kernel_shape', [8, 8]), attr.ints('strides', [8, 8])]);
+  const tokens = g.op('Transpose', [g.op('Reshape', [patches, g.int64s([0, D, -1])])], '/patch_embed/Transpose_output_0', [attr.ints('perm', [0, 2, 1])]);
+  const first = g.op('Slice', [tokens, g.int64s([0]), g.int64s([1]), g.int64s([1])]);
+  const cls = g.op('Add', [g.op('Mul', [first, g.scalar(0)]), w('cls_token', [1, 1, D], 0.5)]);
+  let x = g.op('Add', [g.op('Concat', [cls, tokens], undefined, [attr.int('axis', 1)]), w('pos_embed', [1, 17, D], 0.1)], '/pos_drop/Add_output_0');
+  for (let b = 0; b < blocks; b++) {
+    const attn = exportedAttention(g, ln(x, `blocks.${b}/norm1`), `blocks.${b}/attn`, heads, D, dense);
+    x = g.op('Add', [x, dense(attn, `blocks.${b}/attn/proj`, D, D)], `/blocks.${b}/Add_output_0`);
+    const m = dense(ln(x, `blocks.${b}/norm2`), `blocks.${b}/mlp/fc1`, D, 32);
+    const gelu = g.op('Mul', [g.op('Mul', [m, g.scalar(0.5)]), g.op('Add', [g.op('Erf', [g.op('Div', [m, g.scalar(Math.SQRT2)])]), g.scalar(1)])]);
+    x = g.op('Add', [x, dense(gelu, `blocks.${b}/mlp/fc2`, 32, D)], `/blocks.${b}/Add_1_output_0`);
+  }
+  const out = ln(x, 'norm');
+  const emb = g.op('Reshape', [g.op('Gather', [out, g.int64s([0])], undefined, [attr.int('axis', 1)]), g.int64s([0, D])], '/Gather_output_0');
+  g.op('Gemm', [emb, w('head.weight', [classes, D], 0.5), w('head.bias', [classes], 0.1)], 'logits', [attr.int('transB', 1)]);
+  return encodeModel(g, 'timm_vit', [valueInfo('pixel_values', ['batch', 3, SIDE, SIDE])], [valueInfo('logits', ['batch', classes])]);
+}
+
+type Dense = (x: string, name: string, din: number, dout: number) => string;
+
+function exportedAttention(g: OnnxGraph, x: string, name: string, heads: number, D: number, dense: Dense): string {
+  const H = D / heads;
+  // The exporter gathers a scalar and unsqueezes it; a one-element index gives the same [1].
+  const dim = (axis: number) => g.op('Gather', [g.op('Shape', [x]), g.int64s([axis])], undefined, [attr.int('axis', 0)]);
+  const [batch, seq] = [dim(0), dim(1)];
+  const qkv = dense(x, `${name}/qkv`, D, 3 * D);
+  const split5 = g.op('Concat', [batch, seq, g.int64s([3]), g.int64s([heads]), g.int64s([H])], undefined, [attr.int('axis', 0)]);
+  const perHead = g.op('Transpose', [g.op('Reshape', [qkv, split5])], undefined, [attr.ints('perm', [2, 0, 3, 1, 4])]);
+  const parts = [0, 1, 2].map((j) => `/${name}/Split_output_${j}`);
+  g.node('Split', [perHead, g.int64s([1, 1, 1])], parts, [attr.int('axis', 0)]);
+  const [q, k, v] = parts.map((p) => g.op('Squeeze', [p, g.int64s([0])]));
+  const headSize = g.op('Cast', [g.op('Slice', [g.op('Shape', [q]), g.int64s([-1]), g.int64s([2 ** 62])])], undefined, [attr.int('to', 1)]);
+  const scale = g.op('Cast', [g.op('Div', [g.scalar(1), g.op('Sqrt', [headSize])])], undefined, [attr.int('to', 1)]);
+  const qs = g.op('Mul', [q, g.op('Sqrt', [scale])]);
+  const ks = g.op('Mul', [g.op('Transpose', [k], undefined, [attr.ints('perm', [0, 1, 3, 2])]), g.op('Sqrt', [scale])]);
+  const probs = g.op('Softmax', [g.op('MatMul', [qs, ks])], `/${name}/Softmax_output_0`, [attr.int('axis', -1)]);
+  const context = g.op('Transpose', [g.op('MatMul', [probs, v])], undefined, [attr.ints('perm', [0, 2, 1, 3])]);
+  return g.op('Reshape', [context, g.op('Concat', [batch, seq, g.int64s([D])], undefined, [attr.int('axis', 0)])], `/${name}/Reshape_1_output_0`);
+}
+
 /** The same model with float16 weights, input and output, as Hugging Face's model_fp16.onnx files are. */
 export function toFloat16(bytes: Uint8Array): Uint8Array {
   const model = onnx.ModelProto.decode(bytes);

@@ -98,7 +98,7 @@ export function producedTensors(model: proto.IModelProto): { name: string; op: s
  * A model computing only the requested cuts as `code0`, `code1`, … ([batch, D] float32 each),
  * from `images` ([batch, H, W, 3] float32).
  */
-export function rewriteForCuts(model: proto.IModelProto, input: ImageInput & { readonly size: readonly [number, number] }, cuts: readonly CutRequest[]): Uint8Array {
+export function rewriteForCuts(model: proto.IModelProto, input: ImageInput & { readonly size: readonly [number, number] }, cuts: readonly CutRequest[]): proto.IModelProto {
   const size = input.size;
   const added: proto.INodeProto[] = [];
   const initializers: proto.ITensorProto[] = [];
@@ -107,7 +107,7 @@ export function rewriteForCuts(model: proto.IModelProto, input: ImageInput & { r
     emitCode(cut, out, added, initializers);
     return valueInfo(out, ['batch', 'code'], FLOAT);
   });
-  return encodeRewritten(model, input, size, added, initializers, outputs);
+  return rewritten(model, input, size, added, initializers, outputs);
 }
 
 /** One dense layer of a head: weight [outputs, inputs] row-major, bias [outputs]. */
@@ -181,19 +181,23 @@ export function rewriteForProbe(model: proto.IModelProto, input: ImageInput, siz
   return encodeRewritten(model, input, size, [], [], outputs);
 }
 
-function encodeRewritten(
+function encodeRewritten(...args: Parameters<typeof rewritten>): Uint8Array {
+  return onnx.ModelProto.encode(rewritten(...args)).finish();
+}
+
+function rewritten(
   model: proto.IModelProto,
   input: ImageInput,
   size: readonly [number, number],
   added: proto.INodeProto[],
   initializers: proto.ITensorProto[],
   outputs: proto.IValueInfoProto[],
-): Uint8Array {
+): proto.IModelProto {
   const graph = model.graph!;
   const front = frontNodes(input);
   const nodes = prune([...front, ...(graph.node ?? []), ...added], outputs.map((o) => o.name!));
   const needed = new Set(nodes.flatMap((n) => [...(n.input ?? []), ...subgraphNames(n)]));
-  const rewritten: proto.IModelProto = {
+  return {
     ...model,
     graph: {
       ...graph,
@@ -205,7 +209,6 @@ function encodeRewritten(
       valueInfo: [],
     },
   };
-  return onnx.ModelProto.encode(rewritten).finish();
 }
 
 /** images (NHWC float32) → the model's input, by its original name. */

@@ -22,6 +22,15 @@ const { onnx } = onnxProto;
 export const QDQ_FORMAT = 6;
 
 /**
+ * The `qdq` an int8 key records: QDQ_FORMAT for the layer-graph backbones, which have no
+ * attention, and 7 for ONNX files, whose int8 models from then on are quantised from a graph
+ * with its attention fused (fuse-attention.ts): other float rounding there, so other codes.
+ */
+export function int8KeyFormat(kind: 'graph' | 'onnx'): number {
+  return kind === 'onnx' ? 7 : QDQ_FORMAT;
+}
+
+/**
  * The conv path this CPU runs fastest (qdq-rewrite.ts): 'gemm' where onnxruntime has AMX tiles
  * for it. Elsewhere 'symmetric': on VNNI without AMX (an AMD EPYC with AVX512-VNNI,
  * bench:int8-conv-paths) the gemm path ran every conv of depth ≥ 1024 slower, at 0.74–0.98× of
