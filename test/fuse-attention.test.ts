@@ -63,6 +63,15 @@ describe('fuseAttention', () => {
     expect(model.graph!.node!.some((n) => n.output!.includes('/blocks.0/attn/Softmax_output_0'))).toBe(true);
   });
 
+  it('with the probe’s shapes, fuses only a block whose projection is [S, 3D] and output [S, D] per image', () => {
+    const original = decode(timmVitOnnx(1));
+    const dims = (packed: number[]) => (t: string) => (t.endsWith('qkv/Add_output_0') ? packed : t.endsWith('Reshape_1_output_0') ? [17, 16] : undefined);
+    expect(fuseAttention(original, dims([17, 48])).fused).toBe(1);
+    expect(fuseAttention(original, dims([17, 3, 16])).fused).toBe(0);
+    expect(fuseAttention(original, dims([16, 48])).fused).toBe(0);
+    expect(fuseAttention(original, () => undefined).fused).toBe(0);
+  });
+
   it('leaves other forms of attention as they are', () => {
     const original = decode(tinyVitOnnx());
     const { model, fused } = fuseAttention(original);

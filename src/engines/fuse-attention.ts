@@ -40,11 +40,19 @@ interface Block {
   readonly nodes: ReadonlySet<proto.INodeProto>;
 }
 
-/** The model with each recognised attention block fused, and how many were. */
-export function fuseAttention(model: proto.IModelProto): { model: proto.IModelProto; fused: number } {
+/** A tensor's shape per image (without the batch axis), where known: the probe's. */
+export type DimsOf = (tensor: string) => readonly number[] | undefined;
+
+/**
+ * The model with each recognised attention block fused, and how many were. With `dimsOf`, a
+ * block is fused only if its packed projection is [S, 3D] and its output [S, D] per image, as
+ * the fused op needs; the graph alone says so only by its Reshapes.
+ */
+export function fuseAttention(model: proto.IModelProto, dimsOf?: DimsOf): { model: proto.IModelProto; fused: number } {
   const graph = model.graph!;
   const index = new GraphIndex(graph);
-  const blocks = (graph.node ?? []).filter((n) => n.opType === 'Softmax').map((s) => matchBlock(s, index)).filter((b): b is Block => b !== undefined);
+  const fits = (b: Block) => !dimsOf || tokensOf(dimsOf(b.packed), 3 * b.heads * b.headSize) === tokensOf(dimsOf(b.output), b.heads * b.headSize);
+  const blocks = (graph.node ?? []).filter((n) => n.opType === 'Softmax').map((s) => matchBlock(s, index)).filter((b): b is Block => b !== undefined && fits(b));
   if (blocks.length === 0) return { model, fused: 0 };
   const replaced = new Set(blocks.flatMap((b) => [...b.nodes]));
   const initializer = [...(graph.initializer ?? [])];
@@ -60,6 +68,11 @@ export function fuseAttention(model: proto.IModelProto): { model: proto.IModelPr
   const read = new Set(node.flatMap((n) => n.input ?? []));
   const opsetImport = (model.opsetImport ?? []).some((o) => o.domain === MS_DOMAIN) ? model.opsetImport : [...(model.opsetImport ?? []), { domain: MS_DOMAIN, version: 1 }];
   return { model: { ...model, opsetImport, graph: { ...graph, node, initializer: initializer.filter((t) => keepAll || read.has(t.name!)) } }, fused: blocks.length };
+}
+
+/** S of a [S, width] tensor, else NaN (which equals nothing). */
+function tokensOf(dims: readonly number[] | undefined, width: number): number {
+  return dims?.length === 2 && dims[1] === width ? dims[0] : NaN;
 }
 
 function fusedBlock(b: Block, name: string, initializer: proto.ITensorProto[]): proto.INodeProto[] {

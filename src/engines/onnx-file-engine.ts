@@ -45,7 +45,7 @@ function rewritePlan(opts: OnnxFileEngineOptions) {
   const rewritten = async () => {
     const cut = rewriteForCuts(await readModel(model.file), model.input, requests);
     // onnxruntime's CPU provider has MultiHeadAttention for float32 only.
-    return encodeProto(model.input.elemType === 'float32' ? fuseAttention(cut).model : cut);
+    return encodeProto(model.input.elemType === 'float32' ? fuseAttention(cut, (t) => model.tensors.get(t)?.dims).model : cut);
   };
   return { inputSize, resolved, requests, dir, rewritten };
 }
