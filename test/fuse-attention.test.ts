@@ -17,7 +17,7 @@ import { runCli } from './helpers/cli.ts';
 import { cosine, relativeError } from './helpers/compare.ts';
 import { makeDataset, type MadeImage } from './helpers/make-dataset.ts';
 import { onnxReference } from './helpers/onnx-reference.ts';
-import { SIDE, timmVitOnnx, tinyVitOnnx, writeModel } from './helpers/onnx-models.ts';
+import { hfVitOnnx, SIDE, timmVitOnnx, tinyVitOnnx, writeModel } from './helpers/onnx-models.ts';
 import { codeAt, readRows } from './helpers/read-codes.ts';
 
 const { onnx } = onnxProto;
@@ -72,6 +72,11 @@ describe('fuseAttention', () => {
     expect(fuseAttention(original, () => undefined).fused).toBe(0);
   });
 
+  it('needs the probe’s shapes for Hugging Face’s attention, whose head count the graph leaves as −1', () => {
+    expect(fuseAttention(decode(hfVitOnnx('sdpa'))).fused).toBe(0);
+    expect(fuseAttention(decode(hfVitOnnx('eager'))).fused).toBe(0);
+  });
+
   it('leaves other forms of attention as they are', () => {
     const original = decode(tinyVitOnnx());
     const { model, fused } = fuseAttention(original);
@@ -80,32 +85,30 @@ describe('fuseAttention', () => {
   });
 });
 
-describe('extract on a timm ViT', () => {
+describe('extract on ViTs as torch exports timm’s and Hugging Face’s', () => {
   let tmp: string;
   let data: string;
   let images: MadeImage[];
-  let vit: string;
   const TOKENS = '/norm/LayerNormalization_output_0';
 
   beforeAll(async () => {
     tmp = await mkdtemp(path.join(os.tmpdir(), 'bottleneck-mha-'));
     data = path.join(tmp, 'data');
     images = await makeDataset(data, { classes: ['a', 'b'], perClass: 4, splits: ['train', 'validation'], seed: 4 });
-    vit = await writeModel(path.join(tmp, 'vit.onnx'), timmVitOnnx());
   });
   afterAll(async () => {
     await rm(tmp, { recursive: true, force: true });
   });
 
-  async function extract(extra: string[]): Promise<string> {
-    const r = await runCli(['extract', data, '--backbone', vit, '--layer', TOKENS, '--pool', 'cls', '--cache', path.join(tmp, 'cache'), '--json', ...extra]);
+  async function extract(vit: string, cache: string, extra: string[]): Promise<string> {
+    const r = await runCli(['extract', data, '--backbone', vit, '--layer', TOKENS, '--pool', 'cls', '--cache', cache, '--json', ...extra]);
     expect(r.code, r.stderr).toBe(0);
     return (JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { key: string }).key;
   }
 
   /** The engine's cached models, by folder name, with their MultiHeadAttention and Softmax counts. */
-  async function cachedModels(): Promise<Map<string, { mha: number; softmax: number }>> {
-    const dir = path.join(tmp, 'cache', 'onnx');
+  async function cachedModels(cache: string): Promise<Map<string, { mha: number; softmax: number }>> {
+    const dir = path.join(cache, 'onnx');
     const found = new Map<string, { mha: number; softmax: number }>();
     for (const d of await readdir(dir)) {
       const m = decode(await readFile(path.join(dir, d, 'model.onnx')));
@@ -114,15 +117,21 @@ describe('extract on a timm ViT', () => {
     return found;
   }
 
-  it('runs fused attention in fp32 and int8, with the codes of the original model', async () => {
+  it.each([
+    ['timm', () => timmVitOnnx()],
+    ['Hugging Face, SDPA', () => hfVitOnnx('sdpa')],
+    ['Hugging Face, eager', () => hfVitOnnx('eager')],
+  ])('%s: fused attention in fp32 and int8, with the codes of the original model', async (label, build) => {
+    const vit = await writeModel(path.join(tmp, `${label.replace(/\W+/g, '-')}.onnx`), build());
+    const cache = path.join(tmp, `cache-${label.replace(/\W+/g, '-')}`);
     const files = images.slice(0, 3).map((i) => i.file);
     const ref = (await onnxReference(vit, [TOKENS], files)).get(TOKENS)!;
-    const fp32 = await readRows(path.join(tmp, 'cache'), await extract([]));
-    const int8Key = await extract(['--precision', 'int8']);
-    const int8 = await readRows(path.join(tmp, 'cache'), int8Key);
+    const fp32 = await readRows(cache, await extract(vit, cache, []));
+    const int8Key = await extract(vit, cache, ['--precision', 'int8']);
+    const int8 = await readRows(cache, int8Key);
     // Its own key: the int8 model of an ONNX file with fused attention is format 7.
-    expect(JSON.parse(await readFile(path.join(tmp, 'cache', int8Key, 'spec.json'), 'utf8'))).toMatchObject({ precision: 'int8', qdq: 7 });
-    const models = [...(await cachedModels()).entries()];
+    expect(JSON.parse(await readFile(path.join(cache, int8Key, 'spec.json'), 'utf8'))).toMatchObject({ precision: 'int8', qdq: 7 });
+    const models = [...(await cachedModels(cache)).entries()];
     expect(models.filter(([d]) => d.includes('-int8-'))).toHaveLength(1);
     for (const [dir, m] of models) expect(m, dir).toEqual({ mha: 2, softmax: 0 });
     for (let n = 0; n < files.length; n++) {
@@ -132,4 +141,3 @@ describe('extract on a timm ViT', () => {
     }
   });
 });
-

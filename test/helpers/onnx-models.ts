@@ -77,6 +77,13 @@ export function tinyVitOnnx(classes = 5, seed = 11): Uint8Array {
  * MatMul, Softmax, MatMul, Transpose and Reshape. 8×8 patches, 16 + 1 tokens of 16, `blocks` blocks.
  */
 export function timmVitOnnx(blocks = 2, heads = 2, classes = 5, seed = 13): Uint8Array {
+  return vitWith((g, x, name, D, dense) => exportedAttention(g, x, name, heads, D, dense), 'timm_vit', blocks, classes, seed);
+}
+
+type Attention = (g: OnnxGraph, x: string, name: string, D: number, dense: Dense) => string;
+
+/** 8×8 patches → 16 tokens + a class token of 16, pre-norm blocks with the given attention, final LayerNorm, cls → gemm. */
+function vitWith(attention: Attention, modelName: string, blocks: number, classes: number, seed: number): Uint8Array {
   const rand = mulberry32(seed);
   const D = 16;
   const g = new OnnxGraph();
@@ -91,7 +98,7 @@ export function timmVitOnnx(blocks = 2, heads = 2, classes = 5, seed = 13): Uint
   const cls = g.op('Add', [g.op('Mul', [first, g.scalar(0)]), w('cls_token', [1, 1, D], 0.5)]);
   let x = g.op('Add', [g.op('Concat', [cls, tokens], undefined, [attr.int('axis', 1)]), w('pos_embed', [1, 17, D], 0.1)], '/pos_drop/Add_output_0');
   for (let b = 0; b < blocks; b++) {
-    const attn = exportedAttention(g, ln(x, `blocks.${b}/norm1`), `blocks.${b}/attn`, heads, D, dense);
+    const attn = attention(g, ln(x, `blocks.${b}/norm1`), `blocks.${b}/attn`, D, dense);
     x = g.op('Add', [x, dense(attn, `blocks.${b}/attn/proj`, D, D)], `/blocks.${b}/Add_output_0`);
     const m = dense(ln(x, `blocks.${b}/norm2`), `blocks.${b}/mlp/fc1`, D, 32);
     const gelu = g.op('Mul', [g.op('Mul', [m, g.scalar(0.5)]), g.op('Add', [g.op('Erf', [g.op('Div', [m, g.scalar(Math.SQRT2)])]), g.scalar(1)])]);
@@ -100,7 +107,7 @@ export function timmVitOnnx(blocks = 2, heads = 2, classes = 5, seed = 13): Uint
   const out = ln(x, 'norm');
   const emb = g.op('Reshape', [g.op('Gather', [out, g.int64s([0])], undefined, [attr.int('axis', 1)]), g.int64s([0, D])], '/Gather_output_0');
   g.op('Gemm', [emb, w('head.weight', [classes, D], 0.5), w('head.bias', [classes], 0.1)], 'logits', [attr.int('transB', 1)]);
-  return encodeModel(g, 'timm_vit', [valueInfo('pixel_values', ['batch', 3, SIDE, SIDE])], [valueInfo('logits', ['batch', classes])]);
+  return encodeModel(g, modelName, [valueInfo('pixel_values', ['batch', 3, SIDE, SIDE])], [valueInfo('logits', ['batch', classes])]);
 }
 
 type Dense = (x: string, name: string, din: number, dout: number) => string;
@@ -123,6 +130,41 @@ function exportedAttention(g: OnnxGraph, x: string, name: string, heads: number,
   const probs = g.op('Softmax', [g.op('MatMul', [qs, ks])], `/${name}/Softmax_output_0`, [attr.int('axis', -1)]);
   const context = g.op('Transpose', [g.op('MatMul', [probs, v])], undefined, [attr.ints('perm', [0, 2, 1, 3])]);
   return g.op('Reshape', [context, g.op('Concat', [batch, seq, g.int64s([D])], undefined, [attr.int('axis', 0)])], `/${name}/Reshape_1_output_0`);
+}
+
+/**
+ * The same ViT with its attention as torch.onnx.export (opset 17) writes Hugging Face
+ * transformers' (5.x) ViT, DINOv2 and CLIP vision attention: q, k and v projections, each
+ * Reshaped to [B, S, −1, H] (the head count only implied) and transposed, kᵀ directly as
+ * (0, 2, 3, 1). 'sdpa': √scale Muls on q and kᵀ, and the export's Reshape of the context to its
+ * own shape (from Shape reads of the block's tensors); 'eager': the scores times the scale, and
+ * the softmax cast to float32 twice.
+ */
+export function hfVitOnnx(attention: 'sdpa' | 'eager', blocks = 2, heads = 2, classes = 5, seed = 17): Uint8Array {
+  return vitWith((g, x, name, D, dense) => hfAttention(g, x, name, heads, D, dense, attention), 'hf_vit', blocks, classes, seed);
+}
+
+function hfAttention(g: OnnxGraph, x: string, name: string, heads: number, D: number, dense: Dense, attention: 'sdpa' | 'eager'): string {
+  const H = D / heads;
+  const dim = (t: string, axis: number) => g.op('Gather', [g.op('Shape', [t]), g.int64s([axis])], undefined, [attr.int('axis', 0)]);
+  const [batch, seq] = [dim(x, 0), dim(x, 1)];
+  const view = (t: string) => g.op('Reshape', [t, g.op('Concat', [batch, seq, g.int64s([-1]), g.int64s([H])], undefined, [attr.int('axis', 0)])]);
+  const transpose = (t: string, perm: number[]) => g.op('Transpose', [t], undefined, [attr.ints('perm', perm)]);
+  const q = transpose(view(dense(x, `${name}/q_proj`, D, D)), [0, 2, 1, 3]);
+  const kT = transpose(view(dense(x, `${name}/k_proj`, D, D)), [0, 2, 3, 1]);
+  const v = transpose(view(dense(x, `${name}/v_proj`, D, D)), [0, 2, 1, 3]);
+  let context: string;
+  if (attention === 'sdpa') {
+    const root = g.scalar(Math.sqrt(1 / Math.sqrt(H)));
+    const probs = g.op('Softmax', [g.op('MatMul', [g.op('Mul', [q, root]), g.op('Mul', [kT, root])])], `/${name}/Softmax_output_0`, [attr.int('axis', -1)]);
+    const raw = g.op('MatMul', [probs, v]);
+    context = g.op('Reshape', [raw, g.op('Concat', [dim(raw, 0), g.int64s([-1]), dim(q, 2), dim(v, 3)], undefined, [attr.int('axis', 0)])]);
+  } else {
+    const probs = g.op('Softmax', [g.op('Mul', [g.op('MatMul', [q, kT]), g.scalar(1 / Math.sqrt(H))])], `/${name}/Softmax_output_0`, [attr.int('axis', -1)]);
+    const cast = (t: string) => g.op('Cast', [t], undefined, [attr.int('to', 1)]);
+    context = g.op('MatMul', [cast(cast(probs)), v]);
+  }
+  return g.op('Reshape', [transpose(context, [0, 2, 1, 3]), g.op('Concat', [batch, seq, g.int64s([-1])], undefined, [attr.int('axis', 0)])], `/${name}/Reshape_4_output_0`);
 }
 
 /** The same model with float16 weights, input and output, as Hugging Face's model_fp16.onnx files are. */
