@@ -36,12 +36,7 @@ export function tinyCnnOnnx(classes = 10, seed = 7): Uint8Array {
 
 /** 8×8 patches → 16 tokens + a class token, one pre-norm transformer block, final LayerNorm, cls → gemm. */
 export function tinyVitOnnx(classes = 5, seed = 11): Uint8Array {
-  const rand = mulberry32(seed);
-  const D = 16;
-  const g = new OnnxGraph();
-  const w = (name: string, shape: number[], scale: number) => g.floats(name, randomTensor(rand, shape, scale));
-  const ones = (name: string) => g.floats(name, { shape: [D], data: new Float32Array(D).fill(1) });
-  const zeros = (name: string) => g.floats(name, { shape: [D], data: new Float32Array(D) });
+  const { D, g, w, ln } = vitParts(seed);
   const patches = g.op('Conv', ['pixel_values', w('patch.weight', [D, 3, 8, 8], 0.05), w('patch.bias', [D], 0.1)], '/patch_embed/proj/Conv_output_0', [attr.ints('kernel_shape', [8, 8]), attr.ints('strides', [8, 8])]);
   const seq = g.op('Reshape', [patches, g.int64s([0, D, -1])], '/patch_embed/Reshape_output_0');
   const tokens = g.op('Transpose', [seq], '/patch_embed/Transpose_output_0', [attr.ints('perm', [0, 2, 1])]);
@@ -50,7 +45,6 @@ export function tinyVitOnnx(classes = 5, seed = 11): Uint8Array {
   const cls = g.op('Add', [g.op('Mul', [first, g.scalar(0)]), w('cls_token', [1, 1, D], 0.5)]);
   const withCls = g.op('Concat', [cls, tokens], '/Concat_output_0', [attr.int('axis', 1)]);
   const x0 = g.op('Add', [withCls, w('pos_embed', [1, 17, D], 0.1)], '/pos_drop/Add_output_0');
-  const ln = (x: string, name: string) => g.op('LayerNormalization', [x, ones(`${name}.weight`), zeros(`${name}.bias`)], `/${name}/LayerNormalization_output_0`, [attr.int('axis', -1)]);
   const h = ln(x0, 'blocks.0/norm1');
   const proj = (x: string, name: string, din: number, dout: number) => g.op('MatMul', [x, w(`${name}.weight`, [din, dout], 0.3)], `/blocks.0/${name}/MatMul_output_0`);
   const q = proj(h, 'attn/q', D, D);
@@ -80,10 +74,8 @@ export function timmVitOnnx(blocks = 2, heads = 2, classes = 5, seed = 13): Uint
   return vitWith((g, x, name, D, dense) => exportedAttention(g, x, name, heads, D, dense), 'timm_vit', blocks, classes, seed);
 }
 
-type Attention = (g: OnnxGraph, x: string, name: string, D: number, dense: Dense) => string;
-
-/** 8×8 patches → 16 tokens + a class token of 16, pre-norm blocks with the given attention, final LayerNorm, cls → gemm. */
-function vitWith(attention: Attention, modelName: string, blocks: number, classes: number, seed: number): Uint8Array {
+/** A 16-wide ViT's graph builder: seeded weights and LayerNorms (ones and zeros). */
+function vitParts(seed: number) {
   const rand = mulberry32(seed);
   const D = 16;
   const g = new OnnxGraph();
@@ -91,6 +83,14 @@ function vitWith(attention: Attention, modelName: string, blocks: number, classe
   const ones = (name: string) => g.floats(name, { shape: [D], data: new Float32Array(D).fill(1) });
   const zeros = (name: string) => g.floats(name, { shape: [D], data: new Float32Array(D) });
   const ln = (x: string, name: string) => g.op('LayerNormalization', [x, ones(`${name}.weight`), zeros(`${name}.bias`)], `/${name}/LayerNormalization_output_0`, [attr.int('axis', -1)]);
+  return { D, g, w, ln };
+}
+
+type Attention = (g: OnnxGraph, x: string, name: string, D: number, dense: Dense) => string;
+
+/** 8×8 patches → 16 tokens + a class token of 16, pre-norm blocks with the given attention, final LayerNorm, cls → gemm. */
+function vitWith(attention: Attention, modelName: string, blocks: number, classes: number, seed: number): Uint8Array {
+  const { D, g, w, ln } = vitParts(seed);
   const dense = (x: string, name: string, din: number, dout: number) => g.op('Add', [w(`${name}.bias`, [dout], 0.1), g.op('MatMul', [x, w(`${name}.weight`, [din, dout], 0.4)])], `/${name}/Add_output_0`);
   const patches = g.op('Conv', ['pixel_values', w('patch.weight', [D, 3, 8, 8], 0.05), w('patch.bias', [D], 0.1)], '/patch_embed/proj/Conv_output_0', [attr.ints('kernel_shape', [8, 8]), attr.ints('strides', [8, 8])]);
   const tokens = g.op('Transpose', [g.op('Reshape', [patches, g.int64s([0, D, -1])])], '/patch_embed/Transpose_output_0', [attr.ints('perm', [0, 2, 1])]);
