@@ -52,8 +52,9 @@ export type DimsOf = (tensor: string) => readonly number[] | undefined;
 
 /**
  * The model with each recognised attention block fused, and how many were. With `dimsOf`, a
- * block is fused only if its packed projection is [S, 3D] and its output [S, D] per image, as
- * the fused op needs; the graph alone says so only by its Reshapes.
+ * block is fused only if its projections are [S, 3D] (packed) or [S, D] each and its output
+ * [S, D] per image, as the fused op needs (the graph alone says so only by its Reshapes); blocks
+ * that need the shapes to be recognised at all (a head count of −1) are fused only with them.
  */
 export function fuseAttention(model: proto.IModelProto, dimsOf?: DimsOf): { model: proto.IModelProto; fused: number } {
   const graph = model.graph!;
