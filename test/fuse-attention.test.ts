@@ -140,4 +140,23 @@ describe('extract on ViTs as torch exports timm’s and Hugging Face’s', () =>
       expect(cosine(codeAt(int8, images[n].path), cls)).toBeGreaterThan(0.99);
     }
   });
+
+  it('an int8 export keeps the fused op and says that only onnxruntime runs it; a float32 export is the plain graph', async () => {
+    const vit = await writeModel(path.join(tmp, 'export.onnx'), timmVitOnnx());
+    const cache = path.join(tmp, 'cache-export');
+    await extract(vit, cache, ['--precision', 'int8']);
+    const exported = async (precision: string) => {
+      const out = path.join(tmp, `exported-${precision}`);
+      const r = await runCli(['export', '--backbone', vit, '--layer', TOKENS, '--pool', 'cls', '--format', 'onnx', '--precision', precision, '--cache', cache, '--out', out]);
+      expect(r.code, r.stderr).toBe(0);
+      return { stderr: r.stderr, model: decode(await readFile(path.join(out, 'model.onnx'))) };
+    };
+    const int8 = await exported('int8');
+    expect(ops(int8.model, 'MultiHeadAttention')).toBe(2);
+    expect(int8.stderr).toMatch(/note: .*com\.microsoft\.MultiHeadAttention, which only onnxruntime runs/);
+    const fp32 = await exported('fp32');
+    expect(ops(fp32.model, 'MultiHeadAttention')).toBe(0);
+    expect(ops(fp32.model, 'Softmax')).toBe(2);
+    expect(fp32.stderr).not.toMatch(/MultiHeadAttention/);
+  });
 });

@@ -136,6 +136,7 @@ export async function runExport(cmd: ExportCommand): Promise<{ files: string[]; 
   await assertReplaceable(cmd.out);
   const out = path.resolve(cmd.out);
   let names: string[] = [];
+  let modelNotes: readonly string[] = [];
   // Written whole into a staging folder, loaded back and run once, and only then in place: a
   // refused or failed export leaves the old folder (or none) as it was.
   await replaceFolder(out, async (staging) => {
@@ -144,8 +145,9 @@ export async function runExport(cmd: ExportCommand): Promise<{ files: string[]; 
     const prepFile = path.join(staging, 'preprocessing.json');
     await writeFileAtomic(prepFile, `${JSON.stringify(preprocessingFor(source, model), null, 2)}\n`);
     names = [...model.files, prepFile].map((f) => path.basename(f));
+    modelNotes = model.notes ?? [];
   });
-  return { files: names.map((n) => path.join(out, n)), notes: exportNotes(source) };
+  return { files: names.map((n) => path.join(out, n)), notes: [...exportNotes(source), ...modelNotes] };
 }
 
 async function exportSource(cmd: ExportCommand): Promise<ExportSource> {
@@ -245,6 +247,8 @@ interface Written {
   readonly model: string;
   readonly input: string;
   readonly output: string;
+  /** What the user should know about this model file. */
+  readonly notes?: readonly string[];
 }
 
 async function writeOnnx(stitched: GraphBackbone, out: string): Promise<Written> {
@@ -274,7 +278,7 @@ function outputName(backbone: Backbone, head: Head | null): string {
 async function writeInt8Onnx(source: ExportSource, out: string): Promise<Written> {
   const { backbone, spec, head } = source;
   const output = outputName(backbone, head);
-  const { files, input } = await exportInt8Onnx(
+  const { files, input, onnxruntimeOnly } = await exportInt8Onnx(
     {
       backbone,
       spec,
@@ -287,7 +291,8 @@ async function writeInt8Onnx(source: ExportSource, out: string): Promise<Written
     },
     out,
   );
-  return { files, model: files[0], input, output };
+  const notes = onnxruntimeOnly ? ['the int8 model holds its attention fused as com.microsoft.MultiHeadAttention, which only onnxruntime runs; --precision fp32 writes a graph any ONNX runtime runs'] : [];
+  return { files, model: files[0], input, output, notes };
 }
 
 function denseLayersOf(head: Head): DenseLayer[] {

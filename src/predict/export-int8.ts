@@ -3,7 +3,8 @@
  * from the cache (quantised with the calibration that made the head's codes), with the head's
  * dense layers and softmax appended in float32. So the exported file answers as
  * `predict --head` does, at int8 speed, in any runtime that fuses Q/DQ pairs (onnxruntime,
- * TensorRT, OpenVINO) and, more slowly, in any that runs them as written.
+ * TensorRT, OpenVINO) and, more slowly, in any that runs them as written; an ONNX-file ViT's
+ * also holds onnxruntime's fused attention (engines/fuse-attention.ts), which only it runs.
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -20,6 +21,7 @@ import { calibrationFile, readCalibration, type CalibrationSource } from '../eng
 import { checkKeyCalibrations } from '../extract/calibration-guard.ts';
 import { writeFileAtomic } from '../util/atomic-file.ts';
 import { encodeProto } from '../util/onnx-graph.ts';
+import { MS_DOMAIN } from '../engines/fuse-attention.ts';
 import { UserError } from '../util/errors.ts';
 import { copyDataFiles } from './export-onnx.ts';
 
@@ -38,8 +40,11 @@ export interface Int8ExportOptions {
   readonly label: string;
 }
 
-/** Writes model.onnx (and the external data it still reads) into `out`; returns the files, the model first. */
-export async function exportInt8Onnx(opts: Int8ExportOptions, out: string): Promise<{ files: string[]; input: string }> {
+/**
+ * Writes model.onnx (and the external data it still reads) into `out`; returns the files, the
+ * model first, and whether the model uses onnxruntime's own operators (fused attention).
+ */
+export async function exportInt8Onnx(opts: Int8ExportOptions, out: string): Promise<{ files: string[]; input: string; onnxruntimeOnly: boolean }> {
   const key = calibrationKey(opts.spec);
   if (!(await readCalibration(opts.cacheRoot, key))) {
     throw new UserError(
@@ -59,7 +64,8 @@ export async function exportInt8Onnx(opts: Int8ExportOptions, out: string): Prom
   const model = onnx.ModelProto.decode(await readFile(cached.file));
   const file = path.join(out, 'model.onnx');
   await writeFileAtomic(file, encodeProto(appendDenseHead(model, code, opts.head, opts.output)));
-  return { files: [file, ...(await copyDataFiles(externalDataFiles(model, cached.file), path.dirname(cached.file), out))], input };
+  const onnxruntimeOnly = (model.opsetImport ?? []).some((o) => o.domain === MS_DOMAIN);
+  return { files: [file, ...(await copyDataFiles(externalDataFiles(model, cached.file), path.dirname(cached.file), out))], input, onnxruntimeOnly };
 }
 
 /**
