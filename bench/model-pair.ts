@@ -27,10 +27,12 @@ function fail(message: string): never {
   process.exit(2);
 }
 
-const [seconds, batch, size, threads] = (['seconds', 'batch', 'size', 'threads'] as const).map((k) => {
+const positive = (k: 'seconds' | 'batch' | 'size' | 'threads', integer: boolean) => {
   const v = Number(args[k]);
-  return Number.isFinite(v) && v > 0 ? v : fail(`--${k} must be a positive number, not ${args[k]}`);
-});
+  return Number.isFinite(v) && v > 0 && (!integer || Number.isInteger(v)) ? v : fail(`--${k} must be a positive ${integer ? 'whole ' : ''}number, not ${args[k]}`);
+};
+const seconds = positive('seconds', false);
+const [batch, size, threads] = (['batch', 'size', 'threads'] as const).map((k) => positive(k, true));
 if (files.length !== 2) fail(`takes two ONNX files, not ${files.length}`);
 for (const f of files) if (!existsSync(f)) fail(`${f}: no such file`);
 

@@ -27,7 +27,9 @@
  */
 import onnxProto from 'onnx-proto';
 import type { onnx as proto } from 'onnx-proto';
+import { pruneGraph } from '../backbones/onnx-file/onnx-rewrite.ts';
 import { attr } from '../util/onnx-graph.ts';
+import { inlineFloats } from './quantize/qdq-rewrite.ts';
 
 const { onnx } = onnxProto;
 const T = onnx.TensorProto.DataType;
@@ -69,12 +71,10 @@ export function fuseAttention(model: proto.IModelProto, dimsOf?: DimsOf): { mode
     const last = [...b.nodes].find((n) => n.output?.[0] === b.output)!;
     fusedNodes.set(last, fusedBlock(b, `bottleneck_mha${i}`, initializer));
   });
-  const node = pruneUnread((graph.node ?? []).flatMap((n) => fusedNodes.get(n) ?? (replaced.has(n) ? [] : [n])), graph);
-  // The shape constants of the removed chains go too, unless a subgraph body (which may read outer ones) is left.
-  const keepAll = node.some(hasSubgraph);
-  const read = new Set(node.flatMap((n) => n.input ?? []));
+  const node = (graph.node ?? []).flatMap((n) => fusedNodes.get(n) ?? (replaced.has(n) ? [] : [n]));
   const opsetImport = (model.opsetImport ?? []).some((o) => o.domain === MS_DOMAIN) ? model.opsetImport : [...(model.opsetImport ?? []), { domain: MS_DOMAIN, version: 1 }];
-  return { model: { ...model, opsetImport, graph: { ...graph, node, initializer: initializer.filter((t) => keepAll || read.has(t.name!)) } }, fused: blocks.length };
+  // The shape and scale chains the fused blocks leave unread, and their constants, go.
+  return { model: { ...model, opsetImport, graph: pruneGraph({ ...graph, node, initializer }) }, fused: blocks.length };
 }
 
 /** Whether the probe's shapes, where known, say the fused op's inputs and output are [S, D]-wide as it needs. */
@@ -324,20 +324,6 @@ function absorbShapeChain(start: proto.INodeProto, nodes: Set<proto.INodeProto>,
   return true;
 }
 
-/** Drops the nodes nothing reads any more (the shape and scale chains the fused blocks left behind). */
-function pruneUnread(nodes: proto.INodeProto[], graph: proto.IGraphProto): proto.INodeProto[] {
-  const outputs = new Set((graph.output ?? []).map((o) => o.name!));
-  let kept = nodes;
-  for (;;) {
-    const read = new Set(kept.flatMap((n) => n.input ?? []));
-    const next = kept.filter((n) => (n.output ?? []).some((o) => read.has(o) || outputs.has(o)) || hasSubgraph(n));
-    if (next.length === kept.length) return kept;
-    kept = next;
-  }
-}
-
-const hasSubgraph = (n: proto.INodeProto) => (n.attribute ?? []).some((a) => a.g || (a.graphs ?? []).length > 0);
-
 /** Producers, readers and small inline constants of one graph. */
 class GraphIndex {
   private readonly producers = new Map<string, proto.INodeProto>();
@@ -349,7 +335,12 @@ class GraphIndex {
     for (const t of graph.initializer ?? []) this.constants.set(t.name!, t);
     for (const n of graph.node ?? []) {
       for (const o of n.output ?? []) this.producers.set(o, n);
-      for (const i of n.input ?? []) if (i) this.readersOf.set(i, [...(this.readersOf.get(i) ?? []), n]);
+      for (const i of n.input ?? []) {
+        if (!i) continue;
+        const readers = this.readersOf.get(i);
+        if (readers) readers.push(n);
+        else this.readersOf.set(i, [n]);
+      }
       const value = (n.attribute ?? []).find((a) => a.name === 'value')?.t;
       if (n.opType === 'Constant' && value) this.constants.set(n.output![0], value);
     }
@@ -387,11 +378,12 @@ class GraphIndex {
   /** A constant's values, if it is a small inline float32 or int64 tensor. */
   numbers(tensor: string): number[] | undefined {
     const t = this.constants.get(tensor);
-    if (!t || (t.dataLocation ?? 0) !== 0) return undefined;
-    const raw = t.rawData && t.rawData.length > 0 ? Uint8Array.from(t.rawData) : undefined;
-    if (t.dataType === T.FLOAT) return raw ? [...new Float32Array(raw.buffer)] : [...(t.floatData ?? [])];
-    if (t.dataType === T.INT64) return raw ? [...new BigInt64Array(raw.buffer)].map(Number) : (t.int64Data ?? []).map(Number);
-    return undefined;
+    // Shapes and scales only: a weight is never decoded here.
+    if (!t || (t.dataLocation ?? 0) !== 0 || (t.dims ?? []).reduce((a, d) => a * Number(d), 1) > 16) return undefined;
+    if (t.dataType === T.FLOAT) return [...inlineFloats(t)];
+    if (t.dataType !== T.INT64) return undefined;
+    // A copy: decoded protobuf bytes are views into a shared pool, not aligned for 64-bit reads.
+    return t.rawData && t.rawData.length > 0 ? [...new BigInt64Array(Uint8Array.from(t.rawData).buffer)].map(Number) : (t.int64Data ?? []).map(Number);
   }
 
   scalar(tensor: string): number | undefined {

@@ -211,6 +211,16 @@ function rewritten(
   };
 }
 
+/**
+ * The graph with only the nodes its outputs need and the initializers those read (for a pass
+ * that replaced nodes, such as the engine's attention fusion, to drop what it left behind).
+ */
+export function pruneGraph(graph: proto.IGraphProto): proto.IGraphProto {
+  const node = prune(graph.node ?? [], (graph.output ?? []).map((o) => o.name!));
+  const needed = new Set(node.flatMap((n) => [...(n.input ?? []), ...subgraphNames(n)]));
+  return { ...graph, node, initializer: (graph.initializer ?? []).filter((t) => needed.has(t.name!)) };
+}
+
 /** images (NHWC float32) → the model's input, by its original name. */
 function frontNodes(input: ImageInput): proto.INodeProto[] {
   const steps: proto.INodeProto[] = [];
